@@ -1,0 +1,103 @@
+"""``kubetally collect``: closed periods from the configured sources into the ledger.
+
+This module only parses options and opens things; each source's collection lives in its own
+package (``kubetally.sources.prometheus``, ``kubetally.sources.kubernetes``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from kubetally.cli.common import (
+    ConfigOption,
+    DbOption,
+    FromOption,
+    ToOption,
+    console,
+    fail,
+    parse_time_option,
+)
+from kubetally.config import Config, load_config
+from kubetally.ledger.store import Ledger
+
+
+def resolve_cluster(cluster: str | None, config: Config) -> str:
+    name = cluster or config.settings.cluster or os.environ.get("KUBETALLY_CLUSTER")
+    if not name:
+        fail("no cluster name: pass --cluster, set `cluster:` in kubetally.yaml or KUBETALLY_CLUSTER")
+    return name
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("collect")
+    def collect(
+        config_files: ConfigOption = None,
+        db: DbOption = None,
+        prometheus: Annotated[
+            str | None, typer.Option("--prometheus", help="Prometheus base URL (e.g. http://prometheus:9090).")
+        ] = None,
+        kubernetes: Annotated[
+            bool, typer.Option("--kubernetes", help="Meter tenants from the Kubernetes API.")
+        ] = False,
+        kubeconfig: Annotated[
+            str | None, typer.Option("--kubeconfig", help="Kubeconfig file (default: in-cluster, then ~/.kube/config).")
+        ] = None,
+        context: Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")] = None,
+        cluster: Annotated[str | None, typer.Option("--cluster", help="Name of the cluster being metered.")] = None,
+        start: FromOption = None,
+        end: ToOption = None,
+        item: Annotated[
+            list[str] | None, typer.Option("--item", help="Only these cost-model items (repeatable).")
+        ] = None,
+        follow: Annotated[
+            bool, typer.Option("--follow", help="Keep collecting as periods close (Prometheus).")
+        ] = False,
+    ) -> None:
+        """Collect every closed period in [--from, --to) into the ledger.
+
+        Without --from, resume from the ledger's watermark (bounded by collection.max_backfill).
+        """
+        config = load_config(config_files or [])
+        for warning in config.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        name = resolve_cluster(cluster, config)
+        since = parse_time_option(start, "--from")
+        until = parse_time_option(end, "--to")
+        if since and until and since >= until:
+            fail("--from must be before --to")
+        prometheus_url = prometheus or config.settings.prometheus.url or os.environ.get("PROMETHEUS_URL")
+        if not kubernetes and not prometheus_url:
+            fail("nothing to collect from: pass --prometheus URL and/or --kubernetes")
+        with Ledger.open(db or config.settings.db) as ledger:
+            if kubernetes:
+                from kubetally.sources.kubernetes.run import collect_kubernetes
+
+                collect_kubernetes(
+                    config=config,
+                    ledger=ledger,
+                    kubeconfig=kubeconfig,
+                    context=context,
+                    cluster=name,
+                    start=since,
+                    end=until,
+                    console=console,
+                )
+            if prometheus_url:
+                if not config.items:
+                    fail("no cost-model items configured: pass -c with a collection ConfigMap or kubetally.yaml")
+                from kubetally.sources.prometheus.run import collect_prometheus
+
+                collect_prometheus(
+                    config=config,
+                    ledger=ledger,
+                    url=prometheus_url,
+                    cluster=name,
+                    start=since,
+                    end=until,
+                    items=item or None,
+                    follow=follow,
+                    console=console,
+                )

@@ -1,0 +1,47 @@
+"""``kubetally validate``: check configuration files, every problem with its location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubetally.cli.common import console, console_err
+from kubetally.config import load_config
+from kubetally.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    def validate(
+        files: Annotated[list[Path], typer.Argument(help="kubetally.yaml and/or Alauda ConfigMap files.")],
+        prometheus: Annotated[
+            str | None,
+            typer.Option("--prometheus", help="Also have this Prometheus parse every PromQL query."),
+        ] = None,
+    ) -> None:
+        """Exit 0 when every file is valid; otherwise list every problem and exit 1."""
+        try:
+            config = load_config(files)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+            console_err.print(f"{len(exc.problems)} problem(s) found")
+            raise typer.Exit(1) from None
+        problems: list[str] = []
+        if prometheus:
+            from kubetally.sources.prometheus.check import check_queries
+
+            problems = check_queries(config, prometheus)
+        for problem in problems:
+            console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        for warning in config.warnings:
+            console.print(f"[yellow]![/] {warning}", highlight=False)
+        if problems:
+            console_err.print(f"{len(problems)} problem(s) found")
+            raise typer.Exit(1)
+        console.print(
+            f"[green]✓[/] {len(files)} file(s): {len(config.items)} item(s), {len(config.display)} display item(s)",
+            highlight=False,
+        )

@@ -1,0 +1,339 @@
+"""Load kubetally configuration from files, reporting every problem with its location.
+
+Accepted files, in any combination:
+
+* ``kubetally.yaml`` — a mapping with the sections of :class:`Settings`;
+* Alauda collection ConfigMaps (label ``cpaas.io/slark.collection.config: "true"``);
+* Alauda display ConfigMaps (label ``cpaas.io/slark.display.config: "true"``);
+* several of the above as documents of one multi-document YAML file.
+
+Every message names the file, the item and the field, so an operator can fix a config
+without reading our code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict
+from kubetally.errors import ConfigError
+from kubetally.periods import parse_duration
+
+COLLECTION_LABEL = "cpaas.io/slark.collection.config"
+DISPLAY_LABEL = "cpaas.io/slark.display.config"
+
+#: Sections owned by other parts of kubetally: (module, model). Each part validates its own
+#: section with its own model, so this loader never needs to know their fields.
+SECTION_MODELS: dict[str, tuple[str, str]] = {
+    "kubernetes": ("kubetally.sources.kubernetes.config", "KubernetesConfig"),
+    "pricing": ("kubetally.rating.config", "PriceBookConfig"),
+    "destinations": ("kubetally.delivery.config", "DestinationsConfig"),
+    "server": ("kubetally.server.config", "ServerConfig"),
+}
+
+
+def _duration(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(value)
+
+
+class PrometheusSettings(Strict):
+    url: str | None = None
+    timeout: timedelta = timedelta(seconds=60)
+    #: File holding a bearer token (e.g. a projected service-account token); never inline.
+    bearer_token_file: str | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> timedelta:
+        return _duration(value)
+
+
+class CollectionSettings(Strict):
+    #: How long after a period closes before it is collected (scrape lag, rule evaluation).
+    settle_delay: timedelta = timedelta(minutes=2)
+    #: How far back a resumed collector backfills missed periods.
+    max_backfill: timedelta = timedelta(days=7)
+    #: Namespace label whose value is a namespace's project (``mappers.project: ""``).
+    project_label: str = "cpaas.io/project"
+    #: Built-in item sets to include (see ``kubetally/config/presets``).
+    presets: list[str] = Field(default_factory=list)
+
+    @field_validator("settle_delay", "max_backfill", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> timedelta:
+        return _duration(value)
+
+
+class Settings(Strict):
+    """The sections of ``kubetally.yaml``."""
+
+    cluster: str | None = None
+    db: str | None = None
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    collection: CollectionSettings = Field(default_factory=CollectionSettings)
+    items: list[dict[str, Any]] = Field(default_factory=list)
+    display: list[dict[str, Any]] = Field(default_factory=list)
+    kubernetes: dict[str, Any] | None = None
+    tenancy: dict[str, Any] | None = None
+    pricing: dict[str, Any] | None = None
+    destinations: list[dict[str, Any]] | dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+
+
+@dataclass
+class Config:
+    """Everything loaded from a set of files, cross-checked."""
+
+    settings: Settings = field(default_factory=Settings)
+    items: list[CollectionItem] = field(default_factory=list)
+    display: list[DisplayItem] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def item(self, name: str) -> CollectionItem:
+        for item in self.items:
+            if item.item == name:
+                return item
+        raise KeyError(name)
+
+    def display_for(self, item: str) -> DisplayEntry | None:
+        for entry in self.display:
+            for method in entry.methods:
+                if method.item == item:
+                    return DisplayEntry(category=entry, method=method)
+        return None
+
+    def section(self, name: str) -> Any:
+        """A validated section owned by another part (``pricing``, ``destinations`` …)."""
+        return self.sections.get(name)
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def pydantic_problems(where: str, exc: ValidationError) -> list[str]:
+    """One message per pydantic error, prefixed with ``where`` (file and item)."""
+    problems = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{where}: {_loc(err['loc'])}: {msg}")
+    return problems
+
+
+def _item_label(raw: Any, index: int, key: str) -> str:
+    name = raw.get(key) if isinstance(raw, dict) else None
+    return f"{key} {name!r}" if name else f"entry [{index}]"
+
+
+def _parse_items(source: str, raw: Any, kind: type[BaseModel], key: str, problems: list[str]) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{source}: expected a YAML list of items, got {type(raw).__name__}")
+        return []
+    parsed = []
+    for index, entry in enumerate(raw):
+        where = f"{source}: {_item_label(entry, index, key)}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a mapping, got {type(entry).__name__}")
+            continue
+        try:
+            parsed.append(kind.model_validate(entry))
+        except ValidationError as exc:
+            problems.extend(pydantic_problems(where, exc))
+    return parsed
+
+
+def _configmap_payload(source: str, doc: dict[str, Any], problems: list[str]) -> Any:
+    data = doc.get("data")
+    if not isinstance(data, dict) or "config" not in data:
+        problems.append(f"{source}: ConfigMap has no data.config")
+        return None
+    text = data["config"]
+    if not isinstance(text, str):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problems.append(f"{source}: data.config is not valid YAML: {exc}")
+        return None
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("kubetally.config") / "presets"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _load_preset(name: str, problems: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    path = resources.files("kubetally.config") / "presets" / f"{name}.yaml"
+    if not path.is_file():
+        problems.append(f"collection.presets: unknown preset {name!r} (known: {', '.join(preset_names())})")
+        return [], []
+    doc = yaml.safe_load(path.read_text()) or {}
+    return doc.get("items", []), doc.get("display", [])
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.config = Config()
+        self.problems: list[str] = []
+        self.item_origin: dict[str, str] = {}
+        self.display_origin: dict[str, str] = {}
+        self.settings_from: str | None = None
+        self.saw_display = False
+
+    def add_items(self, source: str, raw: Any) -> None:
+        for item in _parse_items(source, raw, CollectionItem, "item", self.problems):
+            if item.item in self.item_origin:
+                self.problems.append(
+                    f"{source}: item {item.item!r}: item: duplicate (already defined in "
+                    f"{self.item_origin[item.item]})"
+                )
+                continue
+            self.item_origin[item.item] = source
+            self.config.items.append(item)
+
+    def add_display(self, source: str, raw: Any) -> None:
+        self.saw_display = True
+        for entry in _parse_items(source, raw, DisplayItem, "name", self.problems):
+            if entry.name in self.display_origin:
+                self.problems.append(
+                    f"{source}: name {entry.name!r}: name: duplicate display item (already defined in "
+                    f"{self.display_origin[entry.name]})"
+                )
+                continue
+            self.display_origin[entry.name] = source
+            self.config.display.append(entry)
+
+    def add_settings(self, source: str, doc: dict[str, Any]) -> None:
+        if self.settings_from is not None:
+            self.problems.append(f"{source}: a second kubetally settings file (first: {self.settings_from})")
+            return
+        self.settings_from = source
+        try:
+            settings = Settings.model_validate(doc)
+        except ValidationError as exc:
+            self.problems.extend(pydantic_problems(source, exc))
+            return
+        self.config.settings = settings
+        for name in settings.collection.presets:
+            items, display = _load_preset(name, self.problems)
+            self.add_items(f"preset {name}", items)
+            self.add_display(f"preset {name}", display)
+        self.add_items(source, settings.items)
+        if settings.display:
+            self.add_display(source, settings.display)
+        for section, (module_name, model_name) in SECTION_MODELS.items():
+            raw = getattr(settings, section)
+            if raw is None:
+                continue
+            try:
+                model = getattr(importlib.import_module(module_name), model_name)
+            except (ImportError, AttributeError):
+                self.config.sections[section] = raw  # part not built in this version
+                continue
+            try:
+                self.config.sections[section] = model.model_validate(raw)
+            except ValidationError as exc:
+                self.problems.extend(pydantic_problems(f"{source}: {section}", exc))
+        if settings.tenancy is not None:
+            self.config.sections["tenancy"] = settings.tenancy
+
+    def add_document(self, source: str, doc: Any) -> None:
+        if doc is None:
+            return
+        if isinstance(doc, list):
+            # A bare list: collection items if they look like them, else display items.
+            if doc and isinstance(doc[0], dict) and "methods" in doc[0]:
+                self.add_display(source, doc)
+            else:
+                self.add_items(source, doc)
+            return
+        if not isinstance(doc, dict):
+            self.problems.append(f"{source}: expected a mapping or list, got {type(doc).__name__}")
+            return
+        if doc.get("kind") == "ConfigMap":
+            name = (doc.get("metadata") or {}).get("name", "?")
+            where = f"{source} (ConfigMap {name})"
+            labels = (doc.get("metadata") or {}).get("labels") or {}
+            if str(labels.get(COLLECTION_LABEL, "")).lower() == "true":
+                self.add_items(where, _configmap_payload(where, doc, self.problems))
+            elif str(labels.get(DISPLAY_LABEL, "")).lower() == "true":
+                self.add_display(where, _configmap_payload(where, doc, self.problems))
+            else:
+                self.problems.append(
+                    f"{where}: metadata.labels: neither {COLLECTION_LABEL} nor {DISPLAY_LABEL} is \"true\""
+                )
+            return
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list) and "apiVersion" in doc:
+            for sub in doc["items"]:
+                self.add_document(source, sub)
+            return
+        self.add_settings(source, doc)
+
+    def finish(self) -> Config:
+        config = self.config
+        if self.saw_display:
+            for item in config.items:
+                entry = config.display_for(item.item)
+                where = f"{self.item_origin[item.item]}: item {item.item!r}"
+                if entry is None:
+                    self.problems.append(
+                        f"{where}: category: no display entry has a method with item {item.item!r} "
+                        f"(expected under display item {item.category!r})"
+                    )
+                elif entry.category.name != item.category:
+                    self.problems.append(
+                        f"{where}: category: is {item.category!r} but the display method for this item "
+                        f"is under {entry.category.name!r}"
+                    )
+        elif config.items:
+            config.warnings.append("no display config loaded: items show raw units (divisor 1)")
+        if self.problems:
+            raise ConfigError(self.problems)
+        return config
+
+
+def load_config(paths: Iterable[str | Path], *, extra_documents: Iterable[tuple[str, Any]] = ()) -> Config:
+    """Load and cross-check configuration files. Raises :class:`ConfigError` with every problem."""
+    builder = _Builder()
+    for path in paths:
+        path = Path(path)
+        source = str(path)
+        builder.config.sources.append(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            builder.problems.append(f"{source}: cannot read: {exc.strerror or exc}")
+            continue
+        try:
+            documents = list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            builder.problems.append(f"{source}: not valid YAML: {exc}")
+            continue
+        for doc in documents:
+            builder.add_document(source, doc)
+    for source, doc in extra_documents:
+        builder.add_document(source, doc)
+    return builder.finish()

@@ -1,0 +1,138 @@
+"""Billing periods: closed, UTC-aligned windows that every source measures over.
+
+A period is half-open ``[start, start + length)``. Records show the last second as ``end``
+(``HH:59:59Z``) because that is the shape billing systems and the Alauda record use; the
+arithmetic here always works with the exclusive end so that adjacent periods never overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class PeriodKind(StrEnum):
+    hourly = "hourly"
+    daily = "daily"
+
+    @classmethod
+    def parse(cls, value: str) -> PeriodKind:
+        """Accept ``Hourly``/``Daily`` as written in Alauda ConfigMaps as well as lower case."""
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ValueError(f"period must be Hourly or Daily, not {value!r}") from None
+
+    @property
+    def length(self) -> timedelta:
+        return timedelta(hours=1) if self is PeriodKind.hourly else timedelta(days=1)
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """Parse Prometheus-style durations (``5m``, ``1h30m``, ``90s``, ``7d``)."""
+    if isinstance(text, int | float):
+        return timedelta(seconds=text)
+    match = _DURATION.match(str(text).strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 1h, 7d)")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Inverse of :func:`parse_duration`, in the form PromQL range selectors accept."""
+    seconds = int(delta.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted. Nothing local ever leaks in."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 / ISO 8601 (``2026-11-01``, ``2026-11-01T10:00:00Z``) into UTC."""
+    value = text.strip()
+    if value.endswith("Z") or value.endswith("z"):
+        value = value[:-1] + "+00:00"
+    try:
+        return utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (expected RFC 3339, e.g. 2026-11-01T10:00:00Z)") from None
+
+
+def format_time(value: datetime) -> str:
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def floor_to(value: datetime, length: timedelta) -> datetime:
+    """Floor to a multiple of ``length`` since the Unix epoch (UTC midnight for days)."""
+    value = utc(value)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    step = int(length.total_seconds())
+    seconds = int((value - epoch).total_seconds())
+    return epoch + timedelta(seconds=seconds - seconds % step)
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """One closed billing window ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def containing(cls, instant: datetime, length: timedelta) -> Period:
+        start = floor_to(instant, length)
+        return cls(start, start + length)
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+    @property
+    def seconds(self) -> int:
+        return int(self.length.total_seconds())
+
+    @property
+    def last_second(self) -> datetime:
+        return self.end - timedelta(seconds=1)
+
+    @property
+    def day(self) -> datetime:
+        return floor_to(self.start, timedelta(days=1))
+
+    def __str__(self) -> str:
+        return f"[{format_time(self.start)}, {format_time(self.end)})"
+
+
+def periods_between(start: datetime, end: datetime, length: timedelta) -> Iterator[Period]:
+    """Every whole period of ``length`` that lies inside ``[start, end)``.
+
+    ``start`` is rounded up and ``end`` down to period boundaries, so a partial period at
+    either edge is never produced: it is not closed yet, or belongs to an earlier run.
+    """
+    first = floor_to(start, length)
+    if first < utc(start):
+        first += length
+    cursor = first
+    end = utc(end)
+    while cursor + length <= end:
+        yield Period(cursor, cursor + length)
+        cursor += length
+
+
+def closed_until(now: datetime, settle: timedelta) -> datetime:
+    """The latest instant up to which data is considered final (``now - settle``)."""
+    return utc(now) - settle

@@ -1,0 +1,88 @@
+"""The ledger on SQLite and on a real PostgreSQL server (fixture ``ledger`` runs both)."""
+
+from decimal import Decimal
+
+from kubetally.ledger.store import Ledger, Watermark
+from kubetally.periods import Period, PeriodKind, parse_time
+from kubetally.record import UsageRecord
+
+H10 = Period(parse_time("2026-11-01T10:00:00Z"), parse_time("2026-11-01T11:00:00Z"))
+H11 = Period(parse_time("2026-11-01T11:00:00Z"), parse_time("2026-11-01T12:00:00Z"))
+
+
+def rec(usage: str, name: str = "gpu-0", period: Period = H10, labels: dict | None = None) -> UsageRecord:
+    return UsageRecord.measure(
+        cluster="c1", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed", name=name,
+        namespace="team-a", tenant="namespace/team-a", period_kind=PeriodKind.hourly, period=period,
+        usage=usage, labels=labels,
+    )
+
+
+def test_same_record_twice_is_a_no_op(ledger: Ledger) -> None:
+    first = ledger.write([rec("1.5"), rec("2", name="gpu-1")])
+    again = ledger.write([rec("1.5"), rec("2", name="gpu-1")])
+    assert (first.inserted, first.revised, first.unchanged) == (2, 0, 0)
+    assert (again.inserted, again.revised, again.unchanged) == (0, 0, 2)
+    assert [r.usage for r in ledger.records()] == [Decimal("1.5"), Decimal("2")]
+
+
+def test_changed_quantity_is_a_visible_revision(ledger: Ledger) -> None:
+    ledger.write([rec("1.5")])
+    result = ledger.write([rec("1.75")])
+    assert (result.inserted, result.revised) == (0, 1)
+    current = list(ledger.records())
+    assert [(r.usage, r.revision) for r in current] == [(Decimal("1.75"), 1)]
+    history = list(ledger.records(history=True))
+    assert [(r.usage, r.revision) for r in history] == [(Decimal("1.5"), 0), (Decimal("1.75"), 1)]
+    assert history[0].id == history[1].id
+    # Back to the first value is a correction too, not a silent no-op.
+    assert ledger.write([rec("1.5")]).revised == 1
+    assert [r.revision for r in ledger.records(history=True)] == [0, 1, 2]
+
+
+def test_enrichment_label_change_is_a_revision(ledger: Ledger) -> None:
+    ledger.write([rec("3")])
+    assert ledger.write([rec("3", labels={"modelName": "Tesla T4"})]).revised == 1
+    assert next(iter(ledger.records())).labels == {"modelName": "Tesla T4"}
+
+
+def test_exact_decimal_round_trip(ledger: Ledger) -> None:
+    value = "123456789012.123456789012"
+    ledger.write([rec(value)])
+    assert next(iter(ledger.records())).usage == Decimal(value)
+
+
+def test_changes_cursor_sees_every_revision_in_order(ledger: Ledger) -> None:
+    ledger.write([rec("1"), rec("5", period=H11)])
+    ledger.write([rec("2")])
+    changes = ledger.changes(0)
+    assert [(r.start.hour, r.usage, r.revision) for _, r in changes] == [
+        (10, Decimal("1"), 0), (11, Decimal("5"), 0), (10, Decimal("2"), 1)
+    ]
+    seqs = [seq for seq, _ in changes]
+    assert seqs == sorted(seqs)
+    assert ledger.changes(seqs[1]) == changes[2:]
+
+
+def test_filters(ledger: Ledger) -> None:
+    ledger.write([rec("1"), rec("5", period=H11), rec("7", name="gpu-9", period=H11)])
+    got = ledger.records(start=H11.start, end=H11.end)
+    assert sorted(r.usage for r in got) == [Decimal("5"), Decimal("7")]
+    assert list(ledger.records(namespace="nope")) == []
+    assert len(list(ledger.records(tenant="namespace/team-a"))) == 3
+
+
+def test_watermark_moves_forward_only_and_commits_with_records(ledger: Ledger) -> None:
+    mark = Watermark("prometheus", "c1", "VgpuCoreUsed", H11.end)
+    ledger.write([rec("1")], watermarks=[mark])
+    assert ledger.watermark("prometheus", "c1", "VgpuCoreUsed") == H11.end
+    ledger.set_watermark(Watermark("prometheus", "c1", "VgpuCoreUsed", H10.end))
+    assert ledger.watermark("prometheus", "c1", "VgpuCoreUsed") == H11.end
+    assert ledger.watermark("prometheus", "c2", "VgpuCoreUsed") is None
+
+
+def test_reopen_keeps_data_and_migrations_are_idempotent(ledger_url: str) -> None:
+    with Ledger.open(ledger_url) as first:
+        first.write([rec("4")])
+    with Ledger.open(ledger_url) as second:
+        assert [r.usage for r in second.records()] == [Decimal("4")]

@@ -1,0 +1,64 @@
+from decimal import Decimal
+
+from kubetally.periods import Period, PeriodKind, parse_time
+from kubetally.record import UsageRecord, record_id, seconds_to_hours
+
+HOUR = Period(parse_time("2024-04-29T00:00:00Z"), parse_time("2024-04-29T01:00:00Z"))
+
+
+def make(usage: object = 200, **kw: object) -> UsageRecord:
+    args: dict = dict(
+        cluster="default-cluster", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed",
+        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7", namespace="cpaas-system",
+        project="cpaas-system", period_kind=PeriodKind.hourly, period=HOUR, usage=usage,
+    )
+    args.update(kw)
+    return UsageRecord.measure(**args)
+
+
+def test_id_is_deterministic_32_hex_and_ignores_quantity_and_enrichment() -> None:
+    a = make(200)
+    b = make(Decimal("201.5"), labels={"modelName": "Tesla T4"})
+    assert a.id == b.id
+    assert len(a.id) == 32 and int(a.id, 16) >= 0
+    # Pinned: the hash of the canonical fields must never change between releases, or every
+    # ledger would see "new" records after an upgrade.
+    assert a.id == record_id(
+        cluster="default-cluster", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed",
+        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7", namespace="cpaas-system",
+        project="cpaas-system", tenant="", period="Hourly", start=HOUR.start,
+    )
+
+
+def test_dimensions_split_records() -> None:
+    h100 = make(dimensions={"gpu_sku": "nvidia-h100-sxm-80gb"})
+    t4 = make(dimensions={"gpu_sku": "nvidia-t4-16gb"})
+    assert h100.id != t4.id
+    assert h100.labels == {"gpu_sku": "nvidia-h100-sxm-80gb"}
+
+
+def test_record_shape_matches_design() -> None:
+    r = make(200, labels={"key1": "val1"})
+    d = r.to_dict()
+    assert d["date"] == "2024-04-29T00:00:00Z"
+    assert d["start"] == "2024-04-29T00:00:00Z"
+    assert d["end"] == "2024-04-29T00:59:59Z"
+    assert d["period"] == "hourly"
+    assert d["revision"] == 0
+    assert list(d) == ["id", "kind", "category", "item", "name", "namespace", "cluster", "project",
+                       "tenant", "labels", "date", "period", "start", "end", "usage", "unit", "revision"]
+
+
+def test_json_keeps_decimals_exact() -> None:
+    r = make(Decimal("0.1234567890123456789"))
+    line = r.to_json()
+    assert '"usage":0.1234567890123456789' in line
+    assert UsageRecord.from_json(line) == r
+    # A float goes through repr, never through binary noise.
+    assert make(0.1).usage == Decimal("0.1")
+
+
+def test_seconds_to_hours_nine_places() -> None:
+    assert seconds_to_hours(1) == Decimal("0.000277778")
+    assert seconds_to_hours(3600) == Decimal("1.000000000")
+    assert seconds_to_hours(1200) == Decimal("0.333333333")
