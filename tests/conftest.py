@@ -69,3 +69,21 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"shared documents not found at {path} (set KUBETALLY_SHARED)")
     return path
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[object]:
+    """One real Prometheus per session, over a TSDB of every test series
+    (``tests/prometheus/prom_scenario.py``); ``.url`` is its loopback base URL."""
+    import importlib.util
+
+    from kubetally.testing.prometheus import PrometheusServer
+
+    path = Path(__file__).resolve().parent / "prometheus" / "prom_scenario.py"
+    spec = importlib.util.spec_from_file_location("kubetally_prom_scenario", path)
+    assert spec is not None and spec.loader is not None
+    scenario = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scenario)
+    server = require(lambda: PrometheusServer.start(scenario.openmetrics()))
+    yield server
+    server.stop()

@@ -99,6 +99,8 @@ class Config:
     sections: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Collection item name → the file (or preset) that defined it, for located messages.
+    origins: dict[str, str] = field(default_factory=dict)
 
     def item(self, name: str) -> CollectionItem:
         for item in self.items:
@@ -137,7 +139,10 @@ def pydantic_problems(where: str, exc: ValidationError) -> list[str]:
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        problems.append(f"{where}: {_loc(err['loc'])}: {msg}")
+        loc = err["loc"]
+        # Whole-model checks (e.g. a step that does not divide the period) name their fields
+        # in the message itself.
+        problems.append(f"{where}: {_loc(loc)}: {msg}" if loc else f"{where}: {msg}")
     return problems
 
 
@@ -212,6 +217,7 @@ class _Builder:
                 )
                 continue
             self.item_origin[item.item] = source
+            self.config.origins[item.item] = source
             self.config.items.append(item)
 
     def add_display(self, source: str, raw: Any) -> None:

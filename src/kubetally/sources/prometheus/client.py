@@ -1,0 +1,220 @@
+"""A small PromQL HTTP client: range and instant queries, exact values, clear errors.
+
+Values are kept as the strings Prometheus sends and turned straight into :class:`Decimal`, so
+no float ever touches a quantity on our side. Every failure — unreachable server, timeout,
+HTTP error, ``status: error`` answer, an answer that is not Prometheus JSON — becomes a
+:class:`~kubetally.errors.SourceError` that names the server, what was being asked (``what``,
+e.g. ``item 'GpuAllocation' usage.query``) and the query, so an operator can run it by hand.
+
+The bearer token file is re-read on every request because projected service-account tokens
+rotate; the token itself never appears in a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubetally.errors import SourceError
+from kubetally.periods import utc
+
+_QUERY_SHOWN = 300
+#: Prometheus answers at most 11,000 points per series; stay a little below.
+MAX_POINTS = 10_000
+
+
+class PrometheusUnreachable(SourceError):
+    """No usable answer at all: connection refused, DNS, TLS, timeout."""
+
+
+class QueryFailed(SourceError):
+    """Prometheus answered, but with an error (bad PromQL, overload, a proxy's error page)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        #: The server's own words, e.g. ``HTTP 400 bad_data: 1:5: parse error: …``.
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Series:
+    """One result series: its labels (``__name__`` included when Prometheus kept it) and points."""
+
+    labels: dict[str, str]
+    points: tuple[tuple[datetime, Decimal], ...]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    series: list[Series]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _shorten(text: str, limit: int = _QUERY_SHOWN) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _timestamp(value: datetime) -> str:
+    seconds = (utc(value) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def _parse_time(raw: Any) -> datetime:
+    # Prometheus sends unix seconds as a JSON number with at most millisecond precision.
+    millis = int((Decimal(str(raw)) * 1000).to_integral_value())
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+
+
+def _parse_value(raw: Any) -> Decimal:
+    # "NaN", "+Inf" and "-Inf" parse to non-finite Decimals; callers decide what they mean.
+    return Decimal(str(raw))
+
+
+class PrometheusClient:
+    """Queries one Prometheus (or a compatible server such as VictoriaMetrics or Thanos)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: timedelta | float = 60.0,
+        bearer_token_file: str | Path | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.url = url.rstrip("/")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.timeout = seconds
+        self.bearer_token_file = Path(bearer_token_file) if bearer_token_file else None
+        self._http = httpx.Client(timeout=seconds, transport=transport, follow_redirects=True)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PrometheusClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public queries ----------------------------------------------------------------------
+
+    def query_range(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str
+    ) -> QueryResult:
+        """Evaluate ``query`` at ``start``, ``start+step`` … ``end`` (both inclusive).
+
+        Prometheus refuses more than 11,000 points per series in one answer (a daily period at a
+        5 s step has 17,280), so long grids are asked for in consecutive chunks and merged.
+        """
+        if step < timedelta(seconds=1) or step.total_seconds() % 1:
+            raise ValueError(f"step must be a whole number of seconds, not {step}")
+        points = int((end - start) / step) + 1
+        if points <= MAX_POINTS:
+            return self._query_range_once(query, start, end, step, what=what)
+        merged: dict[tuple[tuple[str, str], ...], list[tuple[datetime, Decimal]]] = {}
+        warnings: list[str] = []
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(end, chunk_start + step * (MAX_POINTS - 1))
+            part = self._query_range_once(query, chunk_start, chunk_end, step, what=what)
+            warnings.extend(w for w in part.warnings if w not in warnings)
+            for series in part.series:
+                merged.setdefault(tuple(sorted(series.labels.items())), []).extend(series.points)
+            chunk_start = chunk_end + step
+        return QueryResult(
+            series=[Series(labels=dict(key), points=tuple(points)) for key, points in merged.items()],
+            warnings=warnings,
+        )
+
+    def _query_range_once(
+        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str
+    ) -> QueryResult:
+        form = {
+            "query": query,
+            "start": _timestamp(start),
+            "end": _timestamp(end),
+            "step": f"{int(step.total_seconds())}s",
+            "timeout": self._timeout_param(),
+        }
+        data = self._post("/api/v1/query_range", form, query=query, what=what)
+        return self._series(data, expected=("matrix",), query=query, what=what)
+
+    def _timeout_param(self) -> str:
+        return f"{max(1, int(self.timeout))}s"
+
+    def query(self, query: str, at: datetime, *, what: str) -> QueryResult:
+        """Evaluate ``query`` at one instant; the answer must be an instant vector."""
+        form = {"query": query, "time": _timestamp(at), "timeout": self._timeout_param()}
+        data = self._post("/api/v1/query", form, query=query, what=what)
+        return self._series(data, expected=("vector",), query=query, what=what)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _message(self, what: str, reason: str, query: str | None) -> str:
+        shown = f" (query: {_shorten(query)})" if query else ""
+        return f"Prometheus {self.url}: {what}: {reason}{shown}"
+
+    def _fail(self, what: str, reason: str, query: str | None) -> QueryFailed:
+        return QueryFailed(self._message(what, reason, query), reason)
+
+    def _unreachable(self, what: str, reason: str, query: str | None) -> PrometheusUnreachable:
+        return PrometheusUnreachable(self._message(what, reason, query))
+
+    def _headers(self, what: str) -> dict[str, str]:
+        if self.bearer_token_file is None:
+            return {}
+        try:
+            token = self.bearer_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise self._unreachable(
+                what, f"cannot read bearer_token_file {self.bearer_token_file}: {exc.strerror or exc}", None
+            ) from None
+        return {"Authorization": f"Bearer {token}"}
+
+    def _post(self, path: str, form: dict[str, str], *, query: str, what: str) -> dict[str, Any]:
+        headers = self._headers(what)
+        try:
+            response = self._http.post(self.url + path, data=form, headers=headers)
+        except httpx.TimeoutException:
+            raise self._unreachable(what, f"no answer within {self.timeout:g}s (prometheus.timeout)", query) from None
+        except httpx.HTTPError as exc:
+            raise self._unreachable(what, f"unreachable ({type(exc).__name__}: {exc})", query) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("status") == "error":
+            kind = body.get("errorType") or "error"
+            raise self._fail(what, f"HTTP {response.status_code} {kind}: {body.get('error', '')}", query)
+        if response.status_code != 200:
+            snippet = _shorten(response.text or "", 200) or response.reason_phrase
+            raise self._fail(what, f"HTTP {response.status_code}: {snippet}", query)
+        if not isinstance(body, dict) or body.get("status") != "success" or not isinstance(body.get("data"), dict):
+            raise self._fail(what, "the answer is not a Prometheus API response", query)
+        return body
+
+    def _series(
+        self, body: dict[str, Any], *, expected: tuple[str, ...], query: str, what: str
+    ) -> QueryResult:
+        data = body["data"]
+        kind = data.get("resultType")
+        if kind not in expected:
+            raise self._fail(what, f"the query returns a {kind}, not an instant vector of series", query)
+        series: list[Series] = []
+        try:
+            for entry in data.get("result") or []:
+                labels = {str(k): str(v) for k, v in (entry.get("metric") or {}).items()}
+                raw_points = (entry.get("values") or []) if kind == "matrix" else [entry["value"]]
+                points = tuple((_parse_time(ts), _parse_value(value)) for ts, value in raw_points)
+                series.append(Series(labels=labels, points=points))
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise self._fail(what, f"malformed result ({type(exc).__name__}: {exc})", query) from None
+        warnings = [str(w) for w in body.get("warnings") or []]
+        return QueryResult(series=series, warnings=warnings)
+

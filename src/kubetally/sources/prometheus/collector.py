@@ -1,0 +1,193 @@
+"""One cost-model item × one closed period → usage records.
+
+Per item and period: one range query for usage, one for labels (if the item has a label
+query), and — when ``mappers.project`` is ``""`` — the namespace → project map (shared by all
+items of the period). Each usage series gives ``name``, ``namespace``, ``cluster`` and
+``project`` through the item's mappers; series that map to the same record (same identity and
+same dimension values) are added up, then their grid points become usage by the item's
+aggregation (see :mod:`kubetally.sources.prometheus.evaluate`).
+
+A record's tenant is ``tenant_of(namespace)`` when a tenancy resolver is given (the
+Kubernetes tenancy rules), else its project, else its namespace.
+
+Problems that make a series unattributable — its mapped ``name`` (or mapped ``cluster``) label
+is missing — stop the item with a :class:`~kubetally.errors.SourceError` naming the item, the
+mapper field and the series: guessing would bill the wrong party, skipping would lose usage,
+and the query is fixed in a minute. Points that are not finite numbers (NaN, ±Inf, e.g. from a
+division by zero in the query) carry no quantity; they are dropped and reported as warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from kubetally.config.costmodel import CollectionItem
+from kubetally.errors import SourceError
+from kubetally.periods import Period, format_time
+from kubetally.record import UsageRecord
+from kubetally.sources.prometheus.client import PrometheusClient, Series
+from kubetally.sources.prometheus.evaluate import aggregate, on_grid, range_window
+from kubetally.sources.prometheus.join import LabelIndex, dimension_labels, join_fields
+from kubetally.sources.prometheus.project import ProjectResolver
+
+TenantOf = Callable[[str], str | None]
+
+#: The source name of Prometheus watermarks in the ledger.
+SOURCE = "prometheus"
+
+
+@dataclass(frozen=True)
+class _RecordKey:
+    name: str
+    namespace: str
+    cluster: str
+    project: str
+    dimensions: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class CollectedPeriod:
+    """What one item yielded for one period (records not yet written)."""
+
+    item: CollectionItem
+    period: Period
+    records: list[UsageRecord]
+    series: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _series_text(labels: dict[str, str]) -> str:
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+class Collector:
+    """Evaluates items over periods against one Prometheus, for one cluster."""
+
+    def __init__(
+        self,
+        client: PrometheusClient,
+        *,
+        cluster: str,
+        project_label: str = "cpaas.io/project",
+        tenant_of: TenantOf | None = None,
+    ):
+        self.client = client
+        self.cluster = cluster
+        self.tenant_of = tenant_of
+        self.projects = ProjectResolver(client, project_label)
+
+    def collect(self, item: CollectionItem, period: Period) -> CollectedPeriod:
+        if period.length != item.period.length:
+            raise ValueError(f"item {item.item!r} is {item.period}, not a {period.length} period")
+        step = item.usage.step
+        start, end = range_window(period, step)
+        where = f"item {item.item!r}"
+        usage = self.client.query_range(item.usage.query, start, end, step, what=f"{where} usage.query for {period}")
+        collected = CollectedPeriod(item=item, period=period, records=[], series=len(usage.series))
+        collected.warnings.extend(f"{where}: usage.query: Prometheus warns: {w}" for w in usage.warnings)
+
+        label_index = self._label_index(item, period, collected.warnings)
+
+        def projects() -> dict[str, str]:
+            # Asked only when a series needs its project derived from its namespace.
+            return self.projects.projects(period, step)
+
+        points: dict[_RecordKey, list[Decimal]] = {}
+        for series in usage.series:
+            key = self._key(item, series, projects)
+            values = points.setdefault(key, [])
+            for at, value in on_grid(series.points, period, step):
+                if not value.is_finite():
+                    collected.warnings.append(
+                        f"{where}: usage.query: dropped {value} at {format_time(at)} for "
+                        f"{_series_text(series.labels)}"
+                    )
+                    continue
+                values.append(value)
+
+        for key, values in sorted(points.items(), key=lambda kv: _sort_key(kv[0])):
+            if not values:
+                continue  # present in the answer but not at any grid point of this period
+            labels = {}
+            if label_index is not None:
+                labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
+            collected.records.append(
+                UsageRecord.measure(
+                    cluster=key.cluster,
+                    kind=item.kind,
+                    category=item.category,
+                    item=item.item,
+                    name=key.name,
+                    namespace=key.namespace,
+                    project=key.project,
+                    tenant=self._tenant(key),
+                    period_kind=item.period,
+                    period=period,
+                    usage=aggregate(values, item.aggregation, step),
+                    unit=item.unit,
+                    dimensions=dict(key.dimensions),
+                    labels=labels,
+                )
+            )
+        return collected
+
+    def _label_index(self, item: CollectionItem, period: Period, warnings: list[str]) -> LabelIndex | None:
+        """The item's label series over the same grid, indexed for the join (None: no label query)."""
+        if item.labels is None:
+            return None
+        where = f"item {item.item!r}"
+        start, end = range_window(period, item.usage.step)
+        answer = self.client.query_range(
+            item.labels.query, start, end, item.usage.step, what=f"{where} labels.query for {period}"
+        )
+        warnings.extend(f"{where}: labels.query: Prometheus warns: {w}" for w in answer.warnings)
+        index = LabelIndex(answer.series, item.labels.mappers, join_fields(item.usage.mappers, item.labels.mappers))
+        for key in index.ambiguous[:5]:
+            warnings.append(f"{where}: labels.query: several label sets for {key} in {period}; "
+                            "kept the one present longest")
+        return index
+
+    def _key(self, item: CollectionItem, series: Series, projects: Callable[[], dict[str, str]]) -> _RecordKey:
+        mappers = item.usage.mappers
+        labels = series.labels
+        name = labels.get(mappers.name, "")
+        if not name:
+            raise SourceError(
+                f"item {item.item!r}: usage.mappers.name: series {_series_text(labels)} has no "
+                f"{mappers.name!r} label, so it cannot be attributed (group the usage.query by "
+                f"{mappers.name!r})"
+            )
+        cluster = self.cluster
+        if mappers.cluster:
+            cluster = labels.get(mappers.cluster, "")
+            if not cluster:
+                raise SourceError(
+                    f"item {item.item!r}: usage.mappers.cluster: series {_series_text(labels)} has no "
+                    f"{mappers.cluster!r} label (use cluster: \"\" for this agent's cluster)"
+                )
+        namespace = labels.get(mappers.namespace, "") if mappers.namespace else ""
+        project = labels.get(mappers.project, "") if mappers.project else ""
+        if not project and namespace:
+            project = projects().get(namespace, "")
+        return _RecordKey(
+            name=name,
+            namespace=namespace,
+            cluster=cluster,
+            project=project,
+            dimensions=tuple(sorted(dimension_labels(labels, item.dimensions).items())),
+        )
+
+    def _tenant(self, key: _RecordKey) -> str:
+        if self.tenant_of is not None and key.namespace:
+            tenant = self.tenant_of(key.namespace)
+            if tenant:
+                return tenant
+        return key.project or key.namespace
+
+
+def _sort_key(key: _RecordKey) -> tuple[str, str, str, str, tuple[tuple[str, str], ...]]:
+    return (key.namespace, key.name, key.cluster, key.project, key.dimensions)
+

@@ -1,0 +1,391 @@
+"""``kubetally collect --prometheus``: every closed period of every item into the ledger.
+
+Which periods (per item, each with its own period length):
+
+* a period ``[T, T+P)`` is *closed* once ``now ≥ T+P+settle_delay`` (the item's own
+  ``settle_delay`` or ``collection.settle_delay``), so late scrapes and rule evaluations are in;
+* with ``--from``/``--to``: every closed period inside ``[from, to)`` — re-collecting is safe,
+  the ledger turns identical records into no-ops and changed ones into revisions;
+* without ``--from``: from the item's watermark (source ``prometheus``, cluster, item) on,
+  i.e. everything missed while the collector was down, but never further back than
+  ``collection.max_backfill`` (default 7 days; older data may be gone from Prometheus, and
+  a gap that large needs an operator's decision — it is reported, with the ``--from`` that
+  fills it). A first run with no watermark starts ``max_backfill`` ago.
+
+Each item × period is written in one transaction together with its watermark, so a failure
+(Prometheus down, a query error, Ctrl-C, a killed process) leaves every period either complete
+or absent, and the next run starts exactly at the first missing one. A watermark only moves
+over contiguous periods: collecting an explicit later range after a gap does not hide the gap.
+
+``--follow`` repeats this whenever the next period of any item closes, sleeping in between,
+until Ctrl-C (or ``--to``). After the first pass a Prometheus failure is reported and retried
+with backoff instead of ending the loop: a long-running collector must ride out a Prometheus
+restart. The first pass fails fast, so a wrong URL or a bad query is seen at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kubetally.config import CollectionItem, Config
+from kubetally.errors import KubetallyError, SourceError
+from kubetally.ledger.store import Ledger, Watermark
+from kubetally.periods import Period, format_time, periods_between, utc
+from kubetally.sources.prometheus.client import PrometheusClient, PrometheusUnreachable, QueryFailed
+from kubetally.sources.prometheus.collector import SOURCE, Collector, TenantOf
+
+#: Backoff between failed passes in ``--follow`` mode (seconds), the last one repeating.
+RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass
+class ItemProgress:
+    """Per-item counters of one run."""
+
+    item: str
+    periods: int = 0
+    records: int = 0
+    inserted: int = 0
+    revised: int = 0
+    unchanged: int = 0
+    watermark: datetime | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a run (one-shot or ``--follow``) did, for the printed summary and for tests."""
+
+    items: dict[str, ItemProgress] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    passes: int = 0
+    interrupted: bool = False
+
+    def _total(self, attribute: str) -> int:
+        return sum(getattr(p, attribute) for p in self.items.values())
+
+    @property
+    def periods(self) -> int:
+        return self._total("periods")
+
+    @property
+    def records(self) -> int:
+        return self._total("records")
+
+    @property
+    def inserted(self) -> int:
+        return self._total("inserted")
+
+    @property
+    def revised(self) -> int:
+        return self._total("revised")
+
+    @property
+    def unchanged(self) -> int:
+        return self._total("unchanged")
+
+
+@dataclass
+class _ItemState:
+    item: CollectionItem
+    settle: timedelta
+    cursor: datetime | None  # next period start to collect (None: decided by the first plan)
+    watermark: datetime | None
+    gap_reported: bool = False
+
+
+def select_items(config: Config, names: Sequence[str] | None) -> list[CollectionItem]:
+    if not names:
+        return list(config.items)
+    known = {item.item: item for item in config.items}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise KubetallyError(
+            f"--item {', '.join(repr(n) for n in unknown)}: no such item (known: {', '.join(sorted(known))})"
+        )
+    return [known[name] for name in dict.fromkeys(names)]
+
+
+def first_start(
+    *, now: datetime, watermark: datetime | None, max_backfill: timedelta, length: timedelta
+) -> tuple[datetime, str | None]:
+    """Where a resumed item starts, and a warning when ``max_backfill`` cuts off a gap."""
+    bound = now - max_backfill
+    if watermark is None:
+        return bound, None
+    if watermark >= bound:
+        return watermark, None
+    first_kept = next(periods_between(bound, bound + 2 * length, length)).start
+    return first_kept, (
+        f"periods from {format_time(watermark)} to {format_time(first_kept)} are older than "
+        f"collection.max_backfill ({max_backfill}) and were skipped; collect them with "
+        f"--from {format_time(watermark)} --to {format_time(first_kept)} while Prometheus still holds them"
+    )
+
+
+def _with_resume_point(exc: SourceError, where: str) -> SourceError:
+    """The same kind of error, its message extended by where collection stands."""
+    message = f"{exc} — {where}"
+    if isinstance(exc, QueryFailed):
+        return QueryFailed(message, exc.reason)
+    if isinstance(exc, PrometheusUnreachable):
+        return PrometheusUnreachable(message)
+    return SourceError(message)
+
+
+class PrometheusRun:
+    """The collection loop; :func:`collect_prometheus` is its command-line face."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        ledger: Ledger,
+        client: PrometheusClient,
+        cluster: str,
+        items: list[CollectionItem],
+        console: Console,
+        tenant_of: TenantOf | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ):
+        self.config = config
+        self.ledger = ledger
+        self.client = client
+        self.cluster = cluster
+        self.console = console
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep = sleep or time.sleep
+        settings = config.settings.collection
+        self.max_backfill = settings.max_backfill
+        self.collector = Collector(
+            client, cluster=cluster, project_label=settings.project_label, tenant_of=tenant_of
+        )
+        self.summary = RunSummary()
+        self.states = [
+            _ItemState(
+                item=item,
+                settle=item.settle_delay if item.settle_delay is not None else settings.settle_delay,
+                cursor=None,
+                watermark=ledger.watermark(SOURCE, cluster, item.item),
+            )
+            for item in items
+        ]
+        for state in self.states:
+            self.summary.items[state.item.item] = ItemProgress(state.item.item, watermark=state.watermark)
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def _plan(self, now: datetime, start: datetime | None, end: datetime | None) -> list[tuple[Period, _ItemState]]:
+        tasks: list[tuple[Period, _ItemState]] = []
+        for state in self.states:
+            length = state.item.period.length
+            if state.cursor is None:
+                if start is not None:
+                    state.cursor = start
+                else:
+                    state.cursor, warning = first_start(
+                        now=now, watermark=state.watermark, max_backfill=self.max_backfill, length=length
+                    )
+                    if warning:
+                        # The operator is told about the gap; collection continues after it.
+                        state.watermark = state.cursor
+                        self._warn(f"item {state.item.item!r}: {warning}")
+            upper = now - state.settle
+            if end is not None:
+                upper = min(upper, end)
+            tasks.extend((period, state) for period in periods_between(state.cursor, upper, length))
+        order = {id(state): index for index, state in enumerate(self.states)}
+        tasks.sort(key=lambda task: (task[0].start, order[id(task[1])]))
+        return tasks
+
+    def _next_wake(self, end: datetime | None) -> datetime | None:
+        """When the next period of any item becomes collectable (None: nothing left before --to)."""
+        wakes = []
+        for state in self.states:
+            assert state.cursor is not None
+            period_start = next(periods_between(state.cursor, state.cursor + 2 * state.item.period.length,
+                                                state.item.period.length)).start
+            period_end = period_start + state.item.period.length
+            if end is not None and period_end > end:
+                continue
+            wakes.append(period_end + state.settle)
+        return min(wakes, default=None)
+
+    # -- doing ---------------------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        self.summary.warnings.append(message)
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    def _collect_one(self, period: Period, state: _ItemState) -> None:
+        item = state.item
+        try:
+            collected = self.collector.collect(item, period)
+        except SourceError as exc:
+            raise _with_resume_point(
+                exc,
+                f"nothing was written for item {item.item!r} period {period}; the next run resumes from "
+                f"{format_time(state.watermark or period.start)}",
+            ) from None
+        for warning in collected.warnings:
+            self._warn(warning)
+        marks = []
+        if state.watermark is None or period.start <= state.watermark:
+            marks.append(Watermark(SOURCE, self.cluster, item.item, period.end))
+        elif not state.gap_reported:
+            state.gap_reported = True
+            self._warn(
+                f"item {item.item!r}: its watermark stays at {format_time(state.watermark)} because the "
+                f"periods before {format_time(period.start)} were not collected; run without --from to fill them"
+            )
+        result = self.ledger.write(collected.records, watermarks=marks)
+        if marks and (state.watermark is None or period.end > state.watermark):
+            state.watermark = period.end
+        state.cursor = max(state.cursor or period.end, period.end)
+        progress = self.summary.items[item.item]
+        progress.periods += 1
+        progress.records += len(collected.records)
+        progress.inserted += result.inserted
+        progress.revised += result.revised
+        progress.unchanged += result.unchanged
+        progress.watermark = state.watermark
+
+    def run_pass(self, start: datetime | None = None, end: datetime | None = None) -> int:
+        """Collect every collectable period now; returns how many item-periods were written."""
+        tasks = self._plan(utc(self.clock()), start, end)
+        self.summary.passes += 1
+        if not tasks:
+            return 0
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        ) as progress:
+            bar = progress.add_task("collecting", total=len(tasks))
+            for period, state in tasks:
+                progress.update(bar, description=f"{state.item.item} {format_time(period.start)}")
+                self._collect_one(period, state)
+                progress.advance(bar)
+        return len(tasks)
+
+    def follow(self, start: datetime | None, end: datetime | None) -> None:
+        """Collect, then sleep until the next period closes (plus settle), until Ctrl-C or --to."""
+        self.run_pass(start, end)
+        failures = 0
+        while True:
+            wake = self._next_wake(end)
+            if wake is None:
+                return
+            delay = (wake - utc(self.clock())).total_seconds()
+            if failures:
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+            if delay > 0:
+                self.console.print(f"next collection at {format_time(utc(self.clock()) + timedelta(seconds=delay))}",
+                                   highlight=False)
+                self.sleep(delay)
+            try:
+                written = self.run_pass(None, end)
+            except SourceError as exc:
+                failures += 1
+                self._warn(f"{exc}; retrying in {RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]:g}s")
+                continue
+            failures = 0
+            if written:
+                self.console.print(f"{format_time(utc(self.clock()))}: collected {written} item-period(s)",
+                                   highlight=False)
+
+    def print_summary(self) -> None:
+        if self.summary.periods == 0:
+            self.console.print("no closed period to collect", highlight=False)
+            return
+        # Single-space columns: the table fits 80 columns with item names up to ~24 characters.
+        table = Table(title="Prometheus collection", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, padding=(0, 0))
+        table.add_column("item", no_wrap=True, overflow="ellipsis")
+        for column in ("periods", "records", "new", "revised", "same"):
+            table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
+        table.add_column("collected until", no_wrap=True, min_width=20)
+        for progress in self.summary.items.values():
+            table.add_row(
+                progress.item,
+                str(progress.periods),
+                str(progress.records),
+                str(progress.inserted),
+                str(progress.revised),
+                str(progress.unchanged),
+                format_time(progress.watermark) if progress.watermark else "-",
+            )
+        self.console.print(table)
+
+
+def collect_prometheus(
+    *,
+    config: Config,
+    ledger: Ledger,
+    url: str,
+    cluster: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    items: Sequence[str] | None = None,
+    follow: bool = False,
+    console: Console | None = None,
+    tenant_of: TenantOf | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    client: PrometheusClient | None = None,
+) -> RunSummary:
+    """Collect every closed period of the configured items from Prometheus into ``ledger``.
+
+    ``tenant_of`` maps a namespace to its tenant (Kubernetes tenancy rules); ``clock``,
+    ``sleep`` and ``client`` exist so tests can drive the loop without waiting for real hours.
+    Raises :class:`SourceError` (one-shot, or the first ``--follow`` pass) when Prometheus is
+    unreachable or rejects a query; every period written before that stays written.
+    """
+    console = console or Console()
+    selected = select_items(config, items)
+    settings = config.settings.prometheus
+    own_client = client is None
+    if client is None:
+        client = PrometheusClient(url, timeout=settings.timeout, bearer_token_file=settings.bearer_token_file)
+    start = utc(start) if start else None
+    end = utc(end) if end else None
+    runner = PrometheusRun(
+        config=config,
+        ledger=ledger,
+        client=client,
+        cluster=cluster,
+        items=selected,
+        console=console,
+        tenant_of=tenant_of,
+        clock=clock,
+        sleep=sleep,
+    )
+    try:
+        if follow:
+            try:
+                runner.follow(start, end)
+            except KeyboardInterrupt:
+                runner.summary.interrupted = True
+                console.print("stopped", highlight=False)
+        else:
+            runner.run_pass(start, end)
+    except SourceError:
+        runner.print_summary()
+        raise
+    finally:
+        if own_client:
+            client.close()
+    runner.print_summary()
+    return runner.summary
