@@ -1,0 +1,386 @@
+"""Lago: ``POST /api/v1/events/batch`` (≤ 100 events), plus the setup Lago needs to bill.
+
+Events. ``transaction_id`` = event id, ``external_subscription_id`` = ``kt-<tenant>``,
+``timestamp`` = period start as integer Unix seconds (always explicit: Lago's ClickHouse
+pipeline dedupes on (transaction_id, timestamp), so a resend without timestamp would count
+twice). Property values are strings (the quantity as an exact decimal string — a JSON integer
+is ambiguous under the spec's ``oneOf`` and a float loses digits); the record's labels are
+properties too, so charge filters and pricing group keys can use them.
+
+Answers. 200 → delivered. 422 whose ``error_details`` say ``transaction_id:
+value_already_exist`` → those events are *already delivered*; Lago rejects the whole batch
+then, so the other events are re-sent at once. 422 naming other problems per event index → those
+events are dead-lettered with Lago's reason, the rest re-sent. 429/5xx/network → retried.
+
+Corrections. ``sum_agg`` adds every event, negative values included, so a revision is a delta
+event (or reversal + full quantity when a filter label changed) with its own transaction id.
+
+Setup (``bootstrap: true``), all idempotent and retried until Lago answers:
+
+* a ``sum_agg`` billable metric per item (code = item in snake case, ``field_name: quantity``,
+  or the existing metric's field name), with **filters** on the dimension labels
+  (``gpu_sku``, ``capacity_type``) whose values grow as new values appear in the data;
+* one plan (``plan_code``, default ``vcluster-standard``) with a ``standard`` charge per metric
+  at a skeleton price of 0 and a charge filter per observed dimension combination (so an
+  H100 hour and a T4 hour, spot or on-demand, can be priced differently without manual setup).
+  Existing charges and prices are kept when items or values are added;
+* a customer ``kt-<tenant>`` and a subscription ``kt-<tenant>`` when a tenant first appears
+  (``external_id`` is Lago's idempotency key), terminated by :meth:`offboard`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from kubetally.delivery.config import LagoConfig
+from kubetally.delivery.destinations.base import (
+    BatchRejected,
+    HttpDestination,
+    ItemSpec,
+    SendResult,
+    TransientError,
+    body_text,
+    dimension_values,
+    json_body,
+    resolve_secret,
+)
+from kubetally.delivery.events import Event
+
+MAX_BATCH = 100
+QUANTITY_FIELD = "quantity"
+
+Combo = tuple[tuple[str, str], ...]
+
+
+def lago_api_url(url: str) -> str:
+    """vBilling's ``LAGO_API_URL`` is the host; the API lives under ``/api/v1``."""
+    url = url.rstrip("/")
+    return url if url.endswith("/api/v1") else url + "/api/v1"
+
+
+@dataclass
+class _Metric:
+    code: str
+    lago_id: str
+    field_name: str
+    name: str
+    filters: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _is_duplicate(detail: Any) -> bool:
+    if not isinstance(detail, Mapping):
+        return False
+    problems = detail.get("transaction_id")
+    return isinstance(problems, list) and "value_already_exist" in problems and len(detail) == 1
+
+
+class LagoDestination(HttpDestination):
+    kind = "lago"
+    max_batch = MAX_BATCH
+    max_age: timedelta | None = None  # Lago documents no limit; finalized invoices ignore late events
+
+    def __init__(self, config: LagoConfig, environ: Mapping[str, str] | None = None):
+        key = resolve_secret(f"destination {config.name}", config.api_key_env, config.api_key_file, environ)
+        super().__init__(config, lago_api_url(config.url), {"Authorization": f"Bearer {key}"})
+        self.lago = config
+        self.label_keys = tuple(config.dimensions)
+        self._items: dict[str, ItemSpec] = {}
+        self._metrics: dict[str, _Metric] = {}
+        self._combos: dict[str, set[Combo]] = {}
+        self._plan_ok = False
+        self._tenants: set[str] = set()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def event_body(self, event: Event) -> dict[str, Any]:
+        code = self.code(event.item)
+        metric = self._metrics.get(code)
+        quantity_field = metric.field_name if metric else QUANTITY_FIELD
+        properties = {
+            "cluster": event.cluster,
+            "namespace": event.namespace,
+            "project": event.project,
+            "name": event.name,
+            "item": event.item,
+            "unit": event.unit,
+            "record_id": event.record_id,
+            "revision": str(event.revision),
+            "action": str(event.action),
+            **{k: str(v) for k, v in event.labels.items()},
+            quantity_field: format(event.quantity, "f"),
+        }
+        return {
+            "transaction_id": event.id,
+            "external_subscription_id": self.customer_id(event.tenant),
+            "code": code,
+            "timestamp": int(event.timestamp.timestamp()),
+            "properties": properties,
+        }
+
+    def send(self, events: Sequence[Event]) -> SendResult:
+        response = self.request("POST", "/events/batch", json={"events": [self.event_body(e) for e in events]})
+        if response.status_code == 200:
+            return SendResult()
+        if response.status_code == 422:
+            return self._handle_422(events, response)
+        raise self.unexpected("POST /events/batch", response)
+
+    def _handle_422(self, events: Sequence[Event], response: httpx.Response) -> SendResult:
+        body = json_body(response)
+        details = body.get("error_details") if isinstance(body, Mapping) else None
+        if isinstance(details, Mapping) and len(events) == 1 and _is_duplicate(details):
+            return SendResult(duplicates={events[0].id})
+        by_index = {}
+        if isinstance(details, Mapping) and details and all(str(k).isdigit() for k in details):
+            by_index = {int(k): v for k, v in details.items() if int(k) < len(events)}
+        if not by_index:
+            raise BatchRejected(f"lago: HTTP 422: {body_text(response)}", status=422)
+        duplicates = {events[i].id for i, d in by_index.items() if _is_duplicate(d)}
+        bad = {events[i].id: f"lago: HTTP 422 {json.dumps(d, sort_keys=True)}"
+               for i, d in by_index.items() if not _is_duplicate(d)}
+        if bad:
+            raise BatchRejected(f"lago: HTTP 422: {body_text(response)}", status=422, per_event=bad)
+        # Only duplicates: Lago rolled the whole batch back, so send the others again now.
+        rest = [e for e in events if e.id not in duplicates]
+        result = self.send(rest) if rest else SendResult()
+        result.duplicates |= duplicates
+        return result
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def bootstrap(self, items: Sequence[ItemSpec]) -> None:
+        for spec in items:
+            self._items[self.code(spec.item)] = spec
+        if not self.lago.bootstrap:
+            return
+        for spec in items:
+            self._ensure_metric(spec.item, {})
+        self._ensure_plan()
+
+    def prepare(self, events: Sequence[Event]) -> dict[str, str]:
+        if not self.lago.bootstrap:
+            return {}
+        wanted: dict[str, tuple[str, dict[str, set[str]]]] = {}
+        new_combos = False
+        for event in events:
+            code = self.code(event.item)
+            combo = tuple(sorted(dimension_values(event, self.label_keys)))
+            _, filters = wanted.setdefault(code, (event.item, {}))
+            for key, value in combo:
+                filters.setdefault(key, set()).add(value)
+            if combo and combo not in self._combos.get(code, set()):
+                self._combos.setdefault(code, set()).add(combo)
+                new_combos = True
+        changed = False
+        for code, (item, filters) in wanted.items():
+            metric = self._metrics.get(code)
+            if metric is None or any(not vals <= metric.filters.get(k, set()) for k, vals in filters.items()):
+                self._ensure_metric(item, filters)
+                changed = True
+        if changed or new_combos or not self._plan_ok:
+            self._ensure_plan()
+        refused: dict[str, str] = {}
+        for tenant in sorted({e.tenant for e in events} - self._tenants):
+            reason = self._ensure_tenant(tenant)
+            if reason:
+                refused.update({e.id: reason for e in events if e.tenant == tenant})
+        return refused
+
+    def _ensure_metric(self, item: str, filters: Mapping[str, set[str]]) -> None:
+        code = self.code(item)
+        metric = self._metrics.get(code)
+        if metric is None:
+            response = self.request("GET", f"/billable_metrics/{quote(code, safe='')}")
+            if response.status_code == 200:
+                metric = self._parse_metric(self.answer(response, f"GET billable metric {code}", "billable_metric"))
+            elif response.status_code == 404:
+                metric = self._create_metric(item, filters)
+            else:
+                raise self.unexpected(f"GET billable metric {code}", response)
+            self._metrics[code] = metric
+        missing = {k: v - metric.filters.get(k, set()) for k, v in filters.items()}
+        if any(missing.values()):
+            merged = {k: set(v) for k, v in metric.filters.items()}
+            for key, values in filters.items():
+                merged.setdefault(key, set()).update(values)
+            body = {"billable_metric": {
+                "name": metric.name, "code": code, "aggregation_type": "sum_agg",
+                "field_name": metric.field_name, "filters": _filters(merged),
+            }}
+            response = self.request("PUT", f"/billable_metrics/{quote(code, safe='')}", json=body)
+            if response.status_code != 200:
+                raise self.unexpected(f"PUT billable metric {code}", response)
+            self._metrics[code] = self._parse_metric(
+                self.answer(response, f"PUT billable metric {code}", "billable_metric"))
+
+    def _create_metric(self, item: str, filters: Mapping[str, set[str]]) -> _Metric:
+        code = self.code(item)
+        spec = self._items.get(code)
+        name = (spec.display_name if spec and spec.display_name else item)
+        body = {"billable_metric": {
+            "name": name,
+            "code": code,
+            "description": f"kubetally item {item}" + (f" ({spec.unit})" if spec and spec.unit else ""),
+            "aggregation_type": "sum_agg",
+            "field_name": QUANTITY_FIELD,
+            "recurring": False,
+            "filters": _filters(filters),
+        }}
+        response = self.request("POST", "/billable_metrics", json=body)
+        if response.status_code == 200:
+            return self._parse_metric(self.answer(response, f"create billable metric {code}", "billable_metric"))
+        if response.status_code == 422:  # created meanwhile by another replica: read it
+            again = self.request("GET", f"/billable_metrics/{quote(code, safe='')}")
+            if again.status_code == 200:
+                return self._parse_metric(self.answer(again, f"GET billable metric {code}", "billable_metric"))
+        raise self.unexpected(f"create billable metric {code}", response)
+
+    @staticmethod
+    def _parse_metric(view: Mapping[str, Any]) -> _Metric:
+        return _Metric(
+            code=view["code"],
+            lago_id=view["lago_id"],
+            field_name=view.get("field_name") or QUANTITY_FIELD,
+            name=view.get("name") or view["code"],
+            filters={f["key"]: set(f.get("values") or []) for f in view.get("filters") or []},
+        )
+
+    def _charge(self, metric: _Metric, combos: set[Combo]) -> dict[str, Any]:
+        return {
+            "billable_metric_id": metric.lago_id,
+            "charge_model": "standard",
+            "pay_in_advance": False,
+            "invoiceable": True,
+            "properties": {"amount": "0"},
+            "filters": [_charge_filter(c) for c in sorted(combos)],
+        }
+
+    def _ensure_plan(self) -> None:
+        code = self.lago.plan_code
+        response = self.request("GET", f"/plans/{quote(code, safe='')}")
+        if response.status_code == 404:
+            body = {"plan": {
+                "name": self.lago.plan_name,
+                "code": code,
+                "interval": self.lago.interval,
+                "amount_cents": 0,
+                "amount_currency": self.lago.currency,
+                "pay_in_advance": False,
+                "charges": [self._charge(m, self._combos.get(m.code, set()))
+                            for m in sorted(self._metrics.values(), key=lambda m: m.code)],
+            }}
+            created = self.request("POST", "/plans", json=body)
+            if created.status_code == 422:  # another replica created it: update instead
+                self._plan_ok = False
+                raise TransientError("lago: plan was created concurrently; reading it again")
+            if created.status_code != 200:
+                raise self.unexpected(f"create plan {code}", created)
+            self._plan_ok = True
+            return
+        if response.status_code != 200:
+            raise self.unexpected(f"GET plan {code}", response)
+        plan = self.answer(response, f"GET plan {code}", "plan")
+        charges, changed = self._merge_charges(plan.get("charges") or [])
+        if changed:
+            body = {"plan": {
+                "name": plan["name"], "code": code, "interval": plan["interval"],
+                "amount_cents": plan["amount_cents"], "amount_currency": plan["amount_currency"],
+                "pay_in_advance": plan["pay_in_advance"], "charges": charges,
+            }}
+            updated = self.request("PUT", f"/plans/{quote(code, safe='')}", json=body)
+            if updated.status_code != 200:
+                raise self.unexpected(f"update plan {code}", updated)
+        self._plan_ok = True
+
+    def _merge_charges(self, existing: list[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """Existing charges kept as they are (prices set by the operator stay); missing
+        metrics and dimension combinations added at the skeleton price."""
+        changed = False
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for charge in existing:
+            code = charge.get("billable_metric_code", "")
+            seen.add(code)
+            filters = [
+                {"invoice_display_name": f.get("invoice_display_name"), "properties": f.get("properties") or {},
+                 "values": f.get("values") or {}}
+                for f in charge.get("filters") or []
+            ]
+            have = {_combo_of(f["values"]) for f in filters}
+            for combo in sorted(self._combos.get(code, set()) - have):
+                filters.append(_charge_filter(combo))
+                changed = True
+            entry: dict[str, Any] = {
+                "id": charge["lago_id"],
+                "billable_metric_id": charge["lago_billable_metric_id"],
+                "charge_model": charge["charge_model"],
+                "pay_in_advance": charge.get("pay_in_advance", False),
+                "invoiceable": charge.get("invoiceable", True),
+                "prorated": charge.get("prorated", False),
+                "min_amount_cents": charge.get("min_amount_cents", 0),
+                "properties": charge.get("properties") or {},
+                "filters": filters,
+            }
+            if charge.get("invoice_display_name"):
+                entry["invoice_display_name"] = charge["invoice_display_name"]
+            out.append(entry)
+        for code in sorted(set(self._metrics) - seen):
+            out.append(self._charge(self._metrics[code], self._combos.get(code, set())))
+            changed = True
+        return out, changed
+
+    def _ensure_tenant(self, tenant: str) -> str | None:
+        """Customer + subscription; returns a reason when Lago refuses them for good."""
+        cid = self.customer_id(tenant)
+        customer = {"customer": {"external_id": cid, "name": tenant, "currency": self.lago.currency}}
+        response = self.request("POST", "/customers", json=customer)
+        if response.status_code != 200:
+            if response.status_code == 422:
+                return f"lago refused customer {cid}: {body_text(response)}"
+            raise self.unexpected(f"create customer {cid}", response)
+        subscription = {"subscription": {
+            "external_customer_id": cid, "plan_code": self.lago.plan_code, "external_id": cid, "name": tenant,
+        }}
+        response = self.request("POST", "/subscriptions", json=subscription)
+        if response.status_code == 404:
+            self._plan_ok = False  # the plan vanished: re-create it on the retry
+            raise TransientError(f"lago: plan {self.lago.plan_code} not found while subscribing {cid}")
+        if response.status_code == 422:
+            body = json_body(response)
+            details = body.get("error_details") if isinstance(body, Mapping) else None
+            if not (isinstance(details, Mapping) and "value_already_exist" in json.dumps(details)):
+                return f"lago refused subscription {cid}: {body_text(response)}"
+        elif response.status_code != 200:
+            raise self.unexpected(f"create subscription {cid}", response)
+        self._tenants.add(tenant)
+        return None
+
+    def offboard(self, tenant: str) -> None:
+        cid = self.customer_id(tenant)
+        response = self.request("DELETE", f"/subscriptions/{quote(cid, safe='')}", passthrough=(404,))
+        if response.status_code not in (200, 404):  # 404: terminated already
+            raise self.unexpected(f"terminate subscription {cid}", response)
+        self._tenants.discard(tenant)
+
+
+def _filters(filters: Mapping[str, set[str]]) -> list[dict[str, Any]]:
+    return [{"key": key, "values": sorted(values)} for key, values in sorted(filters.items()) if values]
+
+
+def _charge_filter(combo: Combo) -> dict[str, Any]:
+    return {
+        "invoice_display_name": " / ".join(v for _, v in combo),
+        "properties": {"amount": "0"},
+        "values": {k: [v] for k, v in combo},
+    }
+
+
+def _combo_of(values: Mapping[str, Sequence[str]]) -> Combo:
+    return tuple(sorted((k, v[0]) for k, v in values.items() if v))

@@ -1,0 +1,581 @@
+"""The drain loop: read the outbox, turn rows into events, send them within the backend's
+limits, retry what may pass later, isolate what never will, and move the cursor.
+
+One :class:`DestinationRunner` per destination; :class:`Deliverer` runs them side by side (a
+slow or broken backend never holds up the others). :func:`deliver_once` is the plain entry
+the CLI and the agent call.
+
+Failure handling, the same for every backend (adapters only classify answers):
+
+* :class:`~kubetally.delivery.destinations.base.TransientError` (network, timeout, 408, 409,
+  429, 5xx): the same batch again after exponential backoff with jitter, never shorter than the
+  server's ``Retry-After``. A one-shot run gives up after ``max_wait`` without progress and
+  leaves the rows pending; ``--follow``/agent retries forever.
+* :class:`~kubetally.delivery.destinations.base.BatchRejected` (400/413/422): the batch is
+  split in halves until the bad events are alone; those go to the dead-letter table with the
+  backend's reason, the others are delivered.
+* :class:`~kubetally.delivery.destinations.base.FatalError` (401/403, wrong URL): the
+  destination stops for this run; nothing is dead-lettered (an expired key must not cost
+  revenue).
+* events a backend can never take (older than it accepts, negative where it cannot subtract)
+  are dead-lettered without a request, with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from kubetally.delivery.config import DestinationBase, DestinationsConfig
+from kubetally.delivery.destinations import build_destination
+from kubetally.delivery.destinations.base import (
+    BatchRejected,
+    Destination,
+    FatalError,
+    ItemSpec,
+    SendResult,
+    TransientError,
+)
+from kubetally.delivery.events import Event, events_for
+from kubetally.delivery.outbox import (
+    Clock,
+    CommitCounts,
+    DeadLetter,
+    LeaseLost,
+    Outbox,
+    Page,
+    Pending,
+    utcnow,
+)
+from kubetally.delivery.retry import RetryPolicy
+from kubetally.ledger.store import Ledger
+from kubetally.periods import format_time
+
+log = logging.getLogger("kubetally.delivery")
+
+T = TypeVar("T")
+
+#: Examples of dead letters kept per run for the summary (all are in the table).
+_EXAMPLES = 20
+#: Offboarding scans the ledger for each tenant's last period; do it at most this often.
+OFFBOARD_CHECK_EVERY = timedelta(minutes=10)
+#: An event this close to a backend's age limit is dead-lettered rather than sent: it would
+#: cross the limit while in flight or waiting for a retry.
+AGE_MARGIN = timedelta(hours=1)
+
+
+class GiveUp(Exception):
+    """A one-shot run waited ``max_wait`` for a backend without any progress."""
+
+
+class Stopped(Exception):
+    """Shutdown was requested; the batch in flight is re-sent by the next run."""
+
+
+@dataclass
+class DestinationSummary:
+    """What one drain of one destination did."""
+
+    name: str
+    kind: str
+    delivered: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    examples: list[DeadLetter] = field(default_factory=list)
+    pending: int = 0
+    requests: int = 0
+    retries: int = 0
+    offboarded: list[str] = field(default_factory=list)
+    error: str | None = None
+    stopped: bool = False
+    seconds: float = 0.0
+
+    def merge(self, other: DestinationSummary) -> None:
+        """Accumulate another drain into this one (follow mode totals)."""
+        self.delivered += other.delivered
+        self.duplicates += other.duplicates
+        self.skipped += other.skipped
+        self.dead_lettered += other.dead_lettered
+        self.reasons.update(other.reasons)
+        self.examples = (self.examples + other.examples)[:_EXAMPLES]
+        self.pending = other.pending
+        self.requests += other.requests
+        self.retries += other.retries
+        self.offboarded += other.offboarded
+        self.error = other.error
+        self.stopped = other.stopped
+        self.seconds += other.seconds
+
+
+@dataclass
+class DeliverySummary:
+    destinations: list[DestinationSummary] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.error is None for d in self.destinations)
+
+    @property
+    def delivered(self) -> int:
+        return sum(d.delivered for d in self.destinations)
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(d.dead_lettered for d in self.destinations)
+
+    @property
+    def pending(self) -> int:
+        return sum(d.pending for d in self.destinations)
+
+
+def _short_reason(reason: str) -> str:
+    return reason if len(reason) <= 300 else reason[:300] + "…"
+
+
+class DestinationRunner:
+    """Drains one destination's outbox; keeps adapter caches between drains (follow mode)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        destination: Destination,
+        config: DestinationBase | None = None,
+        *,
+        items: Sequence[ItemSpec] = (),
+        policy: RetryPolicy | None = None,
+        page_size: int = 1000,
+        max_wait: timedelta | None = timedelta(minutes=5),
+        lease_ttl: timedelta = timedelta(minutes=2),
+        gap_timeout: timedelta = timedelta(minutes=10),
+        clock: Clock = utcnow,
+        stop: threading.Event | None = None,
+    ):
+        self.ledger = ledger
+        self.dest = destination
+        self.config = config
+        self.items = list(items)
+        if policy is None and config is not None:
+            policy = RetryPolicy(initial=config.retry_initial, maximum=config.retry_max)
+        self.policy = policy or RetryPolicy()
+        self.page_size = max(page_size, destination.max_batch)
+        self.max_wait = max_wait
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.outbox = Outbox(ledger, destination.name, lease_ttl=lease_ttl, gap_timeout=gap_timeout, clock=clock)
+        destination.bind(self.outbox)
+        self._bootstrapped = False
+        self._next_offboard_check = 0.0
+        self._heartbeat_every = max(0.05, lease_ttl.total_seconds() / 3)
+        self._summary = DestinationSummary(destination.name, destination.kind)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def drain(self) -> DestinationSummary:
+        """Deliver everything pending now; returns what happened."""
+        started = time.monotonic()
+        s = self._summary = DestinationSummary(self.dest.name, self.dest.kind)
+        if not self.outbox.acquire():
+            state = self.outbox.state()
+            owner = state.lease_owner if state else "?"
+            until = format_time(state.lease_until) if state and state.lease_until else "?"
+            s.error = f"busy: another process ({owner}) is delivering to {self.dest.name} (lease until {until})"
+            s.pending = self.outbox.pending()
+            return s
+        try:
+            if not self._bootstrapped:
+                self._retrying("bootstrap", lambda: self.dest.bootstrap(self.items))
+                self._bootstrapped = True
+            while not self.stop.is_set():
+                page = self.outbox.read(self.page_size)
+                if not page.rows:
+                    break
+                for chunk in self._plan(page):
+                    self._deliver_chunk(chunk, page)
+            if not self.stop.is_set():
+                self._offboard()
+            else:
+                s.stopped = True
+        except Stopped:
+            s.stopped = True
+        except (FatalError, GiveUp, LeaseLost) as exc:
+            s.error = str(exc)
+            log.error("%s: %s", self.dest.name, exc)
+        except Exception as exc:  # a bug or a ledger error: report it, keep the other destinations going
+            s.error = f"{self.dest.name}: unexpected error: {type(exc).__name__}: {exc}"
+            log.exception("%s: unexpected error", self.dest.name)
+        finally:
+            try:
+                self.outbox.release()
+            finally:
+                s.pending = self.outbox.pending()
+                s.seconds = time.monotonic() - started
+        return s
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _selected(self, pending: Pending) -> bool:
+        cfg = self.config
+        if cfg is None:
+            return True
+        record = pending.record
+        if cfg.items is not None and record.item not in cfg.items:
+            return False
+        return not (cfg.since is not None and record.start < cfg.since)
+
+    def _events(self, pending: Pending) -> tuple[list[Event], list[DeadLetter]]:
+        """The events of one row, minus those this backend can never accept (dead letters)."""
+        try:
+            events = events_for(pending.record, pending.seq, pending.previous, label_keys=self.dest.label_keys)
+        except ValueError as exc:
+            # Only possible when an earlier revision vanished from the ledger.
+            full = events_for(pending.record.model_copy(update={"revision": 0}), pending.seq, None)[0]
+            return [], [DeadLetter(replace(full, id=f"{full.record_id}-{pending.record.revision}",
+                                           revision=pending.record.revision), str(exc))]
+        if pending.only is not None:
+            events = [e for e in events if e.id in pending.only]
+        keep, dead = [], []
+        unassigned = self.config.unassigned_tenant if self.config else None
+        for event in events:
+            if not event.tenant:
+                if unassigned:
+                    event = replace(event, tenant=unassigned)
+                else:
+                    dead.append(DeadLetter(event, "record has no tenant to bill (set unassigned_tenant "
+                                                  "on the destination to bill such usage)"))
+                    continue
+            reason = self._never_accepted(event)
+            if reason:
+                dead.append(DeadLetter(event, reason))
+            else:
+                keep.append(event)
+        return keep, dead
+
+    def _never_accepted(self, event: Event) -> str | None:
+        max_age = self.dest.max_age
+        if max_age is not None and self.clock() - event.timestamp > max_age - AGE_MARGIN:
+            days = max_age.total_seconds() / 86400
+            return (f"too old: period start {format_time(event.timestamp)} is more than {days:g} days ago; "
+                    f"{self.dest.kind} does not accept older events")
+        return self.dest.check(event)
+
+    def _plan(self, page: Page) -> Iterable[list[tuple[Pending, list[Event], list[DeadLetter]]]]:
+        """Rows with their events, cut into chunks of at most ``max_batch`` events; a row's
+        events never straddle two chunks, so the cursor can move after each chunk."""
+        chunk: list[tuple[Pending, list[Event], list[DeadLetter]]] = []
+        size = 0
+        for pending in page.rows:
+            if not self._selected(pending):
+                chunk.append((pending, [], []))
+                continue
+            events, dead = self._events(pending)
+            if chunk and size + len(events) > self.dest.max_batch:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((pending, events, dead))
+            size += len(events)
+        if chunk:
+            yield chunk
+
+    # -- delivering a chunk ------------------------------------------------------------------------
+
+    def _deliver_chunk(self, chunk: list[tuple[Pending, list[Event], list[DeadLetter]]], page: Page) -> None:
+        s = self._summary
+        counts = CommitCounts()
+        dead: list[DeadLetter] = []
+        to_send: list[Event] = []
+        for _pending, events, letters in chunk:
+            dead.extend(letters)
+            to_send.extend(events)
+            if not events and not letters:
+                counts.skipped += 1
+        if to_send:
+            refused = self._retrying("prepare", lambda: self.dest.prepare(to_send)) or {}
+            if refused:
+                dead.extend(DeadLetter(e, refused[e.id]) for e in to_send if e.id in refused)
+                to_send = [e for e in to_send if e.id not in refused]
+        accepted: list[Event] = []
+        duplicates: set[str] = set()
+        for start in range(0, len(to_send), self.dest.max_batch):
+            self._send(to_send[start : start + self.dest.max_batch], accepted, duplicates, dead)
+        counts.duplicates = len(duplicates)
+        counts.delivered = len(accepted) - counts.duplicates
+        counts.dead = len(dead)
+        dead_ids = {letter.event.id for letter in dead}
+        redelivered = {i for p, _, _ in chunk if p.only for i in p.only} - dead_ids
+        self.outbox.commit(
+            [p for p, _, _ in chunk],
+            page,
+            dead=dead,
+            counts=counts,
+            tenants={e.tenant for e in accepted},
+            redelivered=redelivered,
+        )
+        s.delivered += counts.delivered
+        s.duplicates += counts.duplicates
+        s.skipped += counts.skipped
+        s.dead_lettered += counts.dead
+        for letter in dead:
+            s.reasons[_short_reason(letter.reason)] += 1
+            if len(s.examples) < _EXAMPLES:
+                s.examples.append(letter)
+
+    def _send(self, events: list[Event], accepted: list[Event], duplicates: set[str],
+              dead: list[DeadLetter]) -> None:
+        """Send one batch; on a rejection isolate the bad events by splitting it."""
+        try:
+            result: SendResult = self._retrying("send", lambda: self._request(events))
+        except BatchRejected as exc:
+            named = {e.id for e in events} & set(exc.per_event)
+            if named:
+                dead.extend(DeadLetter(e, exc.per_event[e.id], exc.status) for e in events if e.id in named)
+                rest = [e for e in events if e.id not in named]
+                if rest:
+                    self._send(rest, accepted, duplicates, dead)
+                return
+            if len(events) == 1:
+                dead.append(DeadLetter(events[0], exc.reason, exc.status))
+                return
+            mid = len(events) // 2
+            self._send(events[:mid], accepted, duplicates, dead)
+            self._send(events[mid:], accepted, duplicates, dead)
+            return
+        accepted.extend(events)
+        duplicates.update(result.duplicates & {e.id for e in events})
+
+    def _request(self, events: list[Event]) -> SendResult:
+        self._summary.requests += 1
+        return self.dest.send(events)
+
+    # -- retries ------------------------------------------------------------------------------------
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """Run ``call`` until it does not raise TransientError (backoff + jitter + hints)."""
+        failures = 0
+        first_failure = 0.0
+        while True:
+            if self.stop.is_set():
+                raise Stopped()
+            try:
+                return call()
+            except TransientError as exc:
+                failures += 1
+                self._summary.retries += 1
+                now = time.monotonic()
+                if failures == 1:
+                    first_failure = now
+                if self.max_wait is not None and now - first_failure >= self.max_wait.total_seconds():
+                    raise GiveUp(
+                        f"{self.dest.name}: gave up after {failures} attempts over "
+                        f"{now - first_failure:.0f}s ({what}): {exc.reason}"
+                    ) from None
+                delay = self.policy.delay(failures, exc.retry_after)
+                if self.max_wait is not None:
+                    delay = min(delay, max(0.0, self.max_wait.total_seconds() - (now - first_failure)) + 0.01)
+                log.warning("%s: %s failed (%s); retry %d in %.2fs", self.dest.name, what, exc.reason,
+                            failures, delay)
+                self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self.stop.wait(min(remaining, self._heartbeat_every)):
+                raise Stopped()
+            self.outbox.heartbeat()
+
+    # -- offboarding -------------------------------------------------------------------------------
+
+    def _offboard(self) -> None:
+        grace = self.dest.offboard_grace
+        if grace is None or time.monotonic() < self._next_offboard_check:
+            return
+        self._next_offboard_check = time.monotonic() + OFFBOARD_CHECK_EVERY.total_seconds()
+        for tenant, last_end in self.outbox.idle_tenants(grace):
+            self._retrying("offboard", lambda tenant=tenant: self.dest.offboard(tenant))  # type: ignore[misc]
+            self.outbox.set_tenant_state(tenant, "offboarded")
+            self._summary.offboarded.append(tenant)
+            log.info("%s: offboarded tenant %s (no usage since %s)", self.dest.name, tenant, format_time(last_end))
+
+
+class Deliverer:
+    """All destinations of one process. ``run_once`` drains them in parallel threads."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        destinations: Sequence[Destination],
+        configs: Sequence[DestinationBase | None] | None = None,
+        *,
+        items: Sequence[ItemSpec] = (),
+        policy: RetryPolicy | None = None,
+        page_size: int = 1000,
+        max_wait: timedelta | None = timedelta(minutes=5),
+        lease_ttl: timedelta = timedelta(minutes=2),
+        gap_timeout: timedelta = timedelta(minutes=10),
+        clock: Clock = utcnow,
+        stop: threading.Event | None = None,
+    ):
+        self.stop = stop or threading.Event()
+        configs = list(configs) if configs is not None else [None] * len(destinations)
+        self.runners = [
+            DestinationRunner(
+                ledger, dest, cfg, items=items, policy=policy, page_size=page_size, max_wait=max_wait,
+                lease_ttl=lease_ttl, gap_timeout=gap_timeout, clock=clock, stop=self.stop,
+            )
+            for dest, cfg in zip(destinations, configs, strict=True)
+        ]
+
+    def run_once(self) -> DeliverySummary:
+        if len(self.runners) == 1:
+            return DeliverySummary([self.runners[0].drain()])
+        with ThreadPoolExecutor(max_workers=len(self.runners), thread_name_prefix="deliver") as pool:
+            results = list(pool.map(lambda runner: runner.drain(), self.runners))
+        return DeliverySummary(results)
+
+    def run_forever(
+        self,
+        interval: timedelta = timedelta(seconds=30),
+        on_summary: Callable[[DeliverySummary], None] | None = None,
+    ) -> DeliverySummary:
+        """Drain, wait ``interval`` (or less while work remains), repeat until ``stop``."""
+        totals = {r.dest.name: DestinationSummary(r.dest.name, r.dest.kind) for r in self.runners}
+        while not self.stop.is_set():
+            summary = self.run_once()
+            for one in summary.destinations:
+                totals[one.name].merge(one)
+            if on_summary is not None:
+                on_summary(summary)
+            busy = any(d.pending and d.error is None for d in summary.destinations)
+            self.stop.wait(0.0 if busy else interval.total_seconds())
+        return DeliverySummary(list(totals.values()))
+
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.dest.close()
+
+
+def item_specs(config: Any) -> list[ItemSpec]:
+    """Billing items of a loaded :class:`~kubetally.config.Config` (None: no items), so metrics
+    exist in the backend before the first record of an item arrives."""
+    if config is None:
+        return []
+    specs = []
+    for item in config.items:
+        entry = config.display_for(item.item)
+        name = entry.method.displayname.text("en") if entry else ""
+        specs.append(ItemSpec(item=item.item, category=item.category, unit=item.unit, display_name=name))
+    return specs
+
+
+def build_all(
+    destinations: DestinationsConfig | Sequence[DestinationBase] | Sequence[Destination],
+    environ: Mapping[str, str] | None = None,
+) -> tuple[list[Destination], list[DestinationBase | None], bool]:
+    """Adapters for configs (built here, so the caller must close them) or as given."""
+    if isinstance(destinations, DestinationsConfig):
+        configs: list[DestinationBase] = destinations.enabled()
+    else:
+        items = list(destinations)
+        if items and not isinstance(items[0], DestinationBase):
+            return list(items), [getattr(d, "config", None) for d in items], False  # type: ignore[misc]
+        configs = [c for c in items if isinstance(c, DestinationBase) and c.enabled]
+    built = []
+    try:
+        for cfg in configs:
+            built.append(build_destination(cfg, environ))
+    except Exception:
+        for dest in built:
+            dest.close()
+        raise
+    return built, list(configs), True
+
+
+#: Deliverers kept between :func:`deliver_once` calls of a loop (see there).
+_KEPT: dict[str, Deliverer] = {}
+_KEPT_LOCK = threading.Lock()
+_KEPT_MAX = 8
+
+
+def _kept_key(ledger: Ledger, configs: Sequence[DestinationBase | None], items: Sequence[ItemSpec],
+              policy: RetryPolicy | None, page_size: int, max_wait: timedelta | None, clock: Clock,
+              stop: threading.Event | None, environ: Mapping[str, str] | None) -> str:
+    import hashlib
+    import json
+    import os
+
+    env = os.environ if environ is None else environ
+    material = json.dumps({
+        "ledger": id(ledger), "stop": id(stop), "clock": id(clock), "policy": id(policy),
+        "page_size": page_size, "max_wait": str(max_wait), "items": [repr(i) for i in items],
+        "configs": [c.model_dump(mode="json") if c is not None else None for c in configs],
+        # secrets only enter a digest held in memory, so a rotated key builds new adapters
+        "env": sorted(env.items()),
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def deliver_once(
+    ledger: Ledger,
+    destinations: DestinationsConfig | Sequence[DestinationBase] | Sequence[Destination],
+    *,
+    items: Sequence[ItemSpec] = (),
+    policy: RetryPolicy | None = None,
+    page_size: int = 1000,
+    max_wait: timedelta | None = timedelta(minutes=5),
+    clock: Clock = utcnow,
+    stop: threading.Event | None = None,
+    environ: Mapping[str, str] | None = None,
+    keep: bool = True,
+) -> DeliverySummary:
+    """Drain every destination's outbox once (the agent loop calls this every cycle).
+
+    With ``keep`` (default), adapters built from configs are kept for the next call with the
+    same ledger, configs and environment, so a loop does not redo setup (plan, metrics, one
+    request per tenant) every cycle; :func:`close_kept` releases them.
+    """
+    if isinstance(destinations, DestinationsConfig):
+        configs: list[DestinationBase | None] = list(destinations.enabled())
+    else:
+        configs = [d if isinstance(d, DestinationBase) else None for d in destinations]
+    from_configs = bool(configs) and all(c is not None for c in configs)
+    if keep and from_configs:
+        key = _kept_key(ledger, configs, items, policy, page_size, max_wait, clock, stop, environ)
+        with _KEPT_LOCK:
+            deliverer = _KEPT.get(key)
+        if deliverer is None:
+            built, built_configs, _ = build_all(destinations, environ)
+            deliverer = Deliverer(ledger, built, built_configs, items=items, policy=policy, page_size=page_size,
+                                  max_wait=max_wait, clock=clock, stop=stop)
+            with _KEPT_LOCK:
+                _KEPT[key] = deliverer
+                while len(_KEPT) > _KEPT_MAX:
+                    _KEPT.pop(next(iter(_KEPT))).close()
+        return deliverer.run_once()
+    built, built_configs, owned = build_all(destinations, environ)
+    deliverer = Deliverer(ledger, built, built_configs, items=items, policy=policy, page_size=page_size,
+                          max_wait=max_wait, clock=clock, stop=stop)
+    try:
+        return deliverer.run_once()
+    finally:
+        if owned:
+            deliverer.close()
+
+
+def close_kept() -> None:
+    """Close the adapters :func:`deliver_once` kept between calls."""
+    with _KEPT_LOCK:
+        kept = list(_KEPT.values())
+        _KEPT.clear()
+    for deliverer in kept:
+        deliverer.close()

@@ -1,0 +1,577 @@
+"""The outbox of one destination: a cursor over the ledger's rows, with dead letters, gaps,
+tenants and a lease, all in the ledger database.
+
+Rules that make delivery exactly-once in effect:
+
+* every ledger row (every revision) gets a ``seq``; the cursor says "rows up to here are done";
+* the cursor moves only after the backend acknowledged the rows' events (or they were
+  dead-lettered/skipped), and in the same transaction as their dead letters — so a crash
+  re-sends at most the batch that was in flight, with the same deterministic event ids;
+* a seq that was not visible when the cursor passed it (PostgreSQL commits out of order) is
+  remembered as a *gap* and delivered when it shows up;
+* a lease on the cursor row keeps a second process from draining the same destination; a lease
+  held by a dead process on this host is taken over at once, any other after it expires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from kubetally.delivery import tables
+from kubetally.delivery.events import Event
+from kubetally.ledger import schema
+from kubetally.ledger.store import Ledger
+from kubetally.periods import PeriodKind
+from kubetally.record import UsageRecord
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseLost(RuntimeError):
+    """Another process took this destination over (our lease expired while we were stuck)."""
+
+
+def new_owner() -> str:
+    """``host:pid:nonce`` — the pid lets a restarted process on the same host take over a
+    lease its killed predecessor left behind without waiting for it to expire."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _record(row: Any) -> UsageRecord:
+    """A ledger row as a record. The ledger validated it on the way in and its column types
+    return exact Decimals and aware UTC datetimes, so validation is skipped here: reading is
+    the hot path of delivery."""
+    return UsageRecord.model_construct(
+        id=row.id, kind=row.kind, category=row.category, item=row.item, name=row.name,
+        namespace=row.namespace, cluster=row.cluster, project=row.project, tenant=row.tenant,
+        labels=json.loads(row.labels), date=row.date, period=PeriodKind(row.period), start=row.start,
+        end=row.end, usage=row.usage, unit=row.unit, revision=row.revision,
+    )
+
+
+@dataclass
+class Pending:
+    """A ledger row to deliver, with the revision before it (for corrections)."""
+
+    seq: int
+    record: UsageRecord
+    previous: UsageRecord | None = None
+    #: from a gap (an out-of-order commit) rather than after the cursor
+    late: bool = False
+    #: a re-queued dead letter: only these event ids are sent again
+    only: frozenset[str] | None = None
+
+
+@dataclass
+class DeadLetter:
+    event: Event
+    reason: str
+    status: int | None = None
+
+
+@dataclass
+class Gap:
+    lo: int
+    hi: int
+    seen_at: datetime
+
+
+@dataclass
+class CommitCounts:
+    delivered: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    dead: int = 0
+
+
+@dataclass
+class DeadLetterRow:
+    destination: str
+    event_id: str
+    seq: int
+    record_id: str
+    revision: int
+    tenant: str
+    item: str
+    quantity: Decimal
+    timestamp: datetime
+    status: int | None
+    reason: str
+    state: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class CursorState:
+    destination: str
+    cursor: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    delivered: int
+    duplicates: int
+    skipped: int
+    dead: int
+    updated_at: datetime
+
+
+@dataclass
+class Page:
+    rows: list[Pending] = field(default_factory=list)
+    #: the seqs of the rows read after the cursor (gap detection needs all of them)
+    fresh_seqs: list[int] = field(default_factory=list)
+
+
+def _subtract(gaps: list[Gap], seqs: Iterable[int]) -> list[Gap]:
+    """Remove delivered seqs from gap ranges, splitting ranges around them."""
+    out = list(gaps)
+    for seq in sorted(set(seqs)):
+        nxt: list[Gap] = []
+        for gap in out:
+            if gap.lo <= seq <= gap.hi:
+                if gap.lo < seq:
+                    nxt.append(Gap(gap.lo, seq - 1, gap.seen_at))
+                if seq < gap.hi:
+                    nxt.append(Gap(seq + 1, gap.hi, gap.seen_at))
+            else:
+                nxt.append(gap)
+        out = nxt
+    return out
+
+
+def _holes(after: int, upto: int, present: Sequence[int], seen_at: datetime) -> list[Gap]:
+    """Ranges of seqs in ``(after, upto]`` that are not in ``present`` (sorted)."""
+    holes = []
+    expect = after + 1
+    for seq in present:
+        if seq > upto:
+            break
+        if seq <= after:
+            continue
+        if seq > expect:
+            holes.append(Gap(expect, seq - 1, seen_at))
+        expect = seq + 1
+    if expect <= upto:
+        holes.append(Gap(expect, upto, seen_at))
+    return holes
+
+
+class Outbox:
+    """Cursor, gaps, dead letters and tenants of one destination."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        destination: str,
+        *,
+        owner: str | None = None,
+        lease_ttl: timedelta = timedelta(minutes=2),
+        gap_timeout: timedelta = timedelta(minutes=10),
+        clock: Clock = utcnow,
+    ):
+        self.ledger = ledger
+        self.destination = destination
+        self.owner = owner or new_owner()
+        self.lease_ttl = lease_ttl
+        self.gap_timeout = gap_timeout
+        self.clock = clock
+        self._cursor = 0
+        self._gaps: list[Gap] = []
+        #: tenants known to be recorded as active (saves an upsert per tenant per batch)
+        self._active: set[str] = set()
+
+    # -- lease -------------------------------------------------------------------------------
+
+    def state(self) -> CursorState | None:
+        c = tables.outbox_cursors
+        with self.ledger.engine.connect() as conn:
+            row = conn.execute(select(c).where(c.c.destination == self.destination)).one_or_none()
+        return None if row is None else CursorState(**row._mapping)
+
+    def acquire(self) -> bool:
+        """Take the lease (and load cursor and gaps). False when a live process holds it."""
+        now = self.clock()
+        c = tables.outbox_cursors
+        for _ in range(2):
+            try:
+                with self.ledger.transaction() as conn:
+                    row = conn.execute(select(c).where(c.c.destination == self.destination)).one_or_none()
+                    if row is None:
+                        conn.execute(insert(c).values(
+                            destination=self.destination, cursor=0, lease_owner=self.owner,
+                            lease_until=now + self.lease_ttl, delivered=0, duplicates=0, skipped=0,
+                            dead=0, updated_at=now,
+                        ))
+                    elif (
+                        row.lease_owner in (None, self.owner)
+                        or row.lease_until is None
+                        or row.lease_until < now
+                        or _owner_is_dead(row.lease_owner)
+                    ):
+                        conn.execute(update(c).where(c.c.destination == self.destination).values(
+                            lease_owner=self.owner, lease_until=now + self.lease_ttl))
+                    else:
+                        return False
+                    self._load(conn)
+                    return True
+            except IntegrityError:
+                continue  # another process inserted the row first; look again
+        return False
+
+    def _load(self, conn: Connection) -> None:
+        c, g = tables.outbox_cursors, tables.outbox_gaps
+        self._cursor = conn.execute(select(c.c.cursor).where(c.c.destination == self.destination)).scalar_one()
+        rows = conn.execute(select(g).where(g.c.destination == self.destination).order_by(g.c.lo))
+        self._gaps = [Gap(r.lo, r.hi, r.seen_at) for r in rows]
+        t = tables.outbox_tenants
+        self._active = {
+            row.tenant
+            for row in conn.execute(
+                select(t.c.tenant).where(and_(t.c.destination == self.destination, t.c.state == "active")))
+        }
+
+    def heartbeat(self) -> None:
+        """Extend the lease while a long retry keeps us from committing."""
+        c = tables.outbox_cursors
+        with self.ledger.transaction() as conn:
+            done = conn.execute(
+                update(c)
+                .where(and_(c.c.destination == self.destination, c.c.lease_owner == self.owner))
+                .values(lease_until=self.clock() + self.lease_ttl)
+            ).rowcount
+        if not done:
+            raise LeaseLost(f"destination {self.destination}: lease taken over by another process")
+
+    def release(self) -> None:
+        c = tables.outbox_cursors
+        with self.ledger.transaction() as conn:
+            conn.execute(
+                update(c)
+                .where(and_(c.c.destination == self.destination, c.c.lease_owner == self.owner))
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    def read(self, limit: int) -> Page:
+        """The next rows to deliver: re-queued dead letters, rows that filled a gap, then rows
+        after the cursor — at most ``limit`` in all."""
+        page = Page()
+        page.rows.extend(self._requeued(limit))
+        if len(page.rows) < limit:
+            page.rows.extend(self._late_rows(limit - len(page.rows)))
+        if len(page.rows) < limit:
+            r = schema.records
+            with self.ledger.engine.connect() as conn:
+                fresh = conn.execute(
+                    select(r).where(r.c.seq > self._cursor).order_by(r.c.seq).limit(limit - len(page.rows))
+                ).all()
+            page.rows.extend(Pending(row.seq, _record(row)) for row in fresh)
+            page.fresh_seqs = [row.seq for row in fresh]
+        self._attach_previous(page.rows)
+        return page
+
+    def _late_rows(self, limit: int) -> list[Pending]:
+        if not self._gaps:
+            return []
+        r = schema.records
+        cond = or_(*(r.c.seq.between(g.lo, g.hi) for g in self._gaps))
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(select(r).where(cond).order_by(r.c.seq).limit(limit)).all()
+        found = [Pending(row.seq, _record(row), late=True) for row in rows]
+        if len(rows) < limit:
+            # Every visible late row was found. A hole older than any write transaction can
+            # last, with nothing in it, was a rollback: forget it.
+            cutoff = self.clock() - self.gap_timeout
+            seqs = [p.seq for p in found]
+            keep = [gap for gap in self._gaps
+                    if gap.seen_at >= cutoff or any(gap.lo <= s <= gap.hi for s in seqs)]
+            if len(keep) != len(self._gaps):
+                self._gaps = keep
+                self._save_gaps()
+        return found
+
+    def _requeued(self, limit: int) -> list[Pending]:
+        d, r = tables.dead_letters, schema.records
+        with self.ledger.engine.connect() as conn:
+            letters = conn.execute(
+                select(d.c.seq, d.c.event_id)
+                .where(and_(d.c.destination == self.destination, d.c.state == "requeued"))
+                .order_by(d.c.seq)
+            ).all()
+            if not letters:
+                return []
+            by_seq: dict[int, set[str]] = {}
+            for letter in letters:
+                if letter.seq in by_seq or len(by_seq) < limit:
+                    by_seq.setdefault(letter.seq, set()).add(letter.event_id)
+            rows = conn.execute(select(r).where(r.c.seq.in_(list(by_seq))).order_by(r.c.seq)).all()
+        return [Pending(row.seq, _record(row), only=frozenset(by_seq[row.seq])) for row in rows]
+
+    def _attach_previous(self, rows: list[Pending]) -> None:
+        wanted = [(p.record.id, p.record.revision - 1) for p in rows if p.record.revision > 0]
+        if not wanted:
+            return
+        r = schema.records
+        found: dict[tuple[str, int], UsageRecord] = {}
+        with self.ledger.engine.connect() as conn:
+            for i in range(0, len(wanted), 400):
+                chunk = wanted[i : i + 400]
+                for row in conn.execute(select(r).where(tuple_(r.c.id, r.c.revision).in_(chunk))):
+                    found[(row.id, row.revision)] = _record(row)
+        for p in rows:
+            if p.record.revision > 0:
+                p.previous = found.get((p.record.id, p.record.revision - 1))
+
+    # -- committing --------------------------------------------------------------------------
+
+    def commit(
+        self,
+        done: Sequence[Pending],
+        page: Page,
+        *,
+        dead: Sequence[DeadLetter] = (),
+        counts: CommitCounts | None = None,
+        tenants: Iterable[str] = (),
+        redelivered: Iterable[str] = (),
+    ) -> None:
+        """Mark ``done`` rows delivered, store their dead letters, move the cursor — atomically.
+
+        ``redelivered`` are event ids of re-queued dead letters that now went through.
+        """
+        counts = counts or CommitCounts()
+        now = self.clock()
+        fresh = [p.seq for p in done if not p.late and p.only is None]
+        late = [p.seq for p in done if p.late]
+        new_cursor = max([self._cursor, *fresh])
+        gaps = _subtract(self._gaps, late)
+        if new_cursor > self._cursor:
+            gaps += _holes(self._cursor, new_cursor, page.fresh_seqs, now)
+        c, d = tables.outbox_cursors, tables.dead_letters
+        with self.ledger.transaction() as conn:
+            moved = conn.execute(
+                update(c)
+                .where(and_(c.c.destination == self.destination, c.c.lease_owner == self.owner))
+                .values(
+                    cursor=new_cursor,
+                    lease_until=now + self.lease_ttl,
+                    delivered=c.c.delivered + counts.delivered,
+                    duplicates=c.c.duplicates + counts.duplicates,
+                    skipped=c.c.skipped + counts.skipped,
+                    dead=c.c.dead + counts.dead,
+                    updated_at=now,
+                )
+            ).rowcount
+            if not moved:
+                raise LeaseLost(f"destination {self.destination}: lease taken over by another process")
+            redone = list(redelivered)
+            if redone:
+                conn.execute(delete(d).where(and_(d.c.destination == self.destination, d.c.event_id.in_(redone))))
+            for letter in dead:
+                self._store_dead(conn, letter, now)
+            self._write_gaps(conn, gaps)
+            new_tenants = sorted(set(tenants) - self._active)
+            for tenant in new_tenants:
+                self._set_tenant(conn, tenant, "active", now)
+        self._cursor = new_cursor
+        self._gaps = gaps
+        self._active.update(new_tenants)
+
+    def _store_dead(self, conn: Connection, letter: DeadLetter, now: datetime) -> None:
+        d = tables.dead_letters
+        key = and_(d.c.destination == self.destination, d.c.event_id == letter.event.id)
+        attempts = conn.execute(select(d.c.attempts).where(key)).scalar_one_or_none()
+        conn.execute(delete(d).where(key))
+        e = letter.event
+        conn.execute(insert(d).values(
+            destination=self.destination, event_id=e.id, seq=e.seq, record_id=e.record_id,
+            revision=e.revision, tenant=e.tenant, item=e.item, quantity=e.quantity,
+            timestamp=e.timestamp, status=letter.status, reason=letter.reason[:4000],
+            state="dead", attempts=(attempts or 0) + 1, created_at=now, updated_at=now,
+        ))
+
+    def _write_gaps(self, conn: Connection, gaps: list[Gap]) -> None:
+        g = tables.outbox_gaps
+        if gaps == self._gaps:
+            return
+        conn.execute(delete(g).where(g.c.destination == self.destination))
+        if gaps:
+            conn.execute(insert(g), [
+                {"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at}
+                for gap in gaps
+            ])
+
+    def _save_gaps(self) -> None:
+        g = tables.outbox_gaps
+        with self.ledger.transaction() as conn:
+            conn.execute(delete(g).where(g.c.destination == self.destination))
+            if self._gaps:
+                conn.execute(insert(g), [
+                    {"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at}
+                    for gap in self._gaps
+                ])
+
+    # -- status ------------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Ledger rows not yet handled (after the cursor, in gaps, or re-queued)."""
+        r, d = schema.records, tables.dead_letters
+        c = tables.outbox_cursors
+        with self.ledger.engine.connect() as conn:
+            cursor = conn.execute(select(c.c.cursor).where(c.c.destination == self.destination)).scalar()
+            count = conn.execute(select(func.count()).select_from(r).where(r.c.seq > (cursor or 0))).scalar_one()
+            g = tables.outbox_gaps
+            gaps = conn.execute(select(g.c.lo, g.c.hi).where(g.c.destination == self.destination)).all()
+            if gaps:
+                cond = or_(*(r.c.seq.between(gap.lo, gap.hi) for gap in gaps))
+                count += conn.execute(select(func.count()).select_from(r).where(cond)).scalar_one()
+            count += conn.execute(
+                select(func.count(func.distinct(d.c.seq))).where(
+                    and_(d.c.destination == self.destination, d.c.state == "requeued"))
+            ).scalar_one()
+        return int(count)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def dead_letters(self, state: str | None = None) -> list[DeadLetterRow]:
+        d = tables.dead_letters
+        query = select(d).where(d.c.destination == self.destination)
+        if state:
+            query = query.where(d.c.state == state)
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(query.order_by(d.c.seq, d.c.event_id)).all()
+        return [DeadLetterRow(**{k: v for k, v in row._mapping.items() if k != "pk"}) for row in rows]
+
+    def requeue(self, event_ids: Sequence[str] | None = None) -> int:
+        """Send dead letters again on the next drain (all, or the given event ids)."""
+        d = tables.dead_letters
+        cond = and_(d.c.destination == self.destination, d.c.state == "dead")
+        if event_ids is not None:
+            cond = and_(cond, d.c.event_id.in_(list(event_ids)))
+        with self.ledger.transaction() as conn:
+            return int(conn.execute(update(d).where(cond).values(state="requeued", updated_at=self.clock())).rowcount)
+
+    # -- tenants -----------------------------------------------------------------------------
+
+    def _set_tenant(self, conn: Connection, tenant: str, state: str, now: datetime) -> None:
+        t = tables.outbox_tenants
+        key = and_(t.c.destination == self.destination, t.c.tenant == tenant)
+        current = conn.execute(select(t.c.state).where(key)).scalar_one_or_none()
+        if current is None:
+            conn.execute(insert(t).values(destination=self.destination, tenant=tenant, state=state, updated_at=now))
+        elif current != state:
+            conn.execute(update(t).where(key).values(state=state, updated_at=now))
+
+    def set_tenant_state(self, tenant: str, state: str) -> None:
+        with self.ledger.transaction() as conn:
+            self._set_tenant(conn, tenant, state, self.clock())
+        if state == "active":
+            self._active.add(tenant)
+        else:
+            self._active.discard(tenant)
+
+    def tenant_states(self) -> dict[str, str]:
+        t = tables.outbox_tenants
+        with self.ledger.engine.connect() as conn:
+            rows = conn.execute(select(t.c.tenant, t.c.state).where(t.c.destination == self.destination))
+            return {row.tenant: row.state for row in rows}
+
+    def idle_tenants(self, grace: timedelta) -> list[tuple[str, datetime]]:
+        """Active tenants with no usage for longer than ``grace``, as ``(tenant, last end)``.
+
+        "Now" is the newest period end the ledger holds for the tenant's cluster, not the wall
+        clock: when collection stalls, or a simulation fills past periods, nobody is offboarded
+        just because no new records arrived. A tenant in several clusters must be idle in all.
+        """
+        t, r = tables.outbox_tenants, schema.records
+        with self.ledger.engine.connect() as conn:
+            active = sorted(
+                row.tenant
+                for row in conn.execute(
+                    select(t.c.tenant).where(and_(t.c.destination == self.destination, t.c.state == "active"))
+                )
+            )
+            if not active:
+                return []
+            newest = {
+                row.cluster: row.last_end
+                for row in conn.execute(select(r.c.cluster, func.max(r.c.end).label("last_end")).group_by(r.c.cluster))
+            }
+            rows = conn.execute(
+                select(r.c.tenant, r.c.cluster, func.max(r.c.end).label("last_end"))
+                .where(r.c.tenant.in_(active))
+                .group_by(r.c.tenant, r.c.cluster)
+            ).all()
+        idle: dict[str, datetime] = {}
+        busy: set[str] = set()
+        for row in rows:
+            if newest[row.cluster] - row.last_end > grace:
+                idle[row.tenant] = max(idle.get(row.tenant, row.last_end), row.last_end)
+            else:
+                busy.add(row.tenant)
+        # `end` is a period's last second; report the exclusive end
+        return sorted((tenant, last + timedelta(seconds=1)) for tenant, last in idle.items() if tenant not in busy)
+
+    # -- setup objects (ObjectStore) ---------------------------------------------------------
+
+    def get_object(self, kind: str, key: str) -> str | None:
+        o = tables.outbox_objects
+        with self.ledger.engine.connect() as conn:
+            return conn.execute(
+                select(o.c.remote_id).where(
+                    and_(o.c.destination == self.destination, o.c.kind == kind, o.c.key == key))
+            ).scalar_one_or_none()
+
+    def put_object(self, kind: str, key: str, remote_id: str, detail: Mapping[str, Any] | None = None) -> None:
+        o = tables.outbox_objects
+        cond = and_(o.c.destination == self.destination, o.c.kind == kind, o.c.key == key)
+        with self.ledger.transaction() as conn:
+            conn.execute(delete(o).where(cond))
+            conn.execute(insert(o).values(
+                destination=self.destination, kind=kind, key=key, remote_id=remote_id,
+                detail=json.dumps(dict(detail or {}), sort_keys=True, default=str), updated_at=self.clock(),
+            ))
+
+
+def all_destinations(ledger: Ledger) -> list[CursorState]:
+    """Every destination that has an outbox in this ledger (for status listings)."""
+    c = tables.outbox_cursors
+    with ledger.engine.connect() as conn:
+        return [CursorState(**row._mapping) for row in conn.execute(select(c).order_by(c.c.destination))]
