@@ -1,0 +1,299 @@
+"""Usage rollups: the ledger summed per day and per month, kept current by a ``seq`` cursor.
+
+Reports read these instead of the records, so a month report touches one row per
+(tenant, project, namespace, cluster, item, pricing labels) rather than one per record.
+
+**Which labels.** A rollup keeps only the label keys prices can depend on (the state row's
+``label_keys``: the pricing dimensions the sources write, plus every key a price book asked
+for). Enrichment labels such as ``node`` would otherwise split a namespace's usage into one row
+per node and make rollups nearly as big as the ledger. When a report's price book prices by a
+key the rollups do not keep, :func:`refresh_rollups` rebuilds them with that key added (once;
+the new set is stored), so label prices are always applied to the labels themselves.
+
+**How they stay correct.** ``rating_rollup_state`` holds the ``seq`` of the last ledger row
+folded in. :func:`refresh_rollups` folds every later row, in ``seq`` batches, in one
+transaction per batch together with the cursor move, so a crash never folds a row twice or
+skips it. A row with ``revision > 0`` is a correction: its predecessor ``(id, revision − 1)``
+was folded earlier (it has a smaller ``seq``), so the batch *subtracts* the predecessor's usage
+from the predecessor's key and adds the new usage to the new key (labels may have changed).
+Quantities are summed exactly (PostgreSQL NUMERIC; on SQLite a Python aggregate over the
+canonical decimal text, because SQLite's own SUM would go through floats).
+
+**Why no write hook.** Every process that writes the ledger (agents, the server's ingest,
+``sim``) would have to carry the hook, and one that did not would silently leave rollups
+short. A cursor over the records table is correct whoever wrote them. It needs one care on
+PostgreSQL: ``seq`` values are handed out before commit, so a reader could see seq 105 while
+103 is still in flight and move past it. :func:`refresh_rollups` therefore first takes a
+``SHARE`` lock on ``records`` for an instant — it waits for in-flight writers to finish — and
+only folds rows up to the ``max(seq)`` it saw under that lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Text, and_, delete, func, select, update
+from sqlalchemy.sql import bindparam
+
+from kubetally.ledger import schema
+from kubetally.ledger.store import Ledger
+from kubetally.ledger.types import ExactDecimal
+from kubetally.periods import format_time
+from kubetally.rating.money import EXACT
+from kubetally.rating.rate import month_start
+from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state, rollups
+from kubetally.record import normalize
+
+#: Ledger rows folded per transaction.
+DEFAULT_BATCH = 200_000
+#: The columns a rollup row is keyed by (besides grain and start).
+DIMENSIONS = ("tenant", "project", "namespace", "cluster", "category", "item", "unit", "labels")
+_IN_CHUNK = 500
+_SQLITE_SUM = "kt_exact_sum"
+log = logging.getLogger(__name__)
+
+
+def labels_json(labels: dict[str, str]) -> str:
+    """The ledger's canonical labels text (sorted keys, compact), also used in rollup rows."""
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Projector(dict[str, str]):
+    """Labels text → the same labels restricted to the kept keys (memoised: few distinct values)."""
+
+    def __init__(self, keys: frozenset[str]):
+        super().__init__()
+        self.keys = keys
+
+    def __missing__(self, text: str) -> str:
+        labels = json.loads(text)
+        projected = labels_json({k: v for k, v in labels.items() if k in self.keys})
+        self[text] = projected
+        return projected
+
+
+class _ExactSum:
+    """SQLite aggregate: exact sum of canonical decimal text (SQLite's SUM uses floats)."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = EXACT.add(self.total, Decimal(str(value)))
+
+    def finalize(self) -> str:
+        return format(normalize(self.total), "f")
+
+
+def prepare(conn: Connection) -> None:
+    """Make :func:`exact_sum` available on this connection (registers the SQLite aggregate)."""
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        raw.create_aggregate(_SQLITE_SUM, 1, _ExactSum)  # type: ignore[union-attr]
+
+
+def exact_sum(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Decimal]:
+    """``SUM(column)`` that never rounds: NUMERIC on PostgreSQL, the Python aggregate on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return func.sum(column, type_=ExactDecimal())
+    return getattr(func, _SQLITE_SUM)(column, type_=ExactDecimal())
+
+
+def rollup_key(grain: str, start: datetime, dims: Sequence[str]) -> str:
+    payload = json.dumps([grain, format_time(start), *dims], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _safe_horizon(ledger: Ledger) -> int:
+    """The highest ``seq`` below which every row is committed (see the module docstring)."""
+    t = schema.records
+    with ledger.transaction() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE records IN SHARE MODE")
+        return int(conn.execute(select(func.coalesce(func.max(t.c.seq), 0))).scalar_one())
+
+
+def _deltas(
+    conn: Connection, low: int, high: int, project: _Projector
+) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
+    """Usage and record-count changes per (grain, start, *DIMENSIONS) for rows in (low, high],
+    and how many ledger rows that range holds."""
+    t = schema.records
+    new, prev = t.alias("new"), t.alias("prev")
+    dims = [t.c[name] for name in DIMENSIONS]
+    added = (
+        select(t.c.date, *dims, exact_sum(conn, t.c.usage), func.count())
+        .where(and_(t.c.seq > low, t.c.seq <= high))
+        .group_by(t.c.date, *dims)
+    )
+    prev_dims = [prev.c[name] for name in DIMENSIONS]
+    superseded = (
+        select(prev.c.date, *prev_dims, exact_sum(conn, prev.c.usage), func.count())
+        .select_from(new.join(prev, and_(prev.c.id == new.c.id, prev.c.revision == new.c.revision - 1)))
+        .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0))
+        .group_by(prev.c.date, *prev_dims)
+    )
+    deltas: dict[tuple[Any, ...], list[Any]] = {}
+    rows_in_range = 0
+    for query, sign in ((added, 1), (superseded, -1)):
+        for row in conn.execute(query):
+            day, *values, usage, count = row
+            values[-1] = project[values[-1]]  # labels are the last dimension
+            if sign > 0:
+                rows_in_range += count
+            day = day.astimezone(UTC)
+            for grain, start in ((DAY, day), (MONTH, month_start(day))):
+                slot = deltas.setdefault((grain, start, *values), [Decimal(0), 0])
+                slot[0] = EXACT.add(slot[0], usage) if sign > 0 else EXACT.subtract(slot[0], usage)
+                slot[1] += sign * count
+    return deltas, rows_in_range
+
+
+def _apply(conn: Connection, deltas: dict[tuple[Any, ...], list[Any]]) -> None:
+    keyed = {rollup_key(k[0], k[1], k[2:]): (k, v) for k, v in deltas.items() if v[0] != 0 or v[1] != 0}
+    existing: dict[str, tuple[Decimal, int]] = {}
+    keys = list(keyed)
+    for i in range(0, len(keys), _IN_CHUNK):
+        rows = conn.execute(
+            select(rollups.c.key, rollups.c.usage, rollups.c.records).where(rollups.c.key.in_(keys[i : i + _IN_CHUNK]))
+        )
+        existing.update({row.key: (row.usage, row.records) for row in rows})
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[str] = []
+    for key, (parts, (usage, count)) in keyed.items():
+        if key in existing:
+            old_usage, old_count = existing[key]
+            usage, count = EXACT.add(old_usage, usage), old_count + count
+            if count == 0:
+                deletes.append(key)
+            else:
+                updates.append({"k": key, "u": usage, "r": count})
+        else:
+            if count <= 0:
+                raise RuntimeError(f"rollup {parts}: a correction for a key that was never folded in")
+            grain, start, *dims = parts
+            inserts.append(
+                {"key": key, "grain": grain, "start": start, **dict(zip(DIMENSIONS, dims, strict=True)),
+                 "usage": usage, "records": count}
+            )
+    if inserts:
+        conn.execute(rollups.insert(), inserts)
+    if updates:
+        conn.execute(
+            update(rollups).where(rollups.c.key == bindparam("k")).values(usage=bindparam("u"), records=bindparam("r")),
+            updates,
+        )
+    for i in range(0, len(deletes), _IN_CHUNK):
+        conn.execute(delete(rollups).where(rollups.c.key.in_(deletes[i : i + _IN_CHUNK])))
+
+
+def _state(conn: Connection) -> tuple[int, frozenset[str]]:
+    """The cursor and kept label keys, with the state row locked for this transaction."""
+    row = conn.execute(
+        select(rollup_state.c.seq, rollup_state.c.label_keys)
+        .where(rollup_state.c.name == ROLLUP_CURSOR)
+        .with_for_update()
+    ).one()
+    return int(row.seq), frozenset(json.loads(row.label_keys))
+
+
+def _reset(conn: Connection, keys: Iterable[str]) -> None:
+    conn.execute(delete(rollups))
+    conn.execute(
+        update(rollup_state)
+        .where(rollup_state.c.name == ROLLUP_CURSOR)
+        .values(seq=0, label_keys=json.dumps(sorted(keys)), updated_at=datetime.now(UTC))
+    )
+
+
+def rollup_label_keys(ledger: Ledger) -> frozenset[str]:
+    with ledger.engine.connect() as conn:
+        text = conn.execute(
+            select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)
+        ).scalar_one()
+        return frozenset(json.loads(text))
+
+
+def refresh_rollups(ledger: Ledger, *, label_keys: Iterable[str] = (), batch: int = DEFAULT_BATCH) -> int:
+    """Fold every committed ledger row not yet in the rollups; returns how many were folded.
+
+    ``label_keys`` are keys the caller will price by; if the rollups do not keep one of them
+    they are rebuilt keeping it. Safe to run from several processes at once: the cursor row is
+    locked per batch, and a rebuild is one transaction.
+    """
+    needed = frozenset(label_keys)
+    with ledger.transaction() as conn:
+        _, kept = _state(conn)
+        if not needed <= kept:
+            log.warning("rebuilding usage rollups to keep label keys %s", ", ".join(sorted(needed - kept)))
+            _reset(conn, kept | needed)
+    horizon = _safe_horizon(ledger)
+    folded = 0
+    projectors: dict[frozenset[str], _Projector] = {}
+    while True:
+        with ledger.transaction() as conn:
+            prepare(conn)
+            cursor, kept = _state(conn)
+            if cursor >= horizon:
+                return folded
+            high = min(cursor + batch, horizon)
+            project = projectors.setdefault(kept, _Projector(kept))
+            deltas, rows = _deltas(conn, cursor, high, project)
+            _apply(conn, deltas)
+            folded += rows
+            conn.execute(
+                update(rollup_state)
+                .where(rollup_state.c.name == ROLLUP_CURSOR)
+                .values(seq=high, updated_at=datetime.now(UTC))
+            )
+
+
+def rebuild_rollups(ledger: Ledger) -> int:
+    """Drop every rollup row and fold the whole ledger again (repair; normally never needed)."""
+    with ledger.transaction() as conn:
+        _, kept = _state(conn)
+        _reset(conn, kept)
+    return refresh_rollups(ledger)
+
+
+def rollup_cursor(ledger: Ledger) -> int:
+    with ledger.engine.connect() as conn:
+        return int(
+            conn.execute(select(rollup_state.c.seq).where(rollup_state.c.name == ROLLUP_CURSOR)).scalar_one()
+        )
+
+
+def summed_usage(
+    conn: Connection,
+    grain: str,
+    start: datetime,
+    end: datetime,
+    columns: Sequence[str],
+    filters: dict[str, Sequence[str] | None] | None = None,
+) -> list[Any]:
+    """Rollup usage of ``grain`` rows with ``start`` in ``[start, end)``, summed exactly per
+    ``columns`` (a subset of :data:`DIMENSIONS`), optionally only where a column is one of the
+    given values. Rows are ``(*columns, usage)`` with ``usage`` a Decimal."""
+    prepare(conn)
+    cols = [rollups.c[name] for name in columns]
+    sqlite = conn.dialect.name == "sqlite"
+    # On SQLite the aggregate already returns canonical text: skip the per-row normalisation.
+    total = getattr(func, _SQLITE_SUM)(rollups.c.usage, type_=Text()) if sqlite else exact_sum(conn, rollups.c.usage)
+    query = select(*cols, total).where(
+        and_(rollups.c.grain == grain, rollups.c.start >= start, rollups.c.start < end)
+    )
+    for name, values in (filters or {}).items():
+        if values is not None:
+            query = query.where(rollups.c[name].in_(list(values)))
+    result = conn.execute(query.group_by(*cols)).all()
+    if sqlite:
+        return [(*row[:-1], Decimal(row[-1])) for row in result]
+    return result

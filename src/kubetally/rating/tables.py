@@ -1,0 +1,53 @@
+"""Tables of the rating part (migration ``0004_rating``), on the ledger's shared metadata.
+
+``rating_rollups`` holds usage summed per day and per calendar month for every combination of
+(tenant, project, namespace, cluster, category, item, unit, labels) — everything a report can
+group or price by, minus the resource ``name`` — where ``labels`` keeps only the label keys
+prices can depend on (``rating_rollup_state.label_keys``). ``rating_rollup_state`` also holds
+the ``seq`` of the last ledger row folded in (see :mod:`kubetally.rating.rollups`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, String, Table, Text
+
+from kubetally.ledger.schema import metadata
+from kubetally.ledger.types import ExactDecimal, UTCDateTime
+
+#: ``grain`` values.
+DAY = "day"
+MONTH = "month"
+#: The one row of ``rating_rollup_state``.
+ROLLUP_CURSOR = "rollups"
+
+rollups = Table(
+    "rating_rollups",
+    metadata,
+    # Hash of (grain, start, tenant, project, namespace, cluster, category, item, unit, labels):
+    # one short unique key instead of a ten-column one.
+    Column("key", String(32), primary_key=True),
+    Column("grain", String(8), nullable=False),
+    Column("start", UTCDateTime, nullable=False),
+    Column("tenant", String(253), nullable=False),
+    Column("project", String(253), nullable=False),
+    Column("namespace", String(253), nullable=False),
+    Column("cluster", String(253), nullable=False),
+    Column("category", String(128), nullable=False),
+    Column("item", String(128), nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("usage", ExactDecimal, nullable=False),
+    # Current records folded in; a key whose records all moved away is deleted at 0.
+    Column("records", BigInteger, nullable=False),
+    Index("ix_rating_rollups_grain_start", "grain", "start"),
+)
+
+rollup_state = Table(
+    "rating_rollup_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    # JSON list of the label keys the rollups keep.
+    Column("label_keys", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),
+)

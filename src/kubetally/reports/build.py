@@ -1,0 +1,279 @@
+"""Build a priced usage report from the ledger's rollups.
+
+How a report is computed, and why it is exact:
+
+1. The rollups are brought up to date (:func:`~kubetally.rating.rollups.refresh_rollups`).
+2. ``[from, to)`` is cut into *segments* at every bucket start, every month start (tiers
+   restart each billing month) and every price change date. A segment that is a whole
+   calendar month reads the monthly rollup; any other reads the daily one. With graduated
+   tiers, the part of the first month before ``from`` is read too, as *context*, so tiers
+   count the whole month's usage.
+3. Per segment, usage is summed exactly in SQL per (report group, tenant, item, unit,
+   labels) — the tenant and the pricing labels are always kept because discounts, tiers and
+   label prices depend on them (the rollups keep every label key the price book uses).
+4. Each sum is a usage line; the :class:`~kubetally.rating.rate.Rater` prices it, rounding
+   once per charge (see :mod:`kubetally.rating.money`). Lines of a segment are rated in a
+   fixed order (group values, tenant, item, labels), so tier splits are reproducible.
+5. A report row is the integer sum of its charges; a total is the integer sum of its rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from kubetally.config.loader import Config
+from kubetally.errors import KubetallyError
+from kubetally.ledger.store import Ledger
+from kubetally.periods import Period, format_time
+from kubetally.rating.display import DisplayCatalog
+from kubetally.rating.money import EXACT, WIDE
+from kubetally.rating.pricebook import PriceBook
+from kubetally.rating.rate import Charge, Rater, UsageLine
+from kubetally.rating.rollups import refresh_rollups, summed_usage
+from kubetally.rating.tables import DAY, MONTH
+from kubetally.reports.buckets import (
+    Per,
+    bucket_end,
+    bucket_start,
+    buckets,
+    is_midnight,
+    month_start,
+    month_starts,
+    next_month,
+)
+
+#: What a report can be grouped by.
+GROUPABLE = ("tenant", "project", "namespace", "cluster", "item")
+
+
+class ReportError(KubetallyError):
+    """A report was asked for in a way that cannot be answered (bad range, bad grouping)."""
+
+
+@dataclass
+class ReportRow:
+    """Priced usage of one group in one bucket."""
+
+    period: Period
+    #: ``by`` name → value; ``item`` is written ``category/item``.
+    group: dict[str, str]
+    list_cost: int = 0
+    cost: int = 0
+    #: Raw usage per (category, item, unit) in this row.
+    usage_by_item: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
+    unpriced_usage: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
+    charges: list[Charge] = field(default_factory=list)
+
+    @property
+    def single_item(self) -> tuple[str, str, str] | None:
+        """(category, item, unit) when the row holds one item, so its usage can be shown."""
+        return next(iter(self.usage_by_item)) if len(self.usage_by_item) == 1 else None
+
+    @property
+    def usage(self) -> Decimal | None:
+        single = self.single_item
+        return None if single is None else self.usage_by_item[single]
+
+    @property
+    def status(self) -> str:
+        if not self.unpriced_usage:
+            return "priced"
+        return "unpriced" if not any(c.priced for c in self.charges) else "partly unpriced"
+
+
+@dataclass
+class UnpricedSummary:
+    category: str
+    item: str
+    unit: str
+    reason: str
+    usage: Decimal
+    lines: int
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    by: tuple[str, ...]
+    per: Per
+    currency: str
+    rows: list[ReportRow]
+    unpriced: list[UnpricedSummary]
+    display: DisplayCatalog
+    unit: str = "raw"
+    lang: str = "en"
+
+    @property
+    def total(self) -> int:
+        return sum(row.cost for row in self.rows)
+
+    @property
+    def list_total(self) -> int:
+        return sum(row.list_cost for row in self.rows)
+
+    def subtotals(self) -> list[tuple[Period, int]]:
+        """Cost per bucket, in bucket order (each the sum of that bucket's rows)."""
+        totals: dict[Period, int] = {}
+        for row in self.rows:
+            totals[row.period] = totals.get(row.period, 0) + row.cost
+        return sorted(totals.items())
+
+    def display_usage(self, row: ReportRow) -> Decimal | None:
+        """Row usage in display units (after the divisor), or ``None`` for a mixed row."""
+        single = row.single_item
+        if single is None:
+            return None
+        usage = row.usage_by_item[single]
+        divisor = self.display.divisor(single[1])
+        return usage if divisor == 1 else WIDE.divide(usage, divisor)
+
+
+def parse_by(value: str | Sequence[str]) -> tuple[str, ...]:
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if not names:
+        raise ReportError(f"--by must name at least one of {', '.join(GROUPABLE)}")
+    unknown = [n for n in names if n not in GROUPABLE]
+    if unknown:
+        raise ReportError(f"--by: unknown {', '.join(unknown)} (choose from {', '.join(GROUPABLE)})")
+    if len(set(names)) != len(names):
+        raise ReportError(f"--by: {value!r} names a column twice")
+    return tuple(names)
+
+
+def _segments(
+    context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook
+) -> list[Period]:
+    cuts = {context_start, start, end}
+    cuts.update(b.start for b in buckets(start, end, per))
+    cuts.update(month_starts(context_start, end))
+    cuts.update(d for d in pricebook.change_dates() if context_start < d < end)
+    ordered = sorted(cuts)
+    return [Period(a, b) for a, b in itertools.pairwise(ordered)]
+
+
+class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
+    def __missing__(self, text: str) -> tuple[tuple[str, str], ...]:
+        value = tuple(sorted(json.loads(text).items()))
+        self[text] = value
+        return value
+
+
+def _add(
+    rows: dict[tuple[datetime, tuple[str, ...]], ReportRow],
+    unpriced: dict[tuple[str, str, str, str], UnpricedSummary],
+    bucket: Period,
+    by: tuple[str, ...],
+    line: UsageLine,
+    charges: list[Charge],
+) -> None:
+    """Add a rated line to its report row (integer sums only: rounding happened per charge)."""
+    report_row = rows.get((bucket.start, line.key))
+    if report_row is None:
+        report_row = rows[(bucket.start, line.key)] = ReportRow(bucket, dict(zip(by, line.key, strict=True)))
+    item_key = (line.category, line.item, line.unit)
+    report_row.usage_by_item[item_key] = EXACT.add(report_row.usage_by_item.get(item_key, Decimal(0)), line.usage)
+    for charge in charges:
+        report_row.charges.append(charge)
+        report_row.list_cost += charge.list_cost
+        report_row.cost += charge.cost
+        if not charge.priced:
+            report_row.unpriced_usage[item_key] = EXACT.add(
+                report_row.unpriced_usage.get(item_key, Decimal(0)), charge.usage
+            )
+            reason = charge.unpriced_reason
+            summary = unpriced.get((*item_key, reason))
+            if summary is None:
+                summary = unpriced[(*item_key, reason)] = UnpricedSummary(*item_key, reason, Decimal(0), 0)
+            summary.usage = EXACT.add(summary.usage, charge.usage)
+            summary.lines += 1
+
+
+def build_report(
+    ledger: Ledger,
+    pricebook: PriceBook,
+    config: Config | None,
+    start: datetime,
+    end: datetime,
+    by: str | Sequence[str] = ("tenant", "item"),
+    per: Per | str = Per.month,
+    *,
+    unit: str = "raw",
+    lang: str = "en",
+    tenants: Iterable[str] | None = None,
+    items: Iterable[str] | None = None,
+    refresh: bool = True,
+) -> Report:
+    """Priced usage per group and bucket for ``[start, end)`` (both UTC midnights)."""
+    by = parse_by(by)
+    try:
+        per = per if isinstance(per, Per) else Per.parse(per)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+    if unit not in ("raw", "display"):
+        raise ReportError(f"--unit must be raw or display, not {unit!r}")
+    if lang not in ("en", "zh"):
+        raise ReportError(f"--lang must be en or zh, not {lang!r}")
+    for name, moment in (("--from", start), ("--to", end)):
+        if not is_midnight(moment):
+            raise ReportError(f"{name} {format_time(moment)}: reports cover whole UTC days; give a date")
+    if end <= start:
+        raise ReportError(f"--to {format_time(end)} must be after --from {format_time(start)}")
+    display = DisplayCatalog.from_config(config)
+    if refresh:
+        refresh_rollups(ledger, label_keys=pricebook.label_keys)
+    context_start = month_start(start) if pricebook.has_tiers else start
+    group_cols = [c for c in by if c != "item"]
+    columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
+    filters = {"tenant": list(tenants) if tenants is not None else None,
+               "item": list(items) if items is not None else None}
+    at = {c: i for i, c in enumerate(columns)}
+    at_tenant, at_category, at_item, at_unit, at_labels = (
+        at[c] for c in ("tenant", "category", "item", "unit", "labels")
+    )
+    key_parts = [(at[c], c == "item") for c in by]
+    rater = Rater(pricebook, display.divisor)
+    labels = _LabelCache()
+    rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
+    unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
+
+    with ledger.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every segment query, even if rollups refresh meanwhile.
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        for segment in _segments(context_start, start, end, per, pricebook):
+            whole_month = segment.start == month_start(segment.start) and segment.end == next_month(segment.start)
+            grain = MONTH if whole_month else DAY
+            context = segment.start < start
+            lines = []
+            for row in summed_usage(conn, grain, segment.start, segment.end, columns, filters):
+                category, item = row[at_category], row[at_item]
+                key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
+                lines.append(UsageLine(segment.start, segment.end, row[at_tenant], category, item, row[at_unit],
+                                       labels[row[at_labels]], row[-1], key, context))
+            lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
+            bucket = None if context else Period(max(bucket_start(segment.start, per), start),
+                                                 min(bucket_end(bucket_start(segment.start, per), per), end))
+            for line in lines:
+                charges = rater.rate_line(line)
+                if bucket is not None:
+                    _add(rows, unpriced, bucket, by, line, charges)
+
+    ordered = [rows[key] for key in sorted(rows)]
+    return Report(
+        start=start,
+        end=end,
+        by=by,
+        per=per,
+        currency=pricebook.currency,
+        rows=ordered,
+        unpriced=sorted(unpriced.values(), key=lambda u: (u.category, u.item, u.reason)),
+        display=display,
+        unit=unit,
+        lang=lang,
+    )

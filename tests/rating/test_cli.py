@@ -1,0 +1,100 @@
+"""``kubetally report`` and ``kubetally export focus`` on the fixed scenario (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from kubetally.cli import export, report
+from kubetally.ledger.store import Ledger
+from kubetally.reports.focus import FocusError
+
+from .conftest import DISPLAY, PRICES
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    report.register(app)
+    app.add_typer(export.app, name="export")
+    return app
+
+
+def run(cli: typer.Typer, db: str, *args: str) -> object:
+    base = ["--db", db, "--prices", str(PRICES), "-c", str(DISPLAY), "--from", "2026-11-01", "--to", "2026-12-01"]
+    command = list(args[:2]) if args[0] == "export" else list(args[:1])
+    rest = list(args[len(command):])
+    return CliRunner().invoke(cli, [*command, *base, *rest])
+
+
+def test_report_csv(cli: typer.Typer, scenario: Ledger, ledger_url: str) -> None:
+    result = run(cli, ledger_url, "report", "--by", "tenant", "--per", "week", "--format", "csv")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # type: ignore[attr-defined]
+    assert [(r["period_start"][:10], r["tenant"], r["cost"], r["status"]) for r in rows] == [
+        ("2026-11-09", "acme", "30.240000", "priced"),  # W46: 28.08 + 2.16
+        ("2026-11-09", "beta", "7.807501", "priced"),  # 7.80 + 0.000001 + 0.0075
+        ("2026-11-16", "acme", "27.450000", "priced"),  # W47: 25.20 + 1.44 + 0.81
+        ("2026-11-16", "beta", "7.200000", "partly unpriced"),  # 4 × 1.80; B200 unpriced
+    ]
+
+
+def test_report_json_to_file_and_strict(cli: typer.Typer, scenario: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = run(cli, ledger_url, "report", "--format", "json", "-o", str(out))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert json.loads(out.read_text())["total"]["cost_micros"] == 72_697_501
+    strict = run(cli, ledger_url, "report", "--format", "json", "--strict")
+    assert strict.exit_code == 1  # the B200 hours have no price
+
+
+def test_report_table(cli: typer.Typer, scenario: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.txt"
+    result = run(cli, ledger_url, "report", "--unit", "display", "-o", str(out))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    text = out.read_text()
+    assert "Compute / GPU" in text and "72.697501" in text
+
+
+def test_export_focus_parquet(cli: typer.Typer, scenario: Ledger, ledger_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "focus.parquet"
+    failed = run(cli, ledger_url, "export", "focus", "--format", "parquet", "-o", str(out))
+    assert isinstance(failed.exception, FocusError)  # type: ignore[attr-defined]
+    assert not out.exists()
+    result = run(cli, ledger_url, "export", "focus", "--format", "parquet", "-o", str(out), "--skip-unpriced")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    table = pq.read_table(out)
+    # Same money as the report: 72.697501 billed, 79.107501 list.
+    assert str(sum(table.column("BilledCost").to_pylist())) == "72.697501"
+    assert str(sum(table.column("ListCost").to_pylist())) == "79.107501"
+
+
+def test_command_line_error_is_one_line(tmp_path: Path) -> None:
+    """The real entry point: a bad option value exits 1 with a one-line reason."""
+    db = tmp_path / "ledger.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetally.cli.main", "report", "--db", str(db), "--prices", str(PRICES),
+         "--from", "2026-11-01", "--to", "2026-12-01", "--by", "pod"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "--by: unknown pod" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_range_defaults_are_calendar_months() -> None:
+    from kubetally.periods import parse_time
+
+    nov15, dec1 = parse_time("2026-11-15"), parse_time("2026-12-01")
+    assert report.resolve_range("2026-11-15", None) == (nov15, dec1)  # to the end of --from's month
+    assert report.resolve_range(None, "2026-12-01") == (parse_time("2026-11-01"), dec1)  # its last day's month
+    assert report.resolve_range("2026-11-15", "2026-11-20") == (nov15, parse_time("2026-11-20"))
