@@ -19,6 +19,11 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 class PeriodKind(StrEnum):
     hourly = "hourly"
     daily = "daily"
+    # Short windows for agents that stream near-real-time usage (vBilling meters 60 s windows).
+    # Their value is the duration itself so a record's ``period`` says exactly what it covers.
+    minutes_1 = "1m"
+    minutes_5 = "5m"
+    minutes_15 = "15m"
 
     @classmethod
     def parse(cls, value: str) -> PeriodKind:
@@ -26,11 +31,28 @@ class PeriodKind(StrEnum):
         try:
             return cls(str(value).strip().lower())
         except ValueError:
-            raise ValueError(f"period must be Hourly or Daily, not {value!r}") from None
+            raise ValueError(f"period must be Hourly or Daily (or 1m, 5m, 15m), not {value!r}") from None
+
+    @classmethod
+    def for_length(cls, length: timedelta) -> PeriodKind:
+        """The kind whose windows are ``length`` long (``1h`` → hourly)."""
+        for kind in cls:
+            if kind.length == length:
+                return kind
+        raise ValueError(f"no period kind is {format_duration(length)} long (use 1m, 5m, 15m, 1h or 1d)")
 
     @property
     def length(self) -> timedelta:
-        return timedelta(hours=1) if self is PeriodKind.hourly else timedelta(days=1)
+        return _PERIOD_LENGTHS[self.value]
+
+
+_PERIOD_LENGTHS = {
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+}
 
 
 def parse_duration(text: str | int | float) -> timedelta:

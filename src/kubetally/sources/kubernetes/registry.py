@@ -1,0 +1,103 @@
+"""Known tenants in the ledger (``kubernetes_tenants``), and the offboarding rule.
+
+A tenant missing from a *complete* discovery is marked ``missing_since``; only when it is still
+missing ``offboard_grace`` later is it ``offboarded_at``. An incomplete discovery (any LIST
+failed) changes nothing, so an API hiccup never offboards anyone. A tenant that reappears is
+active again. Other parts read :func:`known_tenants` (delivery maps tenant ids to customers) and
+:func:`load_resolver` (the Prometheus source fills ``tenant`` from a namespace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, select, update
+
+from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.sources.kubernetes.tables import tenants as t
+from kubetally.sources.kubernetes.tenancy import Discovery, Tenant, TenantResolver
+
+
+@dataclass(frozen=True)
+class KnownTenant:
+    tenant: Tenant
+    first_seen: datetime
+    last_seen: datetime
+    missing_since: datetime | None
+    offboarded_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.offboarded_at is None
+
+
+@dataclass
+class RegistryChange:
+    onboarded: list[str]
+    missing: list[str]
+    offboarded: list[str]
+    returned: list[str]
+
+
+def _row_tenant(row: object) -> Tenant:
+    sources = tuple(s for s in row.sources.split(",") if s)  # type: ignore[attr-defined]
+    return Tenant(row.tenant, row.kind, row.namespace, row.name, row.project,  # type: ignore[attr-defined]
+                  row.display_name, sources)  # type: ignore[attr-defined]
+
+
+def load(conn: Connection, cluster: str) -> list[KnownTenant]:
+    rows = conn.execute(select(t).where(t.c.cluster == cluster).order_by(t.c.tenant, t.c.namespace))
+    return [KnownTenant(_row_tenant(r), r.first_seen, r.last_seen, r.missing_since, r.offboarded_at) for r in rows]
+
+
+def update_registry(conn: Connection, cluster: str, discovery: Discovery, at: datetime,
+                    grace: timedelta) -> RegistryChange:
+    """Apply one discovery pass (see module doc)."""
+    change = RegistryChange([], [], [], [])
+    known = {(k.tenant.id, k.tenant.namespace): k for k in load(conn, cluster)}
+    present = {(d.id, d.namespace): d for d in discovery.tenants}
+    for key, tenant in present.items():
+        values = dict(kind=tenant.kind, name=tenant.name, project=tenant.project,
+                      display_name=tenant.display_name[:253], sources=",".join(tenant.sources)[:253], last_seen=at,
+                      missing_since=None, offboarded_at=None)
+        existing = known.get(key)
+        if existing is None:
+            conn.execute(t.insert().values(cluster=cluster, tenant=tenant.id, namespace=tenant.namespace,
+                                           first_seen=at, **values))
+            change.onboarded.append(tenant.id)
+            continue
+        if existing.offboarded_at is not None or existing.missing_since is not None:
+            change.returned.append(tenant.id)
+        conn.execute(update(t).where(and_(t.c.cluster == cluster, t.c.tenant == tenant.id,
+                                          t.c.namespace == tenant.namespace)).values(**values))
+    if not discovery.complete:
+        return change
+    for key, existing in known.items():
+        if key in present or existing.offboarded_at is not None:
+            continue
+        where = and_(t.c.cluster == cluster, t.c.tenant == key[0], t.c.namespace == key[1])
+        missing_since = existing.missing_since or at
+        if existing.missing_since is None:
+            conn.execute(update(t).where(where).values(missing_since=at))
+            change.missing.append(key[0])
+        if at - missing_since >= grace:
+            conn.execute(update(t).where(where).values(offboarded_at=at))
+            change.offboarded.append(key[0])
+    return change
+
+
+def active_tenants(known: Sequence[KnownTenant]) -> list[Tenant]:
+    return [k.tenant for k in known if k.active]
+
+
+def known_tenants(ledger: object, cluster: str) -> list[KnownTenant]:
+    """Every tenant the Kubernetes source has discovered in ``cluster`` (for delivery/reports)."""
+    with ledger.engine.connect() as conn:  # type: ignore[attr-defined]
+        return load(conn, cluster)
+
+
+def load_resolver(ledger: object, cluster: str, config: KubernetesConfig | None = None) -> TenantResolver:
+    """A resolver from the ledger alone (active tenants), for sources without API access."""
+    return TenantResolver(active_tenants(known_tenants(ledger, cluster)), {}, config or KubernetesConfig())

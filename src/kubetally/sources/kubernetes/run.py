@@ -1,0 +1,138 @@
+"""``kubetally collect --kubernetes``: closed periods computed from the cluster's current state.
+
+One discovery pass, one LIST per metered resource, then every closed period is written. The state
+still shows what metering needs (creation, container start and finish times, Ready transitions),
+so finished pods and nodes that joined mid-hour are billed to the second. What the state cannot
+show — an object deleted before this run — only the agent's watch sees; ``collect`` shares the
+agent's journal, so anything the agent recorded is kept.
+
+"Now" is the apiserver's clock (its ``Date`` header) unless a clock is injected: object
+timestamps come from the cluster, so the cluster's clock decides which periods are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from kubetally.config import Config
+from kubetally.ledger.store import Ledger
+from kubetally.periods import format_time
+from kubetally.sources.kubernetes.client import (
+    METERED,
+    RESOURCES,
+    TENANCY,
+    ListFailed,
+    api_server_time,
+    list_with_retry,
+    make_api_client,
+)
+from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.sources.kubernetes.lease import Lease, new_holder
+from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
+from kubetally.sources.kubernetes.tenancy import Discovery, discover
+
+log = logging.getLogger("kubetally.kubernetes")
+
+Clock = Callable[[], datetime]
+
+
+def kubernetes_config(config: Config) -> KubernetesConfig:
+    """The validated ``kubernetes:`` section (defaults when absent)."""
+    section = config.section("kubernetes")
+    if section is None:
+        return KubernetesConfig()
+    if isinstance(section, KubernetesConfig):
+        return section
+    return KubernetesConfig.model_validate(section)
+
+
+def new_session(config: Config, ledger: Ledger, cluster: str,
+                warn: Callable[[str], None] | None = None) -> MeteringSession:
+    settings = kubernetes_config(config)
+    collection = config.settings.collection
+    settle = settings.settle_delay if settings.settle_delay is not None else collection.settle_delay
+    return MeteringSession(ledger=ledger, cluster=cluster, config=settings, settle=settle,
+                           max_backfill=collection.max_backfill, project_label=collection.project_label,
+                           warn=warn)
+
+
+def discover_tenants(api: Any, session: MeteringSession, at: datetime) -> Discovery:
+    """List the tenancy resources and apply the discovery. A failed LIST makes the discovery
+    incomplete (nobody is offboarded) but does not stop metering."""
+    tenancy = session.config.tenancy
+    wanted = [name for name in TENANCY
+              if (name not in ("statefulsets", "deployments") or tenancy.vclusters)
+              and (name != "virtualclusterinstances" or tenancy.platform)]
+    objects: dict[str, list[dict[str, Any]]] = {}
+    failed: set[str] = set()
+    for name in wanted:
+        try:
+            objects[name] = list_with_retry(api, RESOURCES[name], attempts=2, log=session.warn).items
+        except ListFailed as exc:
+            failed.add(name)
+            session.warn(str(exc))
+    discovery = discover(objects, session.config, failed=failed, project_label=session.project_label)
+    session.apply_discovery(discovery, at, namespaces_listed="namespaces" not in failed)
+    return discovery
+
+
+def now_from(api: Any, clock: Clock | None) -> datetime:
+    if clock is not None:
+        return clock().astimezone(UTC).replace(microsecond=0)
+    server = api_server_time(api)
+    return (server or datetime.now(UTC)).replace(microsecond=0)
+
+
+def collect_kubernetes(
+    *,
+    config: Config,
+    ledger: Ledger,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    cluster: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    console: Console | None = None,
+    api_client: Any = None,
+    clock: Clock | None = None,
+) -> CloseResult:
+    """Meter every closed period in ``[start, end)`` (see module doc). Without ``start``, resume
+    from the watermark (bounded by ``collection.max_backfill``); without ``end``, up to the last
+    closed period. Raises :class:`~kubetally.errors.SourceError` when a metered resource cannot
+    be listed: nothing is written then, and the next run catches up."""
+    console = console or Console(stderr=True)
+    api = api_client if api_client is not None else make_api_client(kubeconfig, context)
+
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    session = new_session(config, ledger, cluster, warn)
+    lease = Lease(ledger, cluster, new_holder(), session.config.writer_lease)
+    lease.acquire()  # an agent metering this cluster into this ledger would be a second writer
+    try:
+        session.begin()
+        now = now_from(api, clock)
+        discovery = discover_tenants(api, session, now)
+        for name in METERED:
+            resource = RESOURCES[name]
+            listing = list_with_retry(api, resource, log=warn)
+            session.resync(resource.kind, listing.items, now)
+        result = session.close_periods(now, start=start, end=end)
+    finally:
+        lease.release()
+    for reason in result.skipped:
+        warn(reason)
+    tenants = len(discovery.ids())
+    if result.periods:
+        span = f"{format_time(result.periods[0].start)} … {format_time(result.periods[-1].end)}"
+        console.print(f"kubernetes: {len(result.periods)} period(s) {span}, {tenants} tenant(s): "
+                      f"{result.written.inserted} new, {result.written.revised} revised, "
+                      f"{result.written.unchanged} unchanged record(s)", highlight=False)
+    else:
+        console.print(f"kubernetes: no closed period to collect (now {format_time(now)})", highlight=False)
+    return result

@@ -1,0 +1,452 @@
+"""Turns a stream of object observations into journal segments (open → closed).
+
+Both ways of running use it: ``collect`` feeds it one LIST per resource; the agent feeds it the
+initial LISTs, then watch events, then re-LISTs after a 410. Times come from the objects whenever
+they carry them, and from the observation time ``at`` (the agent's clock) only for what no object
+field dates:
+
+* a presence opens at its own start evidence when that evidence dates *this* state (a container
+  start, a Ready transition, a load balancer's status write), or when the object is seen for the
+  first time in the state it was created in (a dedicated node from ``creationTimestamp``);
+  otherwise (a node re-labelled to another tenant, a PVC that became Bound) at ``at``;
+* a presence ends at its own end evidence (last container ``finishedAt``, the Ready→False
+  transition), else on DELETED at ``deletionTimestamp`` (never after ``at``), else at ``at``;
+* an object missing from a (re-)LIST was deleted while nobody watched: its segment ends at the
+  last time it was known to exist (``last_seen``: the last healthy list/watch confirmation),
+  never later. This can under-bill at most the unwatched gap; it never bills time that cannot
+  be proven.
+
+A change to a period that was already written (an end that arrives late, an object discovered
+late) marks the tracker ``dirty_since``; the runner then re-meters those periods, which the
+ledger turns into revisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from kubetally.sources.kubernetes import journal
+from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.sources.kubernetes.lifetimes import (
+    ROLE_NODE,
+    ROLE_POD,
+    ROLES_BY_KIND,
+    Billed,
+    Deriver,
+    NodeInfo,
+    Presence,
+    describe,
+    meta,
+)
+from kubetally.sources.kubernetes.meter import Segment
+from kubetally.sources.kubernetes.sku import UNKNOWN_SKU, GpuIdentity, GpuSharing
+from kubetally.sources.kubernetes.tenancy import TenantResolver, labels_of
+
+Key = tuple[str, str]
+
+KINDS = ("Node", "Pod", "PersistentVolumeClaim", "Service")
+
+
+@dataclass
+class _Row:
+    """A segment as the tracker holds it; ``seq`` is None until flushed to the journal."""
+
+    uid: str
+    role: str
+    billed: Billed
+    start: datetime
+    end: datetime | None = None
+    seq: int | None = None
+    last_seen: datetime | None = None
+    reason: str | None = None
+
+    def segment(self) -> Segment:
+        return Segment(self.uid, self.role, self.billed, self.start, self.end, self.seq)
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str(meta(obj).get("uid") or "")
+
+
+def _slim_meta(obj: Mapping[str, Any], keep_managed_fields: bool) -> dict[str, Any]:
+    m = meta(obj)
+    out = {k: m[k] for k in ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp",
+                             "resourceVersion") if k in m}
+    annotations = m.get("annotations")
+    if isinstance(annotations, Mapping) and "volume.beta.kubernetes.io/storage-class" in annotations:
+        out["annotations"] = {"volume.beta.kubernetes.io/storage-class":
+                              annotations["volume.beta.kubernetes.io/storage-class"]}
+    if keep_managed_fields and "managedFields" in m:
+        out["managedFields"] = m["managedFields"]
+    return out
+
+
+def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the fields metering reads, so thousands of tracked pods stay small in memory."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
+    out: dict[str, Any] = {"metadata": _slim_meta(obj, kind == "Service")}
+    if kind == "Node":
+        out["status"] = {"capacity": status.get("capacity") or {}}
+    elif kind == "Pod":
+        def containers(key: str) -> list[dict[str, Any]]:
+            return [{k: c[k] for k in ("name", "resources", "restartPolicy") if k in c}
+                    for c in spec.get(key) or [] if isinstance(c, Mapping)]
+        out["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers("containers"),
+                       "initContainers": containers("initContainers"), "overhead": spec.get("overhead")}
+        out["status"] = {k: status[k] for k in ("phase", "conditions", "containerStatuses",
+                                                "initContainerStatuses", "startTime") if k in status}
+    elif kind == "PersistentVolumeClaim":
+        out["spec"] = {k: spec[k] for k in ("storageClassName", "resources", "volumeName") if k in spec}
+        out["status"] = {k: status[k] for k in ("phase", "capacity") if k in status}
+    elif kind == "Service":
+        out["spec"] = {"type": spec.get("type")}
+        out["status"] = {"loadBalancer": status.get("loadBalancer") or {}}
+    return out
+
+
+class Tracker:
+    """In-memory state of tracked objects and open segments; journal writes via :meth:`flush`."""
+
+    def __init__(self, *, cluster: str, config: KubernetesConfig, resolver: TenantResolver,
+                 warn: Callable[[str], None] | None = None):
+        self.cluster = cluster
+        self.config = config
+        self._warned: set[str] = set()
+        self._warn_sink = warn or (lambda message: None)
+        self.node_infos: dict[str, NodeInfo] = {}
+        self.deriver = Deriver(config, resolver, self.node_infos, warn=self.warn)
+        self.open: dict[Key, _Row] = {}
+        self.closed: dict[Key, _Row] = {}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        self.first_keys: dict[str, tuple[Any, ...]] = {}
+        self.pods_by_node: dict[str, set[str]] = {}
+        self.deferred: dict[str, dict[str, Any]] = {}
+        self.nodes_synced = False
+        #: node name → closed dedicated stretches: a pod starting inside one is billed after it.
+        self.dedicated_stretches: dict[str, list[tuple[datetime, datetime]]] = {}
+        self.confirmed: dict[str, datetime] = {}
+        self.watermark: datetime | None = None
+        self.horizon: datetime | None = None
+        self.dirty_since: datetime | None = None
+        self._dirty: dict[int, _Row] = {}
+        self._inflight: list[_Row] = []
+        self._assigned: list[_Row] = []
+
+    # -- messages --------------------------------------------------------------------------
+
+    def warn(self, message: str) -> None:
+        """Report each distinct problem once (objects are re-derived often); the memory of what
+        was said is bounded, so a long-running agent repeats a problem now and then instead."""
+        if message not in self._warned:
+            if len(self._warned) >= 10_000:
+                self._warned.clear()
+            self._warned.add(message)
+            self._warn_sink(message)
+
+    # -- resolver --------------------------------------------------------------------------
+
+    @property
+    def resolver(self) -> TenantResolver:
+        return self.deriver.resolver
+
+    def set_resolver(self, resolver: TenantResolver, at: datetime) -> None:
+        """New tenancy knowledge: re-derive every tracked object (nodes first, pods need them)."""
+        self.deriver.resolver = resolver
+        for kind in KINDS:
+            for uid, obj in list(self.objects[kind].items()):
+                if kind == "Node":
+                    self._observe_node(uid, obj, at)
+                elif kind == "Pod" and uid in self.deferred:
+                    continue
+                else:
+                    self._derive_apply(kind, uid, obj, at)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, conn: Connection) -> None:
+        """Open segments from the journal (after a restart), and where dedicated nodes ended."""
+        for segment in journal.closed_of_role(conn, self.cluster, ROLE_NODE):
+            if segment.end is not None:
+                self.dedicated_stretches.setdefault(segment.billed.name, []).append((segment.start, segment.end))
+        for segment, last_seen in journal.open_segments(conn, self.cluster):
+            key = (segment.uid, segment.role)
+            row = _Row(segment.uid, segment.role, segment.billed, segment.start, None, segment.id, last_seen)
+            previous = self.open.get(key)
+            if previous is not None:  # cannot happen unless the journal was edited; keep the newest
+                self._close(key, previous, row.start, "superseded")
+            self.open[key] = row
+            if segment.role == ROLE_NODE and segment.billed.name not in self.node_infos:
+                # Until the node LIST says more: it was dedicated. If it vanished while we were
+                # down, its leftover pods must still not be billed a second time.
+                dims = {k: v for meter in segment.billed.meters for k, v in meter.dimensions}
+                self.node_infos[segment.billed.name] = NodeInfo(
+                    segment.billed.name, GpuIdentity(UNKNOWN_SKU, None, "", ""), GpuSharing(),
+                    dims.get("capacity_type", "on-demand"), "", dims.get("node_sku", ""), segment.billed.tenant)
+
+    def preload_history(self, conn: Connection, uids: Iterable[str]) -> None:
+        """Closed segments of these objects, so re-seen objects are not billed twice."""
+        wanted = [u for u in uids if u]
+        for key, segment in journal.last_closed(conn, self.cluster, wanted).items():
+            current = self.closed.get(key)
+            if current is None or (current.end or segment.start) <= (segment.end or segment.start):
+                self.closed[key] = _Row(segment.uid, segment.role, segment.billed, segment.start, segment.end,
+                                        segment.id)
+
+    # -- observations ----------------------------------------------------------------------
+
+    def _trust_key(self, kind: str, obj: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The object fields that decide whether it holds something, tenancy aside. Unchanged
+        since first seen → its creation-based start evidence still dates the presence."""
+        labels = labels_of(obj)
+        owner = tuple(labels.get(k, "") for k in ("vcluster.loft.sh/managed-by", "app", "release"))
+        if kind == "Node":
+            dedicated = self.config.dedicated_nodes
+            return tuple(labels.get(k or "", "") for k in (dedicated.tenant_label, dedicated.vcluster_label))
+        if kind == "PersistentVolumeClaim":
+            return ((obj.get("status") or {}).get("phase"), *owner)
+        if kind == "Service":
+            status = obj.get("status") or {}
+            ingress = bool((status.get("loadBalancer") or {}).get("ingress"))
+            return ((obj.get("spec") or {}).get("type"), ingress, *owner)
+        return ()
+
+    def observe(self, kind: str, obj: Mapping[str, Any], at: datetime) -> None:
+        """An object as listed or as a watch ADDED/MODIFIED event showed it at ``at``."""
+        uid = _uid(obj)
+        if not uid:
+            self.warn(f"{describe(kind, obj)}: no metadata.uid; ignored")
+            return
+        obj = slim(kind, obj)
+        self.objects[kind][uid] = obj
+        self.first_keys.setdefault(uid, self._trust_key(kind, obj))
+        if kind == "Node":
+            self._observe_node(uid, obj, at)
+            return
+        if kind == "Pod":
+            node = str((obj.get("spec") or {}).get("nodeName") or "")
+            if node:
+                self.pods_by_node.setdefault(node, set()).add(uid)
+                if node not in self.node_infos:
+                    # A pod may arrive before its node on another watch stream: wait for the
+                    # node (or the next tick) rather than bill it with an unknown GPU model.
+                    self.deferred[uid] = obj
+                    return
+            self.deferred.pop(uid, None)
+        self._derive_apply(kind, uid, obj, at)
+
+    def _observe_node(self, uid: str, obj: Mapping[str, Any], at: datetime) -> None:
+        name = str(meta(obj).get("name") or "")
+        info = self.deriver.node_info(obj)
+        previous = self.node_infos.get(name)
+        self.node_infos[name] = info
+        for role, presence in self.deriver.node(obj, info).items():
+            self._apply(uid, role, presence, at, self.first_keys.get(uid) == self._trust_key("Node", obj))
+        if previous != info:
+            pods_at = at
+            row = self.open.get((uid, ROLE_NODE))
+            if info.dedicated_to and row is not None and row.start < at:
+                # Found dedicated after the fact (its tenant was discovered late): the node is
+                # billed from its start, so its pods stop being billed from there, not from now.
+                pods_at = row.start
+            for pod_uid in sorted(self.pods_by_node.get(name, ())):
+                pod = self.deferred.pop(pod_uid, None) or self.objects["Pod"].get(pod_uid)
+                if pod is not None:
+                    self._derive_apply("Pod", pod_uid, pod, pods_at)
+
+    def release_deferred(self, at: datetime) -> None:
+        """Pods still waiting for a node that never showed: bill them without node knowledge."""
+        for uid, pod in sorted(self.deferred.items()):
+            self._derive_apply("Pod", uid, pod, at)
+        self.deferred.clear()
+
+    def _derive_apply(self, kind: str, uid: str, obj: Mapping[str, Any], at: datetime) -> None:
+        first = self.first_keys.get(uid) == self._trust_key(kind, obj)
+        node = str((obj.get("spec") or {}).get("nodeName") or "") if kind == "Pod" else ""
+        for role, presence in self.deriver.derive(kind, obj).items():
+            row = self.open.get((uid, role))
+            if presence is not None and presence.start is not None and node and role == ROLE_POD:
+                for since, until in self.dedicated_stretches.get(node, ()):
+                    if since <= presence.start < until:
+                        # The node was billed whole then: the pod's own time starts after it.
+                        presence = replace(presence, start=until)
+            if node and node not in self.node_infos and row is not None and role == ROLE_POD:
+                # The node vanished (deleted while unwatched): what the pod held on it is known
+                # from the open segment; keep it, only let the pod's own end close it.
+                if presence is not None and presence.end is not None:
+                    self._close((uid, role), row, presence.end, "finished")
+                continue
+            self._apply(uid, role, presence, at, first)
+
+    def delete(self, kind: str, obj: Mapping[str, Any], at: datetime) -> None:
+        """A watch DELETED event: end every open presence of the object at its best end."""
+        uid = _uid(obj)
+        if not uid:
+            self.warn(f"{describe(kind, obj)}: DELETED without metadata.uid; ignored")
+            return
+        obj = slim(kind, obj)
+        presences = self.deriver.derive(kind, obj)
+        deleted = self.deriver.deleted(kind, obj)
+        for role in ROLES_BY_KIND[kind]:
+            key = (uid, role)
+            row = self.open.get(key)
+            presence = presences.get(role)
+            if row is None and presence is not None and presence.start is not None and presence.end is not None:
+                self._apply(uid, role, presence, at, True)  # finished and deleted before we saw it run
+                continue
+            if row is None:
+                continue
+            if presence is not None and presence.end is not None:
+                end = presence.end
+            elif deleted is not None:
+                end = min(deleted, at)
+            else:
+                end = at
+            self._close(key, row, end, "deleted")
+        self._forget(kind, uid, obj)
+
+    def _forget(self, kind: str, uid: str, obj: Mapping[str, Any]) -> None:
+        self.objects[kind].pop(uid, None)
+        self.first_keys.pop(uid, None)
+        self.deferred.pop(uid, None)
+        for role in ROLES_BY_KIND[kind]:
+            self.closed.pop((uid, role), None)
+        if kind == "Pod":
+            node = str((obj.get("spec") or {}).get("nodeName") or "")
+            self.pods_by_node.get(node, set()).discard(uid)
+
+    def resync(self, kind: str, objects: Iterable[Mapping[str, Any]], at: datetime,
+               conn: Connection | None = None) -> None:
+        """A complete LIST of ``kind`` at ``at``: observe everything; end what is gone."""
+        objects = list(objects)
+        listed = {_uid(o) for o in objects}
+        if conn is not None:
+            self.preload_history(conn, listed)
+        before = self.confirmed.get(kind)
+        roles = ROLES_BY_KIND[kind]
+        for key, row in list(self.open.items()):
+            if key[1] in roles and key[0] not in listed:
+                seen = max(t for t in (row.last_seen, before, row.start) if t is not None)
+                self._close(key, row, min(seen, at), "gone")
+        for uid, obj in list(self.objects[kind].items()):
+            if uid not in listed:
+                self._forget(kind, uid, obj)
+        if kind == "Node":
+            for obj in objects:
+                self.observe(kind, obj, at)
+            self.nodes_synced = True
+            self.release_deferred(at)
+        else:
+            for obj in objects:
+                self.observe(kind, obj, at)
+            if kind == "Pod":
+                # A complete pod LIST after the node LIST: a pod's node that is not known is gone.
+                self.release_deferred(at)
+        self.confirm(kind, at)
+
+    def confirm(self, kind: str, at: datetime) -> None:
+        """Everything open of ``kind`` is known to exist at ``at`` (healthy list/watch)."""
+        if self.confirmed.get(kind) is None or self.confirmed[kind] < at:
+            self.confirmed[kind] = at
+
+    # -- segments --------------------------------------------------------------------------
+
+    def _mark(self, moment: datetime, end: datetime | None = None) -> None:
+        if self.watermark is None or moment >= self.watermark:
+            return
+        if self.horizon is not None and end is not None and end <= self.horizon:
+            return
+        moment = max(moment, self.horizon) if self.horizon is not None else moment
+        if self.dirty_since is None or moment < self.dirty_since:
+            self.dirty_since = moment
+
+    def _apply(self, uid: str, role: str, presence: Presence | None, at: datetime, first: bool) -> None:
+        key = (uid, role)
+        row = self.open.get(key)
+        if presence is None:
+            if row is not None:
+                self._close(key, row, at, "ended")
+            return
+        end = presence.end
+        if row is not None:
+            if row.billed == presence.billed:
+                if end is not None:
+                    self._close(key, row, end, "finished")
+                return
+            change_at = min(at, end) if end is not None else at
+            self._close(key, row, change_at, "changed")
+            start = max(change_at, row.start)
+        else:
+            if presence.start is None:
+                return
+            last = self.closed.get(key)
+            trusted = presence.start_exact or (first and last is None)
+            start = presence.start if trusted else at
+            if last is not None and last.end is not None:
+                if end is not None and end <= last.end:
+                    return  # this finished stretch is already journaled
+                start = max(start, last.end)
+        if end is not None and end <= start:
+            return
+        if end is not None and self.horizon is not None and end <= self.horizon:
+            return  # entirely before the journal horizon: those periods are final
+        new = _Row(uid, role, presence.billed, start, end, None, at, "finished" if end is not None else None)
+        if end is None:
+            self.open[key] = new
+        else:
+            self.closed[key] = new
+        self._dirty[id(new)] = new
+        self._mark(start, end)
+
+    def _close(self, key: Key, row: _Row, end: datetime, reason: str) -> None:
+        end = max(end, row.start)
+        row.end = end
+        if row.role == ROLE_NODE:
+            self.dedicated_stretches.setdefault(row.billed.name, []).append((row.start, end))
+        row.reason = reason
+        if self.open.get(key) is row:
+            del self.open[key]
+        self.closed[key] = row
+        self._dirty[id(row)] = row
+        self._mark(end)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def flush(self, conn: Connection) -> None:
+        """Write new and closed segments and the confirmations to the journal, inside the
+        caller's transaction; call :meth:`flush_committed` or :meth:`flush_failed` after it."""
+        self._inflight = list(self._dirty.values())
+        new = [row for row in self._inflight if row.seq is None]
+        seqs = journal.insert_many(conn, self.cluster, [(r.segment(), r.last_seen or r.start, r.reason) for r in new])
+        for row, seq in zip(new, seqs, strict=True):
+            row.seq = seq
+        self._assigned = new
+        inserted = {id(row) for row in new}
+        journal.close_many(conn, [(row.seq, row.end, row.reason or "ended") for row in self._inflight
+                                  if id(row) not in inserted and row.seq is not None and row.end is not None])
+
+    def touch(self, conn: Connection) -> None:
+        """Persist the confirmations (``last_seen_at`` of open segments). Done per tick, not per
+        event: it rewrites every open row, and a restart only needs it as of the last tick."""
+        for kind, seen in self.confirmed.items():
+            roles = ROLES_BY_KIND[kind]
+            journal.touch(conn, self.cluster, roles, seen)
+            for (_uid, role), row in self.open.items():
+                if role in roles and (row.last_seen is None or row.last_seen < seen):
+                    row.last_seen = seen
+
+    def flush_committed(self) -> None:
+        for row in self._inflight:
+            self._dirty.pop(id(row), None)
+        self._inflight, self._assigned = [], []
+
+    def flush_failed(self) -> None:
+        """The transaction rolled back: what it inserted does not exist; write it again next time."""
+        for row in self._assigned:
+            row.seq = None
+        self._inflight, self._assigned = [], []
