@@ -1,12 +1,33 @@
-"""``kubetally demo`` (being built; see the README)."""
+"""``kubetally demo``: the whole pipeline on a simulated GPU cloud (see :mod:`kubetally.demo`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from kubetally.cli.common import console
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo() -> None:
-        """The whole pipeline on a simulated GPU cloud (not built yet)."""
-        raise typer.Exit(2)
+    def demo(
+        out: Annotated[
+            Path, typer.Option("--out", help="Folder for the demo's ledger and delivered events.")
+        ] = Path("kubetally-demo"),
+    ) -> None:
+        """Meter a simulated GPU cloud for an hour, deliver the usage and print what it costs.
+
+        No cluster, Prometheus or billing backend is needed; everything runs on this machine.
+        """
+        from kubetally.demo import run_demo
+
+        result = run_demo(out, console)
+        db = result.ledger_path
+        console.print("\nTry next:", highlight=False)
+        console.print(f"  kubetally records --db {db} --item gpu_hours", highlight=False)
+        console.print(
+            f"  kubetally report --db {db} --prices example --from 2026-11-02 --to 2026-11-03 --by tenant,item",
+            highlight=False,
+        )
