@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def test_serve_runs_until_terminated(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_port(port, timeout=30)
+        # The port opens before the kubeconfig is written (atomically); wait for the file too.
+        deadline = time.monotonic() + 30
+        while not kubeconfig.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nodes", timeout=5) as resp:
             assert resp.headers["Date"] == "Mon, 02 Nov 2026 10:00:00 GMT"  # frozen virtual clock
         api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, create_engine, event, select, update
 from sqlalchemy.exc import IntegrityError
 
+from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.migrate import upgrade
 from kubetally.record import UsageRecord
@@ -31,7 +32,7 @@ DEFAULT_DB = "kubetally.db"
 _IN_CHUNK = 500
 
 
-class LedgerError(RuntimeError):
+class LedgerError(KubetallyError):
     """The ledger database cannot be opened or written."""
 
 
@@ -157,7 +158,9 @@ class Ledger:
                     upgrade(conn)
             except Exception as exc:  # reported with the (redacted) URL, then re-raised
                 engine.dispose()
-                raise LedgerError(f"ledger {redact(url)}: cannot open: {exc}") from exc
+                # The driver's own message, first line only: one-line reasons on the command line.
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise LedgerError(f"ledger {redact(url)}: cannot open: {reason}") from exc
         return ledger
 
     def close(self) -> None:

@@ -173,5 +173,8 @@ class SimServer:
             "preferences": {},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        # Write then rename: a client polling for the file never reads half of it.
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        partial.replace(path)
         return path
