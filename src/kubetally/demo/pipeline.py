@@ -66,9 +66,11 @@ def run_demo(out: Path, console: Console) -> DemoResult:
         agent.start()
         try:
             console.print("[bold]2.[/] Agent listing and watching; running the clock through the hour …")
-            at = start
-            while at < start + RUN_FOR:
-                at += STEP
+            # Stop the clock at every event as well as every minute: the agent then sees each
+            # change at the second it happens, as a watching agent in a real cluster does.
+            stops = {start + STEP * i for i in range(1, int(RUN_FOR / STEP) + 1)}
+            stops |= {event.at for event in scenario.events if start < event.at <= start + RUN_FOR}
+            for at in sorted(stops):
                 sim.advance(at)
                 agent.pump(timeout=10, until_rv=sim.resource_version)
             agent.tick()
