@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +19,7 @@ from kubetally.cli import export, report
 from kubetally.ledger.store import Ledger
 from kubetally.reports.focus import FocusError
 
-from .conftest import DISPLAY, PRICES
+from .conftest import DISPLAY, PRICES, scenario_records
 
 
 @pytest.fixture
@@ -76,6 +77,50 @@ def test_export_focus_parquet(cli: typer.Typer, scenario: Ledger, ledger_url: st
     # Same money as the report: 72.697501 billed, 79.107501 list.
     assert str(sum(table.column("BilledCost").to_pylist())) == "72.697501"
     assert str(sum(table.column("ListCost").to_pylist())) == "79.107501"
+
+
+def test_export_focus_csv_failure_writes_nothing(
+    cli: typer.Typer, scenario: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    """The B200 hours (16th) have no price: the export fails before a byte of CSV is written,
+    not after the header and the 15th's rows."""
+    failed = run(cli, ledger_url, "export", "focus")
+    assert isinstance(failed.exception, FocusError)  # type: ignore[attr-defined]
+    assert "nvidia-b200-180gb" in str(failed.exception)  # type: ignore[attr-defined]
+    assert failed.stdout == ""  # type: ignore[attr-defined]
+    out = tmp_path / "exports" / "focus.csv"
+    out.parent.mkdir()
+    failed = run(cli, ledger_url, "export", "focus", "-o", str(out))
+    assert isinstance(failed.exception, FocusError)  # type: ignore[attr-defined]
+    assert failed.stdout == ""  # type: ignore[attr-defined]
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary one
+    ok = run(cli, ledger_url, "export", "focus", "--skip-unpriced")
+    assert ok.exit_code == 0, ok.output  # type: ignore[attr-defined]
+    rows = list(csv.DictReader(io.StringIO(ok.stdout)))  # type: ignore[attr-defined]
+    # 10 records − the unpriced B200 one = 9 resource-days; acme's CPU on the 16th splits
+    # into tier 1 (40) and tier 2 (30) → 10 rows; billed 72.697501 as in the report.
+    assert len(rows) == 10
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("72.697501")
+
+
+def test_export_focus_failure_on_the_command_line(tmp_path: Path) -> None:
+    """The real entry point with the built-in example prices (which price neither the vGPU
+    memory nor the B200 hours): rc 1, one error line, an empty stdout, no file."""
+    db = tmp_path / "ledger.db"
+    with Ledger.open(str(db)) as ledger:
+        ledger.write(scenario_records())
+    base = [sys.executable, "-m", "kubetally.cli.main", "export", "focus", "--db", str(db), "--prices", "example",
+            "--from", "2026-11-01", "--to", "2026-12-01"]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert "error: unpriced usage in 2026-11-15T00:00:00Z" in proc.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([*base, "-o", str(out / "focus.csv")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert list(out.iterdir()) == []
 
 
 def test_command_line_error_is_one_line(tmp_path: Path) -> None:

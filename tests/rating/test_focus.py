@@ -235,6 +235,25 @@ def test_unpriced_usage_fails_the_export_and_leaves_no_file(focus_ledger: Ledger
     assert result.skipped == {"no price for network/lb_hours": Decimal(1)}
 
 
+def test_failed_export_writes_nothing_to_a_stream_or_over_a_file(focus_ledger: Ledger, tmp_path: Path) -> None:
+    # The unpriced record is in the last hour (12:00), after rows for 10:00 and 11:00 are rated.
+    focus_ledger.write([record("beta", "lb_hours", hour(15, 12), "1", category="network", kind="Service")])
+    stream = io.StringIO()
+    with pytest.raises(FocusError, match="no price for network/lb_hours"):
+        export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, stream)
+    assert stream.getvalue() == ""  # not even the header
+    out = tmp_path / "exports" / "focus.csv"
+    out.parent.mkdir()
+    out.write_text("previous export\n")
+    with pytest.raises(FocusError, match="no price for network/lb_hours"):
+        export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, out)
+    assert [p.name for p in out.parent.iterdir()] == ["focus.csv"]  # no temporary file left
+    assert out.read_text() == "previous export\n"  # an existing file is kept as it was
+    result = export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, stream, skip_unpriced=True)
+    assert result.rows == 5
+    assert len(stream.getvalue().splitlines()) == 1 + 5  # header + rows
+
+
 def test_bad_ranges(focus_ledger: Ledger) -> None:
     with pytest.raises(FocusError, match="UTC midnight"):
         export_focus(focus_ledger, BOOK, None, datetime(2026, 11, 15, 10, tzinfo=UTC), DAY_END, io.StringIO())

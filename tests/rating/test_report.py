@@ -139,6 +139,88 @@ def test_csv_and_json(scenario: Ledger, pricebook: PriceBook, display_config: Co
     assert doc["unpriced"][0]["usage"] == "2"
 
 
+def test_unpriced_rows_have_no_cost(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
+    """A row none of whose usage has a price shows no cost (empty in CSV, null in JSON), not 0."""
+    # 3 load-balancer hours for beta on the 16th: the price book has no network/lb_hours price.
+    scenario.write([record("beta", "lb_hours", hour(16, 13), "3", category="network", kind="Service")])
+    report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month")
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert rows[-1] == {
+        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z", "tenant": "beta",
+        "category": "network", "item": "lb_hours", "usage": "3", "unit": "h",
+        "list_cost": "", "cost": "", "currency": "USD", "status": "unpriced",
+    }
+    # The partly unpriced GPU row keeps the cost of its priced part (4 + 4 spot hours = 15.00).
+    gpu = next(r for r in rows if r["tenant"] == "beta" and r["item"] == "gpu_hours")
+    assert (gpu["list_cost"], gpu["cost"], gpu["status"]) == ("15.000000", "15.000000", "partly unpriced")
+    doc = json.loads(render_json(report))
+    assert doc["rows"][-1] == {
+        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z", "tenant": "beta",
+        "category": "network", "item": "lb_hours", "usage": "3", "unit": "h",
+        "list_cost": None, "cost": None, "currency": "USD", "status": "unpriced",
+        "list_cost_micros": None, "cost_micros": None,
+    }
+    # Totals and the month's subtotal are still integer sums of the priced lines (as without
+    # the LB hours), and the JSON lists what they leave out: the 3 LB hours and the 2 B200 hours.
+    assert doc["total"] == {"list_cost": "79.107501", "list_cost_micros": 79_107_501,
+                            "cost": "72.697501", "cost_micros": 72_697_501}
+    assert doc["subtotals"] == [{"period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
+                                 "cost": "72.697501", "cost_micros": 72_697_501}]
+    assert sum(r["cost_micros"] or 0 for r in doc["rows"]) == 72_697_501
+    assert [(u["category"], u["item"], u["usage"], u["lines"]) for u in doc["unpriced"]] == [
+        ("compute", "gpu_hours", "2", 1), ("network", "lb_hours", "3", 1),
+    ]
+    console = Console(width=120, record=True, color_system=None, file=io.StringIO())
+    render_table(report, console)
+    lb = next(line for line in console.export_text().splitlines() if "network/lb_hours" in line)
+    assert lb.split() == ["beta", "network/lb_hours", "3", "h", "unpriced"]  # no list cost, no 0
+
+
+def test_table_at_80_columns(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
+    """The stored table, narrowed to 80 columns: tighter padding, the one long item name
+    wraps at a space, and nothing is cut off (no ellipsis)."""
+    report = build_report(
+        scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display"
+    )
+    console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
+    render_table(report, console)
+    table = console.export_text().split("unpriced: ")[0]
+    assert table == (
+        "           Cost report 2026-11-01 – 2026-12-01 (USD) · Period 2026-11           \n"
+        "Tenant  Item                    Usage  Unit             List                Cost\n"
+        + "━" * 80 + "\n"
+        "acme    Compute / CPU             130  core-hours       4.90                4.41\n"
+        "acme    Compute / GPU              16  GPU-hours       59.20               53.28\n"
+        "beta    VgpuMemory / Used         4.5  Gi-hours       0.0075              0.0075\n"
+        "        Usage                                                                   \n"
+        "beta    Compute / CPU       0.0000125  core-hours   0.000001            0.000001\n"
+        "beta    Compute / GPU              10  GPU-hours       15.00  15.00 (+ unpriced)\n"
+        + " " * 80 + "\n"
+        "Total                                              79.107501           72.697501\n"
+    )
+    assert "…" not in console.export_text()
+
+
+def test_long_tenant_ids_are_never_truncated(ledger: Ledger, pricebook: PriceBook, display_config: Config) -> None:
+    tenant = "vcluster/vcluster-team-a/team-a"
+    ledger.write([record(tenant, "cpu_core_hours", hour(15, 10), "230.026666667", namespace="ns-a", project="p-a"),
+                  record(tenant, "gpu_hours", hour(15, 10), "8", namespace="ns-a", project="p-a",
+                         dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "capacity_type": "spot"})])
+    report = build_report(ledger, pricebook, display_config, NOV, DEC, by="tenant,item", per="day", unit="display")
+    console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
+    render_table(report, console)
+    text = console.export_text()
+    assert text.count(tenant) == 2 and "…" not in text
+    assert "· Period 2026-11-15" in text and "Period " not in text.splitlines()[1]  # no Period column
+    assert [(row.group["item"], row.cost) for row in report.rows] == [
+        # tiers [≤100 @ 0.04, then 0.03]: 4.00 + 130.026666667 × 0.03 = 7.90080000001 → 7.900800
+        ("compute/cpu_core_hours", 7_900_800),
+        ("compute/gpu_hours", 15_600_000),  # 8 spot hours × 1.95 (the 15th, old price)
+    ]
+    assert "230.026666667" in text and "7.9008" in text and "15.60" in text
+    assert text.splitlines()[-1].split() == ["Total", "23.5008"]  # 7.9008 + 15.60
+
+
 def test_chinese_names(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
     report = build_report(scenario, pricebook, display_config, NOV, DEC, unit="display", lang="zh")
     console = Console(width=120, record=True, color_system=None, file=io.StringIO())

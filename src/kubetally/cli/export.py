@@ -29,7 +29,11 @@ def focus(
     per: Annotated[str, typer.Option("--per", help="Charge period: hour (each record's own), day or month.")] = "day",
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output file (required for parquet; CSV default: stdout).")
+        str | None,
+        typer.Option(
+            "--output", "-o",
+            help="Output file (required for parquet; CSV default: stdout). Written only if the whole export succeeds.",
+        ),
     ] = None,
     skip_unpriced: Annotated[
         bool, typer.Option("--skip-unpriced", help="Leave usage with no price out (and say so) instead of failing.")
@@ -38,6 +42,8 @@ def focus(
     """FinOps FOCUS 1.3 cost-and-usage rows for [--from, --to) (default: this month).
 
     One row per charge period × tenant × resource × item × SKU, with list, contracted, effective and billed cost from the price book, SubAccountId = tenant, x_ extension columns, and Allocated* columns on tenants' shares of shared nodes.
+
+    Every row is rated before anything is written: an export that fails (e.g. on unpriced usage) prints nothing to stdout and leaves no --output file (an existing one is kept as it was).
     """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, not {fmt!r}")

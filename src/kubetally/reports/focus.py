@@ -30,6 +30,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -171,6 +174,8 @@ class FocusError(KubetallyError):
 
 
 GRAINS = ("hour", "day", "month")
+#: CSV bound for a stream is held in memory up to this size, then in a temporary file.
+SPOOL_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -473,8 +478,8 @@ class CsvWriter:
 class ParquetWriter:
     """FOCUS rows as Parquet with the explicit :data:`SCHEMA` (one row group per batch)."""
 
-    def __init__(self, path: str | Path):
-        self.writer = pq.ParquetWriter(str(path), SCHEMA)
+    def __init__(self, sink: str | Path | IO[bytes]):
+        self.writer = pq.ParquetWriter(sink if not isinstance(sink, Path) else str(sink), SCHEMA)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         columns = {c: [row[c] for row in rows] for c in COLUMNS}
@@ -498,8 +503,12 @@ def export_focus(
 ) -> FocusResult:
     """Write FOCUS rows for ``[start, end)`` to ``output`` (a path, or a text stream for CSV).
 
-    A file is written to ``<output>.partial`` and renamed when complete, so a failed export
-    (unpriced usage, a database error) never leaves a truncated file behind.
+    Nothing reaches ``output`` unless the whole export succeeds: a stream gets the CSV only
+    after every row has been rated (it is spooled first, in memory up to
+    :data:`SPOOL_BYTES`, then in a temporary file); a path is written as a hidden temporary
+    file in the same folder and renamed over it when complete, so a failed export (unpriced
+    usage, a database error) leaves neither a truncated file nor the temporary one behind,
+    and an existing file at ``output`` untouched.
     """
     if fmt not in ("csv", "parquet"):
         raise FocusError(f"--format must be csv or parquet, not {fmt!r}")
@@ -510,25 +519,31 @@ def export_focus(
     if isinstance(output, io.TextIOBase) or not isinstance(output, str | Path):
         if fmt != "csv":
             raise FocusError("Parquet needs an --output file")
-        writer = CsvWriter(output)  # type: ignore[arg-type]
-        for batch in batches:
-            writer.write(batch)
+        with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as spool:
+            writer = CsvWriter(spool)
+            for batch in batches:
+                writer.write(batch)
+            spool.seek(0)
+            shutil.copyfileobj(spool, output)  # type: ignore[misc]
         return result
     target = Path(output)
-    partial = target.with_name(target.name + ".partial")
+    # A unique hidden name in the target's folder (so the rename is atomic and concurrent
+    # exports to one folder never share it), created exclusively with the usual permissions.
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
         if fmt == "csv":
-            with partial.open("w", encoding="utf-8", newline="") as stream:
+            with partial.open("x", encoding="utf-8", newline="") as stream:
                 csv_writer = CsvWriter(stream)
                 for batch in batches:
                     csv_writer.write(batch)
         else:
-            parquet_writer = ParquetWriter(partial)
-            try:
-                for batch in batches:
-                    parquet_writer.write(batch)
-            finally:
-                parquet_writer.close()
+            with partial.open("xb") as binary:
+                parquet_writer = ParquetWriter(binary)
+                try:
+                    for batch in batches:
+                        parquet_writer.write(batch)
+                finally:
+                    parquet_writer.close()
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)

@@ -3,6 +3,12 @@
 Money is shown exactly: every micro-unit that is there is printed (``12.345678``; ``12.50``
 when the micro-units are zero), so the lines of a table visibly add up to its totals.
 Usage is exact in raw units; display units (after the divisor) are shown to 9 decimal places.
+
+Usage with no price is never shown at zero: a row with none of its usage priced (status
+``unpriced``) has an empty cost and list cost in CSV, ``null`` ones in JSON and ``unpriced``
+in the table; a ``partly unpriced`` row's cost is that of its priced part. Subtotals and totals
+are integer sums of the priced usage only, and the unpriced usage they leave out is listed
+(JSON ``unpriced``, and a line under the table).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -71,53 +78,122 @@ def _group_cell(report: Report, name: str, value: str) -> str:
     return value
 
 
+def _widest(
+    columns: list[tuple[str, str, bool]], lines: list[tuple[list[str], str | None, bool]], total: list[str]
+) -> list[int]:
+    """The widest cell (or header) of each column, in terminal cells."""
+    widths = [cell_len(header) for header, _, _ in columns]
+    for cells in [*(c for c, _, _ in lines), total]:
+        widths = [max(w, *(cell_len(line) for line in c.split("\n"))) for w, c in zip(widths, cells, strict=True)]
+    return widths
+
+
+def _index(columns: list[tuple[str, str, bool]], header: str) -> int | None:
+    return next((i for i, (h, _, _) in enumerate(columns) if h == header), None)
+
+
+def _compact_width(columns: list[tuple[str, str, bool]], widths: list[int], wrapping: int) -> int:
+    """Width of a compact table whose whole columns are ``widths`` wide and others ``wrapping``."""
+    cells = sum(w if whole else min(w, wrapping) for w, (_, _, whole) in zip(widths, columns, strict=True))
+    return cells + 2 * (len(columns) - 1)
+
+
 def render_table(report: Report, console: Console) -> None:
-    """Print the report as a table with per-bucket subtotals and a grand total."""
+    """Print the report as a table with per-bucket subtotals and a grand total.
+
+    Nothing is ever cut off: identifiers (tenant, project, namespace, cluster), the period and
+    the amounts stay on one line, and the item names and units wrap (or fold) instead: when
+    the table is wider than the console, the padding tightens and each unit moves into its
+    usage cell, on a line below the number. Only if even that cannot fit does every column
+    fold. A report of a single bucket names it in the title rather than in a Period column.
+    """
     words = HEADERS[report.lang]
-    show_list = any(row.list_cost != row.cost for row in report.rows)
+    show_list = any(row.list_cost != row.cost for row in report.rows if not _unpriced(row))
     show_usage = "item" in report.by
-    table = Table(
-        title=f"{words['title']} {report.start:%Y-%m-%d} – {report.end:%Y-%m-%d} ({report.currency})",
-        box=box.SIMPLE_HEAVY,
-        show_footer=False,
-    )
-    table.add_column(words["period"], no_wrap=True)
-    for name in report.by:
-        table.add_column(words[name])
-    if show_usage:
-        table.add_column(words["usage"], justify="right")
-        table.add_column(words["unit"])
-    if show_list:
-        table.add_column(words["list"], justify="right")
-    table.add_column(words["cost"], justify="right")
-    width = 1 + len(report.by) + (2 if show_usage else 0)
     subtotals = report.subtotals()
+    title = f"{words['title']} {report.start:%Y-%m-%d} – {report.end:%Y-%m-%d} ({report.currency})"
+    show_period = len(subtotals) > 1 or not report.by
+    if len(subtotals) == 1 and not show_period:
+        title += f" · {words['period']} {bucket_label(subtotals[0][0], report.per)}"
+    # (header, justify, keeps whole) per column, in order.
+    columns: list[tuple[str, str, bool]] = []
+    if show_period:
+        columns.append((words["period"], "left", True))
+    columns += [(words[name], "left", name != "item") for name in report.by]
+    if show_usage:
+        columns += [(words["usage"], "right", True), (words["unit"], "left", False)]
+    if show_list:
+        columns.append((words["list"], "right", True))
+    columns.append((words["cost"], "right", True))
+    labels = len(columns) - (2 if show_list else 1)  # the columns before the amounts
+
+    lines: list[tuple[list[str], str | None, bool]] = []  # cells, style, end of section
     for index, (period, subtotal) in enumerate(subtotals):
         rows = [row for row in report.rows if row.period == period]
         for row in rows:
-            cells = [bucket_label(period, report.per)]
+            cells = [bucket_label(period, report.per)] if show_period else []
             cells += [_group_cell(report, name, row.group[name]) for name in report.by]
             if show_usage:
                 cells += list(_usage_cells(report, row))
             if show_list:
-                cells.append(format_money(row.list_cost))
-            cost = format_money(row.cost)
-            if row.unpriced_usage:
-                cost = f"{cost} (+ {words['unpriced']})" if row.status == "partly unpriced" else words["unpriced"]
+                cells.append("" if _unpriced(row) else format_money(row.list_cost))
+            if _unpriced(row):
+                cost = words["unpriced"]
+            elif row.unpriced_usage:
+                cost = f"{format_money(row.cost)} (+ {words['unpriced']})"
+            else:
+                cost = format_money(row.cost)
             cells.append(cost)
-            table.add_row(*cells)
+            lines.append((cells, None, False))
         if len(subtotals) > 1:
-            cells = [f"{words['subtotal']} {bucket_label(period, report.per)}"] + [""] * (width - 1)
+            cells = [f"{words['subtotal']} {bucket_label(period, report.per)}"] + [""] * (labels - 1)
             if show_list:
                 cells.append(format_money(sum(r.list_cost for r in rows)))
             cells.append(format_money(subtotal))
-            table.add_row(*cells, style="italic", end_section=index < len(subtotals) - 1)
-    table.add_section()
-    cells = [words["total"]] + [""] * (width - 1)
+            lines.append((cells, "italic", index < len(subtotals) - 1))
+    cells = [words["total"]] + [""] * (labels - 1)
     if show_list:
         cells.append(format_money(report.list_total))
     cells.append(format_money(report.total))
-    table.add_row(*cells, style="bold")
+    total_line = cells
+
+    width = console.width
+    widths = _widest(columns, lines, total_line)
+    roomy = sum(widths) + 3 * len(columns) - 1 + 2  # padding 1 each side, a divider between, the edges
+    compact = roomy > width
+    # Compact: one space each side of a divider, no edges. Then, in order of preference:
+    # 1. only the item names wrap (at spaces, so never narrower than their longest word);
+    # 2. each unit also moves below its number in the usage cell; the item names get ≥ 8 cells;
+    # 3. if even that is too wide, every column folds (wraps mid-word): nothing is cut off.
+    unit_index = columns.index((words["unit"], "left", False)) if show_usage else None
+    item_index = _index(columns, words["item"])
+    item_words = 0 if item_index is None else max(
+        (cell_len(word) for cells, _, _ in lines for word in cells[item_index].split()), default=0
+    )
+    if compact and unit_index is not None:
+        columns[unit_index] = (words["unit"], "left", True)
+        if _compact_width(columns, widths, item_words) > width:
+            del columns[unit_index]
+            for cells in [*(c for c, _, _ in lines), total_line]:
+                cells[unit_index - 1] = "\n".join(filter(None, [cells[unit_index - 1], cells.pop(unit_index)]))
+            columns[unit_index - 1] = (words["usage"], "right", True)
+            widths = _widest(columns, lines, total_line)
+    keep_whole = not compact or _compact_width(columns, widths, min(item_words, 8)) <= width
+
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAVY,
+        show_footer=False,
+        show_edge=not compact,
+        pad_edge=not compact,
+        collapse_padding=compact,
+    )
+    for header, justify, whole in columns:
+        table.add_column(header, justify=justify, no_wrap=whole and keep_whole, overflow="fold")  # type: ignore[arg-type]
+    for cells, style, end_section in lines:
+        table.add_row(*cells, style=style, end_section=end_section)
+    table.add_section()
+    table.add_row(*total_line, style="bold")
     console.print(table)
     for summary in report.unpriced:
         console.print(
@@ -126,6 +202,11 @@ def render_table(report: Report, console: Console) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _unpriced(row: ReportRow) -> bool:
+    """The row has usage but no price for any of it (``status`` ``unpriced``): it has no cost."""
+    return row.status == "unpriced"
 
 
 def _row_fields(report: Report, row: ReportRow) -> dict[str, Any]:
@@ -150,15 +231,16 @@ def _row_fields(report: Report, row: ReportRow) -> dict[str, Any]:
         fields["display_unit"] = (
             report.display.unit_name(single[1], single[2], report.lang) if single is not None else ""
         )
-    fields["list_cost"] = format_money_fixed(row.list_cost)
-    fields["cost"] = format_money_fixed(row.cost)
+    # A row none of whose usage has a price has no cost (empty in CSV, null in JSON), never 0.
+    fields["list_cost"] = None if _unpriced(row) else format_money_fixed(row.list_cost)
+    fields["cost"] = None if _unpriced(row) else format_money_fixed(row.cost)
     fields["currency"] = report.currency
     fields["status"] = row.status
     return fields
 
 
 def render_csv(report: Report) -> str:
-    """One CSV line per report row; costs with six decimals (exact micro-units)."""
+    """One CSV line per report row; costs with six decimals (exact micro-units), empty when unpriced."""
     out = io.StringIO()
     rows = [_row_fields(report, row) for row in report.rows]
     writer = csv.DictWriter(out, fieldnames=csv_header(report), lineterminator="\n")
@@ -190,7 +272,11 @@ def report_dict(report: Report) -> dict[str, Any]:
         "per": str(report.per),
         "currency": report.currency,
         "rows": [
-            {**_row_fields(report, row), "list_cost_micros": row.list_cost, "cost_micros": row.cost}
+            {
+                **_row_fields(report, row),
+                "list_cost_micros": None if _unpriced(row) else row.list_cost,
+                "cost_micros": None if _unpriced(row) else row.cost,
+            }
             for row in report.rows
         ],
         "subtotals": [
