@@ -27,6 +27,7 @@ from kubetally.cli.common import ConfigOption, DbOption, console, console_err, f
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_duration
+from kubetally.redact import redact_url
 from kubetally.sources.kubernetes.config import KubernetesConfig
 
 log = logging.getLogger("kubetally.agent")
@@ -118,7 +119,8 @@ def build_steps(*, config: Config, ledger: Ledger, cluster: str, prometheus_url:
 
     steps: list[Step] = []
     if prometheus_url and not config.items:
-        log.info("Prometheus %s configured but no cost-model items: Prometheus collection skipped", prometheus_url)
+        log.info("Prometheus %s configured but no cost-model items: Prometheus collection skipped",
+                 redact_url(prometheus_url))
     elif prometheus_url:
         try:
             from kubetally.sources.prometheus.run import collect_prometheus

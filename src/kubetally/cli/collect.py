@@ -7,6 +7,7 @@ package (``kubetally.sources.prometheus``, ``kubetally.sources.kubernetes``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -29,6 +30,22 @@ def resolve_cluster(cluster: str | None, config: Config) -> str:
     if not name:
         fail("no cluster name: pass --cluster, set `cluster:` in kubetally.yaml or KUBETALLY_CLUSTER")
     return name
+
+
+def ledger_tenant_of(ledger: Ledger, cluster: str, config: Config) -> Callable[[str], str | None] | None:
+    """Namespace → tenant from the tenants the Kubernetes source recorded in the ledger for
+    ``cluster`` (by ``kubetally collect --kubernetes`` or the agent), for Prometheus records.
+
+    ``None`` when the ledger knows no active tenant there: records keep the project/namespace
+    default instead of every one losing its tenant.
+    """
+    from kubetally.sources.kubernetes.registry import load_resolver
+    from kubetally.sources.kubernetes.run import kubernetes_config
+
+    resolver = load_resolver(ledger, cluster, kubernetes_config(config))
+    if not resolver.tenants:
+        return None
+    return lambda namespace: resolver.tenant_for(namespace) or None
 
 
 def register(app: typer.Typer) -> None:
@@ -90,6 +107,8 @@ def register(app: typer.Typer) -> None:
                     fail("no cost-model items configured: pass -c with a collection ConfigMap or kubetally.yaml")
                 from kubetally.sources.prometheus.run import collect_prometheus
 
+                # Read after the Kubernetes step (when it ran), so its discoveries count too.
+                tenant_of = ledger_tenant_of(ledger, name, config)
                 collect_prometheus(
                     config=config,
                     ledger=ledger,
@@ -100,4 +119,5 @@ def register(app: typer.Typer) -> None:
                     items=item or None,
                     follow=follow,
                     console=console,
+                    tenant_of=tenant_of,
                 )

@@ -104,13 +104,33 @@ class CollectionItem(Strict):
 
     @model_validator(mode="after")
     def _step_divides_period(self) -> CollectionItem:
-        period = int(self.period.length.total_seconds())
-        step = int(self.usage.step.total_seconds())
-        if step > period or period % step:
-            raise ValueError(
-                f"usage.step {step}s does not divide the {self.period} period ({period}s) into whole steps"
-            )
+        problem = step_problem(self.period, self.usage.step)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+def step_problem(period: PeriodKind, step: timedelta) -> str | None:
+    """Why ``step`` cannot split a ``period`` into whole steps (``None``: it can)."""
+    seconds = int(period.length.total_seconds())
+    step_seconds = int(step.total_seconds())
+    if step_seconds > seconds or seconds % step_seconds:
+        return f"usage.step {step_seconds}s does not divide the {period} period ({seconds}s) into whole steps"
+    return None
+
+
+def raw_step_problem(raw: Any) -> str | None:
+    """:func:`step_problem` from an item's raw mapping, for an item that failed validation
+    (pydantic skips whole-item checks when a field is invalid). ``None`` also when ``period``
+    or ``usage.step`` is itself invalid: that is reported as a field error already."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("usage"), dict) or "step" not in raw["usage"]:
+        return None
+    try:
+        period = PeriodKind.parse(raw.get("period", PeriodKind.hourly.value))
+        step = parse_duration(raw["usage"]["step"])
+    except (TypeError, ValueError):
+        return None
+    return step_problem(period, step) if step > timedelta(0) else None
 
 
 class LocalizedText(Strict):

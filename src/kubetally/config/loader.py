@@ -14,7 +14,7 @@ without reading our code.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict
+from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
 from kubetally.errors import ConfigError
 from kubetally.periods import parse_duration
 
@@ -151,23 +151,45 @@ def _item_label(raw: Any, index: int, key: str) -> str:
     return f"{key} {name!r}" if name else f"entry [{index}]"
 
 
-def _parse_items(source: str, raw: Any, kind: type[BaseModel], key: str, problems: list[str]) -> list[Any]:
+def _raw_text(raw: Any, key: str) -> str | None:
+    """``raw[key]`` when it is a non-blank string (what the model would accept), else None."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _parse_items(
+    source: str,
+    raw: Any,
+    kind: type[BaseModel],
+    key: str,
+    problems: list[str],
+    whole_check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Every mapping entry with its model, ``None`` for an entry that failed validation (its
+    problems reported), so cross-checks can still use its raw name. ``whole_check`` repeats a
+    whole-model check on the raw mapping: pydantic skips those when a field is invalid.
+    A generator, so the caller's problems about an entry follow the entry's own."""
     if raw is None:
-        return []
+        return
     if not isinstance(raw, list):
         problems.append(f"{source}: expected a YAML list of items, got {type(raw).__name__}")
-        return []
-    parsed = []
+        return
     for index, entry in enumerate(raw):
         where = f"{source}: {_item_label(entry, index, key)}"
         if not isinstance(entry, dict):
             problems.append(f"{where}: expected a mapping, got {type(entry).__name__}")
             continue
         try:
-            parsed.append(kind.model_validate(entry))
+            model = kind.model_validate(entry)
         except ValidationError as exc:
             problems.extend(pydantic_problems(where, exc))
-    return parsed
+            # A whole-model error (empty loc) means the model checks ran: no second report.
+            if whole_check is not None and all(err["loc"] for err in exc.errors()):
+                problem = whole_check(entry)
+                if problem:
+                    problems.append(f"{where}: {problem}")
+            model = None
+        yield entry, model
 
 
 def _configmap_payload(source: str, doc: dict[str, Any], problems: list[str]) -> Any:
@@ -204,33 +226,54 @@ class _Builder:
         self.config = Config()
         self.problems: list[str] = []
         self.item_origin: dict[str, str] = {}
+        #: Item name → category of every item, valid or not, for the display cross-check.
+        self.item_category: dict[str, str] = {}
         self.display_origin: dict[str, str] = {}
+        #: Collection item → name of the display item with a method for it (None: unnamed),
+        #: from every display entry, valid or not.
+        self.display_of_item: dict[str, str | None] = {}
         self.settings_from: str | None = None
         self.saw_display = False
 
     def add_items(self, source: str, raw: Any) -> None:
-        for item in _parse_items(source, raw, CollectionItem, "item", self.problems):
-            if item.item in self.item_origin:
+        # Items that failed validation still take part in the duplicate and display checks
+        # (by their raw name and category), so one run reports every problem.
+        for entry, item in _parse_items(source, raw, CollectionItem, "item", self.problems, raw_step_problem):
+            name = item.item if item is not None else _raw_text(entry, "item")
+            if name is None:
+                continue
+            if name in self.item_origin:
                 self.problems.append(
-                    f"{source}: item {item.item!r}: item: duplicate (already defined in "
-                    f"{self.item_origin[item.item]})"
+                    f"{source}: item {name!r}: item: duplicate (already defined in {self.item_origin[name]})"
                 )
                 continue
-            self.item_origin[item.item] = source
-            self.config.origins[item.item] = source
-            self.config.items.append(item)
+            self.item_origin[name] = source
+            category = item.category if item is not None else _raw_text(entry, "category")
+            if category is not None:
+                self.item_category[name] = category
+            if item is not None:
+                self.config.origins[name] = source
+                self.config.items.append(item)
 
     def add_display(self, source: str, raw: Any) -> None:
         self.saw_display = True
-        for entry in _parse_items(source, raw, DisplayItem, "name", self.problems):
-            if entry.name in self.display_origin:
+        for entry, display in _parse_items(source, raw, DisplayItem, "name", self.problems):
+            name = display.name if display is not None else _raw_text(entry, "name")
+            if name is not None and name in self.display_origin:
                 self.problems.append(
-                    f"{source}: name {entry.name!r}: name: duplicate display item (already defined in "
-                    f"{self.display_origin[entry.name]})"
+                    f"{source}: name {name!r}: name: duplicate display item (already defined in "
+                    f"{self.display_origin[name]})"
                 )
                 continue
-            self.display_origin[entry.name] = source
-            self.config.display.append(entry)
+            if name is not None:
+                self.display_origin[name] = source
+            methods = entry.get("methods")
+            for method in methods if isinstance(methods, list) else []:
+                item = _raw_text(method, "item")
+                if item is not None:
+                    self.display_of_item.setdefault(item, name)
+            if display is not None:
+                self.config.display.append(display)
 
     def add_settings(self, source: str, doc: dict[str, Any]) -> None:
         if self.settings_from is not None:
@@ -301,18 +344,19 @@ class _Builder:
     def finish(self) -> Config:
         config = self.config
         if self.saw_display:
-            for item in config.items:
-                entry = config.display_for(item.item)
-                where = f"{self.item_origin[item.item]}: item {item.item!r}"
-                if entry is None:
+            for name, category in self.item_category.items():
+                where = f"{self.item_origin[name]}: item {name!r}"
+                if name not in self.display_of_item:
                     self.problems.append(
-                        f"{where}: category: no display entry has a method with item {item.item!r} "
-                        f"(expected under display item {item.category!r})"
+                        f"{where}: category: no display entry has a method with item {name!r} "
+                        f"(expected under display item {category!r})"
                     )
-                elif entry.category.name != item.category:
+                    continue
+                under = self.display_of_item[name]
+                if under is not None and under != category:
                     self.problems.append(
-                        f"{where}: category: is {item.category!r} but the display method for this item "
-                        f"is under {entry.category.name!r}"
+                        f"{where}: category: is {category!r} but the display method for this item "
+                        f"is under {under!r}"
                     )
         elif config.items:
             config.warnings.append("no display config loaded: items show raw units (divisor 1)")

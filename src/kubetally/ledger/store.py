@@ -27,6 +27,7 @@ from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.migrate import upgrade
 from kubetally.record import UsageRecord
+from kubetally.redact import redact_url as redact  # database URLs fit for messages
 
 DEFAULT_DB = "kubetally.db"
 _IN_CHUNK = 500
@@ -46,16 +47,6 @@ def database_url(db: str | None) -> str:
     if db == ":memory:":
         return "sqlite://"
     return f"sqlite:///{Path(db).expanduser()}"
-
-
-def redact(url: str) -> str:
-    """A database URL fit for messages: the password is never shown."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Values are kept as the strings Prometheus sends and turned straight into :class:`Decimal`, so
 no float ever touches a quantity on our side. Every failure — unreachable server, timeout,
 HTTP error, ``status: error`` answer, an answer that is not Prometheus JSON — becomes a
-:class:`~kubetally.errors.SourceError` that names the server, what was being asked (``what``,
-e.g. ``item 'GpuAllocation' usage.query``) and the query, so an operator can run it by hand.
+:class:`~kubetally.errors.SourceError` that names the server (a URL password shown as ``***``),
+what was being asked (``what``, e.g. ``item 'GpuAllocation' usage.query``) and the query, so an
+operator can run it by hand.
 
 The bearer token file is re-read on every request because projected service-account tokens
 rotate; the token itself never appears in a message.
@@ -22,6 +23,7 @@ import httpx
 
 from kubetally.errors import SourceError
 from kubetally.periods import utc
+from kubetally.redact import redact_text, redact_url
 
 _QUERY_SHOWN = 300
 #: Prometheus answers at most 11,000 points per series; stay a little below.
@@ -88,6 +90,8 @@ class PrometheusClient:
         transport: httpx.BaseTransport | None = None,
     ):
         self.url = url.rstrip("/")
+        #: The URL as messages show it: a userinfo password is never printed.
+        self.shown_url = redact_url(self.url)
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.timeout = seconds
         self.bearer_token_file = Path(bearer_token_file) if bearer_token_file else None
@@ -158,7 +162,7 @@ class PrometheusClient:
 
     def _message(self, what: str, reason: str, query: str | None) -> str:
         shown = f" (query: {_shorten(query)})" if query else ""
-        return f"Prometheus {self.url}: {what}: {reason}{shown}"
+        return f"Prometheus {self.shown_url}: {what}: {redact_text(reason, self.url)}{shown}"
 
     def _fail(self, what: str, reason: str, query: str | None) -> QueryFailed:
         return QueryFailed(self._message(what, reason, query), reason)

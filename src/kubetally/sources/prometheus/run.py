@@ -306,9 +306,12 @@ class PrometheusRun:
                 self.console.print(f"{format_time(utc(self.clock()))}: collected {written} item-period(s)",
                                    highlight=False)
 
-    def print_summary(self) -> None:
+    def print_summary(self, *, written_only: bool = False) -> None:
+        """The per-item table; ``written_only`` (after a failure): only items that wrote periods,
+        and nothing at all when none did."""
         if self.summary.periods == 0:
-            self.console.print("no closed period to collect", highlight=False)
+            if not written_only:
+                self.console.print("no closed period to collect", highlight=False)
             return
         # Single-space columns: the table fits 80 columns with item names up to ~24 characters.
         table = Table(title="Prometheus collection", title_justify="left", box=box.SIMPLE_HEAD,
@@ -318,6 +321,8 @@ class PrometheusRun:
             table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
         table.add_column("collected until", no_wrap=True, min_width=20)
         for progress in self.summary.items.values():
+            if written_only and not progress.periods:
+                continue
             table.add_row(
                 progress.item,
                 str(progress.periods),
@@ -382,7 +387,9 @@ def collect_prometheus(
         else:
             runner.run_pass(start, end)
     except SourceError:
-        runner.print_summary()
+        # Only what was written before the failure (if anything): "no closed period to collect"
+        # would contradict the error that follows.
+        runner.print_summary(written_only=True)
         raise
     finally:
         if own_client:
