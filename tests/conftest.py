@@ -87,3 +87,41 @@ def prometheus() -> Iterator[object]:
     server = require(lambda: PrometheusServer.start(scenario.openmetrics()))
     yield server
     server.stop()
+
+
+# -- contract-validating fake billing backends (tests/backends, tests/delivery) --------------
+
+BACKENDS = ("lago", "stripe", "metronome", "openmeter", "webhook")
+
+
+@pytest.fixture(scope="session")
+def contracts_available() -> None:
+    """Vendor specs live in ``../shared/contracts``; missing → CI failure, local skip."""
+    from kubetally.testing.contracts import contracts_dir
+
+    require(contracts_dir)
+
+
+def _backend_fixtures(name: str):  # type: ignore[no-untyped-def]
+    """``<name>_server``: one running fake per module; ``<name>``: that fake, up and reset."""
+
+    @pytest.fixture(scope="module", name=f"{name}_server")
+    def server(contracts_available: None) -> Iterator[object]:
+        from kubetally.testing.backends import start_backend
+
+        with start_backend(name) as backend:
+            yield backend
+
+    @pytest.fixture(name=name)
+    def fresh(request: pytest.FixtureRequest) -> object:
+        backend = request.getfixturevalue(f"{name}_server")
+        if not backend.is_up:
+            backend.come_up()
+        backend.reset()
+        return backend
+
+    return server, fresh
+
+
+for _name in BACKENDS:
+    globals()[f"_{_name}_server"], globals()[f"_{_name}_fresh"] = _backend_fixtures(_name)

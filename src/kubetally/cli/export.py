@@ -8,12 +8,10 @@ from typing import Annotated
 import typer
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console_err, fail
-from kubetally.cli.report import PricesOption, resolve_range
-from kubetally.config import load_config
+from kubetally.cli.report import PricesOption, pricing_inputs, resolve_range
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
 from kubetally.rating.money import format_money
-from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
 from kubetally.reports.focus import export_focus
 
 app = typer.Typer(help="Export priced usage in standard formats.", no_args_is_help=True)
@@ -49,12 +47,8 @@ def focus(
         fail(f"--format must be csv or parquet, not {fmt!r}")
     if fmt == "parquet" and not output:
         fail("--format parquet needs --output FILE")
-    config = load_config(config_files) if config_files else None
-    pricebook, is_example = resolve_pricebook(prices, config)
-    if is_example:
-        console_err.print(f"[yellow]warning[/]: {EXAMPLE_WARNING}", highlight=False, soft_wrap=True)
+    config, pricebook, db = pricing_inputs(config_files, prices, db)
     since, until = resolve_range(start, end)
-    db = db or (config.settings.db if config is not None else None)
     with Ledger.open(db) as ledger:
         result = export_focus(
             ledger, pricebook, config, since, until, output or sys.stdout, fmt=fmt, grain=per,

@@ -12,8 +12,9 @@ from rich.console import Console
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console, console_err, fail
 from kubetally.cli.common import parse_time_option as _parse_time
-from kubetally.config import load_config
+from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
+from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
 from kubetally.reports import build_report, render_csv, render_json, render_table
 from kubetally.reports.buckets import month_start, next_month
@@ -25,6 +26,17 @@ PricesOption = Annotated[
         help="Price book YAML, or 'example' for the built-in example prices (default: pricing: of --config).",
     ),
 ]
+
+
+def pricing_inputs(
+    config_files: list[str] | None, prices: str | None, db: str | None
+) -> tuple[Config | None, PriceBook, str | None]:
+    """Config, price book and ledger for the pricing commands (report, export focus)."""
+    config = load_config(config_files) if config_files else None
+    pricebook, is_example = resolve_pricebook(prices, config)
+    if is_example:
+        console_err.print(f"[yellow]warning[/]: {EXAMPLE_WARNING}", highlight=False, soft_wrap=True)
+    return config, pricebook, db or (config.settings.db if config is not None else None)
 
 
 def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
@@ -70,12 +82,8 @@ def register(app: typer.Typer) -> None:
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json, not {fmt!r}")
-        config = load_config(config_files) if config_files else None
-        pricebook, is_example = resolve_pricebook(prices, config)
-        if is_example:
-            console_err.print(f"[yellow]warning[/]: {EXAMPLE_WARNING}", highlight=False, soft_wrap=True)
+        config, pricebook, db = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
-        db = db or (config.settings.db if config is not None else None)
         with Ledger.open(db) as ledger:
             result = build_report(
                 ledger, pricebook, config, since, until, by=by, per=per, unit=unit, lang=lang,
