@@ -157,7 +157,9 @@ def _setup_logging(level: str) -> None:
 
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console_err, show_path=False, rich_tracebacks=False)])
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Library chatter (every HTTP request, every migration check) drowns what the agent says.
+    for noisy in ("alembic", "httpx", "httpcore", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
 def register(app: typer.Typer) -> None:
