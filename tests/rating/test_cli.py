@@ -94,13 +94,46 @@ def test_export_focus_csv_failure_writes_nothing(
     assert isinstance(failed.exception, FocusError)  # type: ignore[attr-defined]
     assert failed.stdout == ""  # type: ignore[attr-defined]
     assert list(out.parent.iterdir()) == []  # neither the file nor a temporary one
-    ok = run(cli, ledger_url, "export", "focus", "--skip-unpriced")
+    ok = run(cli, ledger_url, "export", "focus", "--skip-unpriced", "--rows", "resource")
     assert ok.exit_code == 0, ok.output  # type: ignore[attr-defined]
     rows = list(csv.DictReader(io.StringIO(ok.stdout)))  # type: ignore[attr-defined]
     # 10 records − the unpriced B200 one = 9 resource-days; acme's CPU on the 16th splits
     # into tier 1 (40) and tier 2 (30) → 10 rows; billed 72.697501 as in the report.
     assert len(rows) == 10
     assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("72.697501")
+    ok = run(cli, ledger_url, "export", "focus", "--skip-unpriced")  # --rows sku
+    assert ok.exit_code == 0, ok.output  # type: ignore[attr-defined]
+    skus = list(csv.DictReader(io.StringIO(ok.stdout)))  # type: ignore[attr-defined]
+    # Every tenant-SKU-day has one resource here, so only acme's two CPU tier rows of the 16th merge:
+    # 10 − 1 = 9 rows, with the same 72.697501 billed.
+    assert [(r["ChargePeriodStart"][:10], r["SubAccountId"], r["SkuId"]) for r in skus] == [
+        ("2026-11-15", "acme", "compute/cpu_core_hours"),
+        ("2026-11-15", "acme", "compute/gpu_hours/nvidia-h100-sxm-80gb/on-demand"),
+        ("2026-11-15", "beta", "VgpuMemory/VgpuMemoryUsed/Tesla P100"),
+        ("2026-11-15", "beta", "VgpuMemory/VgpuMemoryUsed/Tesla T4"),
+        ("2026-11-15", "beta", "compute/cpu_core_hours"),
+        ("2026-11-15", "beta", "compute/gpu_hours/nvidia-h100-sxm-80gb/spot"),
+        ("2026-11-16", "acme", "compute/cpu_core_hours"),
+        ("2026-11-16", "acme", "compute/gpu_hours/nvidia-h100-sxm-80gb/on-demand"),
+        ("2026-11-16", "beta", "compute/gpu_hours/nvidia-h100-sxm-80gb/spot"),
+    ]
+    # acme's 70 core-hours of the 16th: 40 left in tier 1 at 0.036, 30 in tier 2 at 0.027 → 1.44 + 0.81.
+    acme_cpu = skus[6]
+    assert (acme_cpu["PricingQuantity"], acme_cpu["BilledCost"], acme_cpu["ListUnitPrice"]) == (
+        "70.000000000", "2.250000", "")
+    assert sum(Decimal(r["BilledCost"]) for r in skus) == Decimal("72.697501")
+    bad = run(cli, ledger_url, "export", "focus", "--rows", "pod")
+    assert bad.exit_code == 1
+    assert "--rows must be sku or resource, not 'pod'" in bad.stderr  # type: ignore[attr-defined]
+
+
+def test_export_focus_help_names_both_grains(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(cli, ["export", "focus", "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # the description, re-joined across the wrapped lines
+    assert "By default (--rows sku) one row per charge period × tenant × item × SKU" in text
+    assert "--rows resource splits each of those rows by resource" in text
+    assert "[default: sku]" in text
 
 
 def test_export_focus_failure_on_the_command_line(tmp_path: Path) -> None:
@@ -143,3 +176,21 @@ def test_range_defaults_are_calendar_months() -> None:
     assert report.resolve_range("2026-11-15", None) == (nov15, dec1)  # to the end of --from's month
     assert report.resolve_range(None, "2026-12-01") == (parse_time("2026-11-01"), dec1)  # its last day's month
     assert report.resolve_range("2026-11-15", "2026-11-20") == (nov15, parse_time("2026-11-20"))
+
+
+def test_export_focus_per_month_splits_at_a_price_change(
+    cli: typer.Typer, scenario: Ledger, ledger_url: str, tmp_path: Path
+) -> None:
+    # The scenario's price book changes a price on 2026-11-16. A monthly charge period is cut
+    # there, so each part is rated at its own price and the month bills what the days bill:
+    # 72.697501, as the report does (before the cut it billed 76.177501 at the old price).
+    out = tmp_path / "focus.csv"
+    result = run(cli, ledger_url, "export", "focus", "--per", "month", "--skip-unpriced", "-o", str(out))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    rows = list(csv.DictReader(out.open()))
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("72.697501")
+    periods = sorted({(r["ChargePeriodStart"], r["ChargePeriodEnd"]) for r in rows})
+    assert periods == [
+        ("2026-11-01T00:00:00Z", "2026-11-16T00:00:00Z"),
+        ("2026-11-16T00:00:00Z", "2026-12-01T00:00:00Z"),
+    ]

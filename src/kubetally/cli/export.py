@@ -25,6 +25,14 @@ def focus(
     start: FromOption = None,
     end: ToOption = None,
     per: Annotated[str, typer.Option("--per", help="Charge period: hour (each record's own), day or month.")] = "day",
+    rows: Annotated[
+        str,
+        typer.Option(
+            "--rows",
+            help="Row grain: sku (one row per tenant × item × SKU × charge period) or resource (also split by "
+            "resource and pricing tier, with Allocated* columns on shared nodes).",
+        ),
+    ] = "sku",
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     output: Annotated[
         str | None,
@@ -39,12 +47,16 @@ def focus(
 ) -> None:
     """FinOps FOCUS 1.3 cost-and-usage rows for [--from, --to) (default: this month).
 
-    One row per charge period × tenant × resource × item × SKU, with list, contracted, effective and billed cost from the price book, SubAccountId = tenant, x_ extension columns, and Allocated* columns on tenants' shares of shared nodes.
+    By default (--rows sku) one row per charge period × tenant × item × SKU, with list, contracted, effective and billed cost from the price book, SubAccountId = tenant and x_ extension columns; ResourceId and the Allocated* columns are empty, and so are the unit prices of a row whose usage had more than one (e.g. across pricing tiers).
+
+    --rows resource splits each of those rows by resource (ResourceId = the node, pod or volume) and pricing tier, with Allocated* columns on tenants' shares of shared nodes. Both grains bill the same total.
 
     Every row is rated before anything is written: an export that fails (e.g. on unpriced usage) prints nothing to stdout and leaves no --output file (an existing one is kept as it was).
     """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, not {fmt!r}")
+    if rows not in ("sku", "resource"):
+        fail(f"--rows must be sku or resource, not {rows!r}")
     if fmt == "parquet" and not output:
         fail("--format parquet needs --output FILE")
     config, pricebook, db = pricing_inputs(config_files, prices, db)
@@ -52,7 +64,7 @@ def focus(
     with Ledger.open(db) as ledger:
         result = export_focus(
             ledger, pricebook, config, since, until, output or sys.stdout, fmt=fmt, grain=per,
-            skip_unpriced=skip_unpriced,
+            rows=rows, skip_unpriced=skip_unpriced,
         )
     for where, usage in sorted(result.skipped.items()):
         console_err.print(f"[yellow]skipped unpriced[/]: {usage} of {where}", highlight=False, soft_wrap=True)

@@ -1,20 +1,38 @@
 """FinOps FOCUS 1.3 cost-and-usage export (CSV and Parquet).
 
-**Grain.** One row per charge period × tenant × resource × item × SKU: ledger records of one
-resource (cluster, namespace, ``name``) with the same labels are summed per charge period
-(``--per hour`` keeps each record's own period, ``day`` and ``month`` sum them). A row whose
-usage crosses a graduated-tier boundary is split into one row per tier, each with its own
-``ListUnitPrice`` (``x_PricingTier`` says which).
+**Grain** (``rows``, ``--rows``). Charge periods come from ``--per``: ``hour`` keeps each
+record's own period, ``day`` and ``month`` sum the records in them.
+
+* ``resource``: one row per charge period × tenant × resource × item × SKU: ledger records of
+  one resource (cluster, namespace, ``name``) with the same labels are summed per charge
+  period. A row whose usage crosses a graduated-tier boundary is split into one row per tier,
+  each with its own ``ListUnitPrice`` (``x_PricingTier`` says which).
+* ``sku`` (the default): one row per charge period × tenant (``SubAccountId``) × item ×
+  ``SkuId`` (× unit), merging the ``resource`` rows of that key — every resource and every
+  tier. ``ListCost``, ``ContractedCost``, ``EffectiveCost``, ``BilledCost`` and
+  ``PricingCurrencyEffectiveCost`` are the exact sums of the merged rows' micro-units, and
+  ``ConsumedQuantity``, ``PricingQuantity`` and ``x_RawQuantity`` their exact sums, so both
+  grains bill the same total. ``ResourceId``, ``ResourceName`` and ``ResourceType`` are null
+  (the row covers many resources; the tenant is ``SubAccountId``), and so is every
+  ``Allocated*`` column (they describe one resource's split). ``Tags`` holds the labels common
+  to all merged rows (same key and value). Every other column keeps its value when all merged
+  rows agree and is null otherwise: in particular ``ListUnitPrice``, ``ContractedUnitPrice``
+  (and their ``PricingCurrency*`` twins), ``SkuPriceId`` and ``x_PricingTier`` are null when
+  the merged rows have more than one unit price, e.g. usage that crossed a tier boundary.
+  ``ChargeDescription`` states the summed quantity, the unit price when there is one (else
+  how many) and the tiers. Rows are ordered by charge period, then tenant, category, item,
+  ``SkuId`` and unit.
 
 **Money.** Prices come from the price book exactly as in ``kubetally report``:
 ``ListCost`` = pricing quantity × list unit price; ``ContractedCost`` = ``EffectiveCost`` =
 ``BilledCost`` = the same after the tenant's discount or markup (there are no commitments, so
-the three agree). Each is rounded once, ROUND_HALF_UP to the micro-unit. Usage that has no
-price is never exported at zero: the export fails, naming it, unless ``skip_unpriced``.
+the three agree). Each is rounded once per ``resource`` row, ROUND_HALF_UP to the micro-unit
+(a ``sku`` row adds those up). Usage that has no price is never exported at zero: the export
+fails, naming it, unless ``skip_unpriced``.
 
-**Split nodes.** A record labelled ``billing_mode=shared`` with a ``node`` label is a tenant's
-share of a shared node (what it requested, integrated over time by the Kubernetes source).
-Its row names the node as ``ResourceId`` and the tenant's workload as
+**Split nodes** (``resource`` rows only). A record labelled ``billing_mode=shared`` with a
+``node`` label is a tenant's share of a shared node (what it requested, integrated over time
+by the Kubernetes source). Its row names the node as ``ResourceId`` and the tenant's workload as
 ``AllocatedResourceId``; ``AllocatedMethodDetails.Elements[0].AllocatedRatio`` is the row's
 share of everything allocated on that node for the same item and charge period in this
 export (the ratios of one node add up to exactly 1). Every other row has null ``Allocated*``.
@@ -174,6 +192,16 @@ class FocusError(KubetallyError):
 
 
 GRAINS = ("hour", "day", "month")
+#: Row grains (``--rows``); the first is the default.
+ROW_GRAINS = ("sku", "resource")
+#: Columns summed when resource rows merge into a SKU row (costs from their micro-units).
+_SUMMED_COSTS = ("BilledCost", "ContractedCost", "EffectiveCost", "PricingCurrencyEffectiveCost")
+_SUMMED_QUANTITIES = ("ConsumedQuantity", "PricingQuantity", "x_RawQuantity")
+#: Columns that name one resource, or one resource's split: null at SKU grain.
+_RESOURCE_COLUMNS = (
+    "AllocatedMethodDetails", "AllocatedMethodId", "AllocatedResourceId", "AllocatedResourceName",
+    "AllocatedTags", "ResourceId", "ResourceName", "ResourceType",
+)
 #: CSV bound for a stream is held in memory up to this size, then in a temporary file.
 SPOOL_BYTES = 8 * 1024 * 1024
 
@@ -227,7 +255,10 @@ class _Pending:
 class FocusBuilder:
     """Streams ledger records → rated FOCUS rows, one charge period at a time."""
 
-    def __init__(self, pricebook: PriceBook, config: Config | None):
+    def __init__(self, pricebook: PriceBook, config: Config | None, rows: str = ROW_GRAINS[0]):
+        if rows not in ROW_GRAINS:
+            raise FocusError(f"--rows must be one of {', '.join(ROW_GRAINS)}, not {rows!r}")
+        self.row_grain = rows
         self.pricebook = pricebook
         self.display = DisplayCatalog.from_config(config)
         self.settings = pricebook.config.focus
@@ -258,6 +289,7 @@ class FocusBuilder:
         context_start = month_start(start) if self.pricebook.has_tiers else start
         rater = Rater(self.pricebook, self.display.divisor)
         bucketer = _Bucketer(grain)
+        price_cuts = self.pricebook.change_dates()
         pending: dict[tuple[datetime, datetime, bool], _Pending] = {}
         last_start: datetime | None = None
 
@@ -277,6 +309,11 @@ class FocusBuilder:
                 last_start = record.start
             context = record.start < start
             window = bucketer.of(record)
+            # A price change inside a charge period (only possible per month: changes fall on
+            # UTC midnights) splits the period, so each part is rated at its own price.
+            for cut in price_cuts:
+                if window.start < cut < window.end:
+                    window = Period(window.start, cut) if record.start < cut else Period(cut, window.end)
             low, high = (context_start, start) if context else (start, end)
             period = Period(max(window.start, low), min(window.end, high))
             slot = (period.start, period.end, context)
@@ -312,11 +349,14 @@ class FocusBuilder:
                     result.skipped[where] = EXACT.add(result.skipped.get(where, Decimal(0)), charge.usage)
                     continue
                 rows.append(self._row(charge))
-        self._allocate(rows)
+        if self.row_grain == "sku":
+            rows = self._merge_skus(rows)
+        else:
+            self._allocate(rows)
         result.rows += len(rows)
-        result.billed_micros += sum(r.pop("_cost") for r in rows)
-        result.list_micros += sum(r.pop("_list") for r in rows)
-        return rows
+        result.billed_micros += sum(r["_cost"] for r in rows)
+        result.list_micros += sum(r["_list"] for r in rows)
+        return [{c: r[c] for c in COLUMNS} for r in rows]
 
     def _row(self, charge: Charge) -> dict[str, Any]:
         line = charge.line
@@ -337,6 +377,8 @@ class FocusBuilder:
         own_id = _resource_id(cluster, namespace, name)
         tier_text = f", tier {charge.tier + 1}" if match.tiered else ""
         adjusted = "" if charge.unit_price == charge.list_unit_price else f" (list {normalize(charge.list_unit_price)})"
+        what = f"{item_name}" + (f" ({', '.join(sku_parts)})" if sku_parts else "")
+        at_price = f" at {normalize(charge.unit_price)} {currency} per {unit}{adjusted}"
         tags = _json(dict(sorted(labels.items())))
         cost = from_micros(charge.cost)
         unit_price = _scaled(charge.unit_price, "ContractedUnitPrice")
@@ -359,11 +401,7 @@ class FocusBuilder:
             "CapacityReservationStatus": None,
             "ChargeCategory": "Usage",
             "ChargeClass": None,
-            "ChargeDescription": (
-                f"{normalize(quantity)} {unit} of {item_name}"
-                + (f" ({', '.join(sku_parts)})" if sku_parts else "")
-                + f" at {normalize(charge.unit_price)} {currency} per {unit}{adjusted}{tier_text}"
-            ),
+            "ChargeDescription": f"{normalize(quantity)} {unit} of {what}{at_price}{tier_text}",
             "ChargeFrequency": "Usage-Based",
             "ChargePeriodEnd": line.end,
             "ChargePeriodStart": line.start,
@@ -422,8 +460,51 @@ class FocusBuilder:
             "x_RawUnit": raw_unit or None,
             "_cost": charge.cost,
             "_list": charge.list_cost,
+            "_labels": labels,
+            "_what": what,
+            "_at_price": at_price,
+            "_tier": charge.tier + 1 if match.tiered else None,
         }
         return row
+
+    @staticmethod
+    def _merge_skus(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Resource rows of one charge period → one row per tenant × item × SKU (× unit)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            key = (row["SubAccountId"], row["x_Category"], row["x_Item"], row["SkuId"],
+                   row["PricingUnit"], row["x_RawUnit"] or "")
+            groups.setdefault(key, []).append(row)
+        merged: list[dict[str, Any]] = []
+        for key in sorted(groups):
+            members = groups[key]
+            first = members[0]
+            row = {c: first[c] if all(m[c] == first[c] for m in members) else None for c in COLUMNS}
+            row.update(dict.fromkeys(_RESOURCE_COLUMNS))
+            cost = sum(m["_cost"] for m in members)
+            list_cost = sum(m["_list"] for m in members)
+            row.update(dict.fromkeys(_SUMMED_COSTS, from_micros(cost)))
+            row["ListCost"] = from_micros(list_cost)
+            for column in _SUMMED_QUANTITIES:
+                total = Decimal(0)
+                for member in members:
+                    total = EXACT.add(total, member[column])
+                row[column] = _scaled(total, column)
+            common = {
+                name: value for name, value in first["_labels"].items()
+                if all(m["_labels"].get(name) == value for m in members)
+            }
+            row["Tags"] = _json(dict(sorted(common.items())))
+            prices = {m["_at_price"] for m in members}
+            at_price = first["_at_price"] if len(prices) == 1 else f" at {len(prices)} unit prices"
+            tiers = sorted({m["_tier"] for m in members if m["_tier"] is not None})
+            tier_text = f", tier{'s' if len(tiers) > 1 else ''} {', '.join(map(str, tiers))}" if tiers else ""
+            row["ChargeDescription"] = (
+                f"{normalize(row['PricingQuantity'])} {row['PricingUnit']} of {first['_what']}{at_price}{tier_text}"
+            )
+            row.update(_cost=cost, _list=list_cost)
+            merged.append(row)
+        return merged
 
     @staticmethod
     def _allocate(rows: list[dict[str, Any]]) -> None:
@@ -499,9 +580,14 @@ def export_focus(
     *,
     fmt: str = "csv",
     grain: str = "day",
+    rows: str = ROW_GRAINS[0],
     skip_unpriced: bool = False,
 ) -> FocusResult:
     """Write FOCUS rows for ``[start, end)`` to ``output`` (a path, or a text stream for CSV).
+
+    ``grain`` is the charge period (``hour``, ``day``, ``month``); ``rows`` the row grain:
+    ``sku`` (default, one row per tenant × item × SKU × charge period) or ``resource`` (one
+    row per tenant × resource × item × SKU × tier × charge period); see the module docstring.
 
     Nothing reaches ``output`` unless the whole export succeeds: a stream gets the CSV only
     after every row has been rated (it is spooled first, in memory up to
@@ -512,7 +598,7 @@ def export_focus(
     """
     if fmt not in ("csv", "parquet"):
         raise FocusError(f"--format must be csv or parquet, not {fmt!r}")
-    builder = FocusBuilder(pricebook, config)
+    builder = FocusBuilder(pricebook, config, rows)
     result = FocusResult()
     batches = builder.rows(ledger, start.astimezone(UTC), end.astimezone(UTC), grain,
                            skip_unpriced=skip_unpriced, result=result)
