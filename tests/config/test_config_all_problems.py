@@ -111,3 +111,21 @@ def test_an_invalid_display_entry_still_counts_for_the_cross_check(tmp_path: Pat
         f"{path}: name 'VgpuCore': colour: unknown key",
         f"{path}: item 'B': category: is 'Wrong' but the display method for this item is under 'VgpuCore'",
     ]
+
+
+def test_a_bad_settings_section_does_not_hide_the_other_sections(tmp_path: Path) -> None:
+    path = tmp_path / "kubetally.yaml"
+    path.write_text(
+        "cluster: c\n"
+        "collection:\n  settle_delay: 5 minutes\n"
+        "kubernetes:\n  tick_interval: soon\n"
+        "destinations:\n  - {type: file, path: x.jsonl, timeout: never}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config([path])
+    hint = "(expected e.g. 30s, 5m, 1h, 7d)"
+    assert caught.value.problems == [
+        f"{path}: collection.settle_delay: not a duration: '5 minutes' {hint}",
+        f"{path}: kubernetes: tick_interval: not a duration: 'soon' {hint}",
+        f"{path}: destinations: destinations[0].file.timeout: not a duration: 'never' {hint}",
+    ]

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
+from kubetally.config.types import Duration
 from kubetally.errors import ConfigError
-from kubetally.periods import parse_duration
 
 COLLECTION_LABEL = "cpaas.io/slark.collection.config"
 DISPLAY_LABEL = "cpaas.io/slark.display.config"
@@ -41,36 +41,22 @@ SECTION_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
-def _duration(value: Any) -> timedelta:
-    return value if isinstance(value, timedelta) else parse_duration(value)
-
-
 class PrometheusSettings(Strict):
     url: str | None = None
-    timeout: timedelta = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=60)
     #: File holding a bearer token (e.g. a projected service-account token); never inline.
     bearer_token_file: str | None = None
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> timedelta:
-        return _duration(value)
 
 
 class CollectionSettings(Strict):
     #: How long after a period closes before it is collected (scrape lag, rule evaluation).
-    settle_delay: timedelta = timedelta(minutes=2)
+    settle_delay: Duration = timedelta(minutes=2)
     #: How far back a resumed collector backfills missed periods.
-    max_backfill: timedelta = timedelta(days=7)
+    max_backfill: Duration = timedelta(days=7)
     #: Namespace label whose value is a namespace's project (``mappers.project: ""``).
     project_label: str = "cpaas.io/project"
     #: Built-in item sets to include (see ``kubetally/config/presets``).
     presets: list[str] = Field(default_factory=list)
-
-    @field_validator("settle_delay", "max_backfill", mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> timedelta:
-        return _duration(value)
 
 
 class Settings(Strict):
@@ -280,22 +266,30 @@ class _Builder:
             self.problems.append(f"{source}: a second kubetally settings file (first: {self.settings_from})")
             return
         self.settings_from = source
+        failed: set[str] = set()
         try:
             settings = Settings.model_validate(doc)
         except ValidationError as exc:
             self.problems.extend(pydantic_problems(source, exc))
-            return
-        self.config.settings = settings
-        for name in settings.collection.presets:
-            items, display = _load_preset(name, self.problems)
+            # Keep checking the sections that are fine, so one run reports every problem.
+            failed = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+            settings = None
+        else:
+            self.config.settings = settings
+        presets = settings.collection.presets if settings is not None else (
+            [] if "collection" in failed else list((doc.get("collection") or {}).get("presets") or [])
+        )
+        for name in presets:
+            items, display = _load_preset(str(name), self.problems)
             self.add_items(f"preset {name}", items)
             self.add_display(f"preset {name}", display)
-        self.add_items(source, settings.items)
-        if settings.display:
-            self.add_display(source, settings.display)
+        if "items" not in failed:
+            self.add_items(source, doc.get("items") or [])
+        if "display" not in failed and doc.get("display"):
+            self.add_display(source, doc["display"])
         for section, (module_name, model_name) in SECTION_MODELS.items():
-            raw = getattr(settings, section)
-            if raw is None:
+            raw = doc.get(section)
+            if raw is None or section in failed:
                 continue
             try:
                 model = getattr(importlib.import_module(module_name), model_name)
@@ -306,8 +300,8 @@ class _Builder:
                 self.config.sections[section] = model.model_validate(raw)
             except ValidationError as exc:
                 self.problems.extend(pydantic_problems(f"{source}: {section}", exc))
-        if settings.tenancy is not None:
-            self.config.sections["tenancy"] = settings.tenancy
+        if doc.get("tenancy") is not None and "tenancy" not in failed:
+            self.config.sections["tenancy"] = doc["tenancy"]
 
     def add_document(self, source: str, doc: Any) -> None:
         if doc is None:

@@ -25,17 +25,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kubetally.config.costmodel import Strict
-from kubetally.periods import parse_duration, parse_time
+from kubetally.config.types import Duration
+from kubetally.periods import parse_time
 
 DEFAULT_LAGO_URL = "http://localhost:3000"
 DEFAULT_PLAN_CODE = "vcluster-standard"
 DEFAULT_CURRENCY = "USD"
-
-
-def _duration(value: Any) -> Any:
-    if value is None or isinstance(value, timedelta):
-        return value
-    return parse_duration(value)
 
 
 class DestinationBase(Strict):
@@ -46,7 +41,7 @@ class DestinationBase(Strict):
     enabled: bool = True
     #: Events per request (capped at what the backend accepts).
     batch_size: int | None = Field(default=None, ge=1)
-    timeout: timedelta = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=30)
     #: Customer / subscription / subject ids are ``<customer_prefix><tenant>``.
     customer_prefix: str = "kt-"
     #: Metric codes are ``<metric_prefix><item in snake_case>``.
@@ -60,23 +55,18 @@ class DestinationBase(Strict):
     #: Deliver only records whose period starts at or after this time.
     since: datetime | None = None
     #: Terminate a tenant's subscription after this long without usage (null: never).
-    offboard_grace: timedelta | None = timedelta(hours=24)
+    offboard_grace: Duration | None = timedelta(hours=24)
     #: Bill records without a tenant to this tenant; when unset they are dead-lettered.
     unassigned_tenant: str | None = None
     #: Oldest event the backend accepts (default: the backend's documented window).
-    max_age: timedelta | None = None
+    max_age: Duration | None = None
     #: Send downward corrections as negative quantities (the backend sums them). When false
     #: they are dead-lettered for a manual credit note instead. Stripe never takes them.
     negative_corrections: bool = True
     #: Backoff between retries: starts here, doubles, capped at ``retry_max`` (with jitter; a
     #: server's Retry-After wins when longer).
-    retry_initial: timedelta = timedelta(milliseconds=500)
-    retry_max: timedelta = timedelta(seconds=60)
-
-    @field_validator("timeout", "offboard_grace", "max_age", "retry_initial", "retry_max", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return _duration(value)
+    retry_initial: Duration = timedelta(milliseconds=500)
+    retry_max: Duration = timedelta(seconds=60)
 
     @field_validator("since", mode="before")
     @classmethod
@@ -184,13 +174,13 @@ class WebhookConfig(DestinationBase, HttpSettings):
     #: Send unsigned requests when no secret is configured (otherwise that is an error).
     allow_unsigned: bool = False
     source: str = "kubetally"
-    offboard_grace: timedelta | None = None
+    offboard_grace: Duration | None = None
 
 
 class FileConfig(DestinationBase):
     type: Literal["file"]
     path: str
-    offboard_grace: timedelta | None = None
+    offboard_grace: Duration | None = None
 
 
 DestinationConfig = Annotated[

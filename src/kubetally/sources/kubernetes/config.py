@@ -20,22 +20,18 @@ Example::
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from pydantic import Field, field_validator
 
 from kubetally.config.costmodel import Strict
-from kubetally.periods import PeriodKind, parse_duration
+from kubetally.config.types import Duration
+from kubetally.periods import PeriodKind
 
 #: The label vCluster puts on every object it syncs to the host; vBilling also reads it on
 #: host nodes to find a tenant's dedicated nodes.
 VCLUSTER_MANAGED_BY = "vcluster.loft.sh/managed-by"
 #: kubetally's own label, on nodes (dedicated to a tenant) and namespaces (tenant namespaces).
 TENANT_LABEL = "kubetally.io/tenant"
-
-
-def _duration(value: Any) -> timedelta:
-    return value if isinstance(value, timedelta) else parse_duration(value)
 
 
 class TenancyConfig(Strict):
@@ -59,12 +55,7 @@ class TenancyConfig(Strict):
     #: ``control_plane_hours``. Off by default: the control plane is the platform's cost.
     meter_control_plane: bool = False
     #: How long a tenant must be missing from a *complete* discovery before it is offboarded.
-    offboard_grace: timedelta = timedelta(hours=1)
-
-    @field_validator("offboard_grace", mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> timedelta:
-        return _duration(value)
+    offboard_grace: Duration = timedelta(hours=1)
 
 
 class DedicatedNodeConfig(Strict):
@@ -84,34 +75,26 @@ class KubernetesConfig(Strict):
     dedicated_nodes: DedicatedNodeConfig = Field(default_factory=DedicatedNodeConfig)
     #: Length of the metered periods (records). ``1h`` by default; ``1m``, ``5m``, ``15m`` give
     #: near-real-time records (period ``1m`` …), ``1d`` daily ones.
-    window: timedelta = timedelta(hours=1)
+    window: Duration = timedelta(hours=1)
     #: Wait this long after a period ends before writing it, so late status updates (a
     #: container's ``finishedAt``) are in. ``None``: ``collection.settle_delay``.
-    settle_delay: timedelta | None = None
+    settle_delay: Duration | None = None
     #: How often the agent closes periods and runs the other steps (vBilling ``COLLECTION_INTERVAL``).
-    tick_interval: timedelta = timedelta(seconds=60)
+    tick_interval: Duration = timedelta(seconds=60)
     #: How often the agent re-discovers tenants (vBilling ``RECONCILE_INTERVAL``).
-    reconcile_interval: timedelta = timedelta(seconds=30)
+    reconcile_interval: Duration = timedelta(seconds=30)
     #: Server-side timeout of one watch request; the watch is then resumed from its resourceVersion.
-    watch_timeout: timedelta = timedelta(minutes=5)
+    watch_timeout: Duration = timedelta(minutes=5)
     #: Closed lifetimes are kept this long after the watermark passed them, so late corrections
     #: (a status update that arrives after its period was written) can still revise records.
-    journal_retention: timedelta = timedelta(days=2)
+    journal_retention: Duration = timedelta(days=2)
     #: One process writes a cluster's journal at a time; a holder that stops renewing (crashed)
     #: blocks others for at most this long. The agent renews it every tick.
-    writer_lease: timedelta = timedelta(minutes=3)
+    writer_lease: Duration = timedelta(minutes=3)
     #: Node label that overrides every cloud label for the capacity type (on-demand, spot, …).
     capacity_type_label: str = "kubetally.io/capacity-type"
     #: Node label that overrides GPU model detection with a SKU written by the operator.
     gpu_sku_label: str = "kubetally.io/gpu-sku"
-
-    @field_validator(
-        "window", "settle_delay", "tick_interval", "reconcile_interval", "watch_timeout",
-        "journal_retention", "writer_lease", mode="before",
-    )
-    @classmethod
-    def _parse(cls, value: Any) -> timedelta | None:
-        return None if value is None else _duration(value)
 
     @field_validator("window")
     @classmethod
