@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,3 +37,18 @@ def by_name(records: Iterable[UsageRecord]) -> dict[tuple[str, str], UsageRecord
         assert key not in found, f"two records for {key}"
         found[key] = record
     return found
+
+
+#: The hour every CLI test collects.
+RANGE = ["--from", "2026-03-02T10:00:00Z", "--to", "2026-03-02T11:00:00Z"]
+
+
+def kubetally(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a child process, with a wide terminal and no inherited env."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubetally.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
+    )

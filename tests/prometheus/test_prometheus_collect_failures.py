@@ -4,29 +4,16 @@ failure (nothing at all when nothing was), stderr the one-line reason — and a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from prom_helpers import SEED_FILES
+from prom_helpers import RANGE, SEED_FILES, kubetally
 
 from kubetally.ledger.store import Ledger
 from kubetally.testing.net import free_port
 
-RANGE = ["--from", "2026-03-02T10:00:00Z", "--to", "2026-03-02T11:00:00Z"]
 CORE_QUERY = "sum by (deviceuuid, podnamespace) (rate(vgpu_core_usage_seconds_total{}[5m]))"
 H10 = "[2026-03-02T10:00:00Z, 2026-03-02T11:00:00Z)"
-
-
-def kubetally(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetally.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
-    )
 
 
 def with_password(url: str) -> str:

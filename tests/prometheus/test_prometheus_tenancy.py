@@ -4,13 +4,11 @@ source recorded in the ledger (``kubernetes_tenants``); without any, the project
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from prom_helpers import SEED_FILES
+from prom_helpers import RANGE, SEED_FILES, kubetally
 
 from kubetally.cli.collect import ledger_tenant_of
 from kubetally.config import load_config
@@ -18,19 +16,8 @@ from kubetally.ledger.store import Ledger
 from kubetally.sources.kubernetes import registry
 from kubetally.sources.kubernetes.tenancy import NAMED, Discovery, Tenant
 
-RANGE = ["--from", "2026-03-02T10:00:00Z", "--to", "2026-03-02T11:00:00Z"]
 CLUSTER = "gpu-east"
 TEAM_A = Tenant(f"{NAMED}/team-a", NAMED, "yulin-2", "team-a", "yulin", "team-a", ("namespace-label",))
-
-
-def kubetally(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubetally.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
-    )
 
 
 def register(db: Path, cluster: str, *tenants: Tenant) -> None:
