@@ -54,8 +54,12 @@ KEY = "bench-key"
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     body = b'{"events":[]}'
-    response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode() + b"\r\n\r\n" + body)
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -97,12 +101,22 @@ def _records(count: int, tenants: int) -> list[UsageRecord]:
     for i in range(count):
         hour, tenant = divmod(i, tenants)
         start = START + timedelta(hours=hour)
-        out.append(UsageRecord.measure(
-            cluster="bench", kind="Pod", category="compute", item="gpu_hours", name=f"pod-{tenant}",
-            namespace=f"ns-{tenant}", tenant=f"tenant-{tenant}", period_kind=PeriodKind.hourly,
-            period=Period(start, start + timedelta(hours=1)), usage=Decimal(f"{tenant % 8 + 1}.000277778"),
-            unit="hours", dimensions={"gpu_sku": SKUS[tenant % len(SKUS)], "capacity_type": "on-demand"},
-        ))
+        out.append(
+            UsageRecord.measure(
+                cluster="bench",
+                kind="Pod",
+                category="compute",
+                item="gpu_hours",
+                name=f"pod-{tenant}",
+                namespace=f"ns-{tenant}",
+                tenant=f"tenant-{tenant}",
+                period_kind=PeriodKind.hourly,
+                period=Period(start, start + timedelta(hours=1)),
+                usage=Decimal(f"{tenant % 8 + 1}.000277778"),
+                unit="hours",
+                dimensions={"gpu_sku": SKUS[tenant % len(SKUS)], "capacity_type": "on-demand"},
+            )
+        )
     return out
 
 
@@ -120,8 +134,7 @@ def _open_ledger(backend: str, stack: ExitStack) -> Ledger:
 
 
 def run_kubetally(ledger: Ledger, url: str, batch: int) -> float:
-    config = LagoConfig(type="lago", name="bench", url=url, bootstrap=False, batch_size=batch,
-                        offboard_grace=None)
+    config = LagoConfig(type="lago", name="bench", url=url, bootstrap=False, batch_size=batch, offboard_grace=None)
     destination = LagoDestination(config, {"LAGO_API_KEY": KEY})
     deliverer = Deliverer(ledger, [destination], [config], page_size=2000)
     started = time.perf_counter()

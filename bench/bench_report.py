@@ -55,8 +55,25 @@ ITEMS = [
     ("platform", "control_plane_hours", "VirtualCluster", 0.02),
 ]
 COLUMNS = (
-    "id", "revision", "current", "kind", "category", "item", "name", "namespace", "cluster", "project",
-    "tenant", "labels", "date", "period", "start", "end", "usage", "unit", "recorded_at",
+    "id",
+    "revision",
+    "current",
+    "kind",
+    "category",
+    "item",
+    "name",
+    "namespace",
+    "cluster",
+    "project",
+    "tenant",
+    "labels",
+    "date",
+    "period",
+    "start",
+    "end",
+    "usage",
+    "unit",
+    "recorded_at",
 )
 
 
@@ -83,8 +100,18 @@ def resources(count: int, tenants: int, nodes: int) -> list[tuple[Any, ...]]:
         # Usage per hour, exact to the second in hours: GPUs 1–8, cores 0.5–64, GiB 1–512 …
         base = {"gpu_hours": 8, "cpu_core_hours": 64, "memory_gib_hours": 512, "storage_gib_hours": 2048}.get(item, 1)
         usage = f"{(i % base) + 1}.{(i * 37) % 3600:04d}" if base > 1 else "1"
-        out.append((category, item, kind, f"{kind.lower()}-{i}", namespace, tenant, json.dumps(labels, sort_keys=True,
-                    separators=(",", ":")), usage))
+        out.append(
+            (
+                category,
+                item,
+                kind,
+                f"{kind.lower()}-{i}",
+                namespace,
+                tenant,
+                json.dumps(labels, sort_keys=True, separators=(",", ":")),
+                usage,
+            )
+        )
     return out
 
 
@@ -100,8 +127,27 @@ def rows(count: int, tenants: int, nodes: int, fmt: Callable[[datetime], Any]) -
             if produced >= count:
                 return
             rid = hashlib.blake2b(f"{name}@{hour}".encode(), digest_size=16).hexdigest()
-            yield (rid, 0, True, kind, category, item, name, namespace, "gpu-cloud-1", f"p-{tenant}", tenant,
-                   labels, day, "hourly", s, e, usage, "h", now)
+            yield (
+                rid,
+                0,
+                True,
+                kind,
+                category,
+                item,
+                name,
+                namespace,
+                "gpu-cloud-1",
+                f"p-{tenant}",
+                tenant,
+                labels,
+                day,
+                "hourly",
+                s,
+                e,
+                usage,
+                "h",
+                now,
+            )
             produced += 1
 
 
@@ -176,8 +222,11 @@ def measure(ledger: Ledger, repeat: int) -> dict[str, float]:
             times.append(time.perf_counter() - began)
         assert report is not None and not report.unpriced, report and report.unpriced
         results[name] = statistics.median(times)
-        print(f"  report {name}: median {results[name] * 1000:.0f} ms (min {min(times) * 1000:.0f} ms, "
-              f"{len(report.rows)} rows, total {report.total / 1e6:,.2f} {report.currency})", flush=True)
+        print(
+            f"  report {name}: median {results[name] * 1000:.0f} ms (min {min(times) * 1000:.0f} ms, "
+            f"{len(report.rows)} rows, total {report.total / 1e6:,.2f} {report.currency})",
+            flush=True,
+        )
     return results
 
 
@@ -185,11 +234,20 @@ def incremental(ledger: Ledger) -> None:
     """A late hour arrives plus corrections of earlier ones: how long does the next refresh take?"""
     start = MONTH_START + timedelta(days=29, hours=23)
     fresh = [
-        UsageRecord.measure(cluster="gpu-cloud-1", kind="Pod", category="compute", item="gpu_hours",
-                            name=f"late-{i}", namespace="tenant-0000-ns0", project="p-tenant-0000",
-                            tenant="tenant-0000", period_kind=PeriodKind.hourly,
-                            period=Period(start, start + timedelta(hours=1)), usage="1.5",
-                            dimensions={"gpu_sku": GPU_SKUS[0], "capacity_type": "on-demand"})
+        UsageRecord.measure(
+            cluster="gpu-cloud-1",
+            kind="Pod",
+            category="compute",
+            item="gpu_hours",
+            name=f"late-{i}",
+            namespace="tenant-0000-ns0",
+            project="p-tenant-0000",
+            tenant="tenant-0000",
+            period_kind=PeriodKind.hourly,
+            period=Period(start, start + timedelta(hours=1)),
+            usage="1.5",
+            dimensions={"gpu_sku": GPU_SKUS[0], "capacity_type": "on-demand"},
+        )
         for i in range(1000)
     ]
     ledger.write(fresh)
@@ -230,8 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         path = DATA / f"bench-report-{args.records}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        run("sqlite", str(path), lambda: load_sqlite(path, args.records, args.tenants, args.nodes), args.records,
-            args.repeat)
+        run(
+            "sqlite",
+            str(path),
+            lambda: load_sqlite(path, args.records, args.tenants, args.nodes),
+            args.records,
+            args.repeat,
+        )
         print(f"  database size: {path.stat().st_size / 2**30:.1f} GiB")
     if args.backend in ("postgresql", "both"):
         from kubetally.testing.postgres import postgres_server
@@ -239,8 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             server = stack.enter_context(postgres_server())
             url = server.create_database("bench_report")
-            run("postgresql", url, lambda: load_postgres(url, args.records, args.tenants, args.nodes), args.records,
-                args.repeat)
+            run(
+                "postgresql",
+                url,
+                lambda: load_postgres(url, args.records, args.tenants, args.nodes),
+                args.records,
+                args.repeat,
+            )
     return 0
 
 

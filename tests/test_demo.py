@@ -49,8 +49,13 @@ def test_demo_meters_delivers_and_prices_the_hour(tmp_path: Path) -> None:
 
 def test_demo_command_prints_the_cost_table(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "kubetally.cli.main", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetally.cli.main", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "27 usage records in the ledger" in proc.stdout
     assert "Outbox delivered 27 events" in proc.stdout

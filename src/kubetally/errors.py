@@ -12,8 +12,11 @@ class ConfigError(KubetallyError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("; ".join(problems) if len(problems) <= 3 else
-                         f"{len(problems)} configuration problems:\n  " + "\n  ".join(problems))
+        super().__init__(
+            "; ".join(problems)
+            if len(problems) <= 3
+            else f"{len(problems)} configuration problems:\n  " + "\n  ".join(problems)
+        )
 
 
 class SourceError(KubetallyError):

@@ -33,7 +33,7 @@ def redact_url(url: str) -> str:
     lenient = _LENIENT_USERINFO.match(rest)
     if lenient is None or _PORT_THEN_PATH.match(lenient["password"]):
         return url
-    return f"{scheme}://{lenient['user']}:***@{rest[lenient.end():]}"
+    return f"{scheme}://{lenient['user']}:***@{rest[lenient.end() :]}"
 
 
 def redact_text(text: str, url: str) -> str:

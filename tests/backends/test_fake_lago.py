@@ -60,20 +60,25 @@ def test_batch_over_100_is_rejected_whole(lago: Any) -> None:
     response = httpx.post(f"{lago.base_url}/events/batch", json={"events": events}, headers=_auth(lago))
 
     assert response.status_code == 422
-    assert response.json() == {"status": 422, "error": "Unprocessable Entity", "code": "validation_errors",
-                               "error_details": {"events": ["too_many_events"]}}
+    assert response.json() == {
+        "status": 422,
+        "error": "Unprocessable Entity",
+        "code": "validation_errors",
+        "error_details": {"events": ["too_many_events"]},
+    }
     assert lago.events == {}
     assert lago.violations == ["POST /events/batch: batch of 101 events exceeds the documented 100"]
 
 
 def test_missing_required_field_is_a_violation_with_lago_422(lago: Any) -> None:
     bad = {k: v for k, v in EVENT.items() if k != "external_subscription_id"}
-    response = httpx.post(f"{lago.base_url}/events/batch", json={"events": [_event(1), bad]},
-                          headers=_auth(lago))
+    response = httpx.post(f"{lago.base_url}/events/batch", json={"events": [_event(1), bad]}, headers=_auth(lago))
 
     assert response.status_code == 422
     assert response.json() == {
-        "status": 422, "error": "Unprocessable Entity", "code": "validation_errors",
+        "status": 422,
+        "error": "Unprocessable Entity",
+        "code": "validation_errors",
         "error_details": {"1": {"external_subscription_id": ["value_is_mandatory"]}},
     }
     assert_documented(lago.spec, "POST", "/events/batch", response)
@@ -83,9 +88,9 @@ def test_missing_required_field_is_a_violation_with_lago_422(lago: Any) -> None:
 
 def test_wrong_type_and_integer_property_are_violations(lago: Any) -> None:
     """contracts.md quirk: JSON integers match both integer and number in the oneOf → invalid."""
-    response = httpx.post(f"{lago.base_url}/events",
-                          json={"event": {**EVENT, "code": 7, "properties": {"gb": 10}}},
-                          headers=_auth(lago))
+    response = httpx.post(
+        f"{lago.base_url}/events", json={"event": {**EVENT, "code": 7, "properties": {"gb": 10}}}, headers=_auth(lago)
+    )
 
     assert response.status_code == 422
     assert response.json()["error_details"] == {"code": ["value_is_invalid"], "properties": ["value_is_invalid"]}
@@ -95,8 +100,9 @@ def test_wrong_type_and_integer_property_are_violations(lago: Any) -> None:
 
 
 def test_malformed_json_is_400(lago: Any) -> None:
-    response = httpx.post(f"{lago.base_url}/events", content=b"{not json",
-                          headers={**_auth(lago), "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{lago.base_url}/events", content=b"{not json", headers={**_auth(lago), "Content-Type": "application/json"}
+    )
 
     assert response.status_code == 400
     assert response.json()["status"] == 400
@@ -115,8 +121,7 @@ def test_wrong_content_type_and_unknown_path_are_violations(lago: Any) -> None:
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "not_allowed"
     assert lago.violations == [
-        "POST /events: content type 'application/x-www-form-urlencoded' not accepted (contract: "
-        "['application/json'])",
+        "POST /events: content type 'application/x-www-form-urlencoded' not accepted (contract: ['application/json'])",
         "POST /usage: path /usage is not in the lago contract",
         "PATCH /events: method PATCH not allowed on /events by the contract",
     ]
@@ -137,8 +142,11 @@ def test_duplicate_transaction_id_counts_once_and_returns_422_naming_it(lago: An
     first = httpx.post(f"{lago.base_url}/events", json={"event": EVENT}, headers=_auth(lago))
     again = httpx.post(f"{lago.base_url}/events", json={"event": EVENT}, headers=_auth(lago))
     batch = httpx.post(f"{lago.base_url}/events/batch", json={"events": [_event(5), EVENT]}, headers=_auth(lago))
-    other_sub = httpx.post(f"{lago.base_url}/events",
-                           json={"event": {**EVENT, "external_subscription_id": "sub_other"}}, headers=_auth(lago))
+    other_sub = httpx.post(
+        f"{lago.base_url}/events",
+        json={"event": {**EVENT, "external_subscription_id": "sub_other"}},
+        headers=_auth(lago),
+    )
 
     assert first.status_code == 200
     assert again.status_code == 422
@@ -159,8 +167,10 @@ def test_clickhouse_pipeline_overwrites_same_transaction_and_timestamp() -> None
             assert httpx.post(f"{be.base_url}/events", json={"event": EVENT}, headers=_auth(be)).status_code == 200
         later = {**EVENT, "timestamp": 1651240800}
         assert httpx.post(f"{be.base_url}/events", json={"event": later}, headers=_auth(be)).status_code == 200
-        assert set(be.events) == {("transaction_1234567890", "1651240791.123"),
-                                  ("transaction_1234567890", "1651240800")}
+        assert set(be.events) == {
+            ("transaction_1234567890", "1651240791.123"),
+            ("transaction_1234567890", "1651240800"),
+        }
         assert be.violations == []
 
 
@@ -219,36 +229,68 @@ def test_reject_one_event_rejects_whole_batch_naming_its_index(lago: Any) -> Non
     rejected = httpx.post(f"{lago.base_url}/events/batch", json={"events": events}, headers=_auth(lago))
 
     assert rejected.status_code == 422
-    assert rejected.json() == {"status": 422, "error": "Unprocessable Entity", "code": "validation_errors",
-                               "error_details": {"2": {"base": ["value_is_invalid"]}}}
+    assert rejected.json() == {
+        "status": 422,
+        "error": "Unprocessable Entity",
+        "code": "validation_errors",
+        "error_details": {"2": {"base": ["value_is_invalid"]}},
+    }
     assert lago.events == {}
 
     without = [e for e in events if e["transaction_id"] != "transaction_2"]
-    assert httpx.post(f"{lago.base_url}/events/batch", json={"events": without},
-                      headers=_auth(lago)).status_code == 200
+    assert httpx.post(f"{lago.base_url}/events/batch", json={"events": without}, headers=_auth(lago)).status_code == 200
     assert len(lago.events) == 3
     assert lago.violations == []
 
 
 def test_setup_metric_plan_customer_subscription_lifecycle(lago: Any) -> None:
     h = _auth(lago)
-    metric = httpx.post(f"{lago.base_url}/billable_metrics", headers=h, json={"billable_metric": {
-        "name": "GPU seconds", "code": "gpu_seconds", "aggregation_type": "sum_agg", "field_name": "seconds",
-        "filters": [{"key": "gpu_model", "values": ["a100", "h100"]}]}})
+    metric = httpx.post(
+        f"{lago.base_url}/billable_metrics",
+        headers=h,
+        json={
+            "billable_metric": {
+                "name": "GPU seconds",
+                "code": "gpu_seconds",
+                "aggregation_type": "sum_agg",
+                "field_name": "seconds",
+                "filters": [{"key": "gpu_model", "values": ["a100", "h100"]}],
+            }
+        },
+    )
     assert metric.status_code == 200
     assert_documented(lago.spec, "POST", "/billable_metrics", metric)
     metric_id = metric.json()["billable_metric"]["lago_id"]
     assert metric.json()["billable_metric"]["filters"] == [{"key": "gpu_model", "values": ["a100", "h100"]}]
 
-    dup = httpx.post(f"{lago.base_url}/billable_metrics", headers=h, json={"billable_metric": {
-        "name": "GPU seconds", "code": "gpu_seconds", "aggregation_type": "sum_agg", "field_name": "seconds"}})
+    dup = httpx.post(
+        f"{lago.base_url}/billable_metrics",
+        headers=h,
+        json={
+            "billable_metric": {
+                "name": "GPU seconds",
+                "code": "gpu_seconds",
+                "aggregation_type": "sum_agg",
+                "field_name": "seconds",
+            }
+        },
+    )
     assert dup.status_code == 422
     assert dup.json()["error_details"] == {"code": ["value_already_exist"]}
 
-    plan_body = {"plan": {"name": "GPU", "code": "gpu_plan", "interval": "monthly", "amount_cents": 0,
-                          "amount_currency": "USD", "pay_in_advance": False,
-                          "charges": [{"billable_metric_id": metric_id, "charge_model": "standard",
-                                       "properties": {"amount": "0.0011"}}]}}
+    plan_body = {
+        "plan": {
+            "name": "GPU",
+            "code": "gpu_plan",
+            "interval": "monthly",
+            "amount_cents": 0,
+            "amount_currency": "USD",
+            "pay_in_advance": False,
+            "charges": [
+                {"billable_metric_id": metric_id, "charge_model": "standard", "properties": {"amount": "0.0011"}}
+            ],
+        }
+    }
     plan = httpx.post(f"{lago.base_url}/plans", headers=h, json=plan_body)
     assert plan.status_code == 200
     assert_documented(lago.spec, "POST", "/plans", plan)
@@ -264,16 +306,26 @@ def test_setup_metric_plan_customer_subscription_lifecycle(lago: Any) -> None:
     assert missing.status_code == 404
     assert missing.json() == {"status": 404, "error": "Not Found", "code": "plan_not_found"}
 
-    customer = httpx.post(f"{lago.base_url}/customers", headers=h,
-                          json={"customer": {"external_id": "tenant-a", "name": "Tenant A", "currency": "USD"}})
+    customer = httpx.post(
+        f"{lago.base_url}/customers",
+        headers=h,
+        json={"customer": {"external_id": "tenant-a", "name": "Tenant A", "currency": "USD"}},
+    )
     assert customer.status_code == 200
     assert_documented(lago.spec, "POST", "/customers", customer)
-    again = httpx.post(f"{lago.base_url}/customers", headers=h,
-                       json={"customer": {"external_id": "tenant-a", "name": "Tenant A2"}})
+    again = httpx.post(
+        f"{lago.base_url}/customers", headers=h, json={"customer": {"external_id": "tenant-a", "name": "Tenant A2"}}
+    )
     assert again.json()["customer"]["lago_id"] == customer.json()["customer"]["lago_id"]
 
-    sub_body = {"subscription": {"external_customer_id": "tenant-a", "plan_code": "gpu_plan",
-                                 "external_id": "sub-tenant-a", "billing_time": "calendar"}}
+    sub_body = {
+        "subscription": {
+            "external_customer_id": "tenant-a",
+            "plan_code": "gpu_plan",
+            "external_id": "sub-tenant-a",
+            "billing_time": "calendar",
+        }
+    }
     sub = httpx.post(f"{lago.base_url}/subscriptions", headers=h, json=sub_body)
     assert sub.status_code == 200
     assert_documented(lago.spec, "POST", "/subscriptions", sub)
@@ -293,10 +345,21 @@ def test_setup_metric_plan_customer_subscription_lifecycle(lago: Any) -> None:
 
 
 def test_plan_with_unknown_metric_is_404(lago: Any) -> None:
-    response = httpx.post(f"{lago.base_url}/plans", headers=_auth(lago), json={"plan": {
-        "name": "x", "code": "x", "interval": "monthly", "amount_cents": 0, "amount_currency": "USD",
-        "pay_in_advance": False,
-        "charges": [{"billable_metric_id": "1a901a90-1a90-1a90-1a90-1a901a901a90", "charge_model": "standard"}]}})
+    response = httpx.post(
+        f"{lago.base_url}/plans",
+        headers=_auth(lago),
+        json={
+            "plan": {
+                "name": "x",
+                "code": "x",
+                "interval": "monthly",
+                "amount_cents": 0,
+                "amount_currency": "USD",
+                "pay_in_advance": False,
+                "charges": [{"billable_metric_id": "1a901a90-1a90-1a90-1a90-1a901a901a90", "charge_model": "standard"}],
+            }
+        },
+    )
 
     assert response.status_code == 404
     assert response.json()["code"] == "billable_metric_not_found"

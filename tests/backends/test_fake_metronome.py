@@ -20,15 +20,21 @@ def _auth(be: Any) -> dict[str, str]:
 
 def _event(n: int, **changes: Any) -> dict[str, Any]:
     # Field set from the SDK's usage_ingest_params (customer_id may be an ingest alias).
-    return {"transaction_id": f"tx-{n}", "customer_id": "team@example.com", "event_type": "gpu_usage",
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-            "properties": {"gpu_seconds": "25", "gpu_model": "h100"}, **changes}
+    return {
+        "transaction_id": f"tx-{n}",
+        "customer_id": "team@example.com",
+        "event_type": "gpu_usage",
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "properties": {"gpu_seconds": "25", "gpu_model": "h100"},
+        **changes,
+    }
 
 
 def test_ingest_array_is_accepted_and_deduplicated(metronome: Any) -> None:
     first = httpx.post(f"{metronome.base_url}/v1/ingest", json=[_event(1), _event(2)], headers=_auth(metronome))
-    again = httpx.post(f"{metronome.base_url}/v1/ingest", json=[_event(1), _event(3), _event(3)],
-                       headers=_auth(metronome))
+    again = httpx.post(
+        f"{metronome.base_url}/v1/ingest", json=[_event(1), _event(3), _event(3)], headers=_auth(metronome)
+    )
 
     assert (first.status_code, first.content) == (200, b"")
     assert again.status_code == 200  # duplicates are ignored, not rejected
@@ -39,21 +45,27 @@ def test_ingest_array_is_accepted_and_deduplicated(metronome: Any) -> None:
 
 def test_gzip_body_is_accepted(metronome: Any) -> None:
     body = gzip.compress(json.dumps([_event(1)]).encode())
-    response = httpx.post(f"{metronome.base_url}/v1/ingest", content=body, headers={
-        **_auth(metronome), "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    response = httpx.post(
+        f"{metronome.base_url}/v1/ingest",
+        content=body,
+        headers={**_auth(metronome), "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
 
     assert response.status_code == 200
     assert list(metronome.events) == ["tx-1"]
 
 
-@pytest.mark.parametrize(("body", "violation"), [
-    ([], "body: [] should be non-empty"),
-    ([_event(i) for i in range(101)], "body: [{"),
-    ([{k: v for k, v in _event(1).items() if k != "customer_id"}], "body/0: 'customer_id' is a required property"),
-    ([_event(1, properties="gpu_seconds=25")], "body/0/properties: 'gpu_seconds=25' is not of type 'object'"),
-    ({"events": [_event(1)]}, "body: {'events'"),
-    ([_event(1, timestamp="27/11/2026 10:00")], "body/0/timestamp: '27/11/2026 10:00' is not a 'date-time'"),
-])
+@pytest.mark.parametrize(
+    ("body", "violation"),
+    [
+        ([], "body: [] should be non-empty"),
+        ([_event(i) for i in range(101)], "body: [{"),
+        ([{k: v for k, v in _event(1).items() if k != "customer_id"}], "body/0: 'customer_id' is a required property"),
+        ([_event(1, properties="gpu_seconds=25")], "body/0/properties: 'gpu_seconds=25' is not of type 'object'"),
+        ({"events": [_event(1)]}, "body: {'events'"),
+        ([_event(1, timestamp="27/11/2026 10:00")], "body/0/timestamp: '27/11/2026 10:00' is not a 'date-time'"),
+    ],
+)
 def test_invalid_ingest_is_400_violation(metronome: Any, body: Any, violation: str) -> None:
     response = httpx.post(f"{metronome.base_url}/v1/ingest", json=body, headers=_auth(metronome))
 
@@ -66,17 +78,29 @@ def test_invalid_ingest_is_400_violation(metronome: Any, body: Any, violation: s
 
 def test_timestamp_window_34_days_and_24_hours(metronome: Any) -> None:
     now = datetime.now(UTC)
-    old = httpx.post(f"{metronome.base_url}/v1/ingest", headers=_auth(metronome),
-                     json=[_event(1), _event(2, timestamp=(now - timedelta(days=34, minutes=5)).isoformat())])
-    future = httpx.post(f"{metronome.base_url}/v1/ingest", headers=_auth(metronome),
-                        json=[_event(3, timestamp=(now + timedelta(hours=25)).isoformat())])
-    ok = httpx.post(f"{metronome.base_url}/v1/ingest", headers=_auth(metronome),
-                    json=[_event(4, timestamp=(now + timedelta(hours=23)).isoformat()),
-                          _event(5, timestamp=(now - timedelta(days=33)).isoformat())])
+    old = httpx.post(
+        f"{metronome.base_url}/v1/ingest",
+        headers=_auth(metronome),
+        json=[_event(1), _event(2, timestamp=(now - timedelta(days=34, minutes=5)).isoformat())],
+    )
+    future = httpx.post(
+        f"{metronome.base_url}/v1/ingest",
+        headers=_auth(metronome),
+        json=[_event(3, timestamp=(now + timedelta(hours=25)).isoformat())],
+    )
+    ok = httpx.post(
+        f"{metronome.base_url}/v1/ingest",
+        headers=_auth(metronome),
+        json=[
+            _event(4, timestamp=(now + timedelta(hours=23)).isoformat()),
+            _event(5, timestamp=(now - timedelta(days=33)).isoformat()),
+        ],
+    )
 
     assert old.status_code == 400
-    assert old.json() == {"message": "Invalid event at index 1 (transaction_id 'tx-2'): timestamp is more than "
-                                     "34 days in the past"}
+    assert old.json() == {
+        "message": "Invalid event at index 1 (transaction_id 'tx-2'): timestamp is more than 34 days in the past"
+    }
     assert future.status_code == 400
     assert ok.status_code == 200
     assert list(metronome.events) == ["tx-4", "tx-5"]  # a bad event rejects its whole batch
@@ -91,8 +115,10 @@ def test_reject_one_event_rejects_the_batch_naming_it(metronome: Any) -> None:
     assert response.json() == {"message": "Invalid event at index 1 (transaction_id 'tx-2'): event rejected"}
     assert metronome.events == {}
     metronome.reject_events(None)
-    assert httpx.post(f"{metronome.base_url}/v1/ingest", json=[_event(1), _event(2)],
-                      headers=_auth(metronome)).status_code == 200
+    assert (
+        httpx.post(f"{metronome.base_url}/v1/ingest", json=[_event(1), _event(2)], headers=_auth(metronome)).status_code
+        == 200
+    )
 
 
 def test_faults(metronome: Any) -> None:
@@ -129,14 +155,24 @@ def test_auth(metronome: Any) -> None:
 
 def test_customers_metrics_and_idempotency_key(metronome: Any) -> None:
     h = _auth(metronome)
-    customer = httpx.post(f"{metronome.base_url}/v1/customers", headers={**h, "Idempotency-Key": "c-1"},
-                          json={"name": "Tenant A", "ingest_aliases": ["team@example.com"]})
-    replay = httpx.post(f"{metronome.base_url}/v1/customers", headers={**h, "Idempotency-Key": "c-1"},
-                        json={"name": "Tenant A", "ingest_aliases": ["team@example.com"]})
-    changed = httpx.post(f"{metronome.base_url}/v1/customers", headers={**h, "Idempotency-Key": "c-1"},
-                         json={"name": "Tenant B"})
-    alias_clash = httpx.post(f"{metronome.base_url}/v1/customers", headers=h,
-                             json={"name": "Tenant C", "ingest_aliases": ["team@example.com"]})
+    customer = httpx.post(
+        f"{metronome.base_url}/v1/customers",
+        headers={**h, "Idempotency-Key": "c-1"},
+        json={"name": "Tenant A", "ingest_aliases": ["team@example.com"]},
+    )
+    replay = httpx.post(
+        f"{metronome.base_url}/v1/customers",
+        headers={**h, "Idempotency-Key": "c-1"},
+        json={"name": "Tenant A", "ingest_aliases": ["team@example.com"]},
+    )
+    changed = httpx.post(
+        f"{metronome.base_url}/v1/customers", headers={**h, "Idempotency-Key": "c-1"}, json={"name": "Tenant B"}
+    )
+    alias_clash = httpx.post(
+        f"{metronome.base_url}/v1/customers",
+        headers=h,
+        json={"name": "Tenant C", "ingest_aliases": ["team@example.com"]},
+    )
 
     assert customer.status_code == 200
     assert_documented(metronome.spec, "POST", "/v1/customers", customer)
@@ -145,15 +181,29 @@ def test_customers_metrics_and_idempotency_key(metronome: Any) -> None:
     assert alias_clash.status_code == 409
     assert len(metronome.objects["customers"]) == 1
 
-    metric = httpx.post(f"{metronome.base_url}/v1/billable-metrics/create", headers=h, json={
-        "name": "GPU seconds", "aggregation_type": "SUM", "aggregation_key": "gpu_seconds",
-        "event_type_filter": {"in_values": ["gpu_usage"]}, "group_keys": [["gpu_model"]]})
+    metric = httpx.post(
+        f"{metronome.base_url}/v1/billable-metrics/create",
+        headers=h,
+        json={
+            "name": "GPU seconds",
+            "aggregation_type": "SUM",
+            "aggregation_key": "gpu_seconds",
+            "event_type_filter": {"in_values": ["gpu_usage"]},
+            "group_keys": [["gpu_model"]],
+        },
+    )
     assert metric.status_code == 200
     assert_documented(metronome.spec, "POST", "/v1/billable-metrics/create", metric)
-    mixed = httpx.post(f"{metronome.base_url}/v1/billable-metrics/create", headers=h,
-                       json={"name": "x", "sql": "select 1", "aggregation_type": "SUM"})
-    bad_enum = httpx.post(f"{metronome.base_url}/v1/billable-metrics/create", headers=h,
-                          json={"name": "x", "aggregation_type": "AVERAGE", "aggregation_key": "k"})
+    mixed = httpx.post(
+        f"{metronome.base_url}/v1/billable-metrics/create",
+        headers=h,
+        json={"name": "x", "sql": "select 1", "aggregation_type": "SUM"},
+    )
+    bad_enum = httpx.post(
+        f"{metronome.base_url}/v1/billable-metrics/create",
+        headers=h,
+        json={"name": "x", "aggregation_type": "AVERAGE", "aggregation_key": "k"},
+    )
     assert (mixed.status_code, bad_enum.status_code) == (400, 400)
     assert metronome.violations == [
         "POST /v1/billable-metrics/create: sql is mutually exclusive with aggregation_type",

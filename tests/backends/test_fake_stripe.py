@@ -19,23 +19,40 @@ def _auth(be: Any) -> dict[str, str]:
 
 def _setup(be: Any, *, formula: str = "sum") -> str:
     """A meter for ``gpu_seconds`` and a customer; returns the customer id."""
-    meter = httpx.post(f"{be.base_url}/v1/billing/meters", headers=_auth(be), data={
-        "display_name": "GPU seconds", "event_name": "gpu_seconds", "default_aggregation[formula]": formula})
+    meter = httpx.post(
+        f"{be.base_url}/v1/billing/meters",
+        headers=_auth(be),
+        data={"display_name": "GPU seconds", "event_name": "gpu_seconds", "default_aggregation[formula]": formula},
+    )
     assert meter.status_code == 200
-    customer = httpx.post(f"{be.base_url}/v1/customers", headers=_auth(be),
-                          data={"name": "Tenant A", "email": "a@example.com", "metadata[tenant]": "a"})
+    customer = httpx.post(
+        f"{be.base_url}/v1/customers",
+        headers=_auth(be),
+        data={"name": "Tenant A", "email": "a@example.com", "metadata[tenant]": "a"},
+    )
     assert customer.status_code == 200
     return str(customer.json()["id"])
 
 
 def _v1_event(customer: str, identifier: str = "evt-1", **extra: str) -> dict[str, str]:
-    return {"event_name": "gpu_seconds", "payload[stripe_customer_id]": customer, "payload[value]": "25",
-            "identifier": identifier, "timestamp": str(int(time.time()) - 60), **extra}
+    return {
+        "event_name": "gpu_seconds",
+        "payload[stripe_customer_id]": customer,
+        "payload[value]": "25",
+        "identifier": identifier,
+        "timestamp": str(int(time.time()) - 60),
+        **extra,
+    }
 
 
 def _v2_event(customer: str, identifier: str = "evt-1", value: str = "25", **extra: Any) -> dict[str, Any]:
-    return {"event_name": "gpu_seconds", "payload": {"stripe_customer_id": customer, "value": value},
-            "identifier": identifier, "timestamp": datetime.now(UTC).isoformat(), **extra}
+    return {
+        "event_name": "gpu_seconds",
+        "payload": {"stripe_customer_id": customer, "value": value},
+        "identifier": identifier,
+        "timestamp": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def _session(be: Any) -> str:
@@ -51,14 +68,20 @@ def test_setup_objects_are_documented(stripe: Any) -> None:
     assert meters.status_code == 200
     assert_documented(stripe.spec, "GET", "/v1/billing/meters", meters)
     meter = meters.json()["data"][0]
-    assert (meter["event_name"], meter["customer_mapping"]["event_payload_key"],
-            meter["value_settings"]["event_payload_key"]) == ("gpu_seconds", "stripe_customer_id", "value")
+    assert (
+        meter["event_name"],
+        meter["customer_mapping"]["event_payload_key"],
+        meter["value_settings"]["event_payload_key"],
+    ) == ("gpu_seconds", "stripe_customer_id", "value")
     assert customer.startswith("cus_")
     assert set(stripe.objects) == {"meters", "customers"}
     assert stripe.objects["customers"][customer]["metadata"] == {"tenant": "a"}
 
-    again = httpx.post(f"{stripe.base_url}/v1/billing/meters", headers=_auth(stripe), data={
-        "display_name": "dup", "event_name": "gpu_seconds", "default_aggregation[formula]": "sum"})
+    again = httpx.post(
+        f"{stripe.base_url}/v1/billing/meters",
+        headers=_auth(stripe),
+        data={"display_name": "dup", "event_name": "gpu_seconds", "default_aggregation[formula]": "sum"},
+    )
     assert again.status_code == 400
     assert again.json()["error"]["param"] == "event_name"
 
@@ -69,11 +92,13 @@ def test_setup_objects_are_documented(stripe: Any) -> None:
 
 def test_v1_meter_event_accepted_with_bearer_or_basic(stripe: Any) -> None:
     customer = _setup(stripe)
-    response = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=_auth(stripe),
-                          data=_v1_event(customer))
+    response = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=_auth(stripe), data=_v1_event(customer))
     basic = base64.b64encode(f"{stripe.api_key}:".encode()).decode()
-    second = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers={"Authorization": f"Basic {basic}"},
-                        data=_v1_event(customer, "evt-2"))
+    second = httpx.post(
+        f"{stripe.base_url}/v1/billing/meter_events",
+        headers={"Authorization": f"Basic {basic}"},
+        data=_v1_event(customer, "evt-2"),
+    )
 
     assert response.status_code == 200
     assert second.status_code == 200
@@ -85,14 +110,18 @@ def test_v1_meter_event_accepted_with_bearer_or_basic(stripe: Any) -> None:
     assert stripe.violations == []
 
 
-@pytest.mark.parametrize(("changes", "param", "code", "message"), [
-    ({"bogus": "1"}, "bogus", "parameter_unknown", "Received unknown parameter: bogus"),
-    ({"payload[value]": None}, None, None, None),  # fine for the schema; the meter needs a value (below)
-    ({"event_name": None}, "event_name", "parameter_missing", "Missing required param: event_name."),
-    ({"timestamp": "yesterday"}, "timestamp", "parameter_invalid", "Invalid timestamp: 'yesterday' is not of type"),
-])
-def test_v1_invalid_bodies_are_violations(stripe: Any, changes: dict[str, Any], param: str | None,
-                                          code: str | None, message: str | None) -> None:
+@pytest.mark.parametrize(
+    ("changes", "param", "code", "message"),
+    [
+        ({"bogus": "1"}, "bogus", "parameter_unknown", "Received unknown parameter: bogus"),
+        ({"payload[value]": None}, None, None, None),  # fine for the schema; the meter needs a value (below)
+        ({"event_name": None}, "event_name", "parameter_missing", "Missing required param: event_name."),
+        ({"timestamp": "yesterday"}, "timestamp", "parameter_invalid", "Invalid timestamp: 'yesterday' is not of type"),
+    ],
+)
+def test_v1_invalid_bodies_are_violations(
+    stripe: Any, changes: dict[str, Any], param: str | None, code: str | None, message: str | None
+) -> None:
     customer = _setup(stripe)
     data = {k: v for k, v in {**_v1_event(customer), **changes}.items() if v is not None}
     response = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=_auth(stripe), data=data)
@@ -129,8 +158,9 @@ def test_v1_idempotency_key_replays_or_conflicts(stripe: Any) -> None:
     body = _v1_event(customer)
     first = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=headers, data=body)
     replay = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=headers, data=body)
-    conflict = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=headers,
-                          data={**body, "identifier": "other"})
+    conflict = httpx.post(
+        f"{stripe.base_url}/v1/billing/meter_events", headers=headers, data={**body, "identifier": "other"}
+    )
 
     assert (first.status_code, replay.status_code, conflict.status_code) == (200, 200, 409)
     assert replay.json() == first.json()
@@ -145,16 +175,27 @@ def test_timestamp_window_35_days_past_5_minutes_future(stripe: Any) -> None:
     future = (datetime.now(UTC) + timedelta(minutes=6)).isoformat()
     edge = str(int((datetime.now(UTC) - timedelta(days=34, hours=23)).timestamp()))
 
-    too_old = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=_auth(stripe),
-                         data=_v1_event(customer, "old", timestamp=old))
-    in_future = httpx.post(f"{stripe.base_url}/v2/billing/meter_events", headers=_auth(stripe),
-                           json=_v2_event(customer, "future", timestamp=future))
-    ok = httpx.post(f"{stripe.base_url}/v1/billing/meter_events", headers=_auth(stripe),
-                    data=_v1_event(customer, "edge", timestamp=edge))
+    too_old = httpx.post(
+        f"{stripe.base_url}/v1/billing/meter_events",
+        headers=_auth(stripe),
+        data=_v1_event(customer, "old", timestamp=old),
+    )
+    in_future = httpx.post(
+        f"{stripe.base_url}/v2/billing/meter_events",
+        headers=_auth(stripe),
+        json=_v2_event(customer, "future", timestamp=future),
+    )
+    ok = httpx.post(
+        f"{stripe.base_url}/v1/billing/meter_events",
+        headers=_auth(stripe),
+        data=_v1_event(customer, "edge", timestamp=edge),
+    )
 
     assert too_old.status_code == 400
-    assert (too_old.json()["error"]["code"], too_old.json()["error"]["param"]) == ("timestamp_too_far_in_past",
-                                                                                   "timestamp")
+    assert (too_old.json()["error"]["code"], too_old.json()["error"]["param"]) == (
+        "timestamp_too_far_in_past",
+        "timestamp",
+    )
     assert in_future.status_code == 400
     assert in_future.json()["error"]["code"] == "timestamp_in_future"
     assert ok.status_code == 200
@@ -169,14 +210,19 @@ def test_v2_meter_events_documented_errors(stripe: Any) -> None:
     dup = httpx.post(url, headers=_auth(stripe), json=_v2_event(customer))
     no_meter = httpx.post(url, headers=_auth(stripe), json={**_v2_event(customer, "x1"), "event_name": "cpu"})
     bad_value = httpx.post(url, headers=_auth(stripe), json=_v2_event(customer, "x2", value="1.5"))
-    no_customer = httpx.post(url, headers=_auth(stripe), json={"event_name": "gpu_seconds", "identifier": "x3",
-                                                               "payload": {"value": "1"}})
+    no_customer = httpx.post(
+        url, headers=_auth(stripe), json={"event_name": "gpu_seconds", "identifier": "x3", "payload": {"value": "1"}}
+    )
 
     assert ok.status_code == 200
     assert_documented(stripe.spec, "POST", "/v2/billing/meter_events", ok)
     assert ok.json()["object"] == "v2.billing.meter_event"
-    expected = [(dup, "duplicate_meter_event"), (no_meter, "no_meter"), (bad_value, "payload_invalid_value"),
-                (no_customer, "payload_no_customer_defined")]
+    expected = [
+        (dup, "duplicate_meter_event"),
+        (no_meter, "no_meter"),
+        (bad_value, "payload_invalid_value"),
+        (no_customer, "payload_no_customer_defined"),
+    ]
     for response, code in expected:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == code
@@ -189,8 +235,11 @@ def test_v2_meter_events_documented_errors(stripe: Any) -> None:
 
 def test_v2_invalid_type_is_violation(stripe: Any) -> None:
     customer = _setup(stripe)
-    response = httpx.post(f"{stripe.base_url}/v2/billing/meter_events", headers=_auth(stripe),
-                          json={**_v2_event(customer), "payload": {"stripe_customer_id": customer, "value": 25}})
+    response = httpx.post(
+        f"{stripe.base_url}/v2/billing/meter_events",
+        headers=_auth(stripe),
+        json={**_v2_event(customer), "payload": {"stripe_customer_id": customer, "value": 25}},
+    )
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "parameter_invalid"
@@ -202,27 +251,35 @@ def test_stream_session_expiry_and_async_rejection(stripe: Any) -> None:
     token = _session(stripe)
     url = f"{stripe.stream_base_url}/v2/billing/meter_event_stream"
     stripe.reject_events(lambda e: e["identifier"] == "s2")
-    events = [_v2_event(customer, "s1"), _v2_event(customer, "s2"), _v2_event(customer, "s1"),
-              {**_v2_event(customer, "s3"), "event_name": "unknown"}]
+    events = [
+        _v2_event(customer, "s1"),
+        _v2_event(customer, "s2"),
+        _v2_event(customer, "s1"),
+        {**_v2_event(customer, "s3"), "event_name": "unknown"},
+    ]
 
     accepted = httpx.post(url, json={"events": events}, headers={"Authorization": f"Bearer {token}"})
     assert accepted.status_code == 200
     assert accepted.json() == {}
     assert list(stripe.events) == ["s1"]
     assert [(e["identifier"], e["code"]) for e in stripe.async_errors] == [
-        ("s2", "payload_invalid_value"), ("s1", "duplicate_meter_event"), ("s3", "no_meter")]
+        ("s2", "payload_invalid_value"),
+        ("s1", "duplicate_meter_event"),
+        ("s3", "no_meter"),
+    ]
 
     stripe.expire_sessions()
-    expired = httpx.post(url, json={"events": [_v2_event(customer, "s4")]},
-                         headers={"Authorization": f"Bearer {token}"})
+    expired = httpx.post(
+        url, json={"events": [_v2_event(customer, "s4")]}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert expired.status_code == 401
     assert expired.json()["error"]["code"] == "billing_meter_event_session_expired"
     assert expired.json()["error"]["type"] == "temporary_session_expired"
-    assert stripe.spec.errors("#/components/schemas/v2.error.billing_meter_event_session_expired",
-                              expired.json()) == []
+    assert stripe.spec.errors("#/components/schemas/v2.error.billing_meter_event_session_expired", expired.json()) == []
 
-    fresh = httpx.post(url, json={"events": [_v2_event(customer, "s4")]},
-                       headers={"Authorization": f"Bearer {_session(stripe)}"})
+    fresh = httpx.post(
+        url, json={"events": [_v2_event(customer, "s4")]}, headers={"Authorization": f"Bearer {_session(stripe)}"}
+    )
     assert fresh.status_code == 200
     assert list(stripe.events) == ["s1", "s4"]
     assert stripe.violations == []
@@ -231,8 +288,11 @@ def test_stream_session_expiry_and_async_rejection(stripe: Any) -> None:
 def test_stream_limits_and_auth_are_contract(stripe: Any) -> None:
     customer = _setup(stripe)
     url = f"{stripe.base_url}/v2/billing/meter_event_stream"
-    too_many = httpx.post(url, json={"events": [_v2_event(customer, f"e{i}") for i in range(101)]},
-                          headers={"Authorization": f"Bearer {_session(stripe)}"})
+    too_many = httpx.post(
+        url,
+        json={"events": [_v2_event(customer, f"e{i}") for i in range(101)]},
+        headers={"Authorization": f"Bearer {_session(stripe)}"},
+    )
     with_secret_key = httpx.post(url, json={"events": [_v2_event(customer)]}, headers=_auth(stripe))
 
     assert too_many.status_code == 400
@@ -240,8 +300,7 @@ def test_stream_limits_and_auth_are_contract(stripe: Any) -> None:
     assert stripe.events == {}
     assert stripe.violations == [
         "POST /v2/billing/meter_event_stream: stream request with 101 events exceeds the documented 100",
-        "POST /v2/billing/meter_event_stream: stream called with the secret key instead of a meter event "
-        "session token",
+        "POST /v2/billing/meter_event_stream: stream called with the secret key instead of a meter event session token",
     ]
 
 
@@ -253,8 +312,9 @@ def test_auth_errors(stripe: Any) -> None:
     assert wrong.json()["error"]["type"] == "invalid_request_error"
     assert "sk_test_wrong_key_123" not in wrong.text  # key is masked
     assert missing.status_code == 401
-    assert stripe.violations == ["POST /v2/billing/meter_event_session: missing or malformed Authorization "
-                                 "(contract: basicAuth or bearerAuth)"]
+    assert stripe.violations == [
+        "POST /v2/billing/meter_event_session: missing or malformed Authorization (contract: basicAuth or bearerAuth)"
+    ]
 
 
 def test_faults_429_500_down_hang(stripe: Any) -> None:
@@ -267,8 +327,9 @@ def test_faults_429_500_down_hang(stripe: Any) -> None:
 
     assert limited.status_code == 429
     assert limited.headers["Retry-After"] == "1"
-    assert limited.json() == {"error": {"type": "invalid_request_error", "code": "rate_limit",
-                                        "message": "Too Many Requests"}}
+    assert limited.json() == {
+        "error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too Many Requests"}
+    }
     assert broken.status_code == 500
     assert broken.json()["error"]["type"] == "api_error"
     assert stripe.events == {}
@@ -288,26 +349,40 @@ def test_faults_429_500_down_hang(stripe: Any) -> None:
 def test_event_summaries_and_cancel_adjustment(stripe: Any) -> None:
     customer = _setup(stripe)
     for i in range(3):
-        assert httpx.post(f"{stripe.base_url}/v2/billing/meter_events", headers=_auth(stripe),
-                          json=_v2_event(customer, f"e{i}", value=str(10 + i))).status_code == 200
-    cancel = httpx.post(f"{stripe.base_url}/v2/billing/meter_event_adjustments", headers=_auth(stripe),
-                        json={"event_name": "gpu_seconds", "type": "cancel", "cancel": {"identifier": "e0"}})
+        assert (
+            httpx.post(
+                f"{stripe.base_url}/v2/billing/meter_events",
+                headers=_auth(stripe),
+                json=_v2_event(customer, f"e{i}", value=str(10 + i)),
+            ).status_code
+            == 200
+        )
+    cancel = httpx.post(
+        f"{stripe.base_url}/v2/billing/meter_event_adjustments",
+        headers=_auth(stripe),
+        json={"event_name": "gpu_seconds", "type": "cancel", "cancel": {"identifier": "e0"}},
+    )
     assert cancel.status_code == 200
     assert_documented(stripe.spec, "POST", "/v2/billing/meter_event_adjustments", cancel)
 
     meter_id = next(iter(stripe.objects["meters"]))
     now = int(time.time())
     start, end = (now - 3600) // 60 * 60, (now + 120) // 60 * 60
-    summary = httpx.get(f"{stripe.base_url}/v1/billing/meters/{meter_id}/event_summaries", headers=_auth(stripe),
-                        params={"customer": customer, "start_time": start, "end_time": end})
+    summary = httpx.get(
+        f"{stripe.base_url}/v1/billing/meters/{meter_id}/event_summaries",
+        headers=_auth(stripe),
+        params={"customer": customer, "start_time": start, "end_time": end},
+    )
     assert summary.status_code == 200
     assert_documented(stripe.spec, "GET", f"/v1/billing/meters/{meter_id}/event_summaries", summary)
     assert summary.json()["data"][0]["aggregated_value"] == 23
-    missing_param = httpx.get(f"{stripe.base_url}/v1/billing/meters/{meter_id}/event_summaries",
-                              headers=_auth(stripe), params={"customer": customer})
+    missing_param = httpx.get(
+        f"{stripe.base_url}/v1/billing/meters/{meter_id}/event_summaries",
+        headers=_auth(stripe),
+        params={"customer": customer},
+    )
     assert missing_param.status_code == 400
     assert stripe.violations == [
         f"GET /v1/billing/meters/{meter_id}/event_summaries: query parameter 'end_time' is required by the contract",
-        f"GET /v1/billing/meters/{meter_id}/event_summaries: query parameter 'start_time' is required by the "
-        "contract",
+        f"GET /v1/billing/meters/{meter_id}/event_summaries: query parameter 'start_time' is required by the contract",
     ]

@@ -14,9 +14,16 @@ from kubetally.testing.backends.webhook import sign_request
 
 
 def _event(n: int, **changes: Any) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": f"evt-{n}", "source": "kubetally/cluster-a", "type": "kubetally.usage",
-            "time": "2026-11-27T10:00:00Z", "datacontenttype": "application/json",
-            "data": {"gpu_seconds": "25"}, **changes}
+    return {
+        "specversion": "1.0",
+        "id": f"evt-{n}",
+        "source": "kubetally/cluster-a",
+        "type": "kubetally.usage",
+        "time": "2026-11-27T10:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"gpu_seconds": "25"},
+        **changes,
+    }
 
 
 def _post(be: Any, events: Any, msg_id: str = "msg-1", **kwargs: Any) -> httpx.Response:
@@ -47,8 +54,9 @@ def test_bad_signature_is_401_and_violation(webhook: Any) -> None:
     wrong_secret = httpx.post(webhook.base_url, content=body, headers=headers)
     body, headers = sign_request(webhook.api_key, "msg-1", int(time.time()) - 600, [_event(1)])
     stale = httpx.post(webhook.base_url, content=body, headers=headers)
-    unsigned = httpx.post(webhook.base_url, content=body,
-                          headers={"Content-Type": "application/cloudevents-batch+json"})
+    unsigned = httpx.post(
+        webhook.base_url, content=body, headers={"Content-Type": "application/cloudevents-batch+json"}
+    )
 
     assert [r.status_code for r in (wrong_secret, stale, unsigned)] == [401, 401, 401]
     assert wrong_secret.json() == {"error": "invalid signature"}
@@ -68,17 +76,22 @@ def test_whsec_secret_is_decoded_like_the_sender_does() -> None:
     with start_backend("webhook", api_key=secret) as be:
         body = json.dumps([_event(1)]).encode()
         now = int(time.time())
-        headers = {"Content-Type": "application/cloudevents-batch+json",
-                   **signing.signature_headers(signing.decode_secret(secret), "m", now, body)}
+        headers = {
+            "Content-Type": "application/cloudevents-batch+json",
+            **signing.signature_headers(signing.decode_secret(secret), "m", now, body),
+        }
         assert httpx.post(be.base_url, content=body, headers=headers).status_code == 204
         assert be.violations == []
 
 
-@pytest.mark.parametrize(("events", "status", "violation"), [
-    ([{k: v for k, v in _event(1).items() if k != "source"}], 400, "body/0: 'source' is a required property"),
-    ([_event(1, id="")], 400, "body/0/id: '' should be non-empty"),
-    ([_event(i) for i in range(101)], 413, "batch of 101 events exceeds the receiver's maximum 100"),
-])
+@pytest.mark.parametrize(
+    ("events", "status", "violation"),
+    [
+        ([{k: v for k, v in _event(1).items() if k != "source"}], 400, "body/0: 'source' is a required property"),
+        ([_event(1, id="")], 400, "body/0/id: '' should be non-empty"),
+        ([_event(i) for i in range(101)], 413, "batch of 101 events exceeds the receiver's maximum 100"),
+    ],
+)
 def test_invalid_cloudevents_are_violations(webhook: Any, events: Any, status: int, violation: str) -> None:
     response = _post(webhook, events)
 
@@ -91,8 +104,9 @@ def test_wrong_content_type_and_path(webhook: Any) -> None:
     body = json.dumps([_event(1)]).encode()
     headers = signing.signature_headers(signing.decode_secret(webhook.api_key), "m", int(time.time()), body)
     as_json = httpx.post(webhook.base_url, content=body, headers={**headers, "Content-Type": "application/json"})
-    elsewhere = httpx.post(webhook.base_url + "/x", content=body,
-                           headers={**headers, "Content-Type": "application/cloudevents-batch+json"})
+    elsewhere = httpx.post(
+        webhook.base_url + "/x", content=body, headers={**headers, "Content-Type": "application/cloudevents-batch+json"}
+    )
 
     assert (as_json.status_code, elsewhere.status_code) == (415, 404)
     assert len(webhook.violations) == 2

@@ -8,8 +8,10 @@ from kubetally.testing.backends.form_encoding import FormError, coerce, decode_f
 
 
 def test_decodes_nested_objects_and_arrays() -> None:
-    body = (b"event_name=gpu&payload%5Bstripe_customer_id%5D=cus_1&payload%5Bvalue%5D=25"
-            b"&expand[]=a&expand[]=b&m[1]=y&m[0]=x")
+    body = (
+        b"event_name=gpu&payload%5Bstripe_customer_id%5D=cus_1&payload%5Bvalue%5D=25"
+        b"&expand[]=a&expand[]=b&m[1]=y&m[0]=x"
+    )
 
     assert decode_form(body) == {
         "event_name": "gpu",
@@ -27,13 +29,22 @@ def test_conflicting_keys_are_errors() -> None:
 
 
 def test_coerce_follows_schema_types_only() -> None:
-    schema = {"type": "object", "properties": {
-        "timestamp": {"type": "integer"}, "flag": {"type": "boolean"},
-        "payload": {"type": "object", "additionalProperties": {"type": "string"}},
-        "balance": {"anyOf": [{"type": "integer"}, {"type": "string", "enum": [""]}]},
-    }}
+    schema = {
+        "type": "object",
+        "properties": {
+            "timestamp": {"type": "integer"},
+            "flag": {"type": "boolean"},
+            "payload": {"type": "object", "additionalProperties": {"type": "string"}},
+            "balance": {"anyOf": [{"type": "integer"}, {"type": "string", "enum": [""]}]},
+        },
+    }
     decoded = {"timestamp": "1700000000", "flag": "true", "payload": {"value": "25"}, "balance": "", "x": "7"}
 
-    assert coerce(decoded, schema) == {"timestamp": 1700000000, "flag": True, "payload": {"value": "25"},
-                                       "balance": "", "x": "7"}
+    assert coerce(decoded, schema) == {
+        "timestamp": 1700000000,
+        "flag": True,
+        "payload": {"value": "25"},
+        "balance": "",
+        "x": "7",
+    }
     assert coerce({"timestamp": "soon"}, schema) == {"timestamp": "soon"}

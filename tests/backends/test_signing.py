@@ -46,5 +46,8 @@ def test_secret_decoding() -> None:
 def test_signature_headers() -> None:
     headers = signing.signature_headers(SECRET, "msg_1", 1700000000, BODY)
 
-    assert headers == {"webhook-id": "msg_1", "webhook-timestamp": "1700000000",
-                       "webhook-signature": signing.sign(SECRET, "msg_1", 1700000000, BODY)}
+    assert headers == {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": signing.sign(SECRET, "msg_1", 1700000000, BODY),
+    }

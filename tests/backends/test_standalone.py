@@ -17,13 +17,19 @@ def test_standalone_lago_prints_base_url_and_serves() -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "kubetally.testing.backends", "lago", "--port", str(port), "--api-key", "k-1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         base_url = process.stdout.readline().strip()
         assert base_url == f"http://127.0.0.1:{port}/api/v1"
-        response = httpx.post(f"{base_url}/events", headers={"Authorization": "Bearer k-1"}, json={"event": {
-            "transaction_id": "t-1", "external_subscription_id": "s-1", "code": "storage"}})
+        response = httpx.post(
+            f"{base_url}/events",
+            headers={"Authorization": "Bearer k-1"},
+            json={"event": {"transaction_id": "t-1", "external_subscription_id": "s-1", "code": "storage"}},
+        )
         assert response.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)

@@ -72,8 +72,13 @@ def test_the_collection_configmap_alone_loads_with_a_warning() -> None:
 
 
 def test_missing_usage_query(tmp_path: Path) -> None:
-    path = write(tmp_path, "items.yaml", GOOD_ITEM.format(item="A").replace(
-        '    query: "sum by (deviceuuid, podnamespace) (rate(vgpu_core_usage_seconds_total{}[5m]))"\n', ""))
+    path = write(
+        tmp_path,
+        "items.yaml",
+        GOOD_ITEM.format(item="A").replace(
+            '    query: "sum by (deviceuuid, podnamespace) (rate(vgpu_core_usage_seconds_total{}[5m]))"\n', ""
+        ),
+    )
     assert problems_of(path) == [f"{path}: item 'A': usage.query: required field is missing"]
 
 
@@ -121,8 +126,12 @@ def test_unknown_preset(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, "items.yaml", GOOD_ITEM.format(item="A").replace("step: 5m", "step: 7m")
-                 + GOOD_ITEM.format(item="B").replace("period: Hourly", "period: Weekly"))
+    path = write(
+        tmp_path,
+        "items.yaml",
+        GOOD_ITEM.format(item="A").replace("step: 5m", "step: 7m")
+        + GOOD_ITEM.format(item="B").replace("period: Hourly", "period: Weekly"),
+    )
     problems = problems_of(path)
     assert len(problems) == 2
     assert problems[1].startswith(f"{path}: item 'B': period: period must be Hourly or Daily")
@@ -131,6 +140,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_presets_and_configmaps_combine(tmp_path: Path) -> None:
     settings = write(tmp_path, "kubetally.yaml", "collection:\n  presets: [dcgm, storage]\n")
     config = load_config([settings, COLLECTION, DISPLAY])
-    assert [i.item for i in config.items] == ["GpuAllocation", "GpuUtilization", "StorageRequest",
-                                              "VgpuCoreUsed", "VgpuMemoryUsed"]
+    assert [i.item for i in config.items] == [
+        "GpuAllocation",
+        "GpuUtilization",
+        "StorageRequest",
+        "VgpuCoreUsed",
+        "VgpuMemoryUsed",
+    ]
     assert config.origins["GpuAllocation"] == "preset dcgm"

@@ -31,8 +31,11 @@ def test_valid_files_exit_zero() -> None:
 
 def test_invalid_files_exit_one_and_list_every_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(COLLECTION.read_text().replace("step: 5m", "step: 7m").replace(
-        "      item: VgpuMemoryUsed", "      item: VgpuMemoryUsed\n      colour: blue"))
+    bad.write_text(
+        COLLECTION.read_text()
+        .replace("step: 5m", "step: 7m")
+        .replace("      item: VgpuMemoryUsed", "      item: VgpuMemoryUsed\n      colour: blue")
+    )
     result = validate(bad, DISPLAY)
     assert result.exit_code == 1
     output = result.output.replace("\n", "")
@@ -56,8 +59,11 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 def test_bad_promql_is_reported_by_the_server(prometheus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.yaml"
-    bad.write_text(COLLECTION.read_text().replace(
-        "(avg_over_time(vgpu_memory_usage_bytes{}[5m]))", "(avg_over_time(vgpu_memory_usage_bytes{}[5m])"))
+    bad.write_text(
+        COLLECTION.read_text().replace(
+            "(avg_over_time(vgpu_memory_usage_bytes{}[5m]))", "(avg_over_time(vgpu_memory_usage_bytes{}[5m])"
+        )
+    )
     config = load_config([bad, DISPLAY])  # loads: PromQL is only checked by a server
     problems = check_queries(config, prometheus.url)
     assert len(problems) == 1

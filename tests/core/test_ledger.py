@@ -12,9 +12,17 @@ H11 = Period(parse_time("2026-11-01T11:00:00Z"), parse_time("2026-11-01T12:00:00
 
 def rec(usage: str, name: str = "gpu-0", period: Period = H10, labels: dict | None = None) -> UsageRecord:
     return UsageRecord.measure(
-        cluster="c1", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed", name=name,
-        namespace="team-a", tenant="namespace/team-a", period_kind=PeriodKind.hourly, period=period,
-        usage=usage, labels=labels,
+        cluster="c1",
+        kind="Vgpu",
+        category="VgpuCore",
+        item="VgpuCoreUsed",
+        name=name,
+        namespace="team-a",
+        tenant="namespace/team-a",
+        period_kind=PeriodKind.hourly,
+        period=period,
+        usage=usage,
+        labels=labels,
     )
 
 
@@ -57,7 +65,9 @@ def test_changes_cursor_sees_every_revision_in_order(ledger: Ledger) -> None:
     ledger.write([rec("2")])
     changes = ledger.changes(0)
     assert [(r.start.hour, r.usage, r.revision) for _, r in changes] == [
-        (10, Decimal("1"), 0), (11, Decimal("5"), 0), (10, Decimal("2"), 1)
+        (10, Decimal("1"), 0),
+        (11, Decimal("5"), 0),
+        (10, Decimal("2"), 1),
     ]
     seqs = [seq for seq, _ in changes]
     assert seqs == sorted(seqs)

@@ -8,9 +8,16 @@ HOUR = Period(parse_time("2024-04-29T00:00:00Z"), parse_time("2024-04-29T01:00:0
 
 def make(usage: object = 200, **kw: object) -> UsageRecord:
     args: dict = dict(
-        cluster="default-cluster", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed",
-        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7", namespace="cpaas-system",
-        project="cpaas-system", period_kind=PeriodKind.hourly, period=HOUR, usage=usage,
+        cluster="default-cluster",
+        kind="Vgpu",
+        category="VgpuCore",
+        item="VgpuCoreUsed",
+        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7",
+        namespace="cpaas-system",
+        project="cpaas-system",
+        period_kind=PeriodKind.hourly,
+        period=HOUR,
+        usage=usage,
     )
     args.update(kw)
     return UsageRecord.measure(**args)
@@ -24,9 +31,16 @@ def test_id_is_deterministic_32_hex_and_ignores_quantity_and_enrichment() -> Non
     # Pinned: the hash of the canonical fields must never change between releases, or every
     # ledger would see "new" records after an upgrade.
     assert a.id == record_id(
-        cluster="default-cluster", kind="Vgpu", category="VgpuCore", item="VgpuCoreUsed",
-        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7", namespace="cpaas-system",
-        project="cpaas-system", tenant="", period="Hourly", start=HOUR.start,
+        cluster="default-cluster",
+        kind="Vgpu",
+        category="VgpuCore",
+        item="VgpuCoreUsed",
+        name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7",
+        namespace="cpaas-system",
+        project="cpaas-system",
+        tenant="",
+        period="Hourly",
+        start=HOUR.start,
     )
 
 
@@ -45,8 +59,25 @@ def test_record_shape_matches_design() -> None:
     assert d["end"] == "2024-04-29T00:59:59Z"
     assert d["period"] == "hourly"
     assert d["revision"] == 0
-    assert list(d) == ["id", "kind", "category", "item", "name", "namespace", "cluster", "project",
-                       "tenant", "labels", "date", "period", "start", "end", "usage", "unit", "revision"]
+    assert list(d) == [
+        "id",
+        "kind",
+        "category",
+        "item",
+        "name",
+        "namespace",
+        "cluster",
+        "project",
+        "tenant",
+        "labels",
+        "date",
+        "period",
+        "start",
+        "end",
+        "usage",
+        "unit",
+        "revision",
+    ]
 
 
 def test_json_keeps_decimals_exact() -> None:

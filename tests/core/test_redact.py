@@ -14,24 +14,30 @@ from kubetally.sources.prometheus.client import PrometheusClient
 from kubetally.testing.net import free_port
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("http://admin:s3cret@127.0.0.1:1", "http://admin:***@127.0.0.1:1"),
-    ("https://admin:s3cret@prom.example:9090/prometheus/?x=1#f", "https://admin:***@prom.example:9090/prometheus/?x=1#f"),
-    ("postgresql://kt:s3cret@db:5432/kubetally", "postgresql://kt:***@db:5432/kubetally"),
-    ("postgresql://kt:@db/kubetally", "postgresql://kt:***@db/kubetally"),
-    # an "@" in the password, raw: the userinfo ends at the authority's last "@"
-    ("http://admin:p@ss@host:9090", "http://admin:***@host:9090"),
-    # a raw "/" or "?" in the password (SQLAlchemy accepts those in database URLs)
-    ("postgresql://kt:pa/ss@db/kubetally", "postgresql://kt:***@db/kubetally"),
-    ("postgresql://kt:pa?ss@db/kubetally", "postgresql://kt:***@db/kubetally"),
-    # nothing to hide
-    ("http://127.0.0.1:9090", "http://127.0.0.1:9090"),
-    ("http://user@host:9090", "http://user@host:9090"),
-    ("http://host:9090/path@x?q=a@b", "http://host:9090/path@x?q=a@b"),
-    ("sqlite:////var/lib/a@b/kubetally.db", "sqlite:////var/lib/a@b/kubetally.db"),
-    ("kubetally.db", "kubetally.db"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://admin:s3cret@127.0.0.1:1", "http://admin:***@127.0.0.1:1"),
+        (
+            "https://admin:s3cret@prom.example:9090/prometheus/?x=1#f",
+            "https://admin:***@prom.example:9090/prometheus/?x=1#f",
+        ),
+        ("postgresql://kt:s3cret@db:5432/kubetally", "postgresql://kt:***@db:5432/kubetally"),
+        ("postgresql://kt:@db/kubetally", "postgresql://kt:***@db/kubetally"),
+        # an "@" in the password, raw: the userinfo ends at the authority's last "@"
+        ("http://admin:p@ss@host:9090", "http://admin:***@host:9090"),
+        # a raw "/" or "?" in the password (SQLAlchemy accepts those in database URLs)
+        ("postgresql://kt:pa/ss@db/kubetally", "postgresql://kt:***@db/kubetally"),
+        ("postgresql://kt:pa?ss@db/kubetally", "postgresql://kt:***@db/kubetally"),
+        # nothing to hide
+        ("http://127.0.0.1:9090", "http://127.0.0.1:9090"),
+        ("http://user@host:9090", "http://user@host:9090"),
+        ("http://host:9090/path@x?q=a@b", "http://host:9090/path@x?q=a@b"),
+        ("sqlite:////var/lib/a@b/kubetally.db", "sqlite:////var/lib/a@b/kubetally.db"),
+        ("kubetally.db", "kubetally.db"),
+        ("", ""),
+    ],
+)
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
@@ -42,7 +48,9 @@ def test_the_ledger_keeps_its_redact() -> None:
 
 def test_redact_text() -> None:
     url = "http://admin:s3cret@host:9090"
-    assert redact_text(f"cannot reach {url}/api/v1/query", url) == "cannot reach http://admin:***@host:9090/api/v1/query"
+    assert (
+        redact_text(f"cannot reach {url}/api/v1/query", url) == "cannot reach http://admin:***@host:9090/api/v1/query"
+    )
     assert redact_text("no url here", url) == "no url here"
 
 

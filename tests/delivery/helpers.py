@@ -60,8 +60,17 @@ def fleet(tenants: int, hours: int, *, start: datetime = START) -> list[UsageRec
     for t in range(tenants):
         for h in range(hours):
             sku = SKUS[(t + h) % len(SKUS)]
-            out.append(record(f"t{t}", "gpu_hours", h, Decimal(f"{t + 1}.{h:03d}123"), start=start, sku=sku,
-                              capacity="spot" if h % 2 else "on-demand"))
+            out.append(
+                record(
+                    f"t{t}",
+                    "gpu_hours",
+                    h,
+                    Decimal(f"{t + 1}.{h:03d}123"),
+                    start=start,
+                    sku=sku,
+                    capacity="spot" if h % 2 else "on-demand",
+                )
+            )
             out.append(record(f"t{t}", "cpu_core_hours", h, Decimal(f"{(t * 7 + h) % 13}.25"), start=start))
     return out
 

@@ -30,14 +30,22 @@ def test_one_off_lago_run_as_a_real_process(tmp_path: Path, lago: Any) -> None:
     db = _db(tmp_path, fleet(2, 3))
     env = {**os.environ, "LAGO_API_KEY": lago.api_key, "COLUMNS": "200"}
     url = lago.base_url.removesuffix("/api/v1")  # vBilling style: the host, /api/v1 is added
-    done = subprocess.run(["kubetally", "deliver", "--db", db, "--to", "lago", "--url", url],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["kubetally", "deliver", "--db", db, "--to", "lago", "--url", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "lago" in done.stdout and " 12 " in done.stdout
     assert lago.api_key not in done.stdout + done.stderr
     with Ledger.open(db) as ledger:
-        got = sum_by(lago.events.values(), lambda e: (e["external_subscription_id"][3:], e["code"]),
-                     lambda e: e["properties"]["quantity"])
+        got = sum_by(
+            lago.events.values(),
+            lambda e: (e["external_subscription_id"][3:], e["code"]),
+            lambda e: e["properties"]["quantity"],
+        )
         assert got == ledger_totals(ledger)
     assert lago.violations == []
 
@@ -54,11 +62,17 @@ def test_file_dead_letters_and_requeue(tmp_path: Path, lago: Any) -> None:
     listed = runner.invoke(app, ["deliver", "--db", db, "--dead-letters", "--json"])
     [letter] = [json.loads(line) for line in listed.output.splitlines()]
     assert (letter["destination"], letter["event_id"], letter["tenant"], letter["item"], letter["state"]) == (
-        "lago", f"{bad.id}-0", bad.tenant, bad.item, "dead")
+        "lago",
+        f"{bad.id}-0",
+        bad.tenant,
+        bad.item,
+        "dead",
+    )
     assert letter["quantity"] == float(bad.usage)
     lago.reject_events(None)
-    again = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url,
-                                "--requeue", "all"], env=env)
+    again = runner.invoke(
+        app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url, "--requeue", "all"], env=env
+    )
     assert again.exit_code == 0, again.output
     assert "re-queued 1 dead letter" in again.output
     assert runner.invoke(app, ["deliver", "--db", db, "--dead-letters"]).output.strip() == "no dead letters"
@@ -87,13 +101,20 @@ def test_config_file_with_two_destinations(tmp_path: Path, lago: Any) -> None:
 
 def test_failures_exit_non_zero_with_a_reason(tmp_path: Path, lago: Any) -> None:
     db = _db(tmp_path, [record("acme", "gpu_hours", 0, "1")])
-    wrong = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url],
-                          env={"LAGO_API_KEY": "not-the-key", "COLUMNS": "200"})
+    wrong = runner.invoke(
+        app,
+        ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url],
+        env={"LAGO_API_KEY": "not-the-key", "COLUMNS": "200"},
+    )
     assert wrong.exit_code == 1
     assert "HTTP 401" in wrong.output and "not-the-key" not in wrong.output
-    missing = subprocess.run([sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "--to", "stripe"],
-                             env={k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"},
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "--to", "stripe"],
+        env={k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 1
     assert "destination stripe: no API key (set the environment variable STRIPE_API_KEY)" in missing.stderr
     nothing = runner.invoke(app, ["deliver", "--db", db], env={"LAGO_API_KEY": ""})
@@ -107,9 +128,23 @@ def test_follow_delivers_new_records_until_sigterm(tmp_path: Path) -> None:
     db = _db(tmp_path, fleet(1, 2))
     out = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "--to", "file", "--path", str(out),
-         "--follow", "--interval", "1s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "kubetally.delivery",
+            "deliver",
+            "--db",
+            db,
+            "--to",
+            "file",
+            "--path",
+            str(out),
+            "--follow",
+            "--interval",
+            "1s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
     def lines() -> int:

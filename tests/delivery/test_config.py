@@ -24,18 +24,22 @@ from kubetally.errors import ConfigError
 
 
 def test_list_and_mapping_shapes(tmp_path: Path) -> None:
-    as_list = DestinationsConfig.model_validate([
-        {"type": "lago", "url": "http://lago:3000", "timeout": "10s", "offboard_grace": "2h"},
-        {"name": "audit", "type": "file", "path": str(tmp_path / "e.jsonl")},
-    ])
+    as_list = DestinationsConfig.model_validate(
+        [
+            {"type": "lago", "url": "http://lago:3000", "timeout": "10s", "offboard_grace": "2h"},
+            {"name": "audit", "type": "file", "path": str(tmp_path / "e.jsonl")},
+        ]
+    )
     lago, audit = as_list.destinations
     assert isinstance(lago, LagoConfig) and lago.name == "lago"
     assert lago.timeout == timedelta(seconds=10) and lago.offboard_grace == timedelta(hours=2)
     assert isinstance(audit, FileConfig) and audit.name == "audit"
-    as_map = DestinationsConfig.model_validate({
-        "stripe": {"scale": "1000", "item_scale": {"gpu_hours": "3600"}},
-        "backup": {"type": "file", "path": "x.jsonl"},
-    })
+    as_map = DestinationsConfig.model_validate(
+        {
+            "stripe": {"scale": "1000", "item_scale": {"gpu_hours": "3600"}},
+            "backup": {"type": "file", "path": "x.jsonl"},
+        }
+    )
     stripe, backup = as_map.destinations
     assert isinstance(stripe, StripeConfig)
     assert stripe.scale == Decimal(1000) and stripe.item_scale == {"gpu_hours": Decimal(3600)}
@@ -57,8 +61,7 @@ def test_problems_name_file_and_field(tmp_path: Path) -> None:
     problems = err.value.problems
     assert f"{config}: destinations: destinations[0].lago.api_key: unknown key" in problems
     assert f"{config}: destinations: destinations[1].webhook.url: required field is missing" in problems
-    assert any(p.startswith(f"{config}: destinations: destinations[2].lago.timeout: not a duration")
-               for p in problems)
+    assert any(p.startswith(f"{config}: destinations: destinations[2].lago.timeout: not a duration") for p in problems)
     assert "sk-inline-secret" not in str(err.value)
 
 
@@ -81,7 +84,11 @@ def test_vbilling_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BILLING_CURRENCY", "EUR")
     lago = LagoConfig(type="lago")
     assert (lago.url, lago.plan_code, lago.currency, lago.api_key_env) == (
-        "http://lago-api.lago-system:3000", "gpu-plan", "EUR", "LAGO_API_KEY")
+        "http://lago-api.lago-system:3000",
+        "gpu-plan",
+        "EUR",
+        "LAGO_API_KEY",
+    )
     assert lago_api_url(lago.url) == "http://lago-api.lago-system:3000/api/v1"
     assert lago_api_url("http://h/api/v1/") == "http://h/api/v1"
 
@@ -92,7 +99,10 @@ def test_destinations_from_env() -> None:
     assert found is not None
     [lago] = found.destinations
     assert (lago.url, lago.plan_code, lago.currency) == (  # type: ignore[attr-defined]
-        "http://localhost:3000", "vcluster-standard", "JPY")
+        "http://localhost:3000",
+        "vcluster-standard",
+        "JPY",
+    )
 
 
 def test_one_off_flags(tmp_path: Path) -> None:
@@ -128,5 +138,7 @@ def test_metric_codes_are_snake_case() -> None:
 def test_urls_are_checked_when_the_config_loads() -> None:
     with pytest.raises(ValueError, match="must be an http:// or https:// URL, not 'lago:3000'"):
         DestinationsConfig.model_validate([{"type": "lago", "url": "lago:3000"}])
-    assert DestinationsConfig.model_validate([{"type": "webhook", "url": "https://h/x/"}]).destinations[0].url \
-        == "https://h/x"  # type: ignore[attr-defined]
+    assert (
+        DestinationsConfig.model_validate([{"type": "webhook", "url": "https://h/x/"}]).destinations[0].url
+        == "https://h/x"
+    )  # type: ignore[attr-defined]

@@ -36,7 +36,11 @@ def test_revision_is_a_delta_with_its_own_id() -> None:
     [up] = events_for(second, 2, first, label_keys=("gpu_sku",))
     [down] = events_for(third, 3, second, label_keys=("gpu_sku",))
     assert (up.id, up.action, up.quantity, up.total) == (
-        f"{first.id}-1", Action.delta, Decimal("0.25"), Decimal("2.75"))
+        f"{first.id}-1",
+        Action.delta,
+        Decimal("0.25"),
+        Decimal("2.75"),
+    )
     assert (down.id, down.quantity, down.total) == (f"{first.id}-2", Decimal("-1.75"), Decimal("1"))
     assert first.usage + up.quantity + down.quantity == third.usage
 
@@ -46,9 +50,17 @@ def test_revision_changing_a_priced_label_is_reversal_plus_new_quantity() -> Non
     moved = first.model_copy(update={"usage": Decimal("3.5"), "revision": 1, "labels": {"gpu_sku": "A100"}})
     undo, new = events_for(moved, 2, first, label_keys=("gpu_sku",))
     assert (undo.id, undo.action, undo.quantity, undo.labels) == (
-        f"{first.id}-1-undo", Action.reversal, Decimal("-3"), {"gpu_sku": "H100"})
+        f"{first.id}-1-undo",
+        Action.reversal,
+        Decimal("-3"),
+        {"gpu_sku": "H100"},
+    )
     assert (new.id, new.action, new.quantity, new.labels) == (
-        f"{first.id}-1", Action.usage, Decimal("3.5"), {"gpu_sku": "A100"})
+        f"{first.id}-1",
+        Action.usage,
+        Decimal("3.5"),
+        {"gpu_sku": "A100"},
+    )
 
 
 def test_label_outside_the_destination_keys_keeps_a_delta() -> None:

@@ -32,7 +32,9 @@ def _deliver(db: str, config: Path, lago: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LAGO_API_KEY": lago.api_key, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(
         [sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "-c", str(config), "--max-wait", "60s"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -58,8 +60,9 @@ def _revise(ledger: Ledger, rng: random.Random) -> None:
         labels = dict(rec.labels)
         if rng.random() < 0.3:
             labels["gpu_sku"] = "B200"
-        ledger.write([rec.model_copy(update={"usage": (rec.usage * factor).quantize(Decimal("0.000000001")),
-                                             "labels": labels})])
+        ledger.write(
+            [rec.model_copy(update={"usage": (rec.usage * factor).quantize(Decimal("0.000000001")), "labels": labels})]
+        )
 
 
 def _kill_at_random_point(proc: subprocess.Popen[bytes], lago: Any, rng: random.Random) -> tuple[bool, bool]:
@@ -119,7 +122,8 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(
         _, err = final.communicate(timeout=120)
         assert final.returncode == 0, err.decode()[-3000:]
         assert mid_delivery >= rounds // 2, (
-            f"only {mid_delivery} of {kills} kills hit a delivery in progress ({faults})")
+            f"only {mid_delivery} of {kills} kills hit a delivery in progress ({faults})"
+        )
 
         dead = Outbox(ledger, "lago").dead_letters()
         assert {d.event_id for d in dead} == rejected
@@ -131,8 +135,11 @@ def test_sigkill_at_random_points_loses_nothing_and_sends_nothing_twice(
         expected = ledger_totals(ledger)
         for letter in dead:
             expected[(letter.tenant, letter.item)] -= letter.quantity
-        got = sum_by(stored, lambda e: (e["external_subscription_id"].removeprefix("kt-"), e["code"]),
-                     lambda e: e["properties"]["quantity"])
+        got = sum_by(
+            stored,
+            lambda e: (e["external_subscription_id"].removeprefix("kt-"), e["code"]),
+            lambda e: e["properties"]["quantity"],
+        )
         assert got == {k: v for k, v in expected.items() if v != 0}
         assert Outbox(ledger, "lago").pending() == 0
     assert lago.violations == []

@@ -36,15 +36,23 @@ def run(ledger: Ledger, be: Any, **kwargs: Any) -> Any:
 
 
 def totals(be: Any) -> dict[tuple[str, str], Decimal]:
-    return sum_by(be.events.values(), lambda e: (e["external_subscription_id"].removeprefix("kt-"), e["code"]),
-                  lambda e: e["properties"]["quantity"])
+    return sum_by(
+        be.events.values(),
+        lambda e: (e["external_subscription_id"].removeprefix("kt-"), e["code"]),
+        lambda e: e["properties"]["quantity"],
+    )
 
 
 def test_everything_arrives_once_with_exact_totals(ledger: Ledger, lago: Any) -> None:
     ledger.write(fleet(4, 30))
     result = run(ledger, lago)
     assert (result.delivered, result.duplicates, result.dead_lettered, result.pending, result.error) == (
-        240, 0, 0, 0, None)
+        240,
+        0,
+        0,
+        0,
+        None,
+    )
     assert totals(lago) == ledger_totals(ledger)
     assert lago.violations == []
     batches = [r.json()["events"] for r in lago.requests if r.path.endswith("/events/batch")]
@@ -56,11 +64,13 @@ def test_everything_arrives_once_with_exact_totals(ledger: Ledger, lago: Any) ->
 
 
 def test_bootstrap_creates_metrics_with_sku_filters_plan_and_subscriptions(sqlite_ledger: Ledger, lago: Any) -> None:
-    sqlite_ledger.write([
-        record("acme", "gpu_hours", 0, "1", sku="H100", capacity="spot"),
-        record("acme", "gpu_hours", 1, "1", sku="T4", capacity="on-demand"),
-        record("beta", "cpu_core_hours", 0, "3"),
-    ])
+    sqlite_ledger.write(
+        [
+            record("acme", "gpu_hours", 0, "1", sku="H100", capacity="spot"),
+            record("acme", "gpu_hours", 1, "1", sku="T4", capacity="on-demand"),
+            record("beta", "cpu_core_hours", 0, "3"),
+        ]
+    )
     items = [ItemSpec("gpu_hours", "GPU", "hours", "GPU hours"), ItemSpec("storage_gb_hours")]
     assert run(sqlite_ledger, lago, items=items).delivered == 3
     objects = lago.objects
@@ -69,7 +79,9 @@ def test_bootstrap_creates_metrics_with_sku_filters_plan_and_subscriptions(sqlit
     gpu = metrics["gpu_hours"]
     assert (gpu["name"], gpu["aggregation_type"], gpu["field_name"]) == ("GPU hours", "sum_agg", "quantity")
     assert sorted((f["key"], f["values"]) for f in gpu["filters"]) == [
-        ("capacity_type", ["on-demand", "spot"]), ("gpu_sku", ["H100", "T4"])]
+        ("capacity_type", ["on-demand", "spot"]),
+        ("gpu_sku", ["H100", "T4"]),
+    ]
     plan = objects["plans"]["vcluster-standard"]
     charges = {c["billable_metric_code"]: c for c in plan["charges"]}
     assert sorted(charges) == ["cpu_core_hours", "gpu_hours", "storage_gb_hours"]
@@ -81,7 +93,9 @@ def test_bootstrap_creates_metrics_with_sku_filters_plan_and_subscriptions(sqlit
     assert sorted(objects["customers"]) == ["kt-acme", "kt-beta"]
     subs = objects["subscriptions"]
     assert {k: (v["plan_code"], v["status"]) for k, v in subs.items()} == {
-        "kt-acme": ("vcluster-standard", "active"), "kt-beta": ("vcluster-standard", "active")}
+        "kt-acme": ("vcluster-standard", "active"),
+        "kt-beta": ("vcluster-standard", "active"),
+    }
     assert lago.violations == []
 
 
@@ -93,13 +107,23 @@ def test_new_sku_extends_filters_and_keeps_prices_set_by_the_operator(sqlite_led
     plan = lago.objects["plans"]["vcluster-standard"]
     [charge] = plan["charges"]
     priced = {
-        "id": charge["lago_id"], "billable_metric_id": charge["lago_billable_metric_id"],
-        "charge_model": "standard", "properties": {"amount": "2.5"},
-        "filters": [{"invoice_display_name": "H100", "properties": {"amount": "4.1"},
-                     "values": {"gpu_sku": ["H100"]}}],
+        "id": charge["lago_id"],
+        "billable_metric_id": charge["lago_billable_metric_id"],
+        "charge_model": "standard",
+        "properties": {"amount": "2.5"},
+        "filters": [{"invoice_display_name": "H100", "properties": {"amount": "4.1"}, "values": {"gpu_sku": ["H100"]}}],
     }
-    body = {"plan": {"name": plan["name"], "code": plan["code"], "interval": "monthly", "amount_cents": 0,
-                     "amount_currency": "USD", "pay_in_advance": False, "charges": [priced]}}
+    body = {
+        "plan": {
+            "name": plan["name"],
+            "code": plan["code"],
+            "interval": "monthly",
+            "amount_cents": 0,
+            "amount_currency": "USD",
+            "pay_in_advance": False,
+            "charges": [priced],
+        }
+    }
     headers = {"Authorization": f"Bearer {lago.api_key}"}
     assert httpx.put(f"{lago.base_url}/plans/vcluster-standard", json=body, headers=headers).status_code == 200
     sqlite_ledger.write([record("acme", "gpu_hours", 1, "1", sku="B200"), record("acme", "lb_hours", 0, "1")])
@@ -109,7 +133,9 @@ def test_new_sku_extends_filters_and_keeps_prices_set_by_the_operator(sqlite_led
     gpu = charges["gpu_hours"]
     assert gpu["properties"] == {"amount": "2.5"}
     assert {f["values"]["gpu_sku"][0]: f["properties"]["amount"] for f in gpu["filters"]} == {
-        "H100": "4.1", "B200": "0"}
+        "H100": "4.1",
+        "B200": "0",
+    }
     assert charges["lb_hours"]["properties"] == {"amount": "0"}
     assert lago.objects["billable_metrics"]["gpu_hours"]["filters"] == [{"key": "gpu_sku", "values": ["B200", "H100"]}]
     assert lago.violations == []
@@ -167,7 +193,12 @@ def test_one_bad_event_is_isolated_and_dead_lettered(sqlite_ledger: Ledger, lago
     assert (result.delivered, result.dead_lettered, result.pending) == (59, 1, 0)
     [letter] = Outbox(sqlite_ledger, "lago").dead_letters()
     assert (letter.event_id, letter.tenant, letter.item, letter.quantity, letter.status) == (
-        f"{bad.id}-0", bad.tenant, bad.item, bad.usage, 422)
+        f"{bad.id}-0",
+        bad.tenant,
+        bad.item,
+        bad.usage,
+        422,
+    )
     assert "value_is_invalid" in letter.reason
     expected = ledger_totals(sqlite_ledger)
     expected[(bad.tenant, bad.item)] -= bad.usage
@@ -192,8 +223,9 @@ def test_revisions_are_deltas_and_reversals_summing_to_the_ledger(sqlite_ledger:
     b = record("acme", "gpu_hours", 1, "5", sku="H100")
     sqlite_ledger.write([a, b])
     run(sqlite_ledger, lago)
-    sqlite_ledger.write([a.model_copy(update={"usage": Decimal("2.75")}),
-                         b.model_copy(update={"usage": Decimal("4.5")})])
+    sqlite_ledger.write(
+        [a.model_copy(update={"usage": Decimal("2.75")}), b.model_copy(update={"usage": Decimal("4.5")})]
+    )
     sqlite_ledger.write([a.model_copy(update={"usage": Decimal("2.75"), "labels": {"gpu_sku": "A100"}})])
     result = run(sqlite_ledger, lago)
     assert (result.delivered, result.dead_lettered) == (4, 0)

@@ -39,14 +39,20 @@ def test_metronome_ingest_customers_and_metrics(sqlite_ledger: Ledger, metronome
     assert (result.delivered, result.dead_lettered, result.error) == (24, 1, None)
     [letter] = Outbox(sqlite_ledger, "metronome").dead_letters()
     assert letter.event_id == f"{old.id}-0" and "more than 34 days ago" in letter.reason
-    got = sum_by(metronome.events.values(), lambda e: (e["customer_id"].removeprefix("kt-"), e["event_type"]),
-                 lambda e: e["properties"]["quantity"])
+    got = sum_by(
+        metronome.events.values(),
+        lambda e: (e["customer_id"].removeprefix("kt-"), e["event_type"]),
+        lambda e: e["properties"]["quantity"],
+    )
     expected = ledger_totals(sqlite_ledger)
     expected[("t0", "gpu_hours")] -= old.usage
     assert got == expected
     customers = metronome.objects["customers"].values()
     assert sorted((c["name"], tuple(c["ingest_aliases"])) for c in customers) == [
-        ("t0", ("kt-t0",)), ("t1", ("kt-t1",)), ("t2", ("kt-t2",))]
+        ("t0", ("kt-t0",)),
+        ("t1", ("kt-t1",)),
+        ("t2", ("kt-t2",)),
+    ]
     metrics = sorted(metronome.objects["billable_metrics"].values(), key=lambda m: m["name"])
     assert [(m["name"], m["aggregation_type"], m["event_type_filter"]) for m in metrics] == [
         ("GPU hours", "SUM", {"in_values": ["gpu_hours"]}),
@@ -85,8 +91,11 @@ def test_openmeter_cloudevents_meters_and_subjects(sqlite_ledger: Ledger, openme
     assert run(sqlite_ledger, config, environ).delivered == 13
     sqlite_ledger.write([a.model_copy(update={"usage": Decimal("1.5")})])
     assert run(sqlite_ledger, config, environ).delivered == 1
-    got = sum_by(openmeter.events.values(), lambda e: (e["subject"].removeprefix("kt-"), e["type"]),
-                 lambda e: e["data"]["quantity"])
+    got = sum_by(
+        openmeter.events.values(),
+        lambda e: (e["subject"].removeprefix("kt-"), e["type"]),
+        lambda e: e["data"]["quantity"],
+    )
     assert got == ledger_totals(sqlite_ledger)
     keys = set(openmeter.events)
     assert ("kubetally/c1", f"{a.id}-1") in keys
@@ -122,15 +131,21 @@ def test_webhook_batches_are_signed_cloudevents(sqlite_ledger: Ledger, webhook: 
     environ = {"KUBETALLY_WEBHOOK_SECRET": webhook.api_key}
     result = run(sqlite_ledger, config, environ)
     assert (result.delivered, result.error) == (30, None)
-    got = sum_by(webhook.events.values(), lambda e: (e["data"]["tenant"], e["data"]["item"]),
-                 lambda e: e["data"]["quantity"])
+    got = sum_by(
+        webhook.events.values(), lambda e: (e["data"]["tenant"], e["data"]["item"]), lambda e: e["data"]["quantity"]
+    )
     assert got == ledger_totals(sqlite_ledger)
     [first, *_] = webhook.requests
     assert first.headers["content-type"] == "application/cloudevents-batch+json"
     assert first.headers["webhook-signature"].startswith("v1,")
     assert len(first.json()) == 7
-    assert signing.verify(signing.decode_secret(webhook.api_key), first.headers["webhook-id"],
-                          first.headers["webhook-timestamp"], first.body, first.headers["webhook-signature"])
+    assert signing.verify(
+        signing.decode_secret(webhook.api_key),
+        first.headers["webhook-id"],
+        first.headers["webhook-timestamp"],
+        first.body,
+        first.headers["webhook-signature"],
+    )
     assert webhook.violations == []
 
 

@@ -116,8 +116,15 @@ def test_dead_letters_are_kept_listed_and_requeued(ledger: Ledger, tmp_path: Pat
     outbox.commit(page.rows, page, dead=[DeadLetter(event, "backend said no", 422)])
     outbox.release()
     [letter] = outbox.dead_letters()
-    assert (letter.event_id, letter.tenant, letter.quantity, letter.status, letter.reason, letter.state,
-            letter.attempts) == (event.id, "acme", Decimal(5), 422, "backend said no", "dead", 1)
+    assert (
+        letter.event_id,
+        letter.tenant,
+        letter.quantity,
+        letter.status,
+        letter.reason,
+        letter.state,
+        letter.attempts,
+    ) == (event.id, "acme", Decimal(5), 422, "backend said no", "dead", 1)
     assert outbox.pending() == 0
     assert outbox.requeue(["no-such-event"]) == 0
     assert outbox.requeue() == 1

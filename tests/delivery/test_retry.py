@@ -9,8 +9,7 @@ from kubetally.delivery.retry import RetryPolicy, retry_after_from
 
 
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
-    policy = RetryPolicy(initial=timedelta(seconds=1), maximum=timedelta(seconds=8), jitter=0.2,
-                         rng=random.Random(7))
+    policy = RetryPolicy(initial=timedelta(seconds=1), maximum=timedelta(seconds=8), jitter=0.2, rng=random.Random(7))
     for failures, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 8.0), (9, 8.0)]:
         delays = [policy.delay(failures) for _ in range(200)]
         assert min(delays) >= base * 0.8

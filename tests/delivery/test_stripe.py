@@ -20,8 +20,9 @@ RECENT = floor_to(datetime.now(UTC) - timedelta(days=3), timedelta(days=1))
 
 def cfg(be: Any, **extra: Any) -> StripeConfig:
     extra.setdefault("scale", "3600")
-    return StripeConfig(type="stripe", url=be.base_url, stream_url=be.stream_base_url,
-                        retry_initial=timedelta(milliseconds=20), **extra)
+    return StripeConfig(
+        type="stripe", url=be.base_url, stream_url=be.stream_base_url, retry_initial=timedelta(milliseconds=20), **extra
+    )
 
 
 def run(ledger: Ledger, be: Any, **extra: Any) -> Any:
@@ -31,8 +32,11 @@ def run(ledger: Ledger, be: Any, **extra: Any) -> Any:
 
 def per_meter(be: Any) -> dict[tuple[str, str], Decimal]:
     customers = {c["id"]: c["name"] for c in be.objects["customers"].values()}
-    return sum_by(be.events.values(), lambda e: (customers[e["payload"]["stripe_customer_id"]], e["event_name"]),
-                  lambda e: e["payload"]["value"])
+    return sum_by(
+        be.events.values(),
+        lambda e: (customers[e["payload"]["stripe_customer_id"]], e["event_name"]),
+        lambda e: e["payload"]["value"],
+    )
 
 
 def hours(h: int, usage: str, tenant: str = "acme", sku: str | None = "H100") -> Any:
@@ -52,8 +56,7 @@ def test_stream_delivers_to_meters_per_sku_with_integer_values(sqlite_ledger: Le
     assert sorted(meters) == ["gpu_hours__h100", "gpu_hours__t4"]
     assert meters["gpu_hours__h100"]["default_aggregation"] == {"formula": "sum"}
     assert sorted(c["name"] for c in stripe.objects["customers"].values()) == ["acme", "beta"]
-    assert {e["identifier"] for e in stripe.events.values()} == {
-        f"{r.id}-0" for r in sqlite_ledger.records()}
+    assert {e["identifier"] for e in stripe.events.values()} == {f"{r.id}-0" for r in sqlite_ledger.records()}
     assert stripe.async_errors == []
     assert stripe.violations == []
     # customers are remembered: a second run creates none

@@ -20,46 +20,93 @@ def t(hhmmss: str, day: str = DAY) -> str:
 
 
 def namespace(name: str, labels: Mapping[str, str] | None = None, created: str = "2026-10-01T00:00:00Z") -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "creationTimestamp": created,
-                         "labels": {"kubernetes.io/metadata.name": name, **(labels or {})}},
-            "status": {"phase": "Active"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/metadata.name": name, **(labels or {})},
+        },
+        "status": {"phase": "Active"},
+    }
 
 
-def node(name: str, *, labels: Mapping[str, str] | None = None, cpu: str = "96", memory: str = "1056768Mi",
-         gpus: Mapping[str, str] | None = None, created: str = "2026-10-01T00:00:00Z") -> dict:
+def node(
+    name: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    cpu: str = "96",
+    memory: str = "1056768Mi",
+    gpus: Mapping[str, str] | None = None,
+    created: str = "2026-10-01T00:00:00Z",
+) -> dict:
     capacity = {"cpu": cpu, "memory": memory, "pods": "110", **(gpus or {})}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "creationTimestamp": created,
-                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **(labels or {})}},
-            "status": {"capacity": capacity, "allocatable": capacity,
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                       "lastTransitionTime": created}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", **(labels or {})},
+        },
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": created}
+            ],
+        },
+    }
 
 
-def pod(name: str, ns: str, *, node_name: str | None, requests: Mapping[str, str] | None = None,
-        labels: Mapping[str, str] | None = None, started: str | None = None, finished: str | None = None,
-        phase: str | None = None, created: str | None = None, ready_since: str | None = None,
-        unready_since: str | None = None, init_requests: Mapping[str, str] | None = None) -> dict:
+def pod(
+    name: str,
+    ns: str,
+    *,
+    node_name: str | None,
+    requests: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    started: str | None = None,
+    finished: str | None = None,
+    phase: str | None = None,
+    created: str | None = None,
+    ready_since: str | None = None,
+    unready_since: str | None = None,
+    init_requests: Mapping[str, str] | None = None,
+) -> dict:
     """A pod with one container (and an optional init container). ``started``/``finished`` fill
     the container status the kubelet would write."""
     container: dict[str, Any] = {"name": "main", "image": "registry.example/train:1"}
     if requests:
-        container["resources"] = {"requests": dict(requests), "limits": {
-            k: v for k, v in requests.items() if "gpu" in k or "mig" in k}}
+        container["resources"] = {
+            "requests": dict(requests),
+            "limits": {k: v for k, v in requests.items() if "gpu" in k or "mig" in k},
+        }
     spec: dict[str, Any] = {"containers": [container]}
     if init_requests:
-        spec["initContainers"] = [{"name": "init", "image": "registry.example/init:1",
-                                   "resources": {"requests": dict(init_requests)}}]
+        spec["initContainers"] = [
+            {"name": "init", "image": "registry.example/init:1", "resources": {"requests": dict(init_requests)}}
+        ]
     if node_name:
         spec["nodeName"] = node_name
     status: dict[str, Any] = {"phase": phase or ("Succeeded" if finished else "Running" if started else "Pending")}
     if started:
-        state: dict[str, Any] = ({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
-                                                 "finishedAt": finished}}
-                                 if finished else {"running": {"startedAt": started}})
-        status["containerStatuses"] = [{"name": "main", "image": container["image"], "imageID": "",
-                                        "ready": not finished, "restartCount": 0, "state": state}]
+        state: dict[str, Any] = (
+            {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": finished}}
+            if finished
+            else {"running": {"startedAt": started}}
+        )
+        status["containerStatuses"] = [
+            {
+                "name": "main",
+                "image": container["image"],
+                "imageID": "",
+                "ready": not finished,
+                "restartCount": 0,
+                "state": state,
+            }
+        ]
         status["startTime"] = started
     conditions = []
     if ready_since:
@@ -78,59 +125,111 @@ def vcluster(name: str, ns: str, *, kind: str = "StatefulSet", ready: int = 1) -
     """A vCluster control plane workload as its Helm chart creates it."""
     labels = {"app": "vcluster", "chart": "vcluster-0.35.3", "release": name, "heritage": "Helm"}
     selector = {"matchLabels": {"app": "vcluster", "release": name}}
-    template = {"metadata": {"labels": {"app": "vcluster", "release": name}},
-                "spec": {"containers": [{"name": "syncer", "image": "ghcr.io/loft-sh/vcluster-pro:0.35.3"}]}}
+    template = {
+        "metadata": {"labels": {"app": "vcluster", "release": name}},
+        "spec": {"containers": [{"name": "syncer", "image": "ghcr.io/loft-sh/vcluster-pro:0.35.3"}]},
+    }
     spec: dict[str, Any] = {"replicas": 1, "selector": selector, "template": template}
     if kind == "StatefulSet":
         spec["serviceName"] = f"{name}-headless"
-    return {"apiVersion": "apps/v1", "kind": kind,
-            "metadata": {"name": name, "namespace": ns, "labels": labels,
-                         "creationTimestamp": "2026-10-01T00:00:00Z"},
-            "spec": spec, "status": {"replicas": 1, "readyReplicas": ready}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns, "labels": labels, "creationTimestamp": "2026-10-01T00:00:00Z"},
+        "spec": spec,
+        "status": {"replicas": 1, "readyReplicas": ready},
+    }
 
 
-def control_plane_pod(vcluster_name: str, ns: str, *, node_name: str = "cpu-system-01", ready_since: str,
-                      index: int = 0, unready_since: str | None = None) -> dict:
-    obj = pod(f"{vcluster_name}-{index}", ns, node_name=node_name, requests={"cpu": "200m", "memory": "256Mi"},
-              labels={"app": "vcluster", "release": vcluster_name}, started=ready_since,
-              ready_since=None if unready_since else ready_since, unready_since=unready_since)
+def control_plane_pod(
+    vcluster_name: str,
+    ns: str,
+    *,
+    node_name: str = "cpu-system-01",
+    ready_since: str,
+    index: int = 0,
+    unready_since: str | None = None,
+) -> dict:
+    obj = pod(
+        f"{vcluster_name}-{index}",
+        ns,
+        node_name=node_name,
+        requests={"cpu": "200m", "memory": "256Mi"},
+        labels={"app": "vcluster", "release": vcluster_name},
+        started=ready_since,
+        ready_since=None if unready_since else ready_since,
+        unready_since=unready_since,
+    )
     return obj
 
 
-def pvc(name: str, ns: str, *, size: str, storage_class: str, created: str, phase: str = "Bound",
-        labels: Mapping[str, str] | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": ns, "creationTimestamp": created, "labels": dict(labels or {})},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
-                     "resources": {"requests": {"storage": size}}, "volumeName": f"pvc-{name}"},
-            "status": {"phase": phase, **({"capacity": {"storage": size}} if phase == "Bound" else {})}}
+def pvc(
+    name: str,
+    ns: str,
+    *,
+    size: str,
+    storage_class: str,
+    created: str,
+    phase: str = "Bound",
+    labels: Mapping[str, str] | None = None,
+) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": created, "labels": dict(labels or {})},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "resources": {"requests": {"storage": size}},
+            "volumeName": f"pvc-{name}",
+        },
+        "status": {"phase": phase, **({"capacity": {"storage": size}} if phase == "Bound" else {})},
+    }
 
 
-def lb_service(name: str, ns: str, *, created: str, ingress_at: str | None,
-               labels: Mapping[str, str] | None = None) -> dict:
+def lb_service(
+    name: str, ns: str, *, created: str, ingress_at: str | None, labels: Mapping[str, str] | None = None
+) -> dict:
     """A LoadBalancer Service; ``ingress_at`` is when the cloud controller wrote the address
     (its managedFields status entry), None while it has no address."""
-    meta: dict[str, Any] = {"name": name, "namespace": ns, "creationTimestamp": created,
-                            "labels": dict(labels or {})}
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "creationTimestamp": created, "labels": dict(labels or {})}
     status: dict[str, Any] = {"loadBalancer": {}}
     if ingress_at:
         status["loadBalancer"] = {"ingress": [{"ip": "203.0.113.10"}]}
-        meta["managedFields"] = [{"manager": "service-controller", "operation": "Update", "apiVersion": "v1",
-                                  "time": ingress_at, "fieldsType": "FieldsV1", "subresource": "status",
-                                  "fieldsV1": {"f:status": {"f:loadBalancer": {"f:ingress": {}}}}}]
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}],
-                     "selector": {"app": "api"}},
-            "status": status}
+        meta["managedFields"] = [
+            {
+                "manager": "service-controller",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "time": ingress_at,
+                "fieldsType": "FieldsV1",
+                "subresource": "status",
+                "fieldsV1": {"f:status": {"f:loadBalancer": {"f:ingress": {}}}},
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}], "selector": {"app": "api"}},
+        "status": status,
+    }
 
 
-def vci(name: str, project: str, *, host_ns: str, vcluster_name: str, cluster: str = "loft-cluster",
-        display: str = "") -> dict:
-    return {"apiVersion": "management.loft.sh/v1", "kind": "VirtualClusterInstance",
-            "metadata": {"name": name, "namespace": f"p-{project}", "creationTimestamp": "2026-10-01T00:00:00Z"},
-            "spec": {"displayName": display or name, "owner": {"team": project},
-                     "clusterRef": {"cluster": cluster, "namespace": host_ns, "virtualCluster": vcluster_name}},
-            "status": {"phase": "Ready"}}
+def vci(
+    name: str, project: str, *, host_ns: str, vcluster_name: str, cluster: str = "loft-cluster", display: str = ""
+) -> dict:
+    return {
+        "apiVersion": "management.loft.sh/v1",
+        "kind": "VirtualClusterInstance",
+        "metadata": {"name": name, "namespace": f"p-{project}", "creationTimestamp": "2026-10-01T00:00:00Z"},
+        "spec": {
+            "displayName": display or name,
+            "owner": {"team": project},
+            "clusterRef": {"cluster": cluster, "namespace": host_ns, "virtualCluster": vcluster_name},
+        },
+        "status": {"phase": "Ready"},
+    }
 
 
 def scenario(now: str, objects: list[dict], events: list[dict] | None = None) -> Scenario:

@@ -41,8 +41,9 @@ def config(*, backfill: str = "2h", **kubernetes: Any) -> Config:
 
 @contextmanager
 def running(sim: SimServer, ledger: Ledger, cfg: Config) -> Iterator[KubernetesAgent]:
-    agent = KubernetesAgent(config=cfg, ledger=ledger, cluster="gpu-east", api_client=sim.api_client(),
-                            clock=lambda: sim.now)
+    agent = KubernetesAgent(
+        config=cfg, ledger=ledger, cluster="gpu-east", api_client=sim.api_client(), clock=lambda: sim.now
+    )
     agent.start()
     try:
         yield agent
@@ -58,14 +59,29 @@ def step(sim: SimServer, agent: KubernetesAgent, to: str) -> None:
 
 
 def gpu_pod(name: str, node_name: str, gpus: str, **kwargs: Any) -> dict[str, Any]:
-    return pod(name, "vcluster-team-a", node_name=node_name, labels={SYNCED: "team-a"},
-               requests={"nvidia.com/gpu": gpus}, **kwargs)
+    return pod(
+        name,
+        "vcluster-team-a",
+        node_name=node_name,
+        labels={SYNCED: "team-a"},
+        requests={"nvidia.com/gpu": gpus},
+        **kwargs,
+    )
 
 
 def churn() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    h100 = node("h100-new", labels={SYNCED: "team-a", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-                                    "node.kubernetes.io/instance-type": "p5.48xlarge"},
-                cpu="192", memory="2Ti", gpus={"nvidia.com/gpu": "8"}, created=t("10:17:23"))
+    h100 = node(
+        "h100-new",
+        labels={
+            SYNCED: "team-a",
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            "node.kubernetes.io/instance-type": "p5.48xlarge",
+        },
+        cpu="192",
+        memory="2Ti",
+        gpus={"nvidia.com/gpu": "8"},
+        created=t("10:17:23"),
+    )
     objects = [
         namespace("vcluster-team-a"),
         vcluster("team-a", "vcluster-team-a"),
@@ -77,19 +93,40 @@ def churn() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     events = [
         {"at": t("10:17:23"), "type": "ADDED", "object": h100},
         {"at": t("10:25:00"), "type": "ADDED", "object": gpu_pod("trainer-x-ml-x-team-a", "a100", "2")},
-        {"at": t("10:25:30"), "type": "MODIFIED",
-         "object": gpu_pod("trainer-x-ml-x-team-a", "a100", "2", started=t("10:25:30"))},
-        {"at": t("10:28:00"), "type": "ADDED",
-         "object": gpu_pod("eval-x-ml-x-team-a", "h100-new", "8", started=t("10:28:00"))},
-        {"at": t("10:40:00"), "type": "DELETED",
-         "object": {"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "notebook-x-default-x-team-a", "namespace": "vcluster-team-a",
-                                 "deletionTimestamp": t("10:40:00")}}},
+        {
+            "at": t("10:25:30"),
+            "type": "MODIFIED",
+            "object": gpu_pod("trainer-x-ml-x-team-a", "a100", "2", started=t("10:25:30")),
+        },
+        {
+            "at": t("10:28:00"),
+            "type": "ADDED",
+            "object": gpu_pod("eval-x-ml-x-team-a", "h100-new", "8", started=t("10:28:00")),
+        },
+        {
+            "at": t("10:40:00"),
+            "type": "DELETED",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "notebook-x-default-x-team-a",
+                    "namespace": "vcluster-team-a",
+                    "deletionTimestamp": t("10:40:00"),
+                },
+            },
+        },
         # While the agent is down (11:20–12:10): the trainer finishes, the H100 node is removed.
-        {"at": t("11:40:00"), "type": "MODIFIED",
-         "object": gpu_pod("trainer-x-ml-x-team-a", "a100", "2", started=t("10:25:30"), finished=t("11:40:00"))},
-        {"at": t("11:45:00"), "type": "DELETED",
-         "object": {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "h100-new"}}},
+        {
+            "at": t("11:40:00"),
+            "type": "MODIFIED",
+            "object": gpu_pod("trainer-x-ml-x-team-a", "a100", "2", started=t("10:25:30"), finished=t("11:40:00")),
+        },
+        {
+            "at": t("11:45:00"),
+            "type": "DELETED",
+            "object": {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "h100-new"}},
+        },
     ]
     return objects, events
 
@@ -161,8 +198,13 @@ def test_watch_churn_410_and_restart_bill_every_second_once(ledger: Ledger) -> N
 
 
 def test_a_failed_list_never_offboards_and_grace_is_respected(tmp_path: Path) -> None:
-    objects = [namespace("vcluster-team-a"), namespace("vcluster-team-b"), node("cpu-system"),
-               vcluster("team-a", "vcluster-team-a"), vcluster("team-b", "vcluster-team-b")]
+    objects = [
+        namespace("vcluster-team-a"),
+        namespace("vcluster-team-b"),
+        node("cpu-system"),
+        vcluster("team-a", "vcluster-team-a"),
+        vcluster("team-b", "vcluster-team-b"),
+    ]
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:00:00"), objects) as sim:
         cfg = config(tenancy=TenancyConfig(offboard_grace=timedelta(hours=1)))
         with running(sim, ledger, cfg) as agent:
@@ -174,8 +216,14 @@ def test_a_failed_list_never_offboards_and_grace_is_respected(tmp_path: Path) ->
             assert set(state) == {TEAM_A, TEAM_B}
             assert all(k.missing_since is None and k.offboarded_at is None for k in state.values())
             # team-b's vCluster really goes away; the next complete discovery (10:10:00) misses it.
-            sim.apply("DELETED", {"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                  "metadata": {"name": "team-b", "namespace": "vcluster-team-b"}})
+            sim.apply(
+                "DELETED",
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "StatefulSet",
+                    "metadata": {"name": "team-b", "namespace": "vcluster-team-b"},
+                },
+            )
             step(sim, agent, t("10:10:00"))
             agent.reconcile()
             # 11:09:59 is 59 min 59 s after 10:10:00: still inside the 1 h grace.
@@ -192,15 +240,24 @@ def test_a_failed_list_never_offboards_and_grace_is_respected(tmp_path: Path) ->
 
 
 def test_a_late_status_update_revises_the_written_period(tmp_path: Path) -> None:
-    objects = [namespace("vcluster-team-a"), vcluster("team-a", "vcluster-team-a"),
-               node("a100", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, gpus={"nvidia.com/gpu": "8"}),
-               gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:00:00")),
-               gpu_pod("early-x-ml-x-team-a", "a100", "1", started=t("09:30:00"))]
+    objects = [
+        namespace("vcluster-team-a"),
+        vcluster("team-a", "vcluster-team-a"),
+        node("a100", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, gpus={"nvidia.com/gpu": "8"}),
+        gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:00:00")),
+        gpu_pod("early-x-ml-x-team-a", "a100", "1", started=t("09:30:00")),
+    ]
     events = [
-        {"at": t("11:02:00"), "type": "MODIFIED",
-         "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:00:00"), finished=t("10:59:00"))},
-        {"at": t("11:02:00"), "type": "MODIFIED",
-         "object": gpu_pod("early-x-ml-x-team-a", "a100", "1", started=t("09:30:00"), finished=t("09:59:30"))},
+        {
+            "at": t("11:02:00"),
+            "type": "MODIFIED",
+            "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:00:00"), finished=t("10:59:00")),
+        },
+        {
+            "at": t("11:02:00"),
+            "type": "MODIFIED",
+            "object": gpu_pod("early-x-ml-x-team-a", "a100", "1", started=t("09:30:00"), finished=t("09:59:30")),
+        },
     ]
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("11:01:30"), objects, events) as sim:
         with running(sim, ledger, config(settle_delay=timedelta(minutes=1), backfill="1h")) as agent:
@@ -208,18 +265,21 @@ def test_a_late_status_update_revises_the_written_period(tmp_path: Path) -> None
             step(sim, agent, t("11:02:00"))  # the kubelet's statuses arrive late
             result = agent.tick()
         current = {r.name: r for r in ledger.records(item="gpu_hours", start=parse_time(t("10:00:00")))}
-        history = sorted((r.name, r.revision, r.usage) for r in ledger.records(
-            item="gpu_hours", start=parse_time(t("10:00:00")), history=True))
+        history = sorted(
+            (r.name, r.revision, r.usage)
+            for r in ledger.records(item="gpu_hours", start=parse_time(t("10:00:00")), history=True)
+        )
     # The earliest late end (09:59:30) re-meters every written period from its start on.
     assert [p.start for p in result.revisited] == [parse_time(t("09:00:00")), parse_time(t("10:00:00"))]
     assert history == [
         # early finished at 09:59:30, before the period: its 1 h is withdrawn (revision to 0).
-        ("early-x-ml-x-team-a", 0, Decimal("1")), ("early-x-ml-x-team-a", 1, Decimal("0")),
+        ("early-x-ml-x-team-a", 0, Decimal("1")),
+        ("early-x-ml-x-team-a", 1, Decimal("0")),
         # job: 10:00:00–10:59:00 = 3540 s × 1 GPU = 0.983333333, a revision of the 1 h first written.
-        ("job-x-ml-x-team-a", 0, Decimal("1")), ("job-x-ml-x-team-a", 1, Decimal("0.983333333")),
+        ("job-x-ml-x-team-a", 0, Decimal("1")),
+        ("job-x-ml-x-team-a", 1, Decimal("0.983333333")),
     ]
-    assert (current["job-x-ml-x-team-a"].usage, current["job-x-ml-x-team-a"].revision) == (
-        Decimal("0.983333333"), 1)
+    assert (current["job-x-ml-x-team-a"].usage, current["job-x-ml-x-team-a"].revision) == (Decimal("0.983333333"), 1)
     # 09:00–10:00 was before max_backfill but is re-metered with what is now known:
     # early ran 09:30:00–09:59:30 = 1770 s × 1 GPU = 0.491666667.
     assert usage_of(tmp_path, "09:00:00") == {"early-x-ml-x-team-a": Decimal("0.491666667")}
@@ -232,13 +292,22 @@ def usage_of(tmp_path: Path, hour: str) -> dict[str, Decimal]:
 
 
 def test_short_windows_for_near_real_time_records(tmp_path: Path) -> None:
-    objects = [namespace("vcluster-team-a"), vcluster("team-a", "vcluster-team-a"),
-               node("a100", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, gpus={"nvidia.com/gpu": "8"})]
+    objects = [
+        namespace("vcluster-team-a"),
+        vcluster("team-a", "vcluster-team-a"),
+        node("a100", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, gpus={"nvidia.com/gpu": "8"}),
+    ]
     events = [
-        {"at": t("10:02:30"), "type": "ADDED",
-         "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:02:30"))},
-        {"at": t("10:13:10"), "type": "MODIFIED",
-         "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:02:30"), finished=t("10:13:10"))},
+        {
+            "at": t("10:02:30"),
+            "type": "ADDED",
+            "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:02:30")),
+        },
+        {
+            "at": t("10:13:10"),
+            "type": "MODIFIED",
+            "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:02:30"), finished=t("10:13:10")),
+        },
     ]
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:00:00"), objects, events) as sim:
         cfg = config(window=timedelta(minutes=5), settle_delay=timedelta(0), backfill="15m")
@@ -258,8 +327,11 @@ def test_short_windows_for_near_real_time_records(tmp_path: Path) -> None:
 
 def test_nothing_is_written_while_a_watch_is_broken(tmp_path: Path) -> None:
     objects = [namespace("vcluster-team-a"), vcluster("team-a", "vcluster-team-a"), node("cpu-system")]
-    with (Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:00:00"), objects) as sim,
-          running(sim, ledger, config(backfill="1h")) as agent):
+    with (
+        Ledger.open(str(tmp_path / "ledger.db")) as ledger,
+        serve(t("10:00:00"), objects) as sim,
+        running(sim, ledger, config(backfill="1h")) as agent,
+    ):
         # Pods can neither be watched nor re-listed for a while: periods wait for them.
         sim.fail_next(verb="watch", resource="pods", status=500, times=1000)
         sim.fail_next(verb="list", resource="pods", status=500, times=1000)
@@ -279,21 +351,35 @@ def test_one_writer_per_cluster(tmp_path: Path) -> None:
         # A collect while the agent meters the same cluster into the same ledger would open a
         # second segment for every new object: refused, naming the holder.
         with running(sim, ledger, config()), pytest.raises(LeaseHeld, match=r"cluster gpu-east is being metered by"):
-            collect_kubernetes(config=config(), ledger=ledger, cluster="gpu-east",
-                               api_client=sim.api_client(), clock=lambda: sim.now)
+            collect_kubernetes(
+                config=config(), ledger=ledger, cluster="gpu-east", api_client=sim.api_client(), clock=lambda: sim.now
+            )
         # The agent gave the lease back on stop: collecting now works.
-        result = collect_kubernetes(config=config(), ledger=ledger, cluster="gpu-east",
-                                    api_client=sim.api_client(), clock=lambda: sim.now)
+        result = collect_kubernetes(
+            config=config(), ledger=ledger, cluster="gpu-east", api_client=sim.api_client(), clock=lambda: sim.now
+        )
         assert result.written.revised == 0
 
 
 def test_a_node_dedicated_late_and_released_is_never_billed_twice(tmp_path: Path) -> None:
     l4 = {"nvidia.com/gpu.product": "NVIDIA-L4", "node.kubernetes.io/instance-type": "g2-standard-8"}
-    joined = node("l4-late", labels={**l4, SYNCED: "late"}, cpu="8", memory="32Gi", gpus={"nvidia.com/gpu": "1"},
-                  created=t("10:10:00"))
+    joined = node(
+        "l4-late",
+        labels={**l4, SYNCED: "late"},
+        cpu="8",
+        memory="32Gi",
+        gpus={"nvidia.com/gpu": "1"},
+        created=t("10:10:00"),
+    )
     released = node("l4-late", labels=l4, cpu="8", memory="32Gi", gpus={"nvidia.com/gpu": "1"}, created=t("10:10:00"))
-    job = pod("serve-x-default-x-late", "vcluster-late", node_name="l4-late", labels={SYNCED: "late"},
-              requests={"nvidia.com/gpu": "1"}, started=t("10:10:30"))
+    job = pod(
+        "serve-x-default-x-late",
+        "vcluster-late",
+        node_name="l4-late",
+        labels={SYNCED: "late"},
+        requests={"nvidia.com/gpu": "1"},
+        started=t("10:10:30"),
+    )
     objects = [namespace("vcluster-late"), node("cpu-system")]
     events = [
         {"at": t("10:10:00"), "type": "ADDED", "object": joined},  # labelled for vCluster "late", unknown yet

@@ -29,12 +29,22 @@ def cluster() -> list[dict]:
         namespace("vcluster-team-a"),
         vcluster("team-a", "vcluster-team-a"),
         node("cpu-system"),
-        node("g5", labels={"nvidia.com/gpu.product": "NVIDIA-A10G", "eks.amazonaws.com/capacityType": "SPOT"},
-             gpus={"nvidia.com/gpu": "1"}),
+        node(
+            "g5",
+            labels={"nvidia.com/gpu.product": "NVIDIA-A10G", "eks.amazonaws.com/capacityType": "SPOT"},
+            gpus={"nvidia.com/gpu": "1"},
+        ),
         control_plane_pod("team-a", "vcluster-team-a", ready_since=t("09:00:00")),
         # 10:12:00–10:42:00 on a spot A10G = 1800 s × 1 GPU
-        pod("infer-x-default-x-team-a", "vcluster-team-a", node_name="g5", requests={"nvidia.com/gpu": "1"},
-            labels={"vcluster.loft.sh/managed-by": "team-a"}, started=t("10:12:00"), finished=t("10:42:00")),
+        pod(
+            "infer-x-default-x-team-a",
+            "vcluster-team-a",
+            node_name="g5",
+            requests={"nvidia.com/gpu": "1"},
+            labels={"vcluster.loft.sh/managed-by": "team-a"},
+            started=t("10:12:00"),
+            finished=t("10:42:00"),
+        ),
     ]
 
 
@@ -49,9 +59,23 @@ def test_collect_kubernetes_command(tmp_path: Path) -> None:
     with serve(t("11:05:00"), cluster()) as sim:
         kubeconfig = sim.kubeconfig(tmp_path / "kubeconfig")
         # "now" is the apiserver's Date header: the simulator's virtual 11:05.
-        result = CliRunner().invoke(app, ["collect", "--kubernetes", "--kubeconfig", str(kubeconfig),
-                                          "--cluster", "gpu-east", "--db", db,
-                                          "--from", t("10:00:00"), "--to", t("11:00:00")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "collect",
+                "--kubernetes",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--cluster",
+                "gpu-east",
+                "--db",
+                db,
+                "--from",
+                t("10:00:00"),
+                "--to",
+                t("11:00:00"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     with Ledger.open(db) as ledger:
         assert usage(ledger) == EXPECTED
@@ -59,23 +83,46 @@ def test_collect_kubernetes_command(tmp_path: Path) -> None:
 
 def test_collect_with_an_unreachable_cluster_fails_with_one_line(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
-                          "users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
-                          "current-context: c\n")
-    result = CliRunner().invoke(app, ["collect", "--kubernetes", "--kubeconfig", str(kubeconfig), "--cluster", "x",
-                                      "--db", str(tmp_path / "l.db"), "--from", t("10:00:00"), "--to", t("11:00:00")])
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        "current-context: c\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "collect",
+            "--kubernetes",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--cluster",
+            "x",
+            "--db",
+            str(tmp_path / "l.db"),
+            "--from",
+            t("10:00:00"),
+            "--to",
+            t("11:00:00"),
+        ],
+    )
     # The CLI's main() turns a SourceError into "error: <reason>" and exit status 1.
     assert isinstance(result.exception, SourceError)
     assert str(result.exception).startswith("kubernetes: LIST nodes failed: ")
     assert "\n" not in str(result.exception)
 
 
-def test_agent_once_with_vbilling_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_agent_once_with_vbilling_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     db = str(tmp_path / "ledger.db")
-    for variable, value in {"SPOT_DISCOUNT_PERCENT": "60", "COLLECTION_INTERVAL": "60s",
-                            "RECONCILE_INTERVAL": "30s", "ADAPTER": "lago", "BILLING_CURRENCY": "USD",
-                            "DEFAULT_PLAN_CODE": "vcluster-standard"}.items():
+    for variable, value in {
+        "SPOT_DISCOUNT_PERCENT": "60",
+        "COLLECTION_INTERVAL": "60s",
+        "RECONCILE_INTERVAL": "30s",
+        "ADAPTER": "lago",
+        "BILLING_CURRENCY": "USD",
+        "DEFAULT_PLAN_CODE": "vcluster-standard",
+    }.items():
         monkeypatch.setenv(variable, value)
     monkeypatch.delenv("LAGO_API_KEY", raising=False)
     monkeypatch.delenv("PROMETHEUS_URL", raising=False)
@@ -84,24 +131,44 @@ def test_agent_once_with_vbilling_environment(tmp_path: Path, monkeypatch: pytes
         kubeconfig = sim.kubeconfig(tmp_path / "kubeconfig")
         config = tmp_path / "kubetally.yaml"
         config.write_text("collection:\n  max_backfill: 2h\n")
-        result = CliRunner().invoke(app, ["agent", "--once", "--clock", "apiserver", "-c", str(config),
-                                          "--kubeconfig", str(kubeconfig), "--cluster", "gpu-east", "--db", db])
+        result = CliRunner().invoke(
+            app,
+            [
+                "agent",
+                "--once",
+                "--clock",
+                "apiserver",
+                "-c",
+                str(config),
+                "--kubeconfig",
+                str(kubeconfig),
+                "--cluster",
+                "gpu-east",
+                "--db",
+                db,
+            ],
+        )
     assert result.exit_code == 0, result.output
     with Ledger.open(db) as ledger:
         # max_backfill 2 h at 11:05 reaches into 09:00–10:00 (control plane 1 h); then 10:00–11:00.
         assert usage(ledger, start=parse_time(t("10:00:00")), end=parse_time(t("11:00:00"))) == EXPECTED
         assert usage(ledger, start=parse_time(t("09:00:00")), end=parse_time(t("10:00:00"))) == {
-            (TEAM_A, "control_plane_hours", "team-a"): Decimal("1")}
+            (TEAM_A, "control_plane_hours", "team-a"): Decimal("1")
+        }
     # Spot is a price dimension (capacity_type=spot above), never a discount on quantity.
     assert "SPOT_DISCOUNT_PERCENT=60 is ignored" in caplog.text
     assert "delivery skipped" in caplog.text
 
 
 def test_vbilling_environment_maps_intervals_and_rejects_garbage() -> None:
-    env = vbilling_environment({"COLLECTION_INTERVAL": "2m", "RECONCILE_INTERVAL": "45s",
-                                "PROMETHEUS_URL": "http://prometheus:9090"}, KubernetesConfig())
-    assert (env.kubernetes.tick_interval, env.kubernetes.reconcile_interval) == (timedelta(minutes=2),
-                                                                                 timedelta(seconds=45))
+    env = vbilling_environment(
+        {"COLLECTION_INTERVAL": "2m", "RECONCILE_INTERVAL": "45s", "PROMETHEUS_URL": "http://prometheus:9090"},
+        KubernetesConfig(),
+    )
+    assert (env.kubernetes.tick_interval, env.kubernetes.reconcile_interval) == (
+        timedelta(minutes=2),
+        timedelta(seconds=45),
+    )
     assert env.prometheus_url == "http://prometheus:9090"
     with pytest.raises(ValueError, match="COLLECTION_INTERVAL='soon'"):
         vbilling_environment({"COLLECTION_INTERVAL": "soon"}, KubernetesConfig())
@@ -118,12 +185,17 @@ def test_agent_rejects_a_bad_interval_with_one_line(tmp_path: Path, monkeypatch:
 
 def test_kubernetes_section_is_validated_with_locations(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("kubernetes:\n  window: 5m\n  tenancy:\n    namespace_label: example.com/customer\n"
-                    "    offboard_grace: 2h\n  dedicated_nodes:\n    vcluster_label: null\n")
+    good.write_text(
+        "kubernetes:\n  window: 5m\n  tenancy:\n    namespace_label: example.com/customer\n"
+        "    offboard_grace: 2h\n  dedicated_nodes:\n    vcluster_label: null\n"
+    )
     section = load_config([good]).section("kubernetes")
     assert isinstance(section, KubernetesConfig)
     assert (section.window, section.tenancy.offboard_grace, section.dedicated_nodes.vcluster_label) == (
-        timedelta(minutes=5), timedelta(hours=2), None)
+        timedelta(minutes=5),
+        timedelta(hours=2),
+        None,
+    )
     assert str(section.period_kind) == "5m"
     bad = tmp_path / "bad.yaml"
     bad.write_text("kubernetes:\n  window: 7m\n  tenancy:\n    namespace_lable: x\n")

@@ -19,8 +19,13 @@ from kubetally.sources.kubernetes.tenancy import Tenant
 
 def test_a_rolled_back_flush_is_written_again_exactly_once(tmp_path: Path) -> None:
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
-        session = MeteringSession(ledger=ledger, cluster="c", config=KubernetesConfig(),
-                                  settle=timedelta(minutes=2), max_backfill=timedelta(days=1))
+        session = MeteringSession(
+            ledger=ledger,
+            cluster="c",
+            config=KubernetesConfig(),
+            settle=timedelta(minutes=2),
+            max_backfill=timedelta(days=1),
+        )
         session.begin()
         session._set_resolver([Tenant("namespace/research", "namespace", "research", "research")], None)
         dedicated = node("n1", labels={"kubetally.io/tenant": "namespace.research"}, created=t("10:00:00"))

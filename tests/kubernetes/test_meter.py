@@ -43,9 +43,11 @@ def test_segments_are_integrated_to_the_second_and_split_never_drifts() -> None:
     slice_ = gpu(Fraction(1, 7), gpu_sku="nvidia-h100-sxm-80gb", gpu_profile="1g.10gb")
     whole = [Segment("u1", "pod", billed("p", slice_), at("10:00:00"), at("10:59:59"))]
     # The same lifetime cut into three segments (e.g. re-attributions with the same attributes).
-    pieces = [Segment("u1", "pod", billed("p", slice_), at("10:00:00"), at("10:20:00")),
-              Segment("u1", "pod", billed("p", slice_), at("10:20:00"), at("10:40:01")),
-              Segment("u1", "pod", billed("p", slice_), at("10:40:01"), at("10:59:59"))]
+    pieces = [
+        Segment("u1", "pod", billed("p", slice_), at("10:00:00"), at("10:20:00")),
+        Segment("u1", "pod", billed("p", slice_), at("10:20:00"), at("10:40:01")),
+        Segment("u1", "pod", billed("p", slice_), at("10:40:01"), at("10:59:59")),
+    ]
     a = meter_period(whole, HOUR, cluster="c", period_kind=PeriodKind.hourly)
     b = meter_period(pieces, HOUR, cluster="c", period_kind=PeriodKind.hourly)
     # 3599 s × 1/7 GPU / 3600 = 0.142817460317… h → 0.142817460
@@ -55,9 +57,11 @@ def test_segments_are_integrated_to_the_second_and_split_never_drifts() -> None:
 
 def test_open_segments_run_to_the_period_end_and_outside_time_is_ignored() -> None:
     two = gpu(Fraction(2), gpu_sku="x")
-    segments = [Segment("u1", "pod", billed("p1", two), at("09:30:00"), None),  # 3600 s × 2 = 2 h
-                Segment("u2", "pod", billed("p2", two), at("10:59:30"), at("11:30:00")),  # 30 s × 2 = 0.016666667 h
-                Segment("u3", "pod", billed("p3", two), at("08:00:00"), at("10:00:00"))]  # none
+    segments = [
+        Segment("u1", "pod", billed("p1", two), at("09:30:00"), None),  # 3600 s × 2 = 2 h
+        Segment("u2", "pod", billed("p2", two), at("10:59:30"), at("11:30:00")),  # 30 s × 2 = 0.016666667 h
+        Segment("u3", "pod", billed("p3", two), at("08:00:00"), at("10:00:00")),
+    ]  # none
     usage = {r.name: r.usage for r in meter_period(segments, HOUR, cluster="c", period_kind=PeriodKind.hourly)}
     assert usage == {"p1": Decimal("2"), "p2": Decimal("0.016666667")}
 
@@ -65,9 +69,11 @@ def test_open_segments_run_to_the_period_end_and_outside_time_is_ignored() -> No
 def test_union_meter_counts_overlapping_replicas_once() -> None:
     up = Meter("platform", "control_plane_hours", Fraction(1), union=True)
     b = Billed("VirtualCluster", "alpha", "ns", "vcluster/ns/alpha", "", (up,))
-    segments = [Segment("pod-0", "control-plane", b, at("09:00:00"), at("10:30:00")),
-                Segment("pod-1", "control-plane", b, at("10:15:00"), at("10:40:00")),
-                Segment("pod-2", "control-plane", b, at("10:50:00"), None)]
+    segments = [
+        Segment("pod-0", "control-plane", b, at("09:00:00"), at("10:30:00")),
+        Segment("pod-1", "control-plane", b, at("10:15:00"), at("10:40:00")),
+        Segment("pod-2", "control-plane", b, at("10:50:00"), None),
+    ]
     # Covered: 10:00–10:40 (2400 s) + 10:50–11:00 (600 s) = 3000 s → 0.833333333 h (not 1.25 h summed)
     records = meter_period(segments, HOUR, cluster="c", period_kind=PeriodKind.hourly)
     assert [(r.item, r.usage) for r in records] == [("control_plane_hours", Decimal("0.833333333"))]
@@ -75,14 +81,24 @@ def test_union_meter_counts_overlapping_replicas_once() -> None:
 
 def test_record_shape_follows_the_contract() -> None:
     meter = gpu(Fraction(1), gpu_sku="nvidia-l40s-48gb", billing_mode="shared", capacity_type="spot")
-    segment = Segment("u", "pod", Billed("Pod", "p", "ns", "vcluster/ns/a", "ml", (meter,), (("node", "n1"),)),
-                      at("10:00:00"), None)
+    segment = Segment(
+        "u", "pod", Billed("Pod", "p", "ns", "vcluster/ns/a", "ml", (meter,), (("node", "n1"),)), at("10:00:00"), None
+    )
     (record,) = meter_period([segment], HOUR, cluster="c1", period_kind=PeriodKind.hourly)
     assert (record.kind, record.category, record.item, record.unit, record.period) == (
-        "Pod", "compute", "gpu_hours", "h", PeriodKind.hourly)
+        "Pod",
+        "compute",
+        "gpu_hours",
+        "h",
+        PeriodKind.hourly,
+    )
     assert (record.start, record.end) == (at("10:00:00"), at("10:59:59"))
-    assert record.labels == {"gpu_sku": "nvidia-l40s-48gb", "billing_mode": "shared", "capacity_type": "spot",
-                             "node": "n1"}
+    assert record.labels == {
+        "gpu_sku": "nvidia-l40s-48gb",
+        "billing_mode": "shared",
+        "capacity_type": "spot",
+        "node": "n1",
+    }
     assert (record.tenant, record.project, record.namespace, record.cluster) == ("vcluster/ns/a", "ml", "ns", "c1")
 
 
@@ -96,9 +112,18 @@ def test_short_windows() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("500m", Fraction(1, 2)), ("2", Fraction(2)), ("1Gi", Fraction(2**30)), ("32777408Ki", Fraction(32777408 * 1024)),
-     ("1.5Gi", Fraction(3 * 2**29)), ("1e3", Fraction(1000)), ("100M", Fraction(10**8)), ("250u", Fraction(1, 4000)),
-     (".5", Fraction(1, 2)), (8, Fraction(8))],
+    [
+        ("500m", Fraction(1, 2)),
+        ("2", Fraction(2)),
+        ("1Gi", Fraction(2**30)),
+        ("32777408Ki", Fraction(32777408 * 1024)),
+        ("1.5Gi", Fraction(3 * 2**29)),
+        ("1e3", Fraction(1000)),
+        ("100M", Fraction(10**8)),
+        ("250u", Fraction(1, 4000)),
+        (".5", Fraction(1, 2)),
+        (8, Fraction(8)),
+    ],
 )
 def test_quantities_are_exact(text: object, value: Fraction) -> None:
     assert parse_quantity(text) == value
@@ -125,8 +150,10 @@ def test_bad_quantities_are_errors_and_counts_are_forgiving() -> None:
         ({"kubernetes.azure.com/scalesetpriority": "spot"}, ("spot", "spot")),
         ({"node.kubernetes.io/lifecycle": "spot"}, ("spot", "spot")),
         # Karpenter is more specific than the managed node group label.
-        ({"karpenter.sh/capacity-type": "on-demand", "eks.amazonaws.com/capacityType": "SPOT"},
-         ("on-demand", "on-demand")),
+        (
+            {"karpenter.sh/capacity-type": "on-demand", "eks.amazonaws.com/capacityType": "SPOT"},
+            ("on-demand", "on-demand"),
+        ),
         ({"kubetally.io/capacity-type": "reserved", "karpenter.sh/capacity-type": "spot"}, ("reserved", "reserved")),
         ({"karpenter.sh/capacity-type": "weird"}, ("on-demand", "weird")),
     ],

@@ -23,8 +23,10 @@ SAME_MODEL = [
     ({"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}, "nvidia-h100-sxm-80gb"),
     ({"cloud.google.com/gke-accelerator": "nvidia-h100-mega-80gb"}, "nvidia-h100-sxm-80gb"),
     ({"k8s.amazonaws.com/accelerator": "nvidia-h100"}, "nvidia-h100-sxm-80gb"),
-    ({"karpenter.k8s.aws/instance-gpu-name": "h100", "karpenter.k8s.aws/instance-gpu-memory": "81920"},
-     "nvidia-h100-sxm-80gb"),
+    (
+        {"karpenter.k8s.aws/instance-gpu-name": "h100", "karpenter.k8s.aws/instance-gpu-memory": "81920"},
+        "nvidia-h100-sxm-80gb",
+    ),
     ({"node.kubernetes.io/instance-type": "p5.48xlarge"}, "nvidia-h100-sxm-80gb"),
     ({"node.kubernetes.io/instance-type": "a3-highgpu-8g"}, "nvidia-h100-sxm-80gb"),
     ({"node.kubernetes.io/instance-type": "Standard_ND96isr_H100_v5"}, "nvidia-h100-sxm-80gb"),
@@ -69,8 +71,9 @@ def test_every_dialect_gives_the_canonical_sku(labels: dict[str, str], sku: str)
 def test_h100_from_gfd_gke_and_eks_is_one_sku() -> None:
     gfd = identify_gpu({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"})
     gke = identify_gpu({"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
-    eks = identify_gpu({"k8s.amazonaws.com/accelerator": "nvidia-h100",
-                        "node.kubernetes.io/instance-type": "p5.48xlarge"})
+    eks = identify_gpu(
+        {"k8s.amazonaws.com/accelerator": "nvidia-h100", "node.kubernetes.io/instance-type": "p5.48xlarge"}
+    )
     assert gfd.sku == gke.sku == eks.sku == "nvidia-h100-sxm-80gb"
     # The raw value travels along for the record label gpu_product.
     assert (gfd.raw, gke.raw, eks.raw) == ("NVIDIA-H100-80GB-HBM3", "nvidia-h100-80gb", "nvidia-h100")
@@ -83,8 +86,10 @@ def test_sharing_suffixes_do_not_change_the_sku() -> None:
 
 def test_a_more_precise_dialect_wins_and_an_unknown_one_falls_through() -> None:
     # GFD cannot name a brand-new board ("Graphics Device"); the GKE label still can.
-    labels = {"nvidia.com/gpu.product": "NVIDIA-Graphics-Device",
-              "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    labels = {
+        "nvidia.com/gpu.product": "NVIDIA-Graphics-Device",
+        "cloud.google.com/gke-accelerator": "nvidia-h100-80gb",
+    }
     assert identify_gpu(labels).sku == "nvidia-h100-sxm-80gb"
 
 
@@ -155,8 +160,9 @@ def test_requested_devices_in_physical_gpus() -> None:
     gke = gpu_sharing({"cloud.google.com/gke-max-shared-clients-per-gpu": "3"})
     assert gpu_share("nvidia.com/gpu", Fraction(1), None, gke)[0].gpus == Fraction(1, 3)
     # A -SHARED product without a replicas label: replicas from capacity / physical count.
-    derived = gpu_sharing({"nvidia.com/gpu.product": "Tesla-T4-SHARED", "nvidia.com/gpu.count": "4"},
-                          {"nvidia.com/gpu": "16"})
+    derived = gpu_sharing(
+        {"nvidia.com/gpu.product": "Tesla-T4-SHARED", "nvidia.com/gpu.count": "4"}, {"nvidia.com/gpu": "16"}
+    )
     assert derived.replicas == 4
     # Whole GPUs stay whole; AMD counts as is.
     assert gpu_share("nvidia.com/gpu", Fraction(8), h100, GpuSharing())[0].gpus == Fraction(8)

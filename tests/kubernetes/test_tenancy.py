@@ -30,15 +30,19 @@ def test_label_form_round_trips() -> None:
 
 def test_discovery_from_statefulsets_deployments_platform_and_namespaces() -> None:
     objects = {
-        "namespaces": [namespace("vc-shared"), namespace("vcluster-gamma", {"cpaas.io/project": "ml"}),
-                       namespace("research", {"kubetally.io/tenant": "true"}),
-                       namespace("acme-1", {"kubetally.io/tenant": "acme"}),
-                       namespace("acme-2", {"kubetally.io/tenant": "acme"}),
-                       namespace("kube-system")],
+        "namespaces": [
+            namespace("vc-shared"),
+            namespace("vcluster-gamma", {"cpaas.io/project": "ml"}),
+            namespace("research", {"kubetally.io/tenant": "true"}),
+            namespace("acme-1", {"kubetally.io/tenant": "acme"}),
+            namespace("acme-2", {"kubetally.io/tenant": "acme"}),
+            namespace("kube-system"),
+        ],
         "statefulsets": [vcluster("alpha", "vc-shared"), vcluster("gamma", "vcluster-gamma")],
         "deployments": [vcluster("beta", "vc-shared", kind="Deployment")],
-        "virtualclusterinstances": [vci("gamma", "research", host_ns="vcluster-gamma", vcluster_name="gamma",
-                                        display="Gamma GPU team")],
+        "virtualclusterinstances": [
+            vci("gamma", "research", host_ns="vcluster-gamma", vcluster_name="gamma", display="Gamma GPU team")
+        ],
     }
     found = discover(objects, KubernetesConfig(), project_label="cpaas.io/project")
     assert found.complete
@@ -58,10 +62,12 @@ def test_discovery_from_statefulsets_deployments_platform_and_namespaces() -> No
 
 
 def test_platform_instance_maps_through_cluster_ref_only_for_our_cluster() -> None:
-    objects = {"virtualclusterinstances": [
-        vci("x", "p1", host_ns="loft-p1-v-x", vcluster_name="x", cluster="other-cluster"),
-        vci("y", "p1", host_ns="loft-p1-v-y", vcluster_name="y", cluster="gpu-east"),
-    ]}
+    objects = {
+        "virtualclusterinstances": [
+            vci("x", "p1", host_ns="loft-p1-v-x", vcluster_name="x", cluster="other-cluster"),
+            vci("y", "p1", host_ns="loft-p1-v-y", vcluster_name="y", cluster="gpu-east"),
+        ]
+    }
     config = KubernetesConfig(tenancy=TenancyConfig(platform_cluster="gpu-east"))
     assert discover(objects, config).ids() == {"vcluster/loft-p1-v-y/y"}
     # Not deployed yet (no clusterRef.namespace): reported, not guessed.
@@ -79,8 +85,10 @@ def test_a_failed_list_makes_discovery_incomplete() -> None:
 
 def test_project_tenants_by_namespace_label() -> None:
     config = KubernetesConfig(tenancy=TenancyConfig(project_label="cpaas.io/project", namespace_label=None))
-    result = discover({"namespaces": [namespace("ns-1", {"cpaas.io/project": "ml"}),
-                                      namespace("ns-2", {"cpaas.io/project": "ml"})]}, config)
+    result = discover(
+        {"namespaces": [namespace("ns-1", {"cpaas.io/project": "ml"}), namespace("ns-2", {"cpaas.io/project": "ml"})]},
+        config,
+    )
     assert sorted((t.id, t.namespace) for t in result.tenants) == [("project/ml", "ns-1"), ("project/ml", "ns-2")]
     resolver = TenantResolver.from_discovery(result, config)
     assert resolver.resolve("ns-2", {}).tenant == "project/ml"
@@ -89,10 +97,16 @@ def test_project_tenants_by_namespace_label() -> None:
 
 def _resolver() -> TenantResolver:
     objects = {
-        "namespaces": [namespace("vc-shared"), namespace("vcluster-gamma"),
-                       namespace("research", {"kubetally.io/tenant": "true", "cpaas.io/project": "science"})],
-        "statefulsets": [vcluster("alpha", "vc-shared"), vcluster("gamma", "vcluster-gamma"),
-                         vcluster("gamma", "vc-shared")],
+        "namespaces": [
+            namespace("vc-shared"),
+            namespace("vcluster-gamma"),
+            namespace("research", {"kubetally.io/tenant": "true", "cpaas.io/project": "science"}),
+        ],
+        "statefulsets": [
+            vcluster("alpha", "vc-shared"),
+            vcluster("gamma", "vcluster-gamma"),
+            vcluster("gamma", "vc-shared"),
+        ],
         "deployments": [vcluster("beta", "vc-shared", kind="Deployment")],
     }
     config = KubernetesConfig()
@@ -125,7 +139,9 @@ def test_dedicated_node_labels() -> None:
     assert resolver.resolve_node({"vcluster.loft.sh/managed-by": "beta"}) == ("vcluster/vc-shared/beta", "")
     # ... or a host namespace that hosts exactly one vCluster (vBilling v0.1 used namespaces).
     assert resolver.resolve_node({"vcluster.loft.sh/managed-by": "vcluster-gamma"}) == (
-        "vcluster/vcluster-gamma/gamma", "")
+        "vcluster/vcluster-gamma/gamma",
+        "",
+    )
     # "gamma" exists in two namespaces: ambiguous, reported with the fix, billed as shared.
     tenant, problem = resolver.resolve_node({"vcluster.loft.sh/managed-by": "gamma"})
     assert tenant == ""

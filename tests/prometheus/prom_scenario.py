@@ -105,10 +105,19 @@ def _seed(om: OpenMetrics) -> None:
         (GPU_LONELY, "lonely", "solo-0", "0.125", None, False, []),
     ]
     for uuid, namespace, podname, rate, memory, short, restarts in devices:
-        labels = scrape | {"containeridx": "0", "deviceuuid": uuid, "nodename": "192.168.133.48",
-                           "podname": podname, "podnamespace": namespace}
-        om.add("vgpu_core_usage_seconds_total", labels,
-               counter(rate, COUNTER_TWENTY_MINUTES if short else ALWAYS, restarts=restarts), kind="counter")
+        labels = scrape | {
+            "containeridx": "0",
+            "deviceuuid": uuid,
+            "nodename": "192.168.133.48",
+            "podname": podname,
+            "podnamespace": namespace,
+        }
+        om.add(
+            "vgpu_core_usage_seconds_total",
+            labels,
+            counter(rate, COUNTER_TWENTY_MINUTES if short else ALWAYS, restarts=restarts),
+            kind="counter",
+        )
         if memory is not None:
             om.add("vgpu_memory_usage_bytes", labels, gauge(memory, TWENTY_MINUTES if short else ALWAYS))
     label_series = [
@@ -121,8 +130,17 @@ def _seed(om: OpenMetrics) -> None:
         (GPU_MOVED, "moved", "Tesla T4", ALWAYS),
     ]
     for uuid, namespace, model, span in label_series:
-        om.add("vgpu_core_labels", {"deviceuuid": uuid, "podnamespace": namespace, "label_device": "nvidia",
-                                    "label_modelName": model, "job": "prometheus-rules"}, gauge(1, span))
+        om.add(
+            "vgpu_core_labels",
+            {
+                "deviceuuid": uuid,
+                "podnamespace": namespace,
+                "label_device": "nvidia",
+                "label_modelName": model,
+                "job": "prometheus-rules",
+            },
+            gauge(1, span),
+        )
 
 
 def _namespaces(om: OpenMetrics) -> None:
@@ -135,33 +153,60 @@ def _namespaces(om: OpenMetrics) -> None:
         ("moved", "proj-old", (START, at(10, 29, 45))),
         ("moved", "proj-new", (at(10, 30), END)),
     ]:
-        om.add("kube_namespace_labels", ksm | {"namespace": namespace, "label_cpaas_io_project": project},
-               gauge(1, span))
+        om.add(
+            "kube_namespace_labels", ksm | {"namespace": namespace, "label_cpaas_io_project": project}, gauge(1, span)
+        )
     om.add("kube_namespace_labels", ksm | {"namespace": "lonely"}, gauge(1))
 
 
 def _dcgm(om: OpenMetrics) -> None:
     """DCGM exporter series in both scrape styles (honorLabels false and true)."""
-    exporter = {"job": "nvidia-dcgm-exporter", "instance": "10.0.1.7:9400", "endpoint": "gpu-metrics",
-                "service": "nvidia-dcgm-exporter", "container": "nvidia-dcgm-exporter",
-                "namespace": "gpu-operator", "DCGM_FI_DRIVER_VERSION": "550.54.15"}
-    a100 = exporter | {"gpu": "0", "UUID": DCGM_A100, "pci_bus_id": "00000000:1A:00.0", "device": "nvidia0",
-                       "modelName": "NVIDIA A100-SXM4-80GB", "Hostname": "gpu-node-1",
-                       "pod": "nvidia-dcgm-exporter-abcde",
-                       # honorLabels: false -> the workload is in exported_*
-                       "exported_namespace": "team-a", "exported_pod": "train-0", "exported_container": "main"}
+    exporter = {
+        "job": "nvidia-dcgm-exporter",
+        "instance": "10.0.1.7:9400",
+        "endpoint": "gpu-metrics",
+        "service": "nvidia-dcgm-exporter",
+        "container": "nvidia-dcgm-exporter",
+        "namespace": "gpu-operator",
+        "DCGM_FI_DRIVER_VERSION": "550.54.15",
+    }
+    a100 = exporter | {
+        "gpu": "0",
+        "UUID": DCGM_A100,
+        "pci_bus_id": "00000000:1A:00.0",
+        "device": "nvidia0",
+        "modelName": "NVIDIA A100-SXM4-80GB",
+        "Hostname": "gpu-node-1",
+        "pod": "nvidia-dcgm-exporter-abcde",
+        # honorLabels: false -> the workload is in exported_*
+        "exported_namespace": "team-a",
+        "exported_pod": "train-0",
+        "exported_container": "main",
+    }
     om.add("DCGM_FI_DEV_FB_USED", a100, gauge(40000))
     om.add("DCGM_FI_PROF_GR_ENGINE_ACTIVE", a100, gauge("0.5"))
     om.add("DCGM_FI_DEV_GPU_UTIL", a100, gauge(60))  # would give 0.6 if the fallback were used
 
-    h100 = {"job": "nvidia-dcgm-exporter", "instance": "10.0.1.8:9400", "endpoint": "gpu-metrics",
-            "service": "nvidia-dcgm-exporter", "gpu": "0", "UUID": DCGM_H100, "pci_bus_id": "00000000:3B:00.0",
-            "device": "nvidia0", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "gpu-node-2"}
+    h100 = {
+        "job": "nvidia-dcgm-exporter",
+        "instance": "10.0.1.8:9400",
+        "endpoint": "gpu-metrics",
+        "service": "nvidia-dcgm-exporter",
+        "gpu": "0",
+        "UUID": DCGM_H100,
+        "pci_bus_id": "00000000:3B:00.0",
+        "device": "nvidia0",
+        "modelName": "NVIDIA H100 80GB HBM3",
+        "Hostname": "gpu-node-2",
+    }
     # honorLabels: true -> the workload is in namespace/pod while allocated (10:20:15-10:39:45);
     # before and after, the target's own labels fill namespace/pod (the exporter pod).
     busy = h100 | {"namespace": "team-b", "pod": "infer-0", "container": "main"}
-    idle = h100 | {"namespace": "gpu-operator", "pod": "nvidia-dcgm-exporter-fghij",
-                   "container": "nvidia-dcgm-exporter"}
+    idle = h100 | {
+        "namespace": "gpu-operator",
+        "pod": "nvidia-dcgm-exporter-fghij",
+        "container": "nvidia-dcgm-exporter",
+    }
     om.add("DCGM_FI_DEV_FB_USED", busy, gauge(70000, TWENTY_MINUTES))
     om.add("DCGM_FI_DEV_GPU_UTIL", busy, gauge(75, TWENTY_MINUTES))
     before, after = (START, at(10, 20)), (at(10, 40), END)
@@ -169,16 +214,32 @@ def _dcgm(om: OpenMetrics) -> None:
         om.add("DCGM_FI_DEV_FB_USED", idle, gauge(0, span))
         om.add("DCGM_FI_DEV_GPU_UTIL", idle, gauge(0, span))
 
-    mig = exporter | {"gpu": "1", "UUID": DCGM_MIG, "pci_bus_id": "00000000:1B:00.0", "device": "nvidia1",
-                      "modelName": "NVIDIA A100-SXM4-40GB", "GPU_I_PROFILE": "3g.20gb", "GPU_I_ID": "1",
-                      "Hostname": "gpu-node-1", "pod": "nvidia-dcgm-exporter-abcde",
-                      "exported_namespace": "team-a", "exported_pod": "mig-0", "exported_container": "main"}
+    mig = exporter | {
+        "gpu": "1",
+        "UUID": DCGM_MIG,
+        "pci_bus_id": "00000000:1B:00.0",
+        "device": "nvidia1",
+        "modelName": "NVIDIA A100-SXM4-40GB",
+        "GPU_I_PROFILE": "3g.20gb",
+        "GPU_I_ID": "1",
+        "Hostname": "gpu-node-1",
+        "pod": "nvidia-dcgm-exporter-abcde",
+        "exported_namespace": "team-a",
+        "exported_pod": "mig-0",
+        "exported_container": "main",
+    }
     om.add("DCGM_FI_DEV_FB_USED", mig, gauge(9000))
     om.add("DCGM_FI_PROF_GR_ENGINE_ACTIVE", mig, gauge("0.25"))  # no DEV_GPU_UTIL on MIG
 
-    unallocated = exporter | {"gpu": "2", "UUID": DCGM_IDLE, "pci_bus_id": "00000000:1C:00.0",
-                              "device": "nvidia2", "modelName": "NVIDIA A100-SXM4-80GB",
-                              "Hostname": "gpu-node-1", "pod": "nvidia-dcgm-exporter-abcde"}
+    unallocated = exporter | {
+        "gpu": "2",
+        "UUID": DCGM_IDLE,
+        "pci_bus_id": "00000000:1C:00.0",
+        "device": "nvidia2",
+        "modelName": "NVIDIA A100-SXM4-80GB",
+        "Hostname": "gpu-node-1",
+        "pod": "nvidia-dcgm-exporter-abcde",
+    }
     om.add("DCGM_FI_DEV_FB_USED", unallocated, gauge(0))
     om.add("DCGM_FI_DEV_GPU_UTIL", unallocated, gauge(0))
     om.add("DCGM_FI_PROF_GR_ENGINE_ACTIVE", unallocated, gauge(0))
@@ -186,76 +247,151 @@ def _dcgm(om: OpenMetrics) -> None:
 
 def _hami(om: OpenMetrics) -> None:
     """HAMi: v2.9+ names (with --legacy-metrics also on) for one device, legacy only for another."""
-    scheduler = {"job": "hami-scheduler", "instance": "10.0.2.3:9395", "namespace": "hami-system",
-                 "container": "vgpu-scheduler-extender",
-                 "pod": "hami-scheduler-5d8f7", "service": "hami-scheduler", "zone": "vGPU"}
-    new = scheduler | {"exported_namespace": "team-a", "exported_pod": "llm-0", "node": "n1",
-                       "container_index": "0", "device_uuid": HAMI_NEW}
+    scheduler = {
+        "job": "hami-scheduler",
+        "instance": "10.0.2.3:9395",
+        "namespace": "hami-system",
+        "container": "vgpu-scheduler-extender",
+        "pod": "hami-scheduler-5d8f7",
+        "service": "hami-scheduler",
+        "zone": "vGPU",
+    }
+    new = scheduler | {
+        "exported_namespace": "team-a",
+        "exported_pod": "llm-0",
+        "node": "n1",
+        "container_index": "0",
+        "device_uuid": HAMI_NEW,
+    }
     om.add("hami_vgpu_core_allocated_ratio", new, gauge(30))
     om.add("hami_vgpu_memory_allocated_bytes", new, gauge(4 * GIB))
-    same_as_legacy = scheduler | {"podnamespace": "team-a", "podname": "llm-0", "nodename": "n1",
-                                  "containeridx": "0", "deviceuuid": HAMI_NEW}
+    same_as_legacy = scheduler | {
+        "podnamespace": "team-a",
+        "podname": "llm-0",
+        "nodename": "n1",
+        "containeridx": "0",
+        "deviceuuid": HAMI_NEW,
+    }
     om.add("vGPUCoreAllocated", same_as_legacy, gauge(30))
     om.add("vGPUMemoryAllocated", same_as_legacy, gauge(4 * GIB))
-    old = scheduler | {"podnamespace": "team-b", "podname": "old-0", "nodename": "n2", "containeridx": "0",
-                       "deviceuuid": HAMI_OLD}
+    old = scheduler | {
+        "podnamespace": "team-b",
+        "podname": "old-0",
+        "nodename": "n2",
+        "containeridx": "0",
+        "deviceuuid": HAMI_OLD,
+    }
     om.add("vGPUCorePercentage", old | {"deprecated_version": "v2.8"}, gauge(50))
     om.add("vGPUCoreAllocated", old, gauge(50))
     om.add("vGPUMemoryAllocated", old, gauge(8 * GIB))
 
     # vGPU monitor (device plugin): new names scraped with honorLabels: true, legacy names plain.
     monitor = {"job": "hami-device-plugin", "instance": "10.0.2.9:9394", "zone": "vGPU"}
-    used = monitor | {"namespace": "team-a", "pod": "llm-0", "container": "main", "vdevice_index": "0",
-                      "device_uuid": HAMI_NEW}
+    used = monitor | {
+        "namespace": "team-a",
+        "pod": "llm-0",
+        "container": "main",
+        "vdevice_index": "0",
+        "device_uuid": HAMI_NEW,
+    }
     om.add("hami_container_device_utilization_ratio", used, gauge(40))
     om.add("hami_vgpu_memory_used_bytes", used, gauge(2 * GIB))
-    used_old = monitor | {"podnamespace": "team-b", "podname": "old-0", "ctrname": "main", "vdeviceid": "0",
-                          "deviceuuid": HAMI_OLD}
+    used_old = monitor | {
+        "podnamespace": "team-b",
+        "podname": "old-0",
+        "ctrname": "main",
+        "vdeviceid": "0",
+        "deviceuuid": HAMI_OLD,
+    }
     om.add("Device_utilization_desc_of_container", used_old, gauge(20))
     om.add("vGPU_device_memory_usage_in_bytes", used_old, gauge(GIB))
 
-    om.add("hami_gpu_memory_limit_bytes", scheduler | {"node": "n1", "device_uuid": HAMI_NEW, "device_index": "0",
-                                                       "device_type": "NVIDIA-NVIDIA A100-PCIE-40GB"},
-           gauge(40 * GIB))
-    om.add("GPUDeviceMemoryLimit", scheduler | {"nodeid": "n2", "deviceuuid": HAMI_OLD, "deviceidx": "0",
-                                                "devicetype": "NVIDIA-Tesla T4"}, gauge(15 * GIB))
+    om.add(
+        "hami_gpu_memory_limit_bytes",
+        scheduler
+        | {"node": "n1", "device_uuid": HAMI_NEW, "device_index": "0", "device_type": "NVIDIA-NVIDIA A100-PCIE-40GB"},
+        gauge(40 * GIB),
+    )
+    om.add(
+        "GPUDeviceMemoryLimit",
+        scheduler | {"nodeid": "n2", "deviceuuid": HAMI_OLD, "deviceidx": "0", "devicetype": "NVIDIA-Tesla T4"},
+        gauge(15 * GIB),
+    )
 
 
 def _cadvisor(om: OpenMetrics) -> None:
-    kubelet = {"job": "kubelet", "metrics_path": "/metrics/cadvisor", "endpoint": "https-metrics",
-               "service": "kube-prometheus-kubelet"}
+    kubelet = {
+        "job": "kubelet",
+        "metrics_path": "/metrics/cadvisor",
+        "endpoint": "https-metrics",
+        "service": "kube-prometheus-kubelet",
+    }
     web = kubelet | {"node": "n1", "instance": "10.0.0.1:10250", "namespace": "team-a", "pod": "web-1"}
     short = kubelet | {"node": "n2", "instance": "10.0.0.2:10250", "namespace": "team-b", "pod": "batch-1"}
 
     # Network: pod sandbox series; web-1's sandbox restarts right after the 10:47:30 scrape.
-    om.add("container_network_transmit_bytes_total",
-           web | {"interface": "eth0", "id": "/kubepods/besteffort/pod-web-1/sandbox",
-                  "image": "registry.k8s.io/pause:3.9", "name": "sandbox-web-1"},
-           counter("1024", restarts=[at(10, 47, 30)]), kind="counter")
-    om.add("container_network_transmit_bytes_total",
-           short | {"interface": "eth0", "id": "/kubepods/burstable/pod-batch-1/sandbox",
-                    "image": "registry.k8s.io/pause:3.9", "name": "sandbox-batch-1"},
-           counter("2048", COUNTER_TWENTY_MINUTES), kind="counter")
+    om.add(
+        "container_network_transmit_bytes_total",
+        web
+        | {
+            "interface": "eth0",
+            "id": "/kubepods/besteffort/pod-web-1/sandbox",
+            "image": "registry.k8s.io/pause:3.9",
+            "name": "sandbox-web-1",
+        },
+        counter("1024", restarts=[at(10, 47, 30)]),
+        kind="counter",
+    )
+    om.add(
+        "container_network_transmit_bytes_total",
+        short
+        | {
+            "interface": "eth0",
+            "id": "/kubepods/burstable/pod-batch-1/sandbox",
+            "image": "registry.k8s.io/pause:3.9",
+            "name": "sandbox-batch-1",
+        },
+        counter("2048", COUNTER_TWENTY_MINUTES),
+        kind="counter",
+    )
     # Node-level series: no pod, must not count for anyone.
-    om.add("container_network_transmit_bytes_total",
-           kubelet | {"node": "n1", "instance": "10.0.0.1:10250", "id": "/", "interface": "ens192"},
-           counter("100000"), kind="counter")
+    om.add(
+        "container_network_transmit_bytes_total",
+        kubelet | {"node": "n1", "instance": "10.0.0.1:10250", "id": "/", "interface": "ens192"},
+        counter("100000"),
+        kind="counter",
+    )
 
     # CPU and memory: container series count; the pod cgroup (no container label) must not.
-    om.add("container_cpu_usage_seconds_total",
-           web | {"container": "app", "image": "nginx:1.25", "id": "/kubepods/pod-web-1/app", "cpu": "total"},
-           counter("0.25"), kind="counter")
-    om.add("container_cpu_usage_seconds_total", web | {"id": "/kubepods/pod-web-1", "cpu": "total"},
-           counter("0.25"), kind="counter")
-    om.add("container_cpu_usage_seconds_total",
-           short | {"container": "worker", "image": "batch:2", "id": "/kubepods/pod-batch-1/worker", "cpu": "total"},
-           counter("1.5", COUNTER_TWENTY_MINUTES), kind="counter")
-    om.add("container_memory_working_set_bytes",
-           web | {"container": "app", "image": "nginx:1.25", "id": "/kubepods/pod-web-1/app"}, gauge(GIB // 2))
+    om.add(
+        "container_cpu_usage_seconds_total",
+        web | {"container": "app", "image": "nginx:1.25", "id": "/kubepods/pod-web-1/app", "cpu": "total"},
+        counter("0.25"),
+        kind="counter",
+    )
+    om.add(
+        "container_cpu_usage_seconds_total",
+        web | {"id": "/kubepods/pod-web-1", "cpu": "total"},
+        counter("0.25"),
+        kind="counter",
+    )
+    om.add(
+        "container_cpu_usage_seconds_total",
+        short | {"container": "worker", "image": "batch:2", "id": "/kubepods/pod-batch-1/worker", "cpu": "total"},
+        counter("1.5", COUNTER_TWENTY_MINUTES),
+        kind="counter",
+    )
+    om.add(
+        "container_memory_working_set_bytes",
+        web | {"container": "app", "image": "nginx:1.25", "id": "/kubepods/pod-web-1/app"},
+        gauge(GIB // 2),
+    )
     om.add("container_memory_working_set_bytes", web | {"id": "/kubepods/pod-web-1"}, gauge(GIB // 2))
-    om.add("container_memory_working_set_bytes",
-           short | {"container": "worker", "image": "batch:2", "id": "/kubepods/pod-batch-1/worker"},
-           gauge(3 * GIB, TWENTY_MINUTES))
+    om.add(
+        "container_memory_working_set_bytes",
+        short | {"container": "worker", "image": "batch:2", "id": "/kubepods/pod-batch-1/worker"},
+        gauge(3 * GIB, TWENTY_MINUTES),
+    )
 
 
 def _kube_state(om: OpenMetrics) -> None:
@@ -268,10 +404,16 @@ def _kube_state(om: OpenMetrics) -> None:
     ]
     for namespace, pod, container, node, cpu, memory, running, span in pods:
         base = ksm | {"namespace": namespace, "pod": pod, "uid": f"uid-{pod}", "container": container}
-        om.add("kube_pod_container_resource_requests", base | {"node": node, "resource": "cpu", "unit": "core"},
-               gauge(cpu, span))
-        om.add("kube_pod_container_resource_requests",
-               base | {"node": node, "resource": "memory", "unit": "byte"}, gauge(memory, span))
+        om.add(
+            "kube_pod_container_resource_requests",
+            base | {"node": node, "resource": "cpu", "unit": "core"},
+            gauge(cpu, span),
+        )
+        om.add(
+            "kube_pod_container_resource_requests",
+            base | {"node": node, "resource": "memory", "unit": "byte"},
+            gauge(memory, span),
+        )
         om.add("kube_pod_container_status_running", base, gauge(running, span))
 
     for namespace, claim, size, storage_class, span in [
@@ -280,28 +422,40 @@ def _kube_state(om: OpenMetrics) -> None:
     ]:
         base = ksm | {"namespace": namespace, "persistentvolumeclaim": claim}
         om.add("kube_persistentvolumeclaim_resource_requests_storage_bytes", base, gauge(size, span))
-        om.add("kube_persistentvolumeclaim_info", base | {"storageclass": storage_class,
-                                                          "volumename": f"pvc-{claim}",
-                                                          "volumemode": "Filesystem"}, gauge(1, span))
+        om.add(
+            "kube_persistentvolumeclaim_info",
+            base | {"storageclass": storage_class, "volumename": f"pvc-{claim}", "volumemode": "Filesystem"},
+            gauge(1, span),
+        )
 
 
 def _test_only(om: OpenMetrics) -> None:
     """Series for behaviours no real exporter shows on demand."""
     # A billing mode that changes from spot to on-demand at 10:30 (dimension split).
-    om.add("test_billing_mode", {"namespace": "team-a", "pod": "p-1", "billing_mode": "spot"},
-           gauge(1, (START, at(10, 29, 45))))
-    om.add("test_billing_mode", {"namespace": "team-a", "pod": "p-1", "billing_mode": "on-demand"},
-           gauge(1, (at(10, 30, 15), END)))
+    om.add(
+        "test_billing_mode",
+        {"namespace": "team-a", "pod": "p-1", "billing_mode": "spot"},
+        gauge(1, (START, at(10, 29, 45))),
+    )
+    om.add(
+        "test_billing_mode",
+        {"namespace": "team-a", "pod": "p-1", "billing_mode": "on-demand"},
+        gauge(1, (at(10, 30, 15), END)),
+    )
     # A value that makes a ratio query NaN (0/0).
     om.add("test_zero", {"namespace": "team-a", "pod": "z-1"}, gauge(0))
     # Alauda's project-quota shape: a platform metric with project and cluster labels.
-    om.add("cpaas_project_resourcequota", {"project": "proj-a", "cluster": "east", "type": "project-hard",
-                                           "resource": "requests.nvidia.com/gpu"}, gauge(4))
+    om.add(
+        "cpaas_project_resourcequota",
+        {"project": "proj-a", "cluster": "east", "type": "project-hard", "resource": "requests.nvidia.com/gpu"},
+        gauge(4),
+    )
     # A whole day (2026-03-01) of requests for a daily item: 0.25 per second from midnight.
     day = datetime(2026, 3, 1, tzinfo=UTC)
     span = (at(0, day=day), at(0, day=DAY))
-    om.add("test_daily_requests_total", {"namespace": "team-a", "service": "api"},
-           counter("0.25", span), kind="counter")
+    om.add(
+        "test_daily_requests_total", {"namespace": "team-a", "service": "api"}, counter("0.25", span), kind="counter"
+    )
 
 
 def openmetrics() -> str:

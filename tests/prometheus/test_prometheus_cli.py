@@ -26,8 +26,9 @@ def records(db: Path, *, history: bool = False) -> list[dict]:  # type: ignore[t
 
 def test_collect_the_seed_and_rerun(prometheus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "ledger.db"
-    done = kubetally("collect", *seed_args(), "--prometheus", prometheus.url, "--cluster", "gpu-east",
-                     "--db", db, *RANGE)
+    done = kubetally(
+        "collect", *seed_args(), "--prometheus", prometheus.url, "--cluster", "gpu-east", "--db", db, *RANGE
+    )
     assert done.returncode == 0, done.stderr
     assert "VgpuCoreUsed" in done.stdout and "2026-03-02T11:00:00Z" in done.stdout
     first = records(db)
@@ -35,16 +36,27 @@ def test_collect_the_seed_and_rerun(prometheus, tmp_path: Path) -> None:  # type
     assert len(first) == 7
     t4 = next(r for r in first if r["item"] == "VgpuCoreUsed" and r["namespace"] == "yulin-2")
     assert t4 == {
-        "id": t4["id"], "kind": "Vgpu", "category": "VgpuCore", "item": "VgpuCoreUsed",
-        "name": "GPU-2eec4202-80dc-870f-3ca5-25879d96eca7", "namespace": "yulin-2", "cluster": "gpu-east",
-        "project": "yulin", "tenant": "yulin", "labels": {"device": "nvidia", "modelName": "Tesla T4"},
-        "date": "2026-03-02T00:00:00Z", "period": "hourly", "start": "2026-03-02T10:00:00Z",
+        "id": t4["id"],
+        "kind": "Vgpu",
+        "category": "VgpuCore",
+        "item": "VgpuCoreUsed",
+        "name": "GPU-2eec4202-80dc-870f-3ca5-25879d96eca7",
+        "namespace": "yulin-2",
+        "cluster": "gpu-east",
+        "project": "yulin",
+        "tenant": "yulin",
+        "labels": {"device": "nvidia", "modelName": "Tesla T4"},
+        "date": "2026-03-02T00:00:00Z",
+        "period": "hourly",
+        "start": "2026-03-02T10:00:00Z",
         "end": "2026-03-02T10:59:59Z",
         "usage": 6,  # 12 five-minute rate points of 0.5, summed (the seed's `sum` semantics)
-        "unit": "", "revision": 0,
+        "unit": "",
+        "revision": 0,
     }
-    again = kubetally("collect", *seed_args(), "--prometheus", prometheus.url, "--cluster", "gpu-east",
-                      "--db", db, *RANGE)
+    again = kubetally(
+        "collect", *seed_args(), "--prometheus", prometheus.url, "--cluster", "gpu-east", "--db", db, *RANGE
+    )
     assert again.returncode == 0, again.stderr
     assert records(db) == first
     assert len(records(db, history=True)) == 7  # still one row per record: no duplicate, no revision
@@ -62,12 +74,27 @@ def test_unreachable_prometheus_exits_non_zero_with_one_line(tmp_path: Path) -> 
 
 
 def test_bad_promql_exits_non_zero(prometheus, tmp_path: Path, write_config: Callable[..., Path]) -> None:  # type: ignore[no-untyped-def]
-    broken = write_config(SEED_FILES[0].read_text().replace("rate(vgpu_core_usage_seconds_total{}[5m])",
-                                                            "rate(vgpu_core_usage_seconds_total{}[5m]"), "bad.yaml")
+    broken = write_config(
+        SEED_FILES[0]
+        .read_text()
+        .replace("rate(vgpu_core_usage_seconds_total{}[5m])", "rate(vgpu_core_usage_seconds_total{}[5m]"),
+        "bad.yaml",
+    )
     db = tmp_path / "ledger.db"
-    done = kubetally("collect", "-c", broken, "-c", SEED_FILES[1], "--prometheus", prometheus.url,
-                     "--cluster", "gpu-east", "--db", db, *RANGE)
+    done = kubetally(
+        "collect",
+        "-c",
+        broken,
+        "-c",
+        SEED_FILES[1],
+        "--prometheus",
+        prometheus.url,
+        "--cluster",
+        "gpu-east",
+        "--db",
+        db,
+        *RANGE,
+    )
     assert done.returncode == 1
     assert "item 'VgpuCoreUsed' usage.query" in done.stderr and "bad_data" in done.stderr
     assert records(db) == []
-

@@ -56,9 +56,10 @@ def test_range_vector_is_not_accepted_as_usage(client: PrometheusClient) -> None
 
 def test_unreachable_server() -> None:
     port = free_port()  # nothing listens there
-    with PrometheusClient(f"http://127.0.0.1:{port}", timeout=5) as closed, pytest.raises(
-        PrometheusUnreachable
-    ) as caught:
+    with (
+        PrometheusClient(f"http://127.0.0.1:{port}", timeout=5) as closed,
+        pytest.raises(PrometheusUnreachable) as caught,
+    ):
         closed.query("up", H10.end, what="item 'X' usage.query")
     assert str(caught.value).startswith(f"Prometheus http://127.0.0.1:{port}: item 'X' usage.query: unreachable (")
     assert isinstance(caught.value, SourceError)
@@ -66,8 +67,9 @@ def test_unreachable_server() -> None:
 
 def test_an_answer_that_is_not_the_prometheus_api(prometheus) -> None:  # type: ignore[no-untyped-def]
     # A wrong base URL (here: a path Prometheus does not serve) answers 404 with text.
-    with PrometheusClient(prometheus.url + "/not-prometheus", timeout=10) as wrong, pytest.raises(
-        QueryFailed, match=r"HTTP 404"
+    with (
+        PrometheusClient(prometheus.url + "/not-prometheus", timeout=10) as wrong,
+        pytest.raises(QueryFailed, match=r"HTTP 404"),
     ):
         wrong.query("up", H10.end, what="t")
 
@@ -78,9 +80,10 @@ def test_bearer_token_file_is_read_and_never_shown(prometheus, tmp_path: Path) -
     with PrometheusClient(prometheus.url, bearer_token_file=token) as authed:
         # Prometheus without auth ignores the header; the request must still work.
         assert authed.query("test_zero", H10.end, what="t").series
-    with PrometheusClient(prometheus.url, bearer_token_file=tmp_path / "missing") as broken, pytest.raises(
-        SourceError, match="cannot read bearer_token_file"
-    ) as caught:
+    with (
+        PrometheusClient(prometheus.url, bearer_token_file=tmp_path / "missing") as broken,
+        pytest.raises(SourceError, match="cannot read bearer_token_file") as caught,
+    ):
         broken.query("up", H10.end, what="t")
     assert "s3cr3t" not in str(caught.value)
 

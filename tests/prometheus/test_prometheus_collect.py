@@ -124,7 +124,13 @@ def test_seed_items_collect_exact_records(client: PrometheusClient) -> None:
     t4 = core[(T4, "yulin-2")]
     assert t4.labels == {"device": "nvidia", "modelName": "Tesla T4"}  # not yulin-1's P100, not "-stale"
     assert (t4.cluster, t4.project, t4.tenant, t4.kind, t4.category, t4.item) == (
-        "gpu-east", "yulin", "yulin", "Vgpu", "VgpuCore", "VgpuCoreUsed")
+        "gpu-east",
+        "yulin",
+        "yulin",
+        "Vgpu",
+        "VgpuCore",
+        "VgpuCoreUsed",
+    )
     assert (t4.start, t4.end, t4.date) == (H10.start, H10.last_second, datetime(2026, 3, 2, tzinfo=UTC))
     assert core[(SHORT, "team-a")].labels == {"device": "nvidia", "modelName": "NVIDIA A100-PCIE-40GB"}
     assert core[(MOVED, "moved")].project == "proj-new"  # the project it belonged to last in H10
@@ -181,8 +187,17 @@ def test_dimensions_split_records(collector: Collector, items: dict[str, Collect
     assert by_mode["on-demand"].usage == Decimal("0.5")
     assert by_mode["spot"].id != by_mode["on-demand"].id
     assert by_mode["spot"].id == record_id(
-        cluster="gpu-east", kind="Pod", category="Test", item="BillingMode", name="p-1", namespace="team-a",
-        project="proj-a", tenant="proj-a", period="hourly", start=H10.start, dimensions={"billing_mode": "spot"},
+        cluster="gpu-east",
+        kind="Pod",
+        category="Test",
+        item="BillingMode",
+        name="p-1",
+        namespace="team-a",
+        project="proj-a",
+        tenant="proj-a",
+        period="hourly",
+        start=H10.start,
+        dimensions={"billing_mode": "spot"},
     )
 
 
@@ -190,7 +205,12 @@ def test_cluster_and_project_from_series_labels(collector: Collector, items: dic
     (record,) = collector.collect(items["ProjectGpuQuota"], H10).records
     # Alauda's project-quota shape: name and project from `project`, cluster from `cluster`.
     assert (record.name, record.namespace, record.cluster, record.project, record.tenant) == (
-        "proj-a", "", "east", "proj-a", "proj-a")
+        "proj-a",
+        "",
+        "east",
+        "proj-a",
+        "proj-a",
+    )
     assert record.usage == Decimal(4)  # a quota of 4 GPUs for 1 h
 
 
@@ -211,7 +231,11 @@ def test_project_label_is_configurable(client: PrometheusClient) -> None:
     records = collector.collect(config.item("VgpuCoreUsed"), H10).records
     # No namespace carries label_example_com_team: no project, tenant = namespace.
     assert {(r.namespace, r.project, r.tenant) for r in records} == {
-        ("yulin-2", "", "yulin-2"), ("team-a", "", "team-a"), ("moved", "", "moved"), ("lonely", "", "lonely")}
+        ("yulin-2", "", "yulin-2"),
+        ("team-a", "", "team-a"),
+        ("moved", "", "moved"),
+        ("lonely", "", "lonely"),
+    }
 
 
 def test_not_a_number_is_dropped_with_a_warning(collector: Collector, items: dict[str, CollectionItem]) -> None:
@@ -219,7 +243,7 @@ def test_not_a_number_is_dropped_with_a_warning(collector: Collector, items: dic
     assert collected.records == []
     assert len(collected.warnings) == 12  # 0/0 at every grid point
     assert collected.warnings[0] == (
-        "item 'Ratio': usage.query: dropped NaN at 2026-03-02T10:05:00Z for {namespace=\"team-a\", pod=\"z-1\"}"
+        'item \'Ratio\': usage.query: dropped NaN at 2026-03-02T10:05:00Z for {namespace="team-a", pod="z-1"}'
     )
 
 

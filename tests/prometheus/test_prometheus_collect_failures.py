@@ -23,9 +23,20 @@ def with_password(url: str) -> str:
 def test_unreachable_prometheus_prints_only_the_error(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     port = free_port()
-    done = kubetally("collect", "-c", SEED_FILES[0], "-c", SEED_FILES[1],
-                     "--prometheus", f"http://admin:s3cret@127.0.0.1:{port}",
-                     "--cluster", "gpu-east", "--db", db, *RANGE)
+    done = kubetally(
+        "collect",
+        "-c",
+        SEED_FILES[0],
+        "-c",
+        SEED_FILES[1],
+        "--prometheus",
+        f"http://admin:s3cret@127.0.0.1:{port}",
+        "--cluster",
+        "gpu-east",
+        "--db",
+        db,
+        *RANGE,
+    )
     assert done.returncode == 1
     assert done.stdout == ""  # not "no closed period to collect": there were periods, they failed
     assert done.stderr == (
@@ -38,14 +49,21 @@ def test_unreachable_prometheus_prints_only_the_error(tmp_path: Path) -> None:
 
 
 def test_a_failure_midway_prints_what_was_written_and_the_error(
-    prometheus, tmp_path: Path, write_config: Callable[..., Path]  # type: ignore[no-untyped-def]
+    prometheus,
+    tmp_path: Path,
+    write_config: Callable[..., Path],  # type: ignore[no-untyped-def]
 ) -> None:
-    broken = write_config(SEED_FILES[0].read_text().replace(
-        "avg_over_time(vgpu_memory_usage_bytes{}[5m])", "avg_over_time(vgpu_memory_usage_bytes{}[5m]"), "bad.yaml")
+    broken = write_config(
+        SEED_FILES[0]
+        .read_text()
+        .replace("avg_over_time(vgpu_memory_usage_bytes{}[5m])", "avg_over_time(vgpu_memory_usage_bytes{}[5m]"),
+        "bad.yaml",
+    )
     db = tmp_path / "ledger.db"
     url = with_password(prometheus.url)
-    done = kubetally("collect", "-c", broken, "-c", SEED_FILES[1], "--prometheus", url,
-                     "--cluster", "gpu-east", "--db", db, *RANGE)
+    done = kubetally(
+        "collect", "-c", broken, "-c", SEED_FILES[1], "--prometheus", url, "--cluster", "gpu-east", "--db", db, *RANGE
+    )
     assert done.returncode == 1
     # VgpuCoreUsed H10 was written before VgpuMemoryUsed H10 failed; VgpuMemoryUsed wrote nothing.
     assert done.stdout == (
@@ -57,10 +75,12 @@ def test_a_failure_midway_prints_what_was_written_and_the_error(
         "VgpuCoreUsed       1       4   4       0    0 2026-03-02T11:00:00Z\n"
     )
     shown = prometheus.url.replace("http://", "http://admin:***@", 1)
-    assert done.stderr.startswith(f"error: Prometheus {shown}: item 'VgpuMemoryUsed' usage.query for {H10}: "
-                                  "HTTP 400 bad_data: ")
+    assert done.stderr.startswith(
+        f"error: Prometheus {shown}: item 'VgpuMemoryUsed' usage.query for {H10}: HTTP 400 bad_data: "
+    )
     # (the parse error's wording is the Prometheus version's own)
     assert done.stderr.endswith(
         " (query: sum by (deviceuuid, podnamespace) (avg_over_time(vgpu_memory_usage_bytes{}[5m])) — nothing was "
-        f"written for item 'VgpuMemoryUsed' period {H10}; the next run resumes from 2026-03-02T10:00:00Z\n")
+        f"written for item 'VgpuMemoryUsed' period {H10}; the next run resumes from 2026-03-02T10:00:00Z\n"
+    )
     assert "s3cret" not in done.stdout + done.stderr

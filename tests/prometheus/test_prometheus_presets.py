@@ -75,8 +75,11 @@ def test_dcgm_utilisation_prefers_profiling_and_never_invents_zero(client: Prome
         (H100, "team-b"): Decimal("0.25"),  # no profiling metric: GPU_UTIL 75 % → 0.75 × 20 min
         (MIG, "team-a"): Decimal("0.25"),  # GR_ENGINE_ACTIVE 0.25 of the MIG instance × 1 h
     }
-    assert records[(MIG, "team-a")].labels == {"modelName": "NVIDIA A100-SXM4-40GB", "GPU_I_PROFILE": "3g.20gb",
-                                               "GPU_I_ID": "1"}
+    assert records[(MIG, "team-a")].labels == {
+        "modelName": "NVIDIA A100-SXM4-40GB",
+        "GPU_I_PROFILE": "3g.20gb",
+        "GPU_I_ID": "1",
+    }
     # In H11 team-b has no GPU: no record at all, rather than a 0.
     assert (H100, "team-b") not in collect(client, config, "GpuUtilization", H11)
 

@@ -63,8 +63,15 @@ def marks(ledger: Ledger) -> dict[str, datetime]:
 
 def test_explicit_range_and_rerun_without_duplicates(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     config = seed_config(write_config)
-    summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 start=H10.start, end=H11.end, console=quiet_console())
+    summary = collect_prometheus(
+        config=config,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        start=H10.start,
+        end=H11.end,
+        console=quiet_console(),
+    )
     # 2 items × 2 hours; H10: 4 core + 3 memory records, H11: 3 + 2 (the 20-minute pod is gone).
     assert (summary.periods, summary.records, summary.inserted) == (4, 12, 12)
     # VgpuCoreUsed per hour, sum aggregation: H10 = 6 + 3 + 3 + 1.5; H11 = 6 + 3 + 1.5.
@@ -72,8 +79,15 @@ def test_explicit_range_and_rerun_without_duplicates(ledger: Ledger, prometheus,
     assert marks(ledger) == {"VgpuCoreUsed": H11.end, "VgpuMemoryUsed": H11.end}
     first_ids = sorted(r.id for r in ledger.records(history=True))
 
-    again = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                               start=H10.start, end=H11.end, console=quiet_console())
+    again = collect_prometheus(
+        config=config,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        start=H10.start,
+        end=H11.end,
+        console=quiet_console(),
+    )
     assert (again.periods, again.inserted, again.revised, again.unchanged) == (4, 0, 0, 12)
     assert sorted(r.id for r in ledger.records(history=True)) == first_ids  # not one more row
 
@@ -83,23 +97,28 @@ def test_resume_from_the_watermark(ledger: Ledger, prometheus, write_config) -> 
     # 11:01, first run: from now - max_backfill = 08:01, so the hours from 09:00 on. The 09:00 hour
     # is collectable; H10 has closed but its 2-minute settle delay has not passed.
     clock = Clock(datetime(2026, 3, 2, 11, 1, tzinfo=UTC))
-    first = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                               console=quiet_console(), clock=clock)
+    first = collect_prometheus(
+        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
+    )
     assert first.periods == 2  # 09:00 for both items
     assert marks(ledger) == {"VgpuCoreUsed": H10.start, "VgpuMemoryUsed": H10.start}
     # 11:02: H10 is collectable.
     clock.now = datetime(2026, 3, 2, 11, 2, tzinfo=UTC)
-    settled = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 console=quiet_console(), clock=clock)
+    settled = collect_prometheus(
+        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
+    )
     assert settled.periods == 2
     assert marks(ledger) == {"VgpuCoreUsed": H10.end, "VgpuMemoryUsed": H10.end}
     # Down until 13:30; the next run collects H11 and 12:00 (the latter holds 10 minutes of data).
     clock.now = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
-    second = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                console=quiet_console(), clock=clock)
+    second = collect_prometheus(
+        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
+    )
     assert second.periods == 4
-    assert marks(ledger) == {"VgpuCoreUsed": H11.end + timedelta(hours=1),
-                             "VgpuMemoryUsed": H11.end + timedelta(hours=1)}
+    assert marks(ledger) == {
+        "VgpuCoreUsed": H11.end + timedelta(hours=1),
+        "VgpuMemoryUsed": H11.end + timedelta(hours=1),
+    }
     totals = usage_by_period(ledger)
     assert totals[H10.start] == Decimal("13.5")  # as in the explicit run
     assert totals[H11.start] == Decimal("10.5")
@@ -114,8 +133,15 @@ def test_max_backfill_bounds_a_long_outage(ledger: Ledger, prometheus, write_con
     ledger.set_watermark(Watermark("prometheus", CLUSTER, "VgpuCoreUsed", datetime(2026, 3, 2, 2, tzinfo=UTC)))
     clock = Clock(datetime(2026, 3, 2, 12, 5, tzinfo=UTC))
     console = quiet_console()
-    summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 items=["VgpuCoreUsed"], console=console, clock=clock)
+    summary = collect_prometheus(
+        config=config,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        items=["VgpuCoreUsed"],
+        console=console,
+        clock=clock,
+    )
     # max_backfill 3h from 12:05 = 09:05 → the hours 10:00 and 11:00 only.
     assert sorted(usage_by_period(ledger)) == [H10.start, H11.start]
     assert marks(ledger) == {"VgpuCoreUsed": H11.end}  # the skipped gap is not retried forever
@@ -134,8 +160,7 @@ def test_first_start() -> None:
     assert first_start(now=now, watermark=None, max_backfill=week, length=hour) == (now - week, None)
     recent = datetime(2026, 3, 9, 8, tzinfo=UTC)
     assert first_start(now=now, watermark=recent, max_backfill=week, length=hour) == (recent, None)
-    start, warning = first_start(now=now, watermark=datetime(2026, 2, 1, tzinfo=UTC), max_backfill=week,
-                                 length=hour)
+    start, warning = first_start(now=now, watermark=datetime(2026, 2, 1, tzinfo=UTC), max_backfill=week, length=hour)
     # The first whole hour after now - 7 days (2026-03-02T10:30) is 11:00.
     assert start == datetime(2026, 3, 2, 11, tzinfo=UTC)
     assert warning is not None and "--to 2026-03-02T11:00:00Z" in warning
@@ -145,33 +170,54 @@ def test_unreachable_prometheus_writes_nothing(ledger: Ledger, write_config) -> 
     config = seed_config(write_config)
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SourceError) as caught:
-        collect_prometheus(config=config, ledger=ledger, url=url, cluster=CLUSTER, start=H10.start, end=H11.end,
-                           console=quiet_console())
+        collect_prometheus(
+            config=config,
+            ledger=ledger,
+            url=url,
+            cluster=CLUSTER,
+            start=H10.start,
+            end=H11.end,
+            console=quiet_console(),
+        )
     message = str(caught.value)
     assert message.startswith(f"Prometheus {url}: item 'VgpuCoreUsed' usage.query for {H10}: unreachable (")
-    assert message.endswith(f"nothing was written for item 'VgpuCoreUsed' period {H10}; the next run resumes "
-                            "from 2026-03-02T10:00:00Z")
+    assert message.endswith(
+        f"nothing was written for item 'VgpuCoreUsed' period {H10}; the next run resumes from 2026-03-02T10:00:00Z"
+    )
     assert list(ledger.records(history=True)) == [] and marks(ledger) == {}
 
 
 def test_a_failure_midway_keeps_finished_periods_and_resumes_exactly(
-    ledger: Ledger, prometheus, write_config  # type: ignore[no-untyped-def]
+    ledger: Ledger,
+    prometheus,
+    write_config,  # type: ignore[no-untyped-def]
 ) -> None:
     good = seed_config(write_config)
-    broken_item = (SEED_FILES[0].read_text().replace(
-        "avg_over_time(vgpu_memory_usage_bytes{}[5m])", "avg_over_time(vgpu_memory_usage_bytes{}[5m]"))
+    broken_item = (
+        SEED_FILES[0]
+        .read_text()
+        .replace("avg_over_time(vgpu_memory_usage_bytes{}[5m])", "avg_over_time(vgpu_memory_usage_bytes{}[5m]")
+    )
     broken = load_config([write_config(broken_item, "broken.yaml"), SEED_FILES[1], write_config(SETTINGS)])
     with pytest.raises(SourceError, match=r"item 'VgpuMemoryUsed' usage\.query for .*HTTP 400 bad_data"):
-        collect_prometheus(config=broken, ledger=ledger, url=prometheus.url, cluster=CLUSTER, start=H10.start,
-                           end=H11.end, console=quiet_console())
+        collect_prometheus(
+            config=broken,
+            ledger=ledger,
+            url=prometheus.url,
+            cluster=CLUSTER,
+            start=H10.start,
+            end=H11.end,
+            console=quiet_console(),
+        )
     # Periods run in time order, items in config order: VgpuCoreUsed H10 was written, then
     # VgpuMemoryUsed H10 failed and stopped the run.
     assert marks(ledger) == {"VgpuCoreUsed": H10.end}
     assert {r.item for r in ledger.records()} == {"VgpuCoreUsed"}
     # Fixed config, resumed from the watermarks at 12:05: each item continues where it stopped.
     clock = Clock(datetime(2026, 3, 2, 12, 5, tzinfo=UTC))
-    resumed = collect_prometheus(config=good, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 console=quiet_console(), clock=clock)
+    resumed = collect_prometheus(
+        config=good, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
+    )
     assert {name: p.periods for name, p in resumed.items.items()} == {
         "VgpuCoreUsed": 1,  # H11
         "VgpuMemoryUsed": 2,  # H10 was never written (max_backfill 3h reaches back to 09:05)
@@ -184,8 +230,16 @@ def test_a_failure_midway_keeps_finished_periods_and_resumes_exactly(
 def test_a_later_range_does_not_hide_a_gap(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     config = seed_config(write_config)
     ledger.set_watermark(Watermark("prometheus", CLUSTER, "VgpuCoreUsed", datetime(2026, 3, 2, 8, tzinfo=UTC)))
-    summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 items=["VgpuCoreUsed"], start=H11.start, end=H11.end, console=quiet_console())
+    summary = collect_prometheus(
+        config=config,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        items=["VgpuCoreUsed"],
+        start=H11.start,
+        end=H11.end,
+        console=quiet_console(),
+    )
     assert summary.periods == 1
     assert marks(ledger) == {"VgpuCoreUsed": datetime(2026, 3, 2, 8, tzinfo=UTC)}  # 08:00-11:00 still missing
     assert "its watermark stays at 2026-03-02T08:00:00Z" in summary.warnings[0]
@@ -193,16 +247,31 @@ def test_a_later_range_does_not_hide_a_gap(ledger: Ledger, prometheus, write_con
 
 def test_unknown_item_is_refused(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(KubetallyError, match=r"--item 'Nope': no such item \(known: VgpuCoreUsed, VgpuMemoryUsed\)"):
-        collect_prometheus(config=seed_config(write_config), ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                           items=["Nope"], console=quiet_console())
+        collect_prometheus(
+            config=seed_config(write_config),
+            ledger=ledger,
+            url=prometheus.url,
+            cluster=CLUSTER,
+            items=["Nope"],
+            console=quiet_console(),
+        )
 
 
 def test_follow_collects_each_period_as_it_closes(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     config = seed_config(write_config)
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC), stop_after=2)
     console = quiet_console()
-    summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                 start=H10.start, follow=True, console=console, clock=clock, sleep=clock.sleep)
+    summary = collect_prometheus(
+        config=config,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        start=H10.start,
+        follow=True,
+        console=console,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     # 11:05: H10 collected; sleep until 12:02 (H11 closes at 12:00 + 2m settle) = 57 min; collect H11;
     # sleep until 13:02 = 60 min; then Ctrl-C.
     assert clock.slept == [57 * 60.0, 60 * 60.0]
@@ -214,9 +283,18 @@ def test_follow_collects_each_period_as_it_closes(ledger: Ledger, prometheus, wr
 
 def test_follow_stops_at_to(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC))
-    summary = collect_prometheus(config=seed_config(write_config), ledger=ledger, url=prometheus.url,
-                                 cluster=CLUSTER, start=H10.start, end=H11.end, follow=True,
-                                 console=quiet_console(), clock=clock, sleep=clock.sleep)
+    summary = collect_prometheus(
+        config=seed_config(write_config),
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        start=H10.start,
+        end=H11.end,
+        follow=True,
+        console=quiet_console(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert clock.slept == [57 * 60.0] and not summary.interrupted
     assert sorted(usage_by_period(ledger)) == [H10.start, H11.start]
 
@@ -243,9 +321,19 @@ def test_follow_rides_out_a_prometheus_outage(ledger: Ledger, prometheus, write_
     client = FlakyClient(prometheus.url, after=5, failures=2)
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC))
     with client:
-        summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER,
-                                     start=H10.start, end=H11.end, follow=True, console=quiet_console(),
-                                     clock=clock, sleep=clock.sleep, client=client)
+        summary = collect_prometheus(
+            config=config,
+            ledger=ledger,
+            url=prometheus.url,
+            cluster=CLUSTER,
+            start=H10.start,
+            end=H11.end,
+            follow=True,
+            console=quiet_console(),
+            clock=clock,
+            sleep=clock.sleep,
+            client=client,
+        )
     # Sleep to 12:02, fail, back off 5 s, fail, back off 15 s, then succeed.
     assert clock.slept == [57 * 60.0, RETRY_DELAYS[0], RETRY_DELAYS[1]]
     assert len([w for w in summary.warnings if "injected" in w]) == 2
@@ -253,11 +341,19 @@ def test_follow_rides_out_a_prometheus_outage(ledger: Ledger, prometheus, write_
 
 
 def test_follow_fails_fast_on_the_first_pass(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
-    broken = (SEED_FILES[0].read_text().replace("vgpu_core_labels{}", "vgpu_core_labels{"))
+    broken = SEED_FILES[0].read_text().replace("vgpu_core_labels{}", "vgpu_core_labels{")
     config = load_config([write_config(broken, "broken.yaml"), SEED_FILES[1], write_config(SETTINGS)])
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC))
     with pytest.raises(QueryFailed, match=r"item 'VgpuCoreUsed' labels\.query"):
-        collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, start=H10.start,
-                           follow=True, console=quiet_console(), clock=clock, sleep=clock.sleep)
+        collect_prometheus(
+            config=config,
+            ledger=ledger,
+            url=prometheus.url,
+            cluster=CLUSTER,
+            start=H10.start,
+            follow=True,
+            console=quiet_console(),
+            clock=clock,
+            sleep=clock.sleep,
+        )
     assert clock.slept == []
-

@@ -23,8 +23,9 @@ TEAM_A = Tenant(f"{NAMED}/team-a", NAMED, "yulin-2", "team-a", "yulin", "team-a"
 def register(db: Path, cluster: str, *tenants: Tenant) -> None:
     """What a ``kubetally collect --kubernetes`` or agent run leaves in the ledger."""
     with Ledger.open(str(db)) as ledger, ledger.engine.begin() as conn:
-        registry.update_registry(conn, cluster, Discovery(list(tenants)), datetime(2026, 3, 2, 9, tzinfo=UTC),
-                                 timedelta(hours=1))
+        registry.update_registry(
+            conn, cluster, Discovery(list(tenants)), datetime(2026, 3, 2, 9, tzinfo=UTC), timedelta(hours=1)
+        )
 
 
 def tenants_by_namespace(db: Path) -> dict[str, set[str]]:
@@ -37,8 +38,17 @@ def tenants_by_namespace(db: Path) -> dict[str, set[str]]:
 
 
 def collect(prometheus, db: Path):  # type: ignore[no-untyped-def]
-    return kubetally("collect", *[a for p in SEED_FILES for a in ("-c", str(p))], "--prometheus", prometheus.url,
-                     "--cluster", CLUSTER, "--db", db, *RANGE)
+    return kubetally(
+        "collect",
+        *[a for p in SEED_FILES for a in ("-c", str(p))],
+        "--prometheus",
+        prometheus.url,
+        "--cluster",
+        CLUSTER,
+        "--db",
+        db,
+        *RANGE,
+    )
 
 
 def test_a_registered_tenant_becomes_the_records_tenant(prometheus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

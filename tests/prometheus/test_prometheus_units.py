@@ -59,8 +59,9 @@ def test_label_names() -> None:
     assert enrichment_labels({"label_device": "nvidia", "deviceuuid": "GPU-1", "label_empty": "", "job": "x"}) == {
         "device": "nvidia"
     }
-    assert dimension_labels({"modelName": "T4", "label_mode": "spot", "pod": "p"}, ["modelName", "label_mode",
-                                                                                    "GPU_I_ID"]) == {
+    assert dimension_labels(
+        {"modelName": "T4", "label_mode": "spot", "pod": "p"}, ["modelName", "label_mode", "GPU_I_ID"]
+    ) == {
         "modelName": "T4",
         "mode": "spot",
     }
@@ -101,8 +102,10 @@ def test_several_label_series_choose_deterministically() -> None:
     tie_z = _series({"uuid": "t", "ns": "a", "label_model": "Z"}, [5])
     tie_y = _series({"uuid": "t", "ns": "a", "label_model": "Y"}, [5])
     other_ns = _series({"uuid": "g", "ns": "b", "label_model": "P100"}, [5])
-    for order in ([long, short, late_a, late_b, early, tie_z, tie_y, other_ns],
-                  [other_ns, tie_y, tie_z, early, late_b, late_a, short, long]):
+    for order in (
+        [long, short, late_a, late_b, early, tie_z, tie_y, other_ns],
+        [other_ns, tie_y, tie_z, early, late_b, late_a, short, long],
+    ):
         index = LabelIndex(order, mappers, ("namespace",))
         assert index.lookup("g", namespace="a") == {"model": "T4"}  # most points
         assert index.lookup("h", namespace="a") == {"model": "B"}  # 4 points beat 3

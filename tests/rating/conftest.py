@@ -65,11 +65,20 @@ def record(
     labels: dict[str, str] | None = None,
 ) -> UsageRecord:
     return UsageRecord.measure(
-        cluster=cluster, kind=kind, category=category, item=item, name=name,
+        cluster=cluster,
+        kind=kind,
+        category=category,
+        item=item,
+        name=name,
         namespace=f"ns-{tenant}" if namespace is None else namespace,
-        project=f"p-{tenant}" if project is None else project, tenant=tenant,
-        period_kind=PeriodKind.hourly, period=period, usage=Decimal(usage), unit=unit,
-        dimensions=dimensions, labels=labels,
+        project=f"p-{tenant}" if project is None else project,
+        tenant=tenant,
+        period_kind=PeriodKind.hourly,
+        period=period,
+        usage=Decimal(usage),
+        unit=unit,
+        dimensions=dimensions,
+        labels=labels,
     )
 
 
@@ -86,13 +95,33 @@ def scenario_records() -> list[UsageRecord]:
         record("acme", cpu, hour(16, 10), "70", name="train-0"),
         record("beta", gpu, hour(15, 11), "4", name="infer-0", dimensions=spot),
         record("beta", gpu, hour(16, 11), "4", name="infer-0", dimensions=spot),
-        record("beta", gpu, hour(16, 12), "2", name="infer-1",
-               dimensions={"gpu_sku": "nvidia-b200-180gb", "capacity_type": "on-demand"}),
+        record(
+            "beta",
+            gpu,
+            hour(16, 12),
+            "2",
+            name="infer-1",
+            dimensions={"gpu_sku": "nvidia-b200-180gb", "capacity_type": "on-demand"},
+        ),
         record("beta", cpu, hour(15, 12), "0.0000125", name="infer-0"),
-        record("beta", "VgpuMemoryUsed", hour(15, 10), "3221225472", name="GPU-aaaa",
-               labels={"modelName": "Tesla T4"}, **vgpu),
-        record("beta", "VgpuMemoryUsed", hour(15, 10), "1610612736", name="GPU-bbbb",
-               labels={"modelName": "Tesla P100"}, **vgpu),
+        record(
+            "beta",
+            "VgpuMemoryUsed",
+            hour(15, 10),
+            "3221225472",
+            name="GPU-aaaa",
+            labels={"modelName": "Tesla T4"},
+            **vgpu,
+        ),
+        record(
+            "beta",
+            "VgpuMemoryUsed",
+            hour(15, 10),
+            "1610612736",
+            name="GPU-bbbb",
+            labels={"modelName": "Tesla P100"},
+            **vgpu,
+        ),
     ]
 
 

@@ -33,7 +33,7 @@ def cli() -> typer.Typer:
 def run(cli: typer.Typer, db: str, *args: str) -> object:
     base = ["--db", db, "--prices", str(PRICES), "-c", str(DISPLAY), "--from", "2026-11-01", "--to", "2026-12-01"]
     command = list(args[:2]) if args[0] == "export" else list(args[:1])
-    rest = list(args[len(command):])
+    rest = list(args[len(command) :])
     return CliRunner().invoke(cli, [*command, *base, *rest])
 
 
@@ -120,7 +120,10 @@ def test_export_focus_csv_failure_writes_nothing(
     # acme's 70 core-hours of the 16th: 40 left in tier 1 at 0.036, 30 in tier 2 at 0.027 → 1.44 + 0.81.
     acme_cpu = skus[6]
     assert (acme_cpu["PricingQuantity"], acme_cpu["BilledCost"], acme_cpu["ListUnitPrice"]) == (
-        "70.000000000", "2.250000", "")
+        "70.000000000",
+        "2.250000",
+        "",
+    )
     assert sum(Decimal(r["BilledCost"]) for r in skus) == Decimal("72.697501")
     bad = run(cli, ledger_url, "export", "focus", "--rows", "pod")
     assert bad.exit_code == 1
@@ -142,8 +145,21 @@ def test_export_focus_failure_on_the_command_line(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     with Ledger.open(str(db)) as ledger:
         ledger.write(scenario_records())
-    base = [sys.executable, "-m", "kubetally.cli.main", "export", "focus", "--db", str(db), "--prices", "example",
-            "--from", "2026-11-01", "--to", "2026-12-01"]
+    base = [
+        sys.executable,
+        "-m",
+        "kubetally.cli.main",
+        "export",
+        "focus",
+        "--db",
+        str(db),
+        "--prices",
+        "example",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-12-01",
+    ]
     proc = subprocess.run(base, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -160,9 +176,25 @@ def test_command_line_error_is_one_line(tmp_path: Path) -> None:
     """The real entry point: a bad option value exits 1 with a one-line reason."""
     db = tmp_path / "ledger.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "kubetally.cli.main", "report", "--db", str(db), "--prices", str(PRICES),
-         "--from", "2026-11-01", "--to", "2026-12-01", "--by", "pod"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "kubetally.cli.main",
+            "report",
+            "--db",
+            str(db),
+            "--prices",
+            str(PRICES),
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-12-01",
+            "--by",
+            "pod",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1
     assert "--by: unknown pod" in proc.stderr

@@ -22,7 +22,9 @@ from .conftest import hour, record
 H100 = "nvidia-h100-sxm-80gb"
 DAY_START = datetime(2026, 11, 15, tzinfo=UTC)
 DAY_END = datetime(2026, 11, 16, tzinfo=UTC)
-BOOK = PriceBook(PriceBookConfig.model_validate(yaml.safe_load("""
+BOOK = PriceBook(
+    PriceBookConfig.model_validate(
+        yaml.safe_load("""
 currency: USD
 prices:
   - category: compute
@@ -37,24 +39,46 @@ tenants:
   acme: {discount_percent: 10}
 focus:
   provider: GPU Cloud Inc
-""")))
+""")
+    )
+)
 
 
 @pytest.fixture
 def focus_ledger(ledger: Ledger) -> Ledger:
     shared = {"gpu_sku": H100, "capacity_type": "on-demand", "billing_mode": "shared"}
-    ledger.write([
-        # Node n1 is shared: acme's pod holds 3 GPUs, beta's 1, for the 10:00 hour.
-        record("acme", "gpu_hours", hour(15, 10), "3", name="train-0", namespace="ml", project="research",
-               dimensions=shared, labels={"node": "n1", "region": "eu-west"}),
-        record("beta", "gpu_hours", hour(15, 10), "1", name="infer-0", dimensions=shared, labels={"node": "n1"}),
-        # acme CPU: 6 core-hours at 10:00 and 6 at 11:00; the month's tier 1 ends at 10.
-        record("acme", "cpu_core_hours", hour(15, 10), "6", name="train-0", namespace="ml", project="research"),
-        record("acme", "cpu_core_hours", hour(15, 11), "6", name="train-0", namespace="ml", project="research"),
-        # acme's dedicated node, one hour.
-        record("acme", "node_hours", hour(15, 10), "1", name="gpu-h100-01", namespace="", kind="Node",
-               project="research", dimensions={"node_sku": "hgx-h100", "billing_mode": "dedicated"}),
-    ])
+    ledger.write(
+        [
+            # Node n1 is shared: acme's pod holds 3 GPUs, beta's 1, for the 10:00 hour.
+            record(
+                "acme",
+                "gpu_hours",
+                hour(15, 10),
+                "3",
+                name="train-0",
+                namespace="ml",
+                project="research",
+                dimensions=shared,
+                labels={"node": "n1", "region": "eu-west"},
+            ),
+            record("beta", "gpu_hours", hour(15, 10), "1", name="infer-0", dimensions=shared, labels={"node": "n1"}),
+            # acme CPU: 6 core-hours at 10:00 and 6 at 11:00; the month's tier 1 ends at 10.
+            record("acme", "cpu_core_hours", hour(15, 10), "6", name="train-0", namespace="ml", project="research"),
+            record("acme", "cpu_core_hours", hour(15, 11), "6", name="train-0", namespace="ml", project="research"),
+            # acme's dedicated node, one hour.
+            record(
+                "acme",
+                "node_hours",
+                hour(15, 10),
+                "1",
+                name="gpu-h100-01",
+                namespace="",
+                kind="Node",
+                project="research",
+                dimensions={"node_sku": "hgx-h100", "billing_mode": "dedicated"},
+            ),
+        ]
+    )
     return ledger
 
 
@@ -70,7 +94,7 @@ ACME_GPU = {
     "AllocatedResourceId": "c1/ml/train-0",
     "AllocatedResourceName": "train-0",
     "AllocatedTags": '{"billing_mode":"shared","capacity_type":"on-demand","gpu_sku":"nvidia-h100-sxm-80gb",'
-                     '"node":"n1","region":"eu-west"}',
+    '"node":"n1","region":"eu-west"}',
     "AvailabilityZone": None,
     "BilledCost": Decimal("10.530000"),  # 3 GPU-h × 3.90 × 0.9 (acme's 10 % discount) = 10.53
     "BillingAccountId": "kubetally",
@@ -84,7 +108,7 @@ ACME_GPU = {
     "ChargeCategory": "Usage",
     "ChargeClass": None,
     "ChargeDescription": "3 GPU-hours of Compute / GPU (nvidia-h100-sxm-80gb, on-demand) at 3.51 USD per "
-                         "GPU-hours (list 3.9)",
+    "GPU-hours (list 3.9)",
     "ChargeFrequency": "Usage-Based",
     "ChargePeriodEnd": DAY_END,
     "ChargePeriodStart": DAY_START,
@@ -129,7 +153,7 @@ ACME_GPU = {
     "SubAccountName": "acme",
     "SubAccountType": "Tenant",
     "Tags": '{"billing_mode":"shared","capacity_type":"on-demand","gpu_sku":"nvidia-h100-sxm-80gb","node":"n1",'
-            '"region":"eu-west"}',
+    '"region":"eu-west"}',
     "x_Cluster": "c1",
     "x_Namespace": "ml",
     "x_Project": "research",
@@ -176,13 +200,25 @@ def test_parquet_read_back_column_by_column(focus_ledger: Ledger, tmp_path: Path
     tier1 = rows[("acme", "cpu_core_hours", "c1/ml/train-0", 1)]
     tier2 = rows[("acme", "cpu_core_hours", "c1/ml/train-0", 2)]
     assert (tier1["ConsumedQuantity"], tier1["ListUnitPrice"], tier1["ListCost"], tier1["BilledCost"]) == (
-        Decimal(10), Decimal("0.04"), Decimal("0.4"), Decimal("0.36"))  # 10 × 0.04; × 0.9
+        Decimal(10),
+        Decimal("0.04"),
+        Decimal("0.4"),
+        Decimal("0.36"),
+    )  # 10 × 0.04; × 0.9
     assert (tier2["ConsumedQuantity"], tier2["ListUnitPrice"], tier2["ListCost"], tier2["BilledCost"]) == (
-        Decimal(2), Decimal("0.03"), Decimal("0.06"), Decimal("0.054"))  # 2 × 0.03; × 0.9
+        Decimal(2),
+        Decimal("0.03"),
+        Decimal("0.06"),
+        Decimal("0.054"),
+    )  # 2 × 0.03; × 0.9
     assert tier1["AllocatedMethodId"] is None and tier1["ResourceType"] == "Pod"
     node = rows[("acme", "node_hours", "c1/gpu-h100-01", 1)]
     assert (node["ResourceType"], node["x_NodeSku"], node["BilledCost"], node["SkuId"]) == (
-        "Node", "hgx-h100", Decimal("0.09"), "compute/node_hours")  # 1 × 0.10 × 0.9
+        "Node",
+        "hgx-h100",
+        Decimal("0.09"),
+        "compute/node_hours",
+    )  # 1 × 0.10 × 0.9
     # 10.53 + 3.90 + 0.36 + 0.054 + 0.09 = 14.934
     assert sum(r["BilledCost"] for r in rows.values()) == Decimal("14.934")
     assert (result.rows, result.billed_micros) == (5, 14_934_000)
@@ -230,8 +266,9 @@ def test_unpriced_usage_fails_the_export_and_leaves_no_file(focus_ledger: Ledger
     with pytest.raises(FocusError, match="no price for network/lb_hours"):
         export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, out, fmt="parquet")
     assert list(out.parent.iterdir()) == []  # neither the file nor its .partial
-    result = export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, out, fmt="parquet", skip_unpriced=True,
-                          rows="resource")
+    result = export_focus(
+        focus_ledger, BOOK, None, DAY_START, DAY_END, out, fmt="parquet", skip_unpriced=True, rows="resource"
+    )
     assert result.rows == 5
     assert result.skipped == {"no price for network/lb_hours": Decimal(1)}
 
@@ -250,8 +287,7 @@ def test_failed_export_writes_nothing_to_a_stream_or_over_a_file(focus_ledger: L
         export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, out)
     assert [p.name for p in out.parent.iterdir()] == ["focus.csv"]  # no temporary file left
     assert out.read_text() == "previous export\n"  # an existing file is kept as it was
-    result = export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, stream, skip_unpriced=True,
-                          rows="resource")
+    result = export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, stream, skip_unpriced=True, rows="resource")
     assert result.rows == 5
     assert len(stream.getvalue().splitlines()) == 1 + 5  # header + rows
 
@@ -271,8 +307,14 @@ CPU_SKU = "compute/cpu_core_hours"
 GPU_SKU = "compute/gpu_hours/nvidia-h100-sxm-80gb/on-demand"
 #: Columns that name one resource or its share of a node: null at SKU grain.
 RESOURCE_COLUMNS = (
-    "AllocatedMethodDetails", "AllocatedMethodId", "AllocatedResourceId", "AllocatedResourceName",
-    "AllocatedTags", "ResourceId", "ResourceName", "ResourceType",
+    "AllocatedMethodDetails",
+    "AllocatedMethodId",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
 )
 
 #: acme's H100 row at SKU grain merges a single resource row (ACME_GPU, its share of n1): every
@@ -383,16 +425,22 @@ def test_sku_grain_parquet_read_back_column_by_column(focus_ledger: Ledger, tmp_
     # acme's node and beta's GPUs are single resource rows: the same values, without the resource.
     export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, tmp_path / "r.parquet", fmt="parquet", rows="resource")
     resource = by_key(pq.read_table(tmp_path / "r.parquet").to_pylist())
-    for sku_row, key in ((acme_node, ("acme", "node_hours", "c1/gpu-h100-01", 1)),
-                         (beta_gpu, ("beta", "gpu_hours", "c1/n1", 1))):
+    for sku_row, key in (
+        (acme_node, ("acme", "node_hours", "c1/gpu-h100-01", 1)),
+        (beta_gpu, ("beta", "gpu_hours", "c1/n1", 1)),
+    ):
         for column in COLUMNS:
             expected = None if column in RESOURCE_COLUMNS else resource[key][column]
             assert sku_row[column] == expected, column
     assert (acme_node["BilledCost"], acme_node["ListUnitPrice"], acme_node["x_NodeSku"]) == (
-        Decimal("0.09"), Decimal("0.1"), "hgx-h100")  # 1 × 0.10 × 0.9
+        Decimal("0.09"),
+        Decimal("0.1"),
+        "hgx-h100",
+    )  # 1 × 0.10 × 0.9
     assert (beta_gpu["BilledCost"], beta_gpu["Tags"]) == (
-        Decimal("3.9"), '{"billing_mode":"shared","capacity_type":"on-demand","gpu_sku":"nvidia-h100-sxm-80gb",'
-                        '"node":"n1"}')  # 1 × 3.90; no region label on beta's record
+        Decimal("3.9"),
+        '{"billing_mode":"shared","capacity_type":"on-demand","gpu_sku":"nvidia-h100-sxm-80gb","node":"n1"}',
+    )  # 1 × 3.90; no region label on beta's record
     # Same money as the resource grain: 0.414 + 10.53 + 0.09 + 3.90 = 14.934 (= 10.53 + 3.90 + 0.36 + 0.054 + 0.09).
     assert sum(r["BilledCost"] for r in rows) == sum(r["BilledCost"] for r in resource.values()) == Decimal("14.934")
     assert (result.rows, result.billed_micros, result.list_micros) == (4, 14_934_000, 16_160_000)
@@ -420,19 +468,31 @@ def test_sku_grain_csv_read_back_column_by_column(focus_ledger: Ledger, tmp_path
 
 def test_sku_grain_merges_resources(focus_ledger: Ledger) -> None:
     """Rows of several resources merge: one unit price is kept, labels they share stay in Tags."""
-    focus_ledger.write([
-        # A second acme pod, on node n2 (no region label), 1 GPU-hour at 11:00.
-        record("acme", "gpu_hours", hour(15, 11), "1", name="train-1", namespace="ml", project="research",
-               dimensions={"gpu_sku": H100, "capacity_type": "on-demand", "billing_mode": "shared"},
-               labels={"node": "n2"}),
-        # A second acme CPU pod in another namespace, 3 core-hours at 12:00.
-        record("acme", "cpu_core_hours", hour(15, 12), "3", name="etl-0", namespace="etl", project="research"),
-    ])
+    focus_ledger.write(
+        [
+            # A second acme pod, on node n2 (no region label), 1 GPU-hour at 11:00.
+            record(
+                "acme",
+                "gpu_hours",
+                hour(15, 11),
+                "1",
+                name="train-1",
+                namespace="ml",
+                project="research",
+                dimensions={"gpu_sku": H100, "capacity_type": "on-demand", "billing_mode": "shared"},
+                labels={"node": "n2"},
+            ),
+            # A second acme CPU pod in another namespace, 3 core-hours at 12:00.
+            record("acme", "cpu_core_hours", hour(15, 12), "3", name="etl-0", namespace="etl", project="research"),
+        ]
+    )
     stream = io.StringIO()
     export_focus(focus_ledger, BOOK, None, DAY_START, DAY_END, stream, rows="resource")
     resource = list(csv.DictReader(io.StringIO(stream.getvalue())))
-    shown = [(r["SubAccountId"], r["x_Item"], r["ResourceId"], r["x_PricingTier"], r["PricingQuantity"],
-              r["BilledCost"]) for r in resource]
+    shown = [
+        (r["SubAccountId"], r["x_Item"], r["ResourceId"], r["x_PricingTier"], r["PricingQuantity"], r["BilledCost"])
+        for r in resource
+    ]
     # Resource rows come in (tenant, cluster, project, namespace, …, name) order: the node (no namespace)
     # first, then etl-0 (etl < ml), rated first against the month's 10 core-hour tier 1.
     assert shown == [
@@ -449,28 +509,54 @@ def test_sku_grain_merges_resources(focus_ledger: Ledger) -> None:
     rows = {(r["SubAccountId"], r["SkuId"]): r for r in csv.DictReader(io.StringIO(stream.getvalue()))}
     assert list(rows) == SKU_ORDER
     cpu = rows[("acme", CPU_SKU)]
-    picked = ("PricingQuantity", "ListCost", "BilledCost", "ListUnitPrice", "x_PricingTier", "x_Namespace",
-              "x_Project", "ResourceId", "ChargeDescription")
+    picked = (
+        "PricingQuantity",
+        "ListCost",
+        "BilledCost",
+        "ListUnitPrice",
+        "x_PricingTier",
+        "x_Namespace",
+        "x_Project",
+        "ResourceId",
+        "ChargeDescription",
+    )
     assert [cpu[c] for c in picked] == [
         "15.000000000",  # 3 + 7 + 5
         "0.550000",  # 0.12 + 0.28 + 0.15
         "0.495000",  # 0.108 + 0.252 + 0.135
-        "", "",  # two tiers, two unit prices
+        "",
+        "",  # two tiers, two unit prices
         "",  # etl ≠ ml
-        "research", "",
+        "research",
+        "",
         "15 core-hours of Compute / CPU at 2 unit prices, tiers 1, 2",
     ]
     gpu = rows[("acme", GPU_SKU)]
-    picked = ("PricingQuantity", "ListCost", "BilledCost", "ListUnitPrice", "ContractedUnitPrice", "SkuPriceId",
-              "x_PricingTier", "RegionId", "x_Namespace", "AllocatedMethodDetails", "Tags", "ChargeDescription")
+    picked = (
+        "PricingQuantity",
+        "ListCost",
+        "BilledCost",
+        "ListUnitPrice",
+        "ContractedUnitPrice",
+        "SkuPriceId",
+        "x_PricingTier",
+        "RegionId",
+        "x_Namespace",
+        "AllocatedMethodDetails",
+        "Tags",
+        "ChargeDescription",
+    )
     assert [gpu[c] for c in picked] == [
         "4.000000000",  # 3 + 1
         "15.600000",  # 11.70 + 3.90
         "14.040000",  # 10.53 + 3.51
-        "3.900000000000", "3.510000000000",  # one unit price for both pods: kept
-        "compute/gpu_hours/nvidia-h100-sxm-80gb/on-demand@base:h100:1", "1",
+        "3.900000000000",
+        "3.510000000000",  # one unit price for both pods: kept
+        "compute/gpu_hours/nvidia-h100-sxm-80gb/on-demand@base:h100:1",
+        "1",
         "",  # only train-0's record has region eu-west
-        "ml", "",
+        "ml",
+        "",
         '{"billing_mode":"shared","capacity_type":"on-demand","gpu_sku":"nvidia-h100-sxm-80gb"}',  # node differs
         "4 GPU-hours of Compute / GPU (nvidia-h100-sxm-80gb, on-demand) at 3.51 USD per GPU-hours (list 3.9)",
     ]

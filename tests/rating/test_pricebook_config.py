@@ -34,8 +34,12 @@ def test_example_pricebook_covers_the_kubernetes_items() -> None:
     book = example_pricebook()
     assert book.currency == "USD"
     assert book.items == [
-        ("compute", "cpu_core_hours"), ("compute", "gpu_hours"), ("compute", "memory_gib_hours"),
-        ("compute", "node_hours"), ("network", "lb_hours"), ("platform", "control_plane_hours"),
+        ("compute", "cpu_core_hours"),
+        ("compute", "gpu_hours"),
+        ("compute", "memory_gib_hours"),
+        ("compute", "node_hours"),
+        ("network", "lb_hours"),
+        ("platform", "control_plane_hours"),
         ("storage", "storage_gib_hours"),
     ]
 
@@ -64,13 +68,17 @@ def test_builtin_display_names_the_kubernetes_items() -> None:
 
 
 def test_pricing_section_of_kubetally_yaml(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 cluster: c1
 pricing:
   currency: EUR
   prices:
     - {category: network, item: lb_hours, price: "0.02"}
-""", "kubetally.yaml")
+""",
+        "kubetally.yaml",
+    )
     config = load_config([path])
     assert isinstance(config.section("pricing"), PriceBookConfig)
     assert resolve_pricebook(None, config)[0].currency == "EUR"
@@ -82,12 +90,16 @@ pricing:
 
 
 def test_pricing_section_errors_name_file_and_field(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 pricing:
   currency: EUR
   prices:
     - {category: network, item: lb_hours, prize: "0.02"}
-""", "kubetally.yaml")
+""",
+        "kubetally.yaml",
+    )
     with pytest.raises(ConfigError) as caught:
         load_config([path])
     assert f"{path}: pricing: prices[0].prize: unknown key" in caught.value.problems
@@ -133,12 +145,18 @@ def test_no_pricebook_is_an_error_unless_the_example_may_stand_in() -> None:
             "currency: USD\nprices: [{category: c, item: i, label: a, groups: [{match: {b: x}, price: 1}]}]\n",
             "groups[0]: match keys ['b'] are not in labels ['a']",
         ),
-        ("currency: USD\nprices: [{category: c, item: i, groups: [{values: [x], price: 1}]}]\n",
-         "groups need the label key(s)"),
-        ("currency: USD\nprices: [{category: c, item: i, label: a, groups: [{values: [x]}]}]\n",
-         "needs 'price' or 'tiers'"),
-        ("currency: USD\ntenants: {acme: {discount_percent: 10, markup_percent: 5}}\n",
-         "tenants.acme: give exactly one of discount_percent or markup_percent"),
+        (
+            "currency: USD\nprices: [{category: c, item: i, groups: [{values: [x], price: 1}]}]\n",
+            "groups need the label key(s)",
+        ),
+        (
+            "currency: USD\nprices: [{category: c, item: i, label: a, groups: [{values: [x]}]}]\n",
+            "needs 'price' or 'tiers'",
+        ),
+        (
+            "currency: USD\ntenants: {acme: {discount_percent: 10, markup_percent: 5}}\n",
+            "tenants.acme: give exactly one of discount_percent or markup_percent",
+        ),
         ("currency: USD\ntenants: {acme: {discount_percent: 120}}\n", "discount_percent: must be at most 100"),
         ("- just a list\n", "expected a mapping"),
         ("currency: [unclosed\n", "not valid YAML"),

@@ -31,8 +31,17 @@ def line(
     context: bool = False,
 ) -> UsageLine:
     start = datetime(2026, month, day, tzinfo=UTC)
-    return UsageLine(start, start + timedelta(days=1), tenant, category, item, "h",
-                     freeze_labels(labels or {}), Decimal(usage), context=context)
+    return UsageLine(
+        start,
+        start + timedelta(days=1),
+        tenant,
+        category,
+        item,
+        "h",
+        freeze_labels(labels or {}),
+        Decimal(usage),
+        context=context,
+    )
 
 
 def one(charges: list[Charge]) -> Charge:
@@ -220,12 +229,15 @@ prices:
 
 
 def test_prices_are_per_display_unit() -> None:
-    r = rater("""
+    r = rater(
+        """
 currency: USD
 prices:
   - {category: VgpuMemory, item: VgpuMemoryUsed, price: "0.002"}
   - {category: Vgpu, item: VgpuCoreUsed, price: "0.04"}
-""", divisors={"VgpuMemoryUsed": "1073741824", "VgpuCoreUsed": "1000"})
+""",
+        divisors={"VgpuMemoryUsed": "1073741824", "VgpuCoreUsed": "1000"},
+    )
     memory = one(r.rate_line(line("3221225472", category="VgpuMemory", item="VgpuMemoryUsed")))
     assert (memory.quantity, memory.cost) == (Decimal(3), 6_000)  # 3221225472 / 2^30 = 3 Gi-h × 0.002
     cores = one(r.rate_line(line("1500", category="Vgpu", item="VgpuCoreUsed")))
@@ -233,13 +245,16 @@ prices:
 
 
 def test_tier_split_keeps_raw_usage_exact() -> None:
-    r = rater("""
+    r = rater(
+        """
 currency: USD
 prices:
   - category: compute
     item: odd
     tiers: [{upto: 1, price: "1"}, {price: "0.5"}]
-""", divisors={"odd": "3"})
+""",
+        divisors={"odd": "3"},
+    )
     charges = r.rate_line(line("5", item="odd"))
     # 5 raw / 3 = 1.666… display units: 1 unit (3 raw) @ 1, 0.666… (the remaining 2 raw) @ 0.5
     assert [c.usage for c in charges] == [Decimal(3), Decimal(2)]

@@ -55,9 +55,7 @@ def test_month_by_tenant_and_item(scenario: Ledger, pricebook: PriceBook, displa
 
 
 def test_stored_expected_table(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
-    report = build_report(
-        scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display"
-    )
+    report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display")
     console = Console(width=120, record=True, color_system=None, force_terminal=False, file=io.StringIO())
     render_table(report, console)
     assert console.export_text() == EXPECTED_TABLE.read_text(encoding="utf-8")
@@ -110,8 +108,14 @@ def test_group_by_namespace_project_cluster(scenario: Ledger, pricebook: PriceBo
 
 def test_revision_reprices(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
     build_report(scenario, pricebook, display_config, NOV, DEC)  # rollups folded once
-    corrected = record("acme", "gpu_hours", hour(15, 10), "9", name="train-0",
-                       dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "capacity_type": "on-demand"})
+    corrected = record(
+        "acme",
+        "gpu_hours",
+        hour(15, 10),
+        "9",
+        name="train-0",
+        dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "capacity_type": "on-demand"},
+    )
     assert scenario.write([corrected]).revised == 1
     report = build_report(scenario, pricebook, display_config, NOV, DEC, tenants=["acme"], items=["gpu_hours"])
     # 9 h × 3.51 = 31.59 (15th, revised from 8) + 8 h × 3.15 = 25.20 (16th) = 56.79
@@ -119,22 +123,34 @@ def test_revision_reprices(scenario: Ledger, pricebook: PriceBook, display_confi
 
 
 def test_csv_and_json(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
-    report = build_report(
-        scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display"
-    )
+    report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display")
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     vgpu = next(r for r in rows if r["item"] == "VgpuMemoryUsed")
     assert vgpu == {
-        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z", "tenant": "beta",
-        "category": "VgpuMemory", "item": "VgpuMemoryUsed", "item_name": "VgpuMemory / Used Usage",
+        "period_start": "2026-11-01T00:00:00Z",
+        "period_end": "2026-12-01T00:00:00Z",
+        "tenant": "beta",
+        "category": "VgpuMemory",
+        "item": "VgpuMemoryUsed",
+        "item_name": "VgpuMemory / Used Usage",
         # 3221225472 + 1610612736 = 4831838208 byte-hours = 4.5 Gi-hours
-        "usage": "4831838208", "unit": "byte-hours", "display_usage": "4.5", "display_unit": "Gi-hours",
-        "list_cost": "0.007500", "cost": "0.007500", "currency": "USD", "status": "priced",
+        "usage": "4831838208",
+        "unit": "byte-hours",
+        "display_usage": "4.5",
+        "display_unit": "Gi-hours",
+        "list_cost": "0.007500",
+        "cost": "0.007500",
+        "currency": "USD",
+        "status": "priced",
     }
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal("72.697501")
     doc = json.loads(render_json(report))
-    assert doc["total"] == {"list_cost": "79.107501", "list_cost_micros": 79_107_501,
-                            "cost": "72.697501", "cost_micros": 72_697_501}
+    assert doc["total"] == {
+        "list_cost": "79.107501",
+        "list_cost_micros": 79_107_501,
+        "cost": "72.697501",
+        "cost_micros": 72_697_501,
+    }
     assert sum(r["cost_micros"] for r in doc["rows"]) == doc["total"]["cost_micros"]
     assert doc["unpriced"][0]["usage"] == "2"
 
@@ -146,29 +162,57 @@ def test_unpriced_rows_have_no_cost(scenario: Ledger, pricebook: PriceBook, disp
     report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month")
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert rows[-1] == {
-        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z", "tenant": "beta",
-        "category": "network", "item": "lb_hours", "usage": "3", "unit": "h",
-        "list_cost": "", "cost": "", "currency": "USD", "status": "unpriced",
+        "period_start": "2026-11-01T00:00:00Z",
+        "period_end": "2026-12-01T00:00:00Z",
+        "tenant": "beta",
+        "category": "network",
+        "item": "lb_hours",
+        "usage": "3",
+        "unit": "h",
+        "list_cost": "",
+        "cost": "",
+        "currency": "USD",
+        "status": "unpriced",
     }
     # The partly unpriced GPU row keeps the cost of its priced part (4 + 4 spot hours = 15.00).
     gpu = next(r for r in rows if r["tenant"] == "beta" and r["item"] == "gpu_hours")
     assert (gpu["list_cost"], gpu["cost"], gpu["status"]) == ("15.000000", "15.000000", "partly unpriced")
     doc = json.loads(render_json(report))
     assert doc["rows"][-1] == {
-        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z", "tenant": "beta",
-        "category": "network", "item": "lb_hours", "usage": "3", "unit": "h",
-        "list_cost": None, "cost": None, "currency": "USD", "status": "unpriced",
-        "list_cost_micros": None, "cost_micros": None,
+        "period_start": "2026-11-01T00:00:00Z",
+        "period_end": "2026-12-01T00:00:00Z",
+        "tenant": "beta",
+        "category": "network",
+        "item": "lb_hours",
+        "usage": "3",
+        "unit": "h",
+        "list_cost": None,
+        "cost": None,
+        "currency": "USD",
+        "status": "unpriced",
+        "list_cost_micros": None,
+        "cost_micros": None,
     }
     # Totals and the month's subtotal are still integer sums of the priced lines (as without
     # the LB hours), and the JSON lists what they leave out: the 3 LB hours and the 2 B200 hours.
-    assert doc["total"] == {"list_cost": "79.107501", "list_cost_micros": 79_107_501,
-                            "cost": "72.697501", "cost_micros": 72_697_501}
-    assert doc["subtotals"] == [{"period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
-                                 "cost": "72.697501", "cost_micros": 72_697_501}]
+    assert doc["total"] == {
+        "list_cost": "79.107501",
+        "list_cost_micros": 79_107_501,
+        "cost": "72.697501",
+        "cost_micros": 72_697_501,
+    }
+    assert doc["subtotals"] == [
+        {
+            "period_start": "2026-11-01T00:00:00Z",
+            "period_end": "2026-12-01T00:00:00Z",
+            "cost": "72.697501",
+            "cost_micros": 72_697_501,
+        }
+    ]
     assert sum(r["cost_micros"] or 0 for r in doc["rows"]) == 72_697_501
     assert [(u["category"], u["item"], u["usage"], u["lines"]) for u in doc["unpriced"]] == [
-        ("compute", "gpu_hours", "2", 1), ("network", "lb_hours", "3", 1),
+        ("compute", "gpu_hours", "2", 1),
+        ("network", "lb_hours", "3", 1),
     ]
     console = Console(width=120, record=True, color_system=None, file=io.StringIO())
     render_table(report, console)
@@ -179,23 +223,19 @@ def test_unpriced_rows_have_no_cost(scenario: Ledger, pricebook: PriceBook, disp
 def test_table_at_80_columns(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
     """The stored table, narrowed to 80 columns: tighter padding, the one long item name
     wraps at a space, and nothing is cut off (no ellipsis)."""
-    report = build_report(
-        scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display"
-    )
+    report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display")
     console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
     render_table(report, console)
     table = console.export_text().split("unpriced: ")[0]
     assert table == (
         "           Cost report 2026-11-01 – 2026-12-01 (USD) · Period 2026-11           \n"
-        "Tenant  Item                    Usage  Unit             List                Cost\n"
-        + "━" * 80 + "\n"
+        "Tenant  Item                    Usage  Unit             List                Cost\n" + "━" * 80 + "\n"
         "acme    Compute / CPU             130  core-hours       4.90                4.41\n"
         "acme    Compute / GPU              16  GPU-hours       59.20               53.28\n"
         "beta    VgpuMemory / Used         4.5  Gi-hours       0.0075              0.0075\n"
         "        Usage                                                                   \n"
         "beta    Compute / CPU       0.0000125  core-hours   0.000001            0.000001\n"
-        "beta    Compute / GPU              10  GPU-hours       15.00  15.00 (+ unpriced)\n"
-        + " " * 80 + "\n"
+        "beta    Compute / GPU              10  GPU-hours       15.00  15.00 (+ unpriced)\n" + " " * 80 + "\n"
         "Total                                              79.107501           72.697501\n"
     )
     assert "…" not in console.export_text()
@@ -203,9 +243,20 @@ def test_table_at_80_columns(scenario: Ledger, pricebook: PriceBook, display_con
 
 def test_long_tenant_ids_are_never_truncated(ledger: Ledger, pricebook: PriceBook, display_config: Config) -> None:
     tenant = "vcluster/vcluster-team-a/team-a"
-    ledger.write([record(tenant, "cpu_core_hours", hour(15, 10), "230.026666667", namespace="ns-a", project="p-a"),
-                  record(tenant, "gpu_hours", hour(15, 10), "8", namespace="ns-a", project="p-a",
-                         dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "capacity_type": "spot"})])
+    ledger.write(
+        [
+            record(tenant, "cpu_core_hours", hour(15, 10), "230.026666667", namespace="ns-a", project="p-a"),
+            record(
+                tenant,
+                "gpu_hours",
+                hour(15, 10),
+                "8",
+                namespace="ns-a",
+                project="p-a",
+                dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "capacity_type": "spot"},
+            ),
+        ]
+    )
     report = build_report(ledger, pricebook, display_config, NOV, DEC, by="tenant,item", per="day", unit="display")
     console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
     render_table(report, console)

@@ -29,8 +29,10 @@ def table(ledger: Ledger) -> dict[tuple[object, ...], tuple[Decimal, int]]:
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(rollups))
         return {
-            (r.grain, r.start, r.tenant, r.project, r.namespace, r.cluster, r.category, r.item, r.unit, r.labels):
-            (r.usage, r.records)
+            (r.grain, r.start, r.tenant, r.project, r.namespace, r.cluster, r.category, r.item, r.unit, r.labels): (
+                r.usage,
+                r.records,
+            )
             for r in rows
         }
 
@@ -64,8 +66,9 @@ def test_scenario_rollups(scenario: Ledger) -> None:
 
 def test_correction_moves_usage_and_labels(ledger: Ledger) -> None:
     first = record("acme", "gpu_hours", hour(15, 10), "8", name="gpu", labels={"gpu_sku": "h100"})
-    ledger.write([first, record("acme", "gpu_hours", hour(15, 11), "1.000000001", name="gpu",
-                               labels={"gpu_sku": "h100"})])
+    ledger.write(
+        [first, record("acme", "gpu_hours", hour(15, 11), "1.000000001", name="gpu", labels={"gpu_sku": "h100"})]
+    )
     refresh_rollups(ledger)
     # Same id (labels are enrichment here), new usage and a new label value → revision 1.
     corrected = first.model_copy(update={"usage": Decimal("7.5"), "labels": {"gpu_sku": "a100"}})
@@ -98,16 +101,25 @@ def test_random_history_any_batch_size(ledger: Ledger) -> None:
         for _ in range(rng.randint(1, 8)):
             if current and rng.random() < 0.4:
                 old = rng.choice(list(current.values()))
-                batch.append(old.model_copy(update={  # type: ignore[attr-defined]
-                    "usage": Decimal(rng.randint(0, 10**6)) / 1000,
-                    "labels": {"gpu_sku": rng.choice("ab"), "node": rng.choice("xyz")},
-                }))
+                batch.append(
+                    old.model_copy(
+                        update={  # type: ignore[attr-defined]
+                            "usage": Decimal(rng.randint(0, 10**6)) / 1000,
+                            "labels": {"gpu_sku": rng.choice("ab"), "node": rng.choice("xyz")},
+                        }
+                    )
+                )
             else:
                 day, at = rng.randint(1, 40), rng.randint(0, 23)
                 day_of_month = (day - 1) % 30 + 1
-                rec = record(rng.choice(["t1", "t2"]), rng.choice(["i1", "i2"]), hour(day_of_month, at),
-                             str(Decimal(rng.randint(1, 10**9)) / 10**9), name=f"r{step}-{len(batch)}",
-                             labels={"gpu_sku": rng.choice("ab"), "node": rng.choice("xyz")})
+                rec = record(
+                    rng.choice(["t1", "t2"]),
+                    rng.choice(["i1", "i2"]),
+                    hour(day_of_month, at),
+                    str(Decimal(rng.randint(1, 10**9)) / 10**9),
+                    name=f"r{step}-{len(batch)}",
+                    labels={"gpu_sku": rng.choice("ab"), "node": rng.choice("xyz")},
+                )
                 batch.append(rec)
         written = ledger.write(batch)
         rows_written += written.inserted + written.revised
@@ -125,12 +137,16 @@ def test_random_history_any_batch_size(ledger: Ledger) -> None:
 
 
 def test_rollups_keep_pricing_labels_and_grow_on_demand(ledger: Ledger) -> None:
-    ledger.write([
-        record("acme", "gpu_hours", hour(15, 10), "2", name="a",
-               labels={"gpu_sku": "h100", "node": "n1", "rack": "r1"}),
-        record("acme", "gpu_hours", hour(15, 11), "3", name="b",
-               labels={"gpu_sku": "h100", "node": "n2", "rack": "r2"}),
-    ])
+    ledger.write(
+        [
+            record(
+                "acme", "gpu_hours", hour(15, 10), "2", name="a", labels={"gpu_sku": "h100", "node": "n1", "rack": "r1"}
+            ),
+            record(
+                "acme", "gpu_hours", hour(15, 11), "3", name="b", labels={"gpu_sku": "h100", "node": "n2", "rack": "r2"}
+            ),
+        ]
+    )
     refresh_rollups(ledger)
     # `node` and `rack` are not pricing dimensions: both records land in one row.
     assert {(k[0], k[9]): v for k, v in table(ledger).items()} == {

@@ -59,28 +59,34 @@ def test_uid_and_creation_timestamp_are_filled_deterministically(scenario, core:
     assert other.metadata.uid == trainer.metadata.uid
 
 
-@pytest.mark.parametrize(("selector", "expected"), [
-    ("pool=gpu", ["gpu-a100-01", "gpu-h100-01"]),
-    ("pool==gpu", ["gpu-a100-01", "gpu-h100-01"]),
-    ("pool!=gpu", ["cpu-01"]),
-    ("pool in (system, cpu)", ["cpu-01"]),
-    ("pool notin (system)", ["gpu-a100-01", "gpu-h100-01"]),
-    ("vcluster.loft.sh/managed-by", ["gpu-h100-01"]),
-    ("!vcluster.loft.sh/managed-by", ["cpu-01", "gpu-a100-01"]),
-    ("pool=gpu,nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", ["gpu-h100-01"]),
-    ("vcluster.loft.sh/managed-by!=team-a", ["cpu-01", "gpu-a100-01"]),
-])
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("pool=gpu", ["gpu-a100-01", "gpu-h100-01"]),
+        ("pool==gpu", ["gpu-a100-01", "gpu-h100-01"]),
+        ("pool!=gpu", ["cpu-01"]),
+        ("pool in (system, cpu)", ["cpu-01"]),
+        ("pool notin (system)", ["gpu-a100-01", "gpu-h100-01"]),
+        ("vcluster.loft.sh/managed-by", ["gpu-h100-01"]),
+        ("!vcluster.loft.sh/managed-by", ["cpu-01", "gpu-a100-01"]),
+        ("pool=gpu,nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", ["gpu-h100-01"]),
+        ("vcluster.loft.sh/managed-by!=team-a", ["cpu-01", "gpu-a100-01"]),
+    ],
+)
 def test_label_selectors(read_only_core: client.CoreV1Api, selector: str, expected: list[str]) -> None:
     assert names(read_only_core.list_node(label_selector=selector).items) == expected
 
 
-@pytest.mark.parametrize(("selector", "expected"), [
-    ("spec.nodeName=gpu-a100-01", ["team-a/notebook", "team-b/eval"]),
-    ("status.phase=Running", ["team-a/notebook", "team-a/trainer-0"]),
-    ("status.phase!=Running", ["team-b/eval"]),
-    ("metadata.namespace=team-b", ["team-b/eval"]),
-    ("metadata.name=trainer-0,spec.nodeName==gpu-h100-01", ["team-a/trainer-0"]),
-])
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("spec.nodeName=gpu-a100-01", ["team-a/notebook", "team-b/eval"]),
+        ("status.phase=Running", ["team-a/notebook", "team-a/trainer-0"]),
+        ("status.phase!=Running", ["team-b/eval"]),
+        ("metadata.namespace=team-b", ["team-b/eval"]),
+        ("metadata.name=trainer-0,spec.nodeName==gpu-h100-01", ["team-a/trainer-0"]),
+    ],
+)
 def test_field_selectors(read_only_core: client.CoreV1Api, selector: str, expected: list[str]) -> None:
     pods = read_only_core.list_pod_for_all_namespaces(field_selector=selector).items
     assert [f"{p.metadata.namespace}/{p.metadata.name}" for p in pods] == expected
@@ -91,14 +97,18 @@ def test_selector_and_namespace_combined(read_only_core: client.CoreV1Api) -> No
     assert names(pods.items) == ["notebook"]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"label_selector": "pool in gpu"}, "unable to parse requirement: found 'gpu', expected: '('"),
-    ({"label_selector": "pool=a=b"}, "unable to parse requirement: found '=', expected: ','"),
-    ({"field_selector": "spec.foo=bar"}, "field label not supported: spec.foo"),
-    ({"field_selector": "status.phase"}, "invalid selector: 'status.phase'; can't understand 'status.phase'"),
-])
-def test_bad_selectors_are_400_with_the_apiserver_message(read_only_core: client.CoreV1Api, kwargs: dict[str, str],
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"label_selector": "pool in gpu"}, "unable to parse requirement: found 'gpu', expected: '('"),
+        ({"label_selector": "pool=a=b"}, "unable to parse requirement: found '=', expected: ','"),
+        ({"field_selector": "spec.foo=bar"}, "field label not supported: spec.foo"),
+        ({"field_selector": "status.phase"}, "invalid selector: 'status.phase'; can't understand 'status.phase'"),
+    ],
+)
+def test_bad_selectors_are_400_with_the_apiserver_message(
+    read_only_core: client.CoreV1Api, kwargs: dict[str, str], message: str
+) -> None:
     with pytest.raises(ApiException) as caught:
         read_only_core.list_pod_for_all_namespaces(**kwargs)
     assert caught.value.status == 400
@@ -175,16 +185,26 @@ def test_get_and_not_found(core: client.CoreV1Api, sim: SimServer) -> None:
         core.read_namespaced_pod("nope", "team-a")
     assert caught.value.status == 404
     assert json.loads(caught.value.body) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'pods "nope" not found', "reason": "NotFound",
-        "details": {"name": "nope", "kind": "pods"}, "code": 404}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "kind": "pods"},
+        "code": 404,
+    }
 
 
 def test_unknown_resources_are_404_status(sim: SimServer) -> None:
     for path in ("/api/v1/widgets", "/apis/example.com/v1/widgets", "/api/v2/pods", "/api/v1/namespaces/a/nodes"):
         status, _, body = raw(sim, path)
         assert (status, body["kind"], body["reason"], body["message"]) == (
-            404, "Status", "NotFound", "the server could not find the requested resource"), path
+            404,
+            "Status",
+            "NotFound",
+            "the server could not find the requested resource",
+        ), path
 
 
 def test_date_header_shows_virtual_time(sim: SimServer) -> None:
@@ -218,12 +238,21 @@ def test_discovery_documents(sim: SimServer) -> None:
     _, _, core_v1 = raw(sim, "/api/v1")
     assert (core_v1["kind"], core_v1["groupVersion"]) == ("APIResourceList", "v1")
     pods = next(r for r in core_v1["resources"] if r["name"] == "pods")
-    assert pods == {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
-                    "verbs": ["get", "list", "watch"], "shortNames": ["po"], "categories": ["all"]}
+    assert pods == {
+        "name": "pods",
+        "singularName": "pod",
+        "namespaced": True,
+        "kind": "Pod",
+        "verbs": ["get", "list", "watch"],
+        "shortNames": ["po"],
+        "categories": ["all"],
+    }
     _, _, groups = raw(sim, "/apis")
     by_name = {g["name"]: g for g in groups["groups"]}
-    assert by_name["management.loft.sh"]["preferredVersion"] == {"groupVersion": "management.loft.sh/v1",
-                                                                "version": "v1"}
+    assert by_name["management.loft.sh"]["preferredVersion"] == {
+        "groupVersion": "management.loft.sh/v1",
+        "version": "v1",
+    }
     assert {"apps", "batch", "storage.k8s.io"} <= set(by_name)
     _, _, loft = raw(sim, "/apis/management.loft.sh/v1")
     assert [r["name"] for r in loft["resources"]] == ["virtualclusterinstances", "virtualclusterinstances/status"]
@@ -235,7 +264,8 @@ def test_dynamic_client_discovers_and_lists_the_custom_resource(sim: SimServer, 
     assert (vci.name, vci.namespaced) == ("virtualclusterinstances", True)
     listed = vci.get()
     assert [(i.metadata.namespace, i.metadata.name, i.status.phase) for i in listed.items] == [
-        ("p-research", "team-b", "Ready")]
+        ("p-research", "team-b", "Ready")
+    ]
     assert vci.get(name="team-b", namespace="p-research").spec.clusterRef.virtualCluster == "team-b"
     sts = dyn.resources.get(api_version="apps/v1", kind="StatefulSet")
     assert sts.get(label_selector="app=vcluster").items == []
@@ -261,8 +291,10 @@ def test_server_side_table_for_kubectl(sim: SimServer) -> None:
         body = json.loads(resp.read())
     assert (body["kind"], body["apiVersion"], body["metadata"]) == ("Table", "meta.k8s.io/v1", {"resourceVersion": "9"})
     assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "Status", "Node", "Age"]
-    assert [r["cells"] for r in body["rows"]] == [["notebook", "Running", "gpu-a100-01", "0s"],
-                                                  ["trainer-0", "Running", "gpu-h100-01", "0s"]]
+    assert [r["cells"] for r in body["rows"]] == [
+        ["notebook", "Running", "gpu-a100-01", "0s"],
+        ["trainer-0", "Running", "gpu-h100-01", "0s"],
+    ]
     assert body["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
     sim.advance("2026-11-01T13:25:00Z")
     request = urllib.request.Request(f"{sim.url}/api/v1/nodes/cpu-01", headers={"Accept": accept})
@@ -272,8 +304,12 @@ def test_server_side_table_for_kubectl(sim: SimServer) -> None:
 
 
 def test_boolean_fields_select_in_lower_case(sim: SimServer, core: client.CoreV1Api) -> None:
-    cordoned = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "cpu-01", "labels": {"pool": "system"}},
-                "spec": {"unschedulable": True}}
+    cordoned = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "cpu-01", "labels": {"pool": "system"}},
+        "spec": {"unschedulable": True},
+    }
     sim.apply("MODIFIED", cordoned)
     assert names(core.list_node(field_selector="spec.unschedulable=true").items) == ["cpu-01"]
     assert names(core.list_node(field_selector="spec.unschedulable!=true").items) == ["gpu-a100-01", "gpu-h100-01"]

@@ -45,10 +45,13 @@ def test_gpu_cloud_over_the_client(tmp_path: Path) -> None:
         apps = client.AppsV1Api(sim.api_client())
         vclusters = apps.list_stateful_set_for_all_namespaces(label_selector="app=vcluster")
         assert [(s.metadata.namespace, s.metadata.name) for s in vclusters.items] == [
-            ("vcluster-team-a", "team-a"), ("vcluster-team-b", "team-b")]
+            ("vcluster-team-a", "team-a"),
+            ("vcluster-team-b", "team-b"),
+        ]
         dedicated = core.list_node(label_selector="vcluster.loft.sh/managed-by")
         assert [(n.metadata.name, n.metadata.labels["vcluster.loft.sh/managed-by"]) for n in dedicated.items] == [
-            ("gpu-h100-01", "team-a")]
+            ("gpu-h100-01", "team-a")
+        ]
         h100 = core.list_node(label_selector="nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3").items
         assert [n.status.capacity["nvidia.com/gpu"] for n in h100] == ["8"]
         mig = core.read_node("gpu-a100-mig-01")
@@ -61,13 +64,15 @@ def test_gpu_cloud_over_the_client(tmp_path: Path) -> None:
         assert [n.status.capacity["nvidia.com/gpu"] for n in gke] == ["1"]
         lbs = [s for s in core.list_service_for_all_namespaces().items if s.spec.type == "LoadBalancer"]
         assert [(s.metadata.name, s.status.load_balancer.ingress[0].ip) for s in lbs] == [
-            ("llm-gateway-x-serving-x-team-b", "203.0.113.10")]
+            ("llm-gateway-x-serving-x-team-b", "203.0.113.10")
+        ]
         synced = core.list_pod_for_all_namespaces(label_selector="vcluster.loft.sh/managed-by=team-b").items
         assert len(synced) == 4
         assert len(core.list_persistent_volume_claim_for_all_namespaces().items) == 3
         sim.advance("2026-11-02T11:00:00Z")
-        assert [n.metadata.name for n in core.list_node(label_selector="vcluster.loft.sh/managed-by=team-b").items] \
-            == ["gpu-h100-02"]
+        assert [n.metadata.name for n in core.list_node(label_selector="vcluster.loft.sh/managed-by=team-b").items] == [
+            "gpu-h100-02"
+        ]
         assert core.read_namespaced_pod("batch-eval-x-ml-x-team-b", "vcluster-team-b").status.phase == "Succeeded"
         assert core.list_namespaced_pod("vcluster-team-a", label_selector="app=notebook").items == []
         trainer = core.read_namespaced_pod("trainer-0-x-ml-x-team-b", "vcluster-team-b")
@@ -114,21 +119,28 @@ def test_quantities_must_be_strings_as_the_apiserver_serves_them() -> None:
     data["objects"][0]["status"]["capacity"]["cpu"] = 8
     assert problems_of(data) == [
         "bad.yaml: objects[0] (Node n1): the kubernetes client cannot read it as V1Node: "
-        "V1NodeStatus.capacity.cpu: Input should be a valid string"]
+        "V1NodeStatus.capacity.cpu: Input should be a valid string"
+    ]
 
 
 def test_scope_duplicates_and_event_consistency_are_checked() -> None:
     data = scenario_dict()
-    data["objects"].append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan"},
-                            "spec": {"containers": [{"name": "c"}]}})
+    data["objects"].append(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan"}, "spec": {"containers": [{"name": "c"}]}}
+    )
     data["objects"].append(node("cpu-01"))
     data["objects"].append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n9", "namespace": "x"}})
-    data["events"].append({"at": "2026-11-01T11:00:00Z", "type": "MODIFIED",
-                           "object": pod("team-a", "ghost", "cpu-01", "Running")})
+    data["events"].append(
+        {"at": "2026-11-01T11:00:00Z", "type": "MODIFIED", "object": pod("team-a", "ghost", "cpu-01", "Running")}
+    )
     data["events"].append({"at": "2026-11-01T11:00:00Z", "type": "ADDED", "object": node("gpu-h100-02")})
-    data["events"].append({"at": "2026-11-01T11:00:00Z", "type": "DELETED",
-                           "object": {"apiVersion": "v1", "kind": "Pod",
-                                      "metadata": {"name": "trainer-0", "namespace": "team-a"}}})
+    data["events"].append(
+        {
+            "at": "2026-11-01T11:00:00Z",
+            "type": "DELETED",
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "trainer-0", "namespace": "team-a"}},
+        }
+    )
     assert problems_of(data) == [
         "bad.yaml: objects[8] (Pod orphan): Pod is namespaced; metadata.namespace is required",
         "bad.yaml: objects[9] (Node cpu-01): duplicate object (same apiVersion, kind, namespace and name)",
@@ -140,13 +152,18 @@ def test_scope_duplicates_and_event_consistency_are_checked() -> None:
 
 
 def test_event_shape_problems() -> None:
-    data = {"now": "2026-11-01T10:00:00Z", "nodes": [], "objects": [node("n1")], "events": [
-        {"at": "2026-11-01T10:30:00Z", "type": "UPDATED", "object": node("n1")},
-        {"at": "yesterday", "type": "DELETED", "object": node("n1")},
-        {"at": "2026-11-01T10:40:00Z", "type": "DELETED", "object": node("n1"), "extra": 1},
-        {"at": "2026-11-01T10:20:00Z", "type": "MODIFIED", "object": node("n1")},
-        {"at": "2026-11-01T10:50:00Z", "type": "ADDED"},
-    ]}
+    data = {
+        "now": "2026-11-01T10:00:00Z",
+        "nodes": [],
+        "objects": [node("n1")],
+        "events": [
+            {"at": "2026-11-01T10:30:00Z", "type": "UPDATED", "object": node("n1")},
+            {"at": "yesterday", "type": "DELETED", "object": node("n1")},
+            {"at": "2026-11-01T10:40:00Z", "type": "DELETED", "object": node("n1"), "extra": 1},
+            {"at": "2026-11-01T10:20:00Z", "type": "MODIFIED", "object": node("n1")},
+            {"at": "2026-11-01T10:50:00Z", "type": "ADDED"},
+        ],
+    }
     assert problems_of(data) == [
         "bad.yaml: unknown top-level key(s) nodes (allowed: now, objects, events, name, description)",
         "bad.yaml: events[0] (Node n1): type must be one of ADDED, MODIFIED, DELETED, not 'UPDATED'",
@@ -159,8 +176,7 @@ def test_event_shape_problems() -> None:
 
 
 def test_now_is_required_and_a_scenario_is_a_mapping() -> None:
-    assert problems_of({"objects": []}) == [
-        "bad.yaml: now is required (RFC 3339, e.g. 2026-11-01T10:00:00Z)"]
+    assert problems_of({"objects": []}) == ["bad.yaml: now is required (RFC 3339, e.g. 2026-11-01T10:00:00Z)"]
     assert problems_of([1, 2]) == ["bad.yaml: a scenario must be a mapping with now, objects and events"]
 
 
@@ -175,8 +191,9 @@ def test_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
     assert str(missing.value) == f"{tmp_path / 'nope.yaml'}: cannot read scenario: No such file or directory"
     with pytest.raises(ScenarioError) as unknown:
         resolve_scenario_path("no-such-scenario")
-    assert str(unknown.value) == ("no-such-scenario: no such scenario file, and no packaged scenario of that name "
-                                  "(packaged: gpu-cloud)")
+    assert str(unknown.value) == (
+        "no-such-scenario: no such scenario file, and no packaged scenario of that name (packaged: gpu-cloud)"
+    )
 
 
 def test_apply_rejects_bad_events_with_the_object_named(sim: SimServer) -> None:
@@ -185,8 +202,9 @@ def test_apply_rejects_bad_events_with_the_object_named(sim: SimServer) -> None:
     assert str(caught.value) == "Pod team-a/ghost: MODIFIED of an object that does not exist"
     with pytest.raises(ScenarioError) as unknown:
         sim.apply("ADDED", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
-    assert str(unknown.value) == ("Widget w: unknown resource example.com/v1 Widget; a new custom resource kind "
-                                  "must appear in the scenario")
+    assert str(unknown.value) == (
+        "Widget w: unknown resource example.com/v1 Widget; a new custom resource kind must appear in the scenario"
+    )
     with pytest.raises(ScenarioError) as bad_type:
         sim.apply("PATCHED", node("n"))
     assert str(bad_type.value) == "event type must be one of ADDED, MODIFIED, DELETED, not 'PATCHED'"
@@ -194,14 +212,26 @@ def test_apply_rejects_bad_events_with_the_object_named(sim: SimServer) -> None:
 
 
 def test_custom_resource_definition_names_the_resource() -> None:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "gpupolicies.example.com"},
-           "spec": {"group": "example.com", "scope": "Cluster",
-                    "names": {"kind": "GPUPolicy", "plural": "gpupolicies", "shortNames": ["gp"]},
-                    "versions": [{"name": "v1beta1", "served": True, "storage": False},
-                                 {"name": "v1", "served": True, "storage": True}]}}
-    scenario = Scenario.from_dict({"now": "2026-11-01T10:00:00Z", "objects": [
-        crd, {"apiVersion": "example.com/v1", "kind": "GPUPolicy", "metadata": {"name": "default"}}]})
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gpupolicies.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Cluster",
+            "names": {"kind": "GPUPolicy", "plural": "gpupolicies", "shortNames": ["gp"]},
+            "versions": [
+                {"name": "v1beta1", "served": True, "storage": False},
+                {"name": "v1", "served": True, "storage": True},
+            ],
+        },
+    }
+    scenario = Scenario.from_dict(
+        {
+            "now": "2026-11-01T10:00:00Z",
+            "objects": [crd, {"apiVersion": "example.com/v1", "kind": "GPUPolicy", "metadata": {"name": "default"}}],
+        }
+    )
     with SimServer(scenario) as sim:
         custom = client.CustomObjectsApi(sim.api_client())
         listed = custom.list_cluster_custom_object("example.com", "v1", "gpupolicies")

@@ -33,8 +33,17 @@ from kubetally.sources.kubernetes.config import KubernetesConfig
 log = logging.getLogger("kubetally.agent")
 
 #: vBilling's variables the agent understands; the Lago ones are read by the delivery part.
-VBILLING_VARIABLES = ("ADAPTER", "LAGO_API_URL", "LAGO_API_KEY", "COLLECTION_INTERVAL", "RECONCILE_INTERVAL",
-                      "DEFAULT_PLAN_CODE", "BILLING_CURRENCY", "PROMETHEUS_URL", "SPOT_DISCOUNT_PERCENT")
+VBILLING_VARIABLES = (
+    "ADAPTER",
+    "LAGO_API_URL",
+    "LAGO_API_KEY",
+    "COLLECTION_INTERVAL",
+    "RECONCILE_INTERVAL",
+    "DEFAULT_PLAN_CODE",
+    "BILLING_CURRENCY",
+    "PROMETHEUS_URL",
+    "SPOT_DISCOUNT_PERCENT",
+)
 
 
 @dataclass
@@ -67,12 +76,16 @@ def vbilling_environment(environ: Mapping[str, str], settings: KubernetesConfig)
         updates[key] = value
         notes.append(f"{variable}={raw}: {key.replace('_', ' ')} {raw}")
     if environ.get("SPOT_DISCOUNT_PERCENT", "").strip():
-        notes.append(f"SPOT_DISCOUNT_PERCENT={environ['SPOT_DISCOUNT_PERCENT']} is ignored: spot usage is recorded "
-                     "with capacity_type=spot and priced by the price book, never discounted in quantity")
+        notes.append(
+            f"SPOT_DISCOUNT_PERCENT={environ['SPOT_DISCOUNT_PERCENT']} is ignored: spot usage is recorded "
+            "with capacity_type=spot and priced by the price book, never discounted in quantity"
+        )
     adapter = environ.get("ADAPTER", "").strip().lower()
     if adapter and adapter != "lago":
-        notes.append(f"ADAPTER={adapter}: only the Lago destination is configured from the environment; configure "
-                     f"{adapter} under destinations: in kubetally.yaml")
+        notes.append(
+            f"ADAPTER={adapter}: only the Lago destination is configured from the environment; configure "
+            f"{adapter} under destinations: in kubetally.yaml"
+        )
     merged = settings.model_copy(update=updates) if updates else settings
     url = environ.get("PROMETHEUS_URL", "").strip() or None
     return AgentEnvironment(merged, url, notes)
@@ -111,25 +124,43 @@ class ApiServerClock:
         return datetime.fromtimestamp(last_server + rate * (mono - last_mono), UTC)
 
 
-def build_steps(*, config: Config, ledger: Ledger, cluster: str, prometheus_url: str | None,
-                tenant_of: Callable[[str], str | None], clock: Callable[[], datetime],
-                stop: threading.Event, environ: Mapping[str, str]) -> list[Any]:
+def build_steps(
+    *,
+    config: Config,
+    ledger: Ledger,
+    cluster: str,
+    prometheus_url: str | None,
+    tenant_of: Callable[[str], str | None],
+    clock: Callable[[], datetime],
+    stop: threading.Event,
+    environ: Mapping[str, str],
+) -> list[Any]:
     """The per-tick steps after Kubernetes metering, each only when configured and built."""
     from kubetally.sources.kubernetes.agent import Step
 
     steps: list[Step] = []
     if prometheus_url and not config.items:
-        log.info("Prometheus %s configured but no cost-model items: Prometheus collection skipped",
-                 redact_url(prometheus_url))
+        log.info(
+            "Prometheus %s configured but no cost-model items: Prometheus collection skipped",
+            redact_url(prometheus_url),
+        )
     elif prometheus_url:
         try:
             from kubetally.sources.prometheus.run import collect_prometheus
         except ImportError as exc:
             log.info("Prometheus collection not available in this build (%s): skipped", exc)
         else:
+
             def prometheus_step(now: datetime) -> None:
-                collect_prometheus(config=config, ledger=ledger, url=prometheus_url, cluster=cluster,
-                                   console=console_err, tenant_of=tenant_of, clock=clock)
+                collect_prometheus(
+                    config=config,
+                    ledger=ledger,
+                    url=prometheus_url,
+                    cluster=cluster,
+                    console=console_err,
+                    tenant_of=tenant_of,
+                    clock=clock,
+                )
 
             steps.append(Step("prometheus", prometheus_step))
     try:
@@ -155,8 +186,12 @@ def build_steps(*, config: Config, ledger: Ledger, cluster: str, prometheus_url:
 def _setup_logging(level: str) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=console_err, show_path=False, rich_tracebacks=False)])
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console_err, show_path=False, rich_tracebacks=False)],
+    )
     # Library chatter (every HTTP request, every migration check) drowns what the agent says.
     for noisy in ("alembic", "httpx", "httpcore", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
@@ -182,8 +217,12 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--until", help="Exit after the first tick at or after this time (RFC 3339).")
         ] = None,
         clock: Annotated[
-            str, typer.Option("--clock", help="Time source: 'wall', or 'apiserver' (its Date header; virtual time "
-                                              "when metering `kubetally sim serve`).")
+            str,
+            typer.Option(
+                "--clock",
+                help="Time source: 'wall', or 'apiserver' (its Date header; virtual time "
+                "when metering `kubetally sim serve`).",
+            ),
         ] = "wall",
         log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     ) -> None:
@@ -218,14 +257,24 @@ def register(app: typer.Typer) -> None:
         prometheus_url = prometheus or config.settings.prometheus.url or env.prometheus_url
         with Ledger.open(db or config.settings.db) as ledger:
             runner = KubernetesAgent(config=config, ledger=ledger, cluster=name, api_client=api, clock=time_source)
-            runner.steps = build_steps(config=config, ledger=ledger, cluster=name, prometheus_url=prometheus_url,
-                                       tenant_of=runner.tenant_of, clock=runner.now, stop=runner.stop_event,
-                                       environ=os.environ)
+            runner.steps = build_steps(
+                config=config,
+                ledger=ledger,
+                cluster=name,
+                prometheus_url=prometheus_url,
+                tenant_of=runner.tenant_of,
+                clock=runner.now,
+                stop=runner.stop_event,
+                environ=os.environ,
+            )
             if threading.current_thread() is threading.main_thread():
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, lambda *_: runner.stop_event.set())
             runner.run(until=stop_at, once=once)
             result = runner.last_result
             if once and result is not None:
-                console.print(f"kubernetes: {len(result.periods)} period(s) written, {result.written.inserted} new, "
-                              f"{result.written.revised} revised record(s)", highlight=False)
+                console.print(
+                    f"kubernetes: {len(result.periods)} period(s) written, {result.written.inserted} new, "
+                    f"{result.written.revised} revised record(s)",
+                    highlight=False,
+                )

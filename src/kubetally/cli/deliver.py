@@ -32,8 +32,14 @@ from kubetally.periods import format_time, parse_duration
 from kubetally.record import dumps_exact
 
 
-def _destinations(config_paths: list[str] | None, to: str | None, url: str | None, path: str | None,
-                  name: str | None, only: list[str] | None) -> tuple[list[DestinationBase], Any]:
+def _destinations(
+    config_paths: list[str] | None,
+    to: str | None,
+    url: str | None,
+    path: str | None,
+    name: str | None,
+    only: list[str] | None,
+) -> tuple[list[DestinationBase], Any]:
     config = None
     if config_paths:
         from kubetally.config import load_config
@@ -60,15 +66,21 @@ def _destinations(config_paths: list[str] | None, to: str | None, url: str | Non
 def _print_summary(summary: DeliverySummary, *, title: str = "delivery") -> None:
     table = Table(title=title, title_justify="left")
     for column in ("destination", "delivered", "existed", "dead", "skipped", "pending", "status"):
-        table.add_column(column, justify="left" if column in ("destination", "status") else "right",
-                         overflow="fold")
+        table.add_column(column, justify="left" if column in ("destination", "status") else "right", overflow="fold")
     for d in summary.destinations:
         status = d.error or ("stopped" if d.stopped else "ok")
         if d.offboarded:
             status += f"; offboarded {', '.join(d.offboarded)}"
         label = d.name if d.name == d.kind else f"{d.name} ({d.kind})"
-        table.add_row(escape(label), str(d.delivered), str(d.duplicates), str(d.dead_lettered), str(d.skipped),
-                      str(d.pending), escape(status))
+        table.add_row(
+            escape(label),
+            str(d.delivered),
+            str(d.duplicates),
+            str(d.dead_lettered),
+            str(d.skipped),
+            str(d.pending),
+            escape(status),
+        )
     console.print(table)
     for d in summary.destinations:
         if d.reasons:
@@ -84,17 +96,32 @@ def _print_dead_letters(ledger: Ledger, names: list[str], as_json: bool) -> int:
         for row in Outbox(ledger, name).dead_letters():
             count += 1
             if as_json:
-                console.print_json(dumps_exact({
-                    "destination": name, "event_id": row.event_id, "record_id": row.record_id,
-                    "revision": row.revision, "tenant": row.tenant, "item": row.item, "quantity": row.quantity,
-                    "start": format_time(row.timestamp), "status": row.status, "state": row.state,
-                    "attempts": row.attempts, "reason": row.reason,
-                }), indent=None)
+                console.print_json(
+                    dumps_exact(
+                        {
+                            "destination": name,
+                            "event_id": row.event_id,
+                            "record_id": row.record_id,
+                            "revision": row.revision,
+                            "tenant": row.tenant,
+                            "item": row.item,
+                            "quantity": row.quantity,
+                            "start": format_time(row.timestamp),
+                            "status": row.status,
+                            "state": row.state,
+                            "attempts": row.attempts,
+                            "reason": row.reason,
+                        }
+                    ),
+                    indent=None,
+                )
                 continue
             console.print(
                 f"{name} {row.event_id} tenant={row.tenant} item={row.item} quantity={format(row.quantity, 'f')} "
                 f"start={format_time(row.timestamp)} [{row.state}] {row.reason}",
-                highlight=False, soft_wrap=True, markup=False,
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
             )
     if not count and not as_json:
         console.print("no dead letters")
@@ -106,26 +133,39 @@ def register(app: typer.Typer) -> None:
     def deliver(
         db: DbOption = None,
         config: ConfigOption = None,
-        to: Annotated[str | None, typer.Option(
-            "--to", help=f"One-off destination without a config file: {'|'.join(DESTINATION_TYPES)}. Keys from "
-                         + ", ".join(f"{v} ({k})" for k, v in KEY_VARIABLES.items()) + ".")] = None,
-        url: Annotated[str | None, typer.Option(
-            "--url", help="Backend URL for --to (Lago: host, /api/v1 added).")] = None,
+        to: Annotated[
+            str | None,
+            typer.Option(
+                "--to",
+                help=f"One-off destination without a config file: {'|'.join(DESTINATION_TYPES)}. Keys from "
+                + ", ".join(f"{v} ({k})" for k, v in KEY_VARIABLES.items())
+                + ".",
+            ),
+        ] = None,
+        url: Annotated[
+            str | None, typer.Option("--url", help="Backend URL for --to (Lago: host, /api/v1 added).")
+        ] = None,
         path: Annotated[str | None, typer.Option("--path", help="Output file for --to file (JSON lines).")] = None,
-        name: Annotated[str | None, typer.Option(
-            "--name", help="Outbox name for --to (default: the type).")] = None,
-        only: Annotated[list[str] | None, typer.Option(
-            "--destination", "-d", help="Only this configured destination (repeatable).")] = None,
+        name: Annotated[str | None, typer.Option("--name", help="Outbox name for --to (default: the type).")] = None,
+        only: Annotated[
+            list[str] | None, typer.Option("--destination", "-d", help="Only this configured destination (repeatable).")
+        ] = None,
         batch: Annotated[int | None, typer.Option("--batch", min=1, help="Events per request (≤ backend max).")] = None,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep delivering new records.")] = False,
         interval: Annotated[str, typer.Option("--interval", help="Pause between drains with --follow.")] = "30s",
-        max_wait: Annotated[str, typer.Option(
-            "--max-wait", help="Give up on a backend after failing this long without progress (not with --follow).",
-        )] = "5m",
+        max_wait: Annotated[
+            str,
+            typer.Option(
+                "--max-wait",
+                help="Give up on a backend after failing this long without progress (not with --follow).",
+            ),
+        ] = "5m",
         dead_letters: Annotated[bool, typer.Option("--dead-letters", help="List dead letters and exit.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="With --dead-letters: JSON lines.")] = False,
-        requeue: Annotated[list[str] | None, typer.Option(
-            "--requeue", help="Re-queue dead letters ('all' or an event id, repeatable), then deliver.")] = None,
+        requeue: Annotated[
+            list[str] | None,
+            typer.Option("--requeue", help="Re-queue dead letters ('all' or an event id, repeatable), then deliver."),
+        ] = None,
         status: Annotated[bool, typer.Option("--status", help="Show each outbox's cursor and pending rows.")] = False,
     ) -> None:
         """Deliver ledger records to billing backends: exactly once in effect, dead letters kept."""
@@ -148,8 +188,10 @@ def register(app: typer.Typer) -> None:
                 for state in all_destinations(ledger):
                     if state.destination in names:
                         pending = Outbox(ledger, state.destination).pending()
-                        console.print(f"{state.destination}: cursor {state.cursor}, delivered {state.delivered}, "
-                                      f"already there {state.duplicates}, dead {state.dead}, pending {pending}")
+                        console.print(
+                            f"{state.destination}: cursor {state.cursor}, delivered {state.delivered}, "
+                            f"already there {state.duplicates}, dead {state.dead}, pending {pending}"
+                        )
                 return
             if requeue:
                 ids = None if "all" in requeue else list(requeue)
@@ -160,17 +202,21 @@ def register(app: typer.Typer) -> None:
             if not chosen:
                 if requeue:
                     return
-                fail("no destination: use --to TYPE (with --url/--path), a config with destinations:, "
-                     "or set LAGO_API_KEY")
+                fail(
+                    "no destination: use --to TYPE (with --url/--path), a config with destinations:, "
+                    "or set LAGO_API_KEY"
+                )
             if batch:
                 chosen = [d.model_copy(update={"batch_size": batch}) for d in chosen]
             built, configs, _ = build_all(chosen)
             stop = threading.Event()
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            deliverer = Deliverer(ledger, built, configs, items=item_specs(cfg), stop=stop,
-                                  max_wait=None if follow else wait)
+            deliverer = Deliverer(
+                ledger, built, configs, items=item_specs(cfg), stop=stop, max_wait=None if follow else wait
+            )
             try:
                 if follow:
+
                     def show(summary: DeliverySummary) -> None:
                         if any(d.delivered or d.dead_lettered or d.error for d in summary.destinations):
                             _print_summary(summary)
@@ -187,4 +233,3 @@ def register(app: typer.Typer) -> None:
         _print_summary(summary)
         if not summary.ok:
             raise typer.Exit(1)
-

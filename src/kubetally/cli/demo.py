@@ -13,9 +13,9 @@ from kubetally.cli.common import console
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Annotated[
-            Path, typer.Option("--out", help="Folder for the demo's ledger and delivered events.")
-        ] = Path("kubetally-demo"),
+        out: Annotated[Path, typer.Option("--out", help="Folder for the demo's ledger and delivered events.")] = Path(
+            "kubetally-demo"
+        ),
     ) -> None:
         """Meter a simulated GPU cloud for an hour, deliver the usage and print what it costs.
 

@@ -37,7 +37,8 @@ def focus(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o",
+            "--output",
+            "-o",
             help="Output file (required for parquet; CSV default: stdout). Written only if the whole export succeeds.",
         ),
     ] = None,
@@ -63,8 +64,16 @@ def focus(
     since, until = resolve_range(start, end)
     with Ledger.open(db) as ledger:
         result = export_focus(
-            ledger, pricebook, config, since, until, output or sys.stdout, fmt=fmt, grain=per,
-            rows=rows, skip_unpriced=skip_unpriced,
+            ledger,
+            pricebook,
+            config,
+            since,
+            until,
+            output or sys.stdout,
+            fmt=fmt,
+            grain=per,
+            rows=rows,
+            skip_unpriced=skip_unpriced,
         )
     for where, usage in sorted(result.skipped.items()):
         console_err.print(f"[yellow]skipped unpriced[/]: {usage} of {where}", highlight=False, soft_wrap=True)

@@ -33,8 +33,13 @@ def register(app: typer.Typer) -> None:
         out = sys.stdout
         with Ledger.open(db) as ledger:
             for record in ledger.records(
-                start=since, end=until, item=item or None, namespace=namespace, tenant=tenant,
-                cluster=cluster, history=history,
+                start=since,
+                end=until,
+                item=item or None,
+                namespace=namespace,
+                tenant=tenant,
+                cluster=cluster,
+                history=history,
             ):
                 out.write(record.to_json())
                 out.write("\n")

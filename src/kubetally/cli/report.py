@@ -86,8 +86,17 @@ def register(app: typer.Typer) -> None:
         since, until = resolve_range(start, end)
         with Ledger.open(db) as ledger:
             result = build_report(
-                ledger, pricebook, config, since, until, by=by, per=per, unit=unit, lang=lang,
-                tenants=tenant, items=item,
+                ledger,
+                pricebook,
+                config,
+                since,
+                until,
+                by=by,
+                per=per,
+                unit=unit,
+                lang=lang,
+                tenants=tenant,
+                items=item,
             )
         if fmt == "table":
             if output:

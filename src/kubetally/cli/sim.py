@@ -23,8 +23,7 @@ app = typer.Typer(help="Simulated Kubernetes API server for demos and tests.", n
 
 ScenarioOption = Annotated[
     str,
-    typer.Option("--scenario", "-s",
-                 help="Scenario YAML file, or the name of a packaged scenario (e.g. gpu-cloud)."),
+    typer.Option("--scenario", "-s", help="Scenario YAML file, or the name of a packaged scenario (e.g. gpu-cloud)."),
 ]
 
 
@@ -68,9 +67,13 @@ def _serve(loaded: Scenario, port: int, speed: float, kubeconfig: Path | None) -
         fail(str(exc))
     try:
         clock = "frozen" if not speed else f"×{speed:g}"
-        console.print(f"serving [bold]{loaded.source}[/] at [bold]{sim.url}[/] "
-                      f"(virtual time {format_time(sim.now)}, clock {clock}, "
-                      f"{len(loaded.objects)} objects, {len(loaded.events)} events)", highlight=False, soft_wrap=True)
+        console.print(
+            f"serving [bold]{loaded.source}[/] at [bold]{sim.url}[/] "
+            f"(virtual time {format_time(sim.now)}, clock {clock}, "
+            f"{len(loaded.objects)} objects, {len(loaded.events)} events)",
+            highlight=False,
+            soft_wrap=True,
+        )
         if kubeconfig is not None:
             console.print(f"kubeconfig written to {sim.kubeconfig(kubeconfig)}", highlight=False, soft_wrap=True)
         console.print(f"try: kubectl --server {sim.url} get nodes", highlight=False, soft_wrap=True)
@@ -86,13 +89,20 @@ def check(scenario: ScenarioOption) -> None:
     """Validate SCENARIO and summarise it; exits non-zero naming every bad object."""
     loaded = _load(scenario)
     kinds = Counter(f"{o['kind']}" for o in loaded.objects)
-    console.print(f"{loaded.source}: ok — now {format_time(loaded.now)}, {len(loaded.objects)} objects, "
-                  f"{len(loaded.events)} events", highlight=False, soft_wrap=True)
+    console.print(
+        f"{loaded.source}: ok — now {format_time(loaded.now)}, {len(loaded.objects)} objects, "
+        f"{len(loaded.events)} events",
+        highlight=False,
+        soft_wrap=True,
+    )
     for kind, count in sorted(kinds.items()):
         console.print(f"  {kind}: {count}", highlight=False, soft_wrap=True)
     if loaded.events:
-        console.print(f"  events from {format_time(loaded.events[0].at)} to {format_time(loaded.events[-1].at)}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"  events from {format_time(loaded.events[0].at)} to {format_time(loaded.events[-1].at)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("list")

@@ -276,8 +276,10 @@ class _Builder:
             settings = None
         else:
             self.config.settings = settings
-        presets = settings.collection.presets if settings is not None else (
-            [] if "collection" in failed else list((doc.get("collection") or {}).get("presets") or [])
+        presets = (
+            settings.collection.presets
+            if settings is not None
+            else ([] if "collection" in failed else list((doc.get("collection") or {}).get("presets") or []))
         )
         for name in presets:
             items, display = _load_preset(str(name), self.problems)
@@ -326,7 +328,7 @@ class _Builder:
                 self.add_display(where, _configmap_payload(where, doc, self.problems))
             else:
                 self.problems.append(
-                    f"{where}: metadata.labels: neither {COLLECTION_LABEL} nor {DISPLAY_LABEL} is \"true\""
+                    f'{where}: metadata.labels: neither {COLLECTION_LABEL} nor {DISPLAY_LABEL} is "true"'
                 )
             return
         if doc.get("kind") == "List" and isinstance(doc.get("items"), list) and "apiVersion" in doc:
@@ -349,8 +351,7 @@ class _Builder:
                 under = self.display_of_item[name]
                 if under is not None and under != category:
                     self.problems.append(
-                        f"{where}: category: is {category!r} but the display method for this item "
-                        f"is under {under!r}"
+                        f"{where}: category: is {category!r} but the display method for this item is under {under!r}"
                     )
         elif config.items:
             config.warnings.append("no display config loaded: items show raw units (divisor 1)")

@@ -268,8 +268,9 @@ KEY_VARIABLES = {
 }
 
 
-def one_off_config(kind: str, *, url: str | None = None, path: str | None = None,
-                   name: str | None = None) -> DestinationBase:
+def one_off_config(
+    kind: str, *, url: str | None = None, path: str | None = None, name: str | None = None
+) -> DestinationBase:
     """A destination from command-line flags (``kubetally deliver --to lago --url URL``)."""
     from kubetally.errors import ConfigError
 

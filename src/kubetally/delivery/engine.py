@@ -238,8 +238,12 @@ class DestinationRunner:
         except ValueError as exc:
             # Only possible when an earlier revision vanished from the ledger.
             full = events_for(pending.record.model_copy(update={"revision": 0}), pending.seq, None)[0]
-            return [], [DeadLetter(replace(full, id=f"{full.record_id}-{pending.record.revision}",
-                                           revision=pending.record.revision), str(exc))]
+            return [], [
+                DeadLetter(
+                    replace(full, id=f"{full.record_id}-{pending.record.revision}", revision=pending.record.revision),
+                    str(exc),
+                )
+            ]
         if pending.only is not None:
             events = [e for e in events if e.id in pending.only]
         keep, dead = [], []
@@ -249,8 +253,13 @@ class DestinationRunner:
                 if unassigned:
                     event = replace(event, tenant=unassigned)
                 else:
-                    dead.append(DeadLetter(event, "record has no tenant to bill (set unassigned_tenant "
-                                                  "on the destination to bill such usage)"))
+                    dead.append(
+                        DeadLetter(
+                            event,
+                            "record has no tenant to bill (set unassigned_tenant "
+                            "on the destination to bill such usage)",
+                        )
+                    )
                     continue
             reason = self._never_accepted(event)
             if reason:
@@ -263,8 +272,10 @@ class DestinationRunner:
         max_age = self.dest.max_age
         if max_age is not None and self.clock() - event.timestamp > max_age - AGE_MARGIN:
             days = max_age.total_seconds() / 86400
-            return (f"too old: period start {format_time(event.timestamp)} is more than {days:g} days ago; "
-                    f"{self.dest.kind} does not accept older events")
+            return (
+                f"too old: period start {format_time(event.timestamp)} is more than {days:g} days ago; "
+                f"{self.dest.kind} does not accept older events"
+            )
         return self.dest.check(event)
 
     def _plan(self, page: Page) -> Iterable[list[tuple[Pending, list[Event], list[DeadLetter]]]]:
@@ -328,8 +339,7 @@ class DestinationRunner:
             if len(s.examples) < _EXAMPLES:
                 s.examples.append(letter)
 
-    def _send(self, events: list[Event], accepted: list[Event], duplicates: set[str],
-              dead: list[DeadLetter]) -> None:
+    def _send(self, events: list[Event], accepted: list[Event], duplicates: set[str], dead: list[DeadLetter]) -> None:
         """Send one batch; on a rejection isolate the bad events by splitting it."""
         try:
             result: SendResult = self._retrying("send", lambda: self._request(events))
@@ -380,8 +390,7 @@ class DestinationRunner:
                 delay = self.policy.delay(failures, exc.retry_after)
                 if self.max_wait is not None:
                     delay = min(delay, max(0.0, self.max_wait.total_seconds() - (now - first_failure)) + 0.01)
-                log.warning("%s: %s failed (%s); retry %d in %.2fs", self.dest.name, what, exc.reason,
-                            failures, delay)
+                log.warning("%s: %s failed (%s); retry %d in %.2fs", self.dest.name, what, exc.reason, failures, delay)
                 self._wait(delay)
 
     def _wait(self, seconds: float) -> None:
@@ -430,8 +439,17 @@ class Deliverer:
         configs = list(configs) if configs is not None else [None] * len(destinations)
         self.runners = [
             DestinationRunner(
-                ledger, dest, cfg, items=items, policy=policy, page_size=page_size, max_wait=max_wait,
-                lease_ttl=lease_ttl, gap_timeout=gap_timeout, clock=clock, stop=self.stop,
+                ledger,
+                dest,
+                cfg,
+                items=items,
+                policy=policy,
+                page_size=page_size,
+                max_wait=max_wait,
+                lease_ttl=lease_ttl,
+                gap_timeout=gap_timeout,
+                clock=clock,
+                stop=self.stop,
             )
             for dest, cfg in zip(destinations, configs, strict=True)
         ]
@@ -507,21 +525,38 @@ _KEPT_LOCK = threading.Lock()
 _KEPT_MAX = 8
 
 
-def _kept_key(ledger: Ledger, configs: Sequence[DestinationBase | None], items: Sequence[ItemSpec],
-              policy: RetryPolicy | None, page_size: int, max_wait: timedelta | None, clock: Clock,
-              stop: threading.Event | None, environ: Mapping[str, str] | None) -> str:
+def _kept_key(
+    ledger: Ledger,
+    configs: Sequence[DestinationBase | None],
+    items: Sequence[ItemSpec],
+    policy: RetryPolicy | None,
+    page_size: int,
+    max_wait: timedelta | None,
+    clock: Clock,
+    stop: threading.Event | None,
+    environ: Mapping[str, str] | None,
+) -> str:
     import hashlib
     import json
     import os
 
     env = os.environ if environ is None else environ
-    material = json.dumps({
-        "ledger": id(ledger), "stop": id(stop), "clock": id(clock), "policy": id(policy),
-        "page_size": page_size, "max_wait": str(max_wait), "items": [repr(i) for i in items],
-        "configs": [c.model_dump(mode="json") if c is not None else None for c in configs],
-        # secrets only enter a digest held in memory, so a rotated key builds new adapters
-        "env": sorted(env.items()),
-    }, sort_keys=True, default=str)
+    material = json.dumps(
+        {
+            "ledger": id(ledger),
+            "stop": id(stop),
+            "clock": id(clock),
+            "policy": id(policy),
+            "page_size": page_size,
+            "max_wait": str(max_wait),
+            "items": [repr(i) for i in items],
+            "configs": [c.model_dump(mode="json") if c is not None else None for c in configs],
+            # secrets only enter a digest held in memory, so a rotated key builds new adapters
+            "env": sorted(env.items()),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -555,16 +590,34 @@ def deliver_once(
             deliverer = _KEPT.get(key)
         if deliverer is None:
             built, built_configs, _ = build_all(destinations, environ)
-            deliverer = Deliverer(ledger, built, built_configs, items=items, policy=policy, page_size=page_size,
-                                  max_wait=max_wait, clock=clock, stop=stop)
+            deliverer = Deliverer(
+                ledger,
+                built,
+                built_configs,
+                items=items,
+                policy=policy,
+                page_size=page_size,
+                max_wait=max_wait,
+                clock=clock,
+                stop=stop,
+            )
             with _KEPT_LOCK:
                 _KEPT[key] = deliverer
                 while len(_KEPT) > _KEPT_MAX:
                     _KEPT.pop(next(iter(_KEPT))).close()
         return deliverer.run_once()
     built, built_configs, owned = build_all(destinations, environ)
-    deliverer = Deliverer(ledger, built, built_configs, items=items, policy=policy, page_size=page_size,
-                          max_wait=max_wait, clock=clock, stop=stop)
+    deliverer = Deliverer(
+        ledger,
+        built,
+        built_configs,
+        items=items,
+        policy=policy,
+        page_size=page_size,
+        max_wait=max_wait,
+        clock=clock,
+        stop=stop,
+    )
     try:
         return deliverer.run_once()
     finally:

@@ -131,8 +131,9 @@ def event_id(record_id: str, revision: int, *, reversal: bool = False) -> str:
     return f"{record_id}-{revision}" + ("-undo" if reversal else "")
 
 
-def _event(record: UsageRecord, seq: int, action: Action, quantity: Decimal,
-           source: UsageRecord | None = None) -> Event:
+def _event(
+    record: UsageRecord, seq: int, action: Action, quantity: Decimal, source: UsageRecord | None = None
+) -> Event:
     """``source`` supplies the labels (the previous revision's, for a reversal)."""
     labels = (source or record).labels
     return Event(

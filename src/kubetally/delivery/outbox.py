@@ -74,10 +74,23 @@ def _record(row: Any) -> UsageRecord:
     return exact Decimals and aware UTC datetimes, so validation is skipped here: reading is
     the hot path of delivery."""
     return UsageRecord.model_construct(
-        id=row.id, kind=row.kind, category=row.category, item=row.item, name=row.name,
-        namespace=row.namespace, cluster=row.cluster, project=row.project, tenant=row.tenant,
-        labels=json.loads(row.labels), date=row.date, period=PeriodKind(row.period), start=row.start,
-        end=row.end, usage=row.usage, unit=row.unit, revision=row.revision,
+        id=row.id,
+        kind=row.kind,
+        category=row.category,
+        item=row.item,
+        name=row.name,
+        namespace=row.namespace,
+        cluster=row.cluster,
+        project=row.project,
+        tenant=row.tenant,
+        labels=json.loads(row.labels),
+        date=row.date,
+        period=PeriodKind(row.period),
+        start=row.start,
+        end=row.end,
+        usage=row.usage,
+        unit=row.unit,
+        revision=row.revision,
     )
 
 
@@ -230,19 +243,30 @@ class Outbox:
                 with self.ledger.transaction() as conn:
                     row = conn.execute(select(c).where(c.c.destination == self.destination)).one_or_none()
                     if row is None:
-                        conn.execute(insert(c).values(
-                            destination=self.destination, cursor=0, lease_owner=self.owner,
-                            lease_until=now + self.lease_ttl, delivered=0, duplicates=0, skipped=0,
-                            dead=0, updated_at=now,
-                        ))
+                        conn.execute(
+                            insert(c).values(
+                                destination=self.destination,
+                                cursor=0,
+                                lease_owner=self.owner,
+                                lease_until=now + self.lease_ttl,
+                                delivered=0,
+                                duplicates=0,
+                                skipped=0,
+                                dead=0,
+                                updated_at=now,
+                            )
+                        )
                     elif (
                         row.lease_owner in (None, self.owner)
                         or row.lease_until is None
                         or row.lease_until < now
                         or _owner_is_dead(row.lease_owner)
                     ):
-                        conn.execute(update(c).where(c.c.destination == self.destination).values(
-                            lease_owner=self.owner, lease_until=now + self.lease_ttl))
+                        conn.execute(
+                            update(c)
+                            .where(c.c.destination == self.destination)
+                            .values(lease_owner=self.owner, lease_until=now + self.lease_ttl)
+                        )
                     else:
                         return False
                     self._load(conn)
@@ -260,7 +284,8 @@ class Outbox:
         self._active = {
             row.tenant
             for row in conn.execute(
-                select(t.c.tenant).where(and_(t.c.destination == self.destination, t.c.state == "active")))
+                select(t.c.tenant).where(and_(t.c.destination == self.destination, t.c.state == "active"))
+            )
         }
 
     def heartbeat(self) -> None:
@@ -321,8 +346,7 @@ class Outbox:
             # last, with nothing in it, was a rollback: forget it.
             cutoff = self.clock() - self.gap_timeout
             seqs = [p.seq for p in found]
-            keep = [gap for gap in self._gaps
-                    if gap.seen_at >= cutoff or any(gap.lo <= s <= gap.hi for s in seqs)]
+            keep = [gap for gap in self._gaps if gap.seen_at >= cutoff or any(gap.lo <= s <= gap.hi for s in seqs)]
             if len(keep) != len(self._gaps):
                 self._gaps = keep
                 self._save_gaps()
@@ -420,12 +444,25 @@ class Outbox:
         attempts = conn.execute(select(d.c.attempts).where(key)).scalar_one_or_none()
         conn.execute(delete(d).where(key))
         e = letter.event
-        conn.execute(insert(d).values(
-            destination=self.destination, event_id=e.id, seq=e.seq, record_id=e.record_id,
-            revision=e.revision, tenant=e.tenant, item=e.item, quantity=e.quantity,
-            timestamp=e.timestamp, status=letter.status, reason=letter.reason[:4000],
-            state="dead", attempts=(attempts or 0) + 1, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            insert(d).values(
+                destination=self.destination,
+                event_id=e.id,
+                seq=e.seq,
+                record_id=e.record_id,
+                revision=e.revision,
+                tenant=e.tenant,
+                item=e.item,
+                quantity=e.quantity,
+                timestamp=e.timestamp,
+                status=letter.status,
+                reason=letter.reason[:4000],
+                state="dead",
+                attempts=(attempts or 0) + 1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
     def _write_gaps(self, conn: Connection, gaps: list[Gap]) -> None:
         g = tables.outbox_gaps
@@ -433,20 +470,23 @@ class Outbox:
             return
         conn.execute(delete(g).where(g.c.destination == self.destination))
         if gaps:
-            conn.execute(insert(g), [
-                {"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at}
-                for gap in gaps
-            ])
+            conn.execute(
+                insert(g),
+                [{"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at} for gap in gaps],
+            )
 
     def _save_gaps(self) -> None:
         g = tables.outbox_gaps
         with self.ledger.transaction() as conn:
             conn.execute(delete(g).where(g.c.destination == self.destination))
             if self._gaps:
-                conn.execute(insert(g), [
-                    {"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at}
-                    for gap in self._gaps
-                ])
+                conn.execute(
+                    insert(g),
+                    [
+                        {"destination": self.destination, "lo": gap.lo, "hi": gap.hi, "seen_at": gap.seen_at}
+                        for gap in self._gaps
+                    ],
+                )
 
     # -- status ------------------------------------------------------------------------------
 
@@ -464,7 +504,8 @@ class Outbox:
                 count += conn.execute(select(func.count()).select_from(r).where(cond)).scalar_one()
             count += conn.execute(
                 select(func.count(func.distinct(d.c.seq))).where(
-                    and_(d.c.destination == self.destination, d.c.state == "requeued"))
+                    and_(d.c.destination == self.destination, d.c.state == "requeued")
+                )
             ).scalar_one()
         return int(count)
 
@@ -555,8 +596,7 @@ class Outbox:
         o = tables.outbox_objects
         with self.ledger.engine.connect() as conn:
             return conn.execute(
-                select(o.c.remote_id).where(
-                    and_(o.c.destination == self.destination, o.c.kind == kind, o.c.key == key))
+                select(o.c.remote_id).where(and_(o.c.destination == self.destination, o.c.kind == kind, o.c.key == key))
             ).scalar_one_or_none()
 
     def put_object(self, kind: str, key: str, remote_id: str, detail: Mapping[str, Any] | None = None) -> None:
@@ -564,10 +604,16 @@ class Outbox:
         cond = and_(o.c.destination == self.destination, o.c.kind == kind, o.c.key == key)
         with self.ledger.transaction() as conn:
             conn.execute(delete(o).where(cond))
-            conn.execute(insert(o).values(
-                destination=self.destination, kind=kind, key=key, remote_id=remote_id,
-                detail=json.dumps(dict(detail or {}), sort_keys=True, default=str), updated_at=self.clock(),
-            ))
+            conn.execute(
+                insert(o).values(
+                    destination=self.destination,
+                    kind=kind,
+                    key=key,
+                    remote_id=remote_id,
+                    detail=json.dumps(dict(detail or {}), sort_keys=True, default=str),
+                    updated_at=self.clock(),
+                )
+            )
 
 
 def all_destinations(ledger: Ledger) -> list[CursorState]:

@@ -34,7 +34,7 @@ def decode_secret(value: str) -> bytes:
     """
     if value.startswith(SECRET_PREFIX):
         try:
-            return base64.b64decode(value[len(SECRET_PREFIX):], validate=True)
+            return base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
         except binascii.Error as exc:
             raise ValueError("webhook secret has the whsec_ prefix but is not valid base64") from exc
     return value.encode("utf-8")

@@ -61,8 +61,9 @@ def run_demo(out: Path, console: Console) -> DemoResult:
             f"[bold]1.[/] Simulated GPU cloud [cyan]{SCENARIO}[/] served at {sim.url} "
             f"({len(scenario.objects)} objects, {len(scenario.events)} events), clock at {start:%Y-%m-%d %H:%M}Z"
         )
-        agent = KubernetesAgent(config=config, ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(),
-                                clock=lambda: sim.now)
+        agent = KubernetesAgent(
+            config=config, ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(), clock=lambda: sim.now
+        )
         agent.start()
         try:
             console.print("[bold]2.[/] Agent listing and watching; running the clock through the hour …")
@@ -79,8 +80,9 @@ def run_demo(out: Path, console: Console) -> DemoResult:
         records = list(ledger.records())
         console.print(f"   {len(records)} usage records in the ledger ({ledger_path})")
 
-        destinations = DestinationsConfig(destinations=[FileConfig(type="file", name="audit-file",
-                                                                   path=str(events_path))])
+        destinations = DestinationsConfig(
+            destinations=[FileConfig(type="file", name="audit-file", path=str(events_path))]
+        )
         delivery = deliver_once(ledger, destinations)
         console.print(
             f"[bold]3.[/] Outbox delivered {delivery.delivered} events to {events_path} "
@@ -88,12 +90,21 @@ def run_demo(out: Path, console: Console) -> DemoResult:
         )
 
         day = floor_to(start, timedelta(days=1))
-        report = build_report(ledger, example_pricebook(), config, day, day + timedelta(days=1),
-                              by=("tenant", "item"), per="day", unit="display")
+        report = build_report(
+            ledger,
+            example_pricebook(),
+            config,
+            day,
+            day + timedelta(days=1),
+            by=("tenant", "item"),
+            per="day",
+            unit="display",
+        )
         console.print("[bold]4.[/] Priced with the example price book (kubetally/rating/example-prices.yaml):")
         render_table(report, console)
-    return DemoResult(ledger_path=ledger_path, events_path=events_path, records=len(records),
-                      delivery=delivery, report=report)
+    return DemoResult(
+        ledger_path=ledger_path, events_path=events_path, records=len(records), delivery=delivery, report=report
+    )
 
 
 def remove(out: Path) -> None:

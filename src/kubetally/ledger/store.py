@@ -198,9 +198,7 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    def _write(
-        self, conn: Connection, records: list[UsageRecord], watermarks: Sequence[Watermark]
-    ) -> WriteResult:
+    def _write(self, conn: Connection, records: list[UsageRecord], watermarks: Sequence[Watermark]) -> WriteResult:
         result = WriteResult()
         now = datetime.now(UTC)
         # Last one wins inside a batch, as if they had been written one after another.
@@ -226,9 +224,7 @@ class Ledger:
             if existing is None:
                 revision = 0
                 result.inserted += 1
-            elif (
-                existing.usage == record.usage and existing.labels == labels and existing.unit == record.unit
-            ):
+            elif existing.usage == record.usage and existing.labels == labels and existing.unit == record.unit:
                 result.unchanged += 1
                 continue
             else:
@@ -294,9 +290,7 @@ class Ledger:
         w = schema.watermarks
         with self.engine.connect() as conn:
             return conn.execute(
-                select(w.c.until).where(
-                    and_(w.c.source == source, w.c.cluster == cluster, w.c.item == item)
-                )
+                select(w.c.until).where(and_(w.c.source == source, w.c.cluster == cluster, w.c.item == item))
             ).scalar_one_or_none()
 
     def watermarks(self) -> list[Watermark]:
@@ -349,7 +343,5 @@ class Ledger:
     def revision(self, record_id: str, revision: int) -> UsageRecord | None:
         t = schema.records
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(t).where(and_(t.c.id == record_id, t.c.revision == revision))
-            ).one_or_none()
+            row = conn.execute(select(t).where(and_(t.c.id == record_id, t.c.revision == revision))).one_or_none()
             return None if row is None else _row_to_record(row)

@@ -72,9 +72,7 @@ class DisplayCatalog:
         for layer in layers:
             for display_item in layer:
                 for method in display_item.methods:
-                    self._items.setdefault(
-                        method.item, _from_entry(DisplayEntry(category=display_item, method=method))
-                    )
+                    self._items.setdefault(method.item, _from_entry(DisplayEntry(category=display_item, method=method)))
 
     @classmethod
     def from_config(cls, config: Config | None) -> DisplayCatalog:

@@ -68,8 +68,7 @@ class _CompiledGroup:
         else:
             assert group.match is not None
             self.wanted = {
-                key: frozenset(value if isinstance(value, list) else [value])
-                for key, value in group.match.items()
+                key: frozenset(value if isinstance(value, list) else [value]) for key, value in group.match.items()
             }
 
     def matches(self, labels: Mapping[str, str]) -> bool:

@@ -155,5 +155,6 @@ class Rater:
         if factor == 1:
             return Charge(line, usage, quantity, match, "", tier, list_price, list_price, list_cost, list_cost)
         unit_price = WIDE.multiply(list_price, factor)
-        return Charge(line, usage, quantity, match, "", tier, list_price, unit_price, list_cost,
-                      line_cost(quantity, unit_price))
+        return Charge(
+            line, usage, quantity, match, "", tier, list_price, unit_price, list_cost, line_cost(quantity, unit_price)
+        )

@@ -36,6 +36,8 @@ def resolve_pricebook(
     if example_fallback:
         return example_pricebook(), True
     raise ConfigError(
-        ["no price book: pass --prices FILE (or --prices example for the built-in example prices) "
-         "or add a pricing: section to kubetally.yaml"]
+        [
+            "no price book: pass --prices FILE (or --prices example for the built-in example prices) "
+            "or add a pricing: section to kubetally.yaml"
+        ]
     )

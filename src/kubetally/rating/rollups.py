@@ -120,9 +120,7 @@ def _safe_horizon(ledger: Ledger) -> int:
         return int(conn.execute(select(func.coalesce(func.max(t.c.seq), 0))).scalar_one())
 
 
-def _deltas(
-    conn: Connection, low: int, high: int, project: _Projector
-) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
+def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
     """Usage and record-count changes per (grain, start, *DIMENSIONS) for rows in (low, high],
     and how many ledger rows that range holds."""
     t = schema.records
@@ -181,8 +179,14 @@ def _apply(conn: Connection, deltas: dict[tuple[Any, ...], list[Any]]) -> None:
                 raise RuntimeError(f"rollup {parts}: a correction for a key that was never folded in")
             grain, start, *dims = parts
             inserts.append(
-                {"key": key, "grain": grain, "start": start, **dict(zip(DIMENSIONS, dims, strict=True)),
-                 "usage": usage, "records": count}
+                {
+                    "key": key,
+                    "grain": grain,
+                    "start": start,
+                    **dict(zip(DIMENSIONS, dims, strict=True)),
+                    "usage": usage,
+                    "records": count,
+                }
             )
     if inserts:
         conn.execute(rollups.insert(), inserts)
@@ -216,9 +220,7 @@ def _reset(conn: Connection, keys: Iterable[str]) -> None:
 
 def rollup_label_keys(ledger: Ledger) -> frozenset[str]:
     with ledger.engine.connect() as conn:
-        text = conn.execute(
-            select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)
-        ).scalar_one()
+        text = conn.execute(select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)).scalar_one()
         return frozenset(json.loads(text))
 
 
@@ -266,9 +268,7 @@ def rebuild_rollups(ledger: Ledger) -> int:
 
 def rollup_cursor(ledger: Ledger) -> int:
     with ledger.engine.connect() as conn:
-        return int(
-            conn.execute(select(rollup_state.c.seq).where(rollup_state.c.name == ROLLUP_CURSOR)).scalar_one()
-        )
+        return int(conn.execute(select(rollup_state.c.seq).where(rollup_state.c.name == ROLLUP_CURSOR)).scalar_one())
 
 
 def summed_usage(
@@ -287,9 +287,7 @@ def summed_usage(
     sqlite = conn.dialect.name == "sqlite"
     # On SQLite the aggregate already returns canonical text: skip the per-row normalisation.
     total = getattr(func, _SQLITE_SUM)(rollups.c.usage, type_=Text()) if sqlite else exact_sum(conn, rollups.c.usage)
-    query = select(*cols, total).where(
-        and_(rollups.c.grain == grain, rollups.c.start >= start, rollups.c.start < end)
-    )
+    query = select(*cols, total).where(and_(rollups.c.grain == grain, rollups.c.start >= start, rollups.c.start < end))
     for name, values in (filters or {}).items():
         if values is not None:
             query = query.where(rollups.c[name].in_(list(values)))

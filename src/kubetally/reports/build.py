@@ -146,9 +146,7 @@ def parse_by(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _segments(
-    context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook
-) -> list[Period]:
+def _segments(context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook) -> list[Period]:
     cuts = {context_start, start, end}
     cuts.update(b.start for b in buckets(start, end, per))
     cuts.update(month_starts(context_start, end))
@@ -230,8 +228,10 @@ def build_report(
     context_start = month_start(start) if pricebook.has_tiers else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
-    filters = {"tenant": list(tenants) if tenants is not None else None,
-               "item": list(items) if items is not None else None}
+    filters = {
+        "tenant": list(tenants) if tenants is not None else None,
+        "item": list(items) if items is not None else None,
+    }
     at = {c: i for i, c in enumerate(columns)}
     at_tenant, at_category, at_item, at_unit, at_labels = (
         at[c] for c in ("tenant", "category", "item", "unit", "labels")
@@ -254,11 +254,29 @@ def build_report(
             for row in summed_usage(conn, grain, segment.start, segment.end, columns, filters):
                 category, item = row[at_category], row[at_item]
                 key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
-                lines.append(UsageLine(segment.start, segment.end, row[at_tenant], category, item, row[at_unit],
-                                       labels[row[at_labels]], row[-1], key, context))
+                lines.append(
+                    UsageLine(
+                        segment.start,
+                        segment.end,
+                        row[at_tenant],
+                        category,
+                        item,
+                        row[at_unit],
+                        labels[row[at_labels]],
+                        row[-1],
+                        key,
+                        context,
+                    )
+                )
             lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
-            bucket = None if context else Period(max(bucket_start(segment.start, per), start),
-                                                 min(bucket_end(bucket_start(segment.start, per), per), end))
+            bucket = (
+                None
+                if context
+                else Period(
+                    max(bucket_start(segment.start, per), start),
+                    min(bucket_end(bucket_start(segment.start, per), per), end),
+                )
+            )
             for line in lines:
                 charges = rater.rate_line(line)
                 if bucket is not None:

@@ -199,8 +199,14 @@ _SUMMED_COSTS = ("BilledCost", "ContractedCost", "EffectiveCost", "PricingCurren
 _SUMMED_QUANTITIES = ("ConsumedQuantity", "PricingQuantity", "x_RawQuantity")
 #: Columns that name one resource, or one resource's split: null at SKU grain.
 _RESOURCE_COLUMNS = (
-    "AllocatedMethodDetails", "AllocatedMethodId", "AllocatedResourceId", "AllocatedResourceName",
-    "AllocatedTags", "ResourceId", "ResourceName", "ResourceType",
+    "AllocatedMethodDetails",
+    "AllocatedMethodId",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
 )
 #: CSV bound for a stream is held in memory up to this size, then in a temporary file.
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -321,8 +327,16 @@ class FocusBuilder:
             if bucket is None:
                 bucket = pending[slot] = _Pending(period, context)
             key = (
-                record.tenant, record.cluster, record.project, record.namespace, record.category,
-                record.item, record.unit, record.kind, record.name, tuple(sorted(record.labels.items())),
+                record.tenant,
+                record.cluster,
+                record.project,
+                record.namespace,
+                record.category,
+                record.item,
+                record.unit,
+                record.kind,
+                record.name,
+                tuple(sorted(record.labels.items())),
             )
             bucket.usage[key] = EXACT.add(bucket.usage.get(key, Decimal(0)), record.usage)
         yield from flush(None)
@@ -334,8 +348,16 @@ class FocusBuilder:
         for key in sorted(bucket.usage):
             tenant, _cluster, _project, _namespace, category, item, unit, _kind, _name, labels = key
             line = UsageLine(
-                start=bucket.period.start, end=bucket.period.end, tenant=tenant, category=category,
-                item=item, unit=unit, labels=labels, usage=bucket.usage[key], key=key, context=bucket.context,
+                start=bucket.period.start,
+                end=bucket.period.end,
+                tenant=tenant,
+                category=category,
+                item=item,
+                unit=unit,
+                labels=labels,
+                usage=bucket.usage[key],
+                key=key,
+                context=bucket.context,
             )
             for charge in rater.rate_line(line):
                 if not charge.priced:
@@ -472,8 +494,14 @@ class FocusBuilder:
         """Resource rows of one charge period → one row per tenant × item × SKU (× unit)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
-            key = (row["SubAccountId"], row["x_Category"], row["x_Item"], row["SkuId"],
-                   row["PricingUnit"], row["x_RawUnit"] or "")
+            key = (
+                row["SubAccountId"],
+                row["x_Category"],
+                row["x_Item"],
+                row["SkuId"],
+                row["PricingUnit"],
+                row["x_RawUnit"] or "",
+            )
             groups.setdefault(key, []).append(row)
         merged: list[dict[str, Any]] = []
         for key in sorted(groups):
@@ -491,7 +519,8 @@ class FocusBuilder:
                     total = EXACT.add(total, member[column])
                 row[column] = _scaled(total, column)
             common = {
-                name: value for name, value in first["_labels"].items()
+                name: value
+                for name, value in first["_labels"].items()
                 if all(m["_labels"].get(name) == value for m in members)
             }
             row["Tags"] = _json(dict(sorted(common.items())))
@@ -527,8 +556,15 @@ class FocusBuilder:
                     ratio = (member["x_RawQuantity"] / total).quantize(ninth, rounding=ROUND_HALF_EVEN)
                 assigned += ratio
                 member["AllocatedMethodDetails"] = _json(
-                    {"Elements": [{"AllocatedRatio": normalize(ratio), "UsageUnit": member["ConsumedUnit"],
-                                   "UsageQuantity": normalize(member["ConsumedQuantity"])}]}
+                    {
+                        "Elements": [
+                            {
+                                "AllocatedRatio": normalize(ratio),
+                                "UsageUnit": member["ConsumedUnit"],
+                                "UsageQuantity": normalize(member["ConsumedQuantity"]),
+                            }
+                        ]
+                    }
                 )
 
 
@@ -600,8 +636,9 @@ def export_focus(
         raise FocusError(f"--format must be csv or parquet, not {fmt!r}")
     builder = FocusBuilder(pricebook, config, rows)
     result = FocusResult()
-    batches = builder.rows(ledger, start.astimezone(UTC), end.astimezone(UTC), grain,
-                           skip_unpriced=skip_unpriced, result=result)
+    batches = builder.rows(
+        ledger, start.astimezone(UTC), end.astimezone(UTC), grain, skip_unpriced=skip_unpriced, result=result
+    )
     if isinstance(output, io.TextIOBase) or not isinstance(output, str | Path):
         if fmt != "csv":
             raise FocusError("Parquet needs an --output file")

@@ -34,16 +34,38 @@ _NINE = Decimal("0.000000001")
 
 HEADERS = {
     "en": {
-        "period": "Period", "tenant": "Tenant", "project": "Project", "namespace": "Namespace",
-        "cluster": "Cluster", "item": "Item", "usage": "Usage", "unit": "Unit", "list": "List",
-        "cost": "Cost", "total": "Total", "subtotal": "Subtotal", "title": "Cost report",
-        "unpriced": "unpriced", "mixed": "(mixed)",
+        "period": "Period",
+        "tenant": "Tenant",
+        "project": "Project",
+        "namespace": "Namespace",
+        "cluster": "Cluster",
+        "item": "Item",
+        "usage": "Usage",
+        "unit": "Unit",
+        "list": "List",
+        "cost": "Cost",
+        "total": "Total",
+        "subtotal": "Subtotal",
+        "title": "Cost report",
+        "unpriced": "unpriced",
+        "mixed": "(mixed)",
     },
     "zh": {
-        "period": "周期", "tenant": "租户", "project": "项目", "namespace": "命名空间",
-        "cluster": "集群", "item": "计费项", "usage": "用量", "unit": "单位", "list": "标价",
-        "cost": "费用", "total": "合计", "subtotal": "小计", "title": "费用报表",
-        "unpriced": "未定价", "mixed": "(多项)",
+        "period": "周期",
+        "tenant": "租户",
+        "project": "项目",
+        "namespace": "命名空间",
+        "cluster": "集群",
+        "item": "计费项",
+        "usage": "用量",
+        "unit": "单位",
+        "list": "标价",
+        "cost": "费用",
+        "total": "合计",
+        "subtotal": "小计",
+        "title": "费用报表",
+        "unpriced": "未定价",
+        "mixed": "(多项)",
     },
 }
 
@@ -167,8 +189,10 @@ def render_table(report: Report, console: Console) -> None:
     # 3. if even that is too wide, every column folds (wraps mid-word): nothing is cut off.
     unit_index = columns.index((words["unit"], "left", False)) if show_usage else None
     item_index = _index(columns, words["item"])
-    item_words = 0 if item_index is None else max(
-        (cell_len(word) for cells, _, _ in lines for word in cells[item_index].split()), default=0
+    item_words = (
+        0
+        if item_index is None
+        else max((cell_len(word) for cells, _, _ in lines for word in cells[item_index].split()), default=0)
     )
     if compact and unit_index is not None:
         columns[unit_index] = (words["unit"], "left", True)
@@ -280,8 +304,12 @@ def report_dict(report: Report) -> dict[str, Any]:
             for row in report.rows
         ],
         "subtotals": [
-            {"period_start": format_time(period.start), "period_end": format_time(period.end),
-             "cost": format_money_fixed(cost), "cost_micros": cost}
+            {
+                "period_start": format_time(period.start),
+                "period_end": format_time(period.end),
+                "cost": format_money_fixed(cost),
+                "cost_micros": cost,
+            }
             for period, cost in report.subtotals()
         ],
         "total": {
@@ -291,8 +319,14 @@ def report_dict(report: Report) -> dict[str, Any]:
             "cost_micros": report.total,
         },
         "unpriced": [
-            {"category": u.category, "item": u.item, "unit": u.unit, "usage": format_quantity(u.usage),
-             "lines": u.lines, "reason": u.reason}
+            {
+                "category": u.category,
+                "item": u.item,
+                "unit": u.unit,
+                "usage": format_quantity(u.usage),
+                "lines": u.lines,
+                "reason": u.reason,
+            }
             for u in report.unpriced
         ],
     }

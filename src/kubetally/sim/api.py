@@ -47,14 +47,32 @@ KUBE_VERSION = {
 
 # Field labels beyond metadata.name/namespace that the real apiserver accepts, per kind.
 EXTRA_FIELD_LABELS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "Pod": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ),
     "Node": ("spec.unschedulable",),
     "Namespace": ("status.phase",),
     "Secret": ("type",),
-    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-              "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
-              "reason", "reportingComponent", "source", "type"),
+    "Event": (
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    ),
     "ReplicaSet": ("status.replicas",),
     "ReplicationController": ("status.replicas",),
     "Job": ("status.successful",),
@@ -88,8 +106,11 @@ def decode_continue(token: str) -> tuple[int, str]:
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if data.get("v") != "meta.k8s.io/v1" or not isinstance(data.get("rv"), int) \
-                or not isinstance(data.get("start"), str):
+        if (
+            data.get("v") != "meta.k8s.io/v1"
+            or not isinstance(data.get("rv"), int)
+            or not isinstance(data.get("start"), str)
+        ):
             raise ValueError("unknown continue token version")
         return data["rv"], data["start"]
     except (ValueError, binascii.Error, UnicodeDecodeError, AttributeError) as exc:
@@ -99,8 +120,14 @@ def decode_continue(token: str) -> tuple[int, str]:
 class ApiError(Exception):
     """Answered as a ``v1 Status`` with this HTTP code."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None,
-                 details: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.body = status_body(code, message, reason, details, metadata)
         self.code = code
@@ -109,8 +136,7 @@ class ApiError(Exception):
 class SimAPI:
     """Builds the ASGI app serving one :class:`Simulation`."""
 
-    def __init__(self, sim: Simulation, faults: Faults, stopping: threading.Event,
-                 address: Callable[[], str]):
+    def __init__(self, sim: Simulation, faults: Faults, stopping: threading.Event, address: Callable[[], str]):
         self.sim = sim
         self.store = sim.store
         self.registry = sim.registry
@@ -149,13 +175,23 @@ class SimAPI:
             return self.json(KUBE_VERSION)
         if parts and parts[0] == "api":
             if len(parts) == 1:
-                return self.json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs":
-                                  [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.address()}]})
+                return self.json(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.address()}],
+                    }
+                )
             group, version, rest = "", parts[1], parts[2:]
         elif parts and parts[0] == "apis":
             if len(parts) == 1:
-                return self.json({"kind": "APIGroupList", "apiVersion": "v1",
-                                  "groups": [self.group_doc(g) for g in self.registry.groups()]})
+                return self.json(
+                    {
+                        "kind": "APIGroupList",
+                        "apiVersion": "v1",
+                        "groups": [self.group_doc(g) for g in self.registry.groups()],
+                    }
+                )
             if len(parts) == 2:
                 if parts[1] not in self.registry.groups():
                     raise ApiError(404, _NOT_FOUND, details={})
@@ -195,15 +231,22 @@ class SimAPI:
         plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
         subresource = rest[2] if len(rest) > 2 else None
         rtype = self.registry.by_path(group, version, plural)
-        if rtype is None or len(rest) > 3 or (namespace and not rtype.namespaced) \
-                or (subresource is not None and (subresource != "status" or not rtype.status_subresource)):
+        if (
+            rtype is None
+            or len(rest) > 3
+            or (namespace and not rtype.namespaced)
+            or (subresource is not None and (subresource != "status" or not rtype.status_subresource))
+        ):
             raise ApiError(404, _NOT_FOUND, details={})
         verb = "watch" if watch else ("get" if name is not None else "list")
         failure = self.faults.take(verb, plural)
         if failure is not None:
-            raise ApiError(failure, f"injected failure: {verb} {plural}",
-                           details={"kind": plural, **({"group": group} if group else {})},
-                           metadata={})
+            raise ApiError(
+                failure,
+                f"injected failure: {verb} {plural}",
+                details={"kind": plural, **({"group": group} if group else {})},
+                metadata={},
+            )
         as_table = wants_table(request.headers.get("accept"))
         if name is not None and not watch:
             return self.get(rtype, namespace, name, as_table)
@@ -212,8 +255,9 @@ class SimAPI:
             return self.watch(rtype, namespace, match, params, as_table)
         return self.list(rtype, namespace, match, params, as_table)
 
-    def selector(self, rtype: ResourceType, params: Mapping[str, str],
-                 name: str | None) -> Callable[[Mapping[str, Any]], bool]:
+    def selector(
+        self, rtype: ResourceType, params: Mapping[str, str], name: str | None
+    ) -> Callable[[Mapping[str, Any]], bool]:
         supported = FIELD_LABELS[:2] + EXTRA_FIELD_LABELS.get(rtype.kind, ())
         try:
             labels = parse_label_selector(params.get("labelSelector"))
@@ -229,14 +273,21 @@ class SimAPI:
         obj = self.store.get(rtype, namespace, name)
         if obj is None:
             details = {"name": name, **({"group": rtype.group} if rtype.group else {}), "kind": rtype.plural}
-            raise ApiError(404, f'{rtype.plural}{"." + rtype.group if rtype.group else ""} "{name}" not found',
-                           details=details)
+            raise ApiError(
+                404, f'{rtype.plural}{"." + rtype.group if rtype.group else ""} "{name}" not found', details=details
+            )
         if as_table:
             return self.json(table(rtype, [obj], self.sim.now, {"resourceVersion": obj["metadata"]["resourceVersion"]}))
         return self.json(obj)
 
-    def list(self, rtype: ResourceType, namespace: str, match: Callable[[Mapping[str, Any]], bool],
-             params: Mapping[str, str], as_table: bool = False) -> Response:
+    def list(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        match: Callable[[Mapping[str, Any]], bool],
+        params: Mapping[str, str],
+        as_table: bool = False,
+    ) -> Response:
         limit = _int_param(params, "limit", 0)
         token = params.get("continue")
         rv_text = params.get("resourceVersion") or ""
@@ -254,26 +305,33 @@ class SimAPI:
         elif rv_text and rv_text != "0":
             requested = _rv(rv_text)
             if requested > self.store.rv:
-                raise ApiError(504, f"Too large resource version: {requested}, current: {self.store.rv}",
-                               reason="Timeout",
-                               details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                                    "message": "Too large resource version"}],
-                                        "retryAfterSeconds": 1})
+                raise ApiError(
+                    504,
+                    f"Too large resource version: {requested}, current: {self.store.rv}",
+                    reason="Timeout",
+                    details={
+                        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                        "retryAfterSeconds": 1,
+                    },
+                )
             if params.get("resourceVersionMatch") == "Exact":
                 at_rv = requested
         try:
             items, rv = self.store.snapshot(rtype, at_rv)
         except Expired as exc:
             if token:
-                message = ("The provided continue parameter is too old to display a consistent list result. "
-                           "You can start a new list without the continue parameter, or use the continue token "
-                           "in this response to retrieve the remainder of the results. Continuing with the "
-                           "provided token results in an inconsistent list - objects that were created, "
-                           "modified, or deleted between the time the first chunk was returned and now may "
-                           "show up in the list.")
+                message = (
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter, or use the continue token "
+                    "in this response to retrieve the remainder of the results. Continuing with the "
+                    "provided token results in an inconsistent list - objects that were created, "
+                    "modified, or deleted between the time the first chunk was returned and now may "
+                    "show up in the list."
+                )
                 fresh = base64.urlsafe_b64encode(dumps({"v": "meta.k8s.io/v1", "rv": -1, "start": start}))
-                raise ApiError(410, message, reason="Expired",
-                               metadata={"continue": fresh.decode().rstrip("=")}) from None
+                raise ApiError(
+                    410, message, reason="Expired", metadata={"continue": fresh.decode().rstrip("=")}
+                ) from None
             raise ApiError(410, str(exc), reason="Expired") from None
         lo, hi = key_range(items, namespace, start)
         filtered = bool(params.get("labelSelector") or params.get("fieldSelector"))
@@ -294,22 +352,35 @@ class SimAPI:
         if as_table:
             return self.json(table(rtype, selected, self.sim.now, meta))
         strip = rtype.builtin
-        body = {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": meta,
-                "items": [_without_type(obj) if strip else obj for obj in selected]}
+        body = {
+            "kind": rtype.list_kind,
+            "apiVersion": rtype.api_version,
+            "metadata": meta,
+            "items": [_without_type(obj) if strip else obj for obj in selected],
+        }
         return self.json(body)
 
     # ---- watch -------------------------------------------------------------------------------
 
-    def watch(self, rtype: ResourceType, namespace: str, match: Callable[[Mapping[str, Any]], bool],
-              params: Mapping[str, str], as_table: bool = False) -> Response:
+    def watch(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        match: Callable[[Mapping[str, Any]], bool],
+        params: Mapping[str, str],
+        as_table: bool = False,
+    ) -> Response:
         rv_text = params.get("resourceVersion") or ""
         start_rv = None if rv_text in ("", "0") else _rv(rv_text)
         timeout = _int_param(params, "timeoutSeconds", 0)
         bookmarks = params.get("allowWatchBookmarks") in _TRUE
         initial = params.get("sendInitialEvents") in _TRUE
         if initial and (not bookmarks or params.get("resourceVersionMatch") != "NotOlderThan"):
-            raise ApiError(422, "sendInitialEvents requires allowWatchBookmarks=true and "
-                                "resourceVersionMatch=NotOlderThan", reason="Invalid")
+            raise ApiError(
+                422,
+                "sendInitialEvents requires allowWatchBookmarks=true and resourceVersionMatch=NotOlderThan",
+                reason="Invalid",
+            )
         if initial:
             start_rv = None  # NotOlderThan: the current state is never older than what was asked for
 
@@ -321,9 +392,17 @@ class SimAPI:
         stream = self.events(rtype, namespace, match, start_rv, bookmarks, timeout, initial, render)
         return StreamingResponse(stream, media_type="application/json", headers=self.headers())
 
-    async def events(self, rtype: ResourceType, namespace: str, match: Callable[[Mapping[str, Any]], bool],
-                     start_rv: int | None, bookmarks: bool, timeout: int, initial_end: bool = False,
-                     render: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda o: o) -> AsyncIterator[bytes]:
+    async def events(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        match: Callable[[Mapping[str, Any]], bool],
+        start_rv: int | None,
+        bookmarks: bool,
+        timeout: int,
+        initial_end: bool = False,
+        render: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda o: o,
+    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
 
@@ -408,8 +487,9 @@ def _rv(text: str) -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise ApiError(400, f'resourceVersion: Invalid value: "{text}": must be a non-negative integer',
-                       reason="BadRequest")
+        raise ApiError(
+            400, f'resourceVersion: Invalid value: "{text}": must be a non-negative integer', reason="BadRequest"
+        )
     return value
 
 
@@ -432,8 +512,9 @@ def _error_event(exc: Expired) -> bytes:
     return _event("ERROR", status_body(410, str(exc), "Expired"))
 
 
-def _translate(change: Change, match: Callable[[Mapping[str, Any]], bool],
-               render: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> bytes | None:
+def _translate(
+    change: Change, match: Callable[[Mapping[str, Any]], bool], render: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+) -> bytes | None:
     """Selector-aware event type: an object leaving the selector is DELETED for this watcher."""
     if change.type == "MODIFIED":
         was, now = change.prev is not None and match(change.prev), match(change.obj)

@@ -29,11 +29,22 @@ REASONS = {
 }
 
 
-def status_body(code: int, message: str, reason: str | None = None,
-                details: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_body(
+    code: int,
+    message: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A ``v1 Status`` failure object exactly as the apiserver encodes it."""
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {}, "status": "Failure",
-                            "message": message, "reason": reason or REASONS.get(code, "")}
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": metadata or {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or REASONS.get(code, ""),
+    }
     if details is not None:
         body["details"] = details
     body["code"] = code

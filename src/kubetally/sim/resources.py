@@ -60,23 +60,37 @@ class ResourceType:
             entry["categories"] = list(self.categories)
         entries = [entry]
         if self.status_subresource:
-            entries.append({"name": f"{self.plural}/status", "singularName": "", "namespaced": self.namespaced,
-                            "kind": self.kind, "verbs": ["get"]})
+            entries.append(
+                {
+                    "name": f"{self.plural}/status",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get"],
+                }
+            )
         return entries
 
 
 def _core(kind: str, plural: str, namespaced: bool, *short: str, status: bool = True) -> ResourceType:
-    return ResourceType("", "v1", kind, plural, namespaced, tuple(short), ("all",) if kind in _ALL else (),
-                        status)
+    return ResourceType("", "v1", kind, plural, namespaced, tuple(short), ("all",) if kind in _ALL else (), status)
 
 
 def _grp(group: str, kind: str, plural: str, namespaced: bool, *short: str, status: bool = True) -> ResourceType:
-    return ResourceType(group, "v1", kind, plural, namespaced, tuple(short), ("all",) if kind in _ALL else (),
-                        status)
+    return ResourceType(group, "v1", kind, plural, namespaced, tuple(short), ("all",) if kind in _ALL else (), status)
 
 
-_ALL = {"Pod", "Service", "ReplicationController", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
-        "Job", "CronJob"}
+_ALL = {
+    "Pod",
+    "Service",
+    "ReplicationController",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+}
 
 STANDARD: tuple[ResourceType, ...] = (
     _core("Binding", "bindings", True, status=False),
@@ -114,8 +128,17 @@ STANDARD: tuple[ResourceType, ...] = (
 _BUILTIN_KEYS = {(r.group, r.version, r.kind) for r in STANDARD}
 
 # The order in which the real apiserver lists its built-in groups in /apis (a subset).
-GROUP_ORDER = ("apps", "batch", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io", "node.k8s.io",
-               "scheduling.k8s.io", "storage.k8s.io", "apiextensions.k8s.io")
+GROUP_ORDER = (
+    "apps",
+    "batch",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "apiextensions.k8s.io",
+)
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
@@ -181,8 +204,20 @@ class ResourceRegistry:
         for version in spec.get("versions") or []:
             if isinstance(version, dict) and version.get("served", True) and isinstance(version.get("name"), str):
                 subresources = version.get("subresources") or {}
-                added.append(self.add(ResourceType(group, version["name"], kind, plural, namespaced, short,
-                                                   categories, "status" in subresources)))
+                added.append(
+                    self.add(
+                        ResourceType(
+                            group,
+                            version["name"],
+                            kind,
+                            plural,
+                            namespaced,
+                            short,
+                            categories,
+                            "status" in subresources,
+                        )
+                    )
+                )
         return added
 
     def groups(self) -> list[str]:

@@ -115,8 +115,10 @@ def check_object(obj: Any) -> list[str]:
             continue
         for key, value in values.items():
             if not isinstance(value, str):
-                problems.append(f"metadata.{section}[{key!r}] must be a string, not {type(value).__name__} "
-                                f"{value!r} (quote it in YAML)")
+                problems.append(
+                    f"metadata.{section}[{key!r}] must be a string, not {type(value).__name__} "
+                    f"{value!r} (quote it in YAML)"
+                )
     for key in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"):
         if key in meta and meta[key] is not None and not isinstance(meta[key], str):
             problems.append(f"metadata.{key} must be a string")
@@ -180,8 +182,9 @@ class Scenario:
         problems: list[str] = []
         unknown = [str(k) for k in data if k not in TOP_LEVEL_KEYS]
         if unknown:
-            problems.append(f"{source}: unknown top-level key(s) {', '.join(unknown)} "
-                            f"(allowed: {', '.join(TOP_LEVEL_KEYS)})")
+            problems.append(
+                f"{source}: unknown top-level key(s) {', '.join(unknown)} (allowed: {', '.join(TOP_LEVEL_KEYS)})"
+            )
         now = _time(data.get("now"), f"{source}: now", problems)
 
         raw_objects = data.get("objects") or []
@@ -208,16 +211,23 @@ class Scenario:
             if at is not None:
                 if latest is not None and at < latest[0]:
                     obj = raw.get("object") if isinstance(raw, Mapping) else None
-                    problems.append(f"{source}: events[{index}] ({describe(obj)}): at {format_time(at)} is before "
-                                    f"events[{latest[1]}] at {format_time(latest[0])}; list events in time order")
+                    problems.append(
+                        f"{source}: events[{index}] ({describe(obj)}): at {format_time(at)} is before "
+                        f"events[{latest[1]}] at {format_time(latest[0])}; list events in time order"
+                    )
                 else:
                     latest = (at, index)
             if event is not None:
                 events.append(event)
 
-        scenario = cls(now=now or datetime(1970, 1, 1, tzinfo=UTC), objects=objects, events=events,
-                       source=source, name=str(data.get("name") or ""),
-                       description=str(data.get("description") or ""))
+        scenario = cls(
+            now=now or datetime(1970, 1, 1, tzinfo=UTC),
+            objects=objects,
+            events=events,
+            source=source,
+            name=str(data.get("name") or ""),
+            description=str(data.get("description") or ""),
+        )
         if not problems:
             problems.extend(scenario._check_consistency())
         if problems:
@@ -339,5 +349,6 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
     if str(name_or_path) in packaged:
         return packaged[str(name_or_path)]
     names = ", ".join(packaged) or "none"
-    raise ScenarioError([f"{name_or_path}: no such scenario file, and no packaged scenario of that name "
-                         f"(packaged: {names})"])
+    raise ScenarioError(
+        [f"{name_or_path}: no such scenario file, and no packaged scenario of that name (packaged: {names})"]
+    )

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[A-Za-z0-9][-A-Za-z0-9_./]*|)")
-_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                  r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 FIELD_LABELS = ("metadata.name", "metadata.namespace", "spec.nodeName", "status.phase")
@@ -59,15 +61,19 @@ def _tokens(text: str) -> list[str]:
 
 def _check_key(key: str) -> str:
     if not _KEY.match(key) or len(key.rpartition("/")[2]) > 63:
-        raise SelectorError(f"unable to parse requirement: invalid label key {key!r}: name part must consist of "
-                            "alphanumeric characters, '-', '_' or '.'")
+        raise SelectorError(
+            f"unable to parse requirement: invalid label key {key!r}: name part must consist of "
+            "alphanumeric characters, '-', '_' or '.'"
+        )
     return key
 
 
 def _check_value(value: str) -> str:
     if len(value) > 63 or not _VALUE.match(value):
-        raise SelectorError(f"unable to parse requirement: invalid label value {value!r}: must be 63 characters "
-                            "or less and consist of alphanumeric characters, '-', '_' or '.'")
+        raise SelectorError(
+            f"unable to parse requirement: invalid label value {value!r}: must be 63 characters "
+            "or less and consist of alphanumeric characters, '-', '_' or '.'"
+        )
     return value
 
 
@@ -129,8 +135,9 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
                     raise SelectorError(f"unable to parse requirement: for '{op}' operator, values set can't be empty")
                 reqs.append(Requirement(key, op, tuple(values)))
             else:
-                raise SelectorError(f"unable to parse requirement: found {op!r}, expected: "
-                                    "in, notin, =, ==, !=, gt, lt")
+                raise SelectorError(
+                    f"unable to parse requirement: found {op!r}, expected: in, notin, =, ==, !=, gt, lt"
+                )
         if i < len(tokens):
             if tokens[i] != ",":
                 raise SelectorError(f"unable to parse requirement: found {tokens[i]!r}, expected: ','")

@@ -58,16 +58,25 @@ class SimServer:
             sock.bind((self.host, self._requested_port))
         except OSError as exc:
             sock.close()
-            raise KubetallyError(f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}") \
-                from None
+            raise KubetallyError(
+                f"cannot listen on {self.host}:{self._requested_port}: {exc.strerror or exc}"
+            ) from None
         sock.listen(128)
         self._port = sock.getsockname()[1]
         api = SimAPI(self.simulation, self.faults, self._stopping, lambda: f"{self.host}:{self._port}")
-        config = uvicorn.Config(api.app(), log_level="warning", access_log=False, lifespan="off",
-                                date_header=False, server_header=False, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            api.app(),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            date_header=False,
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"kubetally-sim-{self._port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"kubetally-sim-{self._port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
@@ -93,8 +102,9 @@ class SimServer:
     def __enter__(self) -> SimServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def wait(self) -> None:

@@ -99,6 +99,10 @@ class Simulation:
             try:
                 changes.append(self.store.apply(event.type, event.object, event.at, validate=False))
             except ScenarioError as exc:
-                raise ScenarioError([f"{self.scenario.source}: events[{event.index}] ({event.type} "
-                                     f"{describe(event.object)}): {p}" for p in exc.problems]) from None
+                raise ScenarioError(
+                    [
+                        f"{self.scenario.source}: events[{event.index}] ({event.type} {describe(event.object)}): {p}"
+                        for p in exc.problems
+                    ]
+                ) from None
         return changes

@@ -148,8 +148,12 @@ class ObjectStore:
         with self.batch():
             rtype = self.registry.by_kind(obj["apiVersion"], obj["kind"])
             if rtype is None:
-                raise ScenarioError([f"{describe(obj)}: unknown resource {obj['apiVersion']} {obj['kind']}; "
-                                     "a new custom resource kind must appear in the scenario"])
+                raise ScenarioError(
+                    [
+                        f"{describe(obj)}: unknown resource {obj['apiVersion']} {obj['kind']}; "
+                        "a new custom resource kind must appear in the scenario"
+                    ]
+                )
             ns = obj["metadata"].get("namespace") or ""
             if rtype.namespaced != bool(ns):
                 need = "requires metadata.namespace" if rtype.namespaced else "is cluster-scoped; drop namespace"
@@ -237,7 +241,7 @@ class ObjectStore:
         with self.lock:
             self.check_rv(rv)
             start = bisect.bisect_right(self._log_rvs, rv)
-            ends = self._batch_ends[bisect.bisect_right(self._batch_ends, rv):]
+            ends = self._batch_ends[bisect.bisect_right(self._batch_ends, rv) :]
             return list(self._log[start:]), ends, self.generation
 
     # ---- notification ------------------------------------------------------------------------

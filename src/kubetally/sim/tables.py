@@ -73,6 +73,7 @@ def _node_status(obj: Mapping[str, Any]) -> str:
 
 Column = tuple[str, str, Callable[[Mapping[str, Any]], Any]]
 
+
 def _path(path: str, default: str = "") -> Callable[[Mapping[str, Any]], str]:
     return lambda obj: field_value(obj, path) or default
 
@@ -83,25 +84,48 @@ def _external_ips(obj: Mapping[str, Any]) -> str:
 
 
 _EXTRA: dict[str, list[Column]] = {
-    "Pod": [("Status", "string", _path("status.phase", "Unknown")),
-            ("Node", "string", _path("spec.nodeName", "<none>"))],
+    "Pod": [
+        ("Status", "string", _path("status.phase", "Unknown")),
+        ("Node", "string", _path("spec.nodeName", "<none>")),
+    ],
     "Node": [("Status", "string", _node_status), ("Version", "string", _path("status.nodeInfo.kubeletVersion"))],
     "Namespace": [("Status", "string", _path("status.phase"))],
-    "PersistentVolumeClaim": [("Status", "string", _path("status.phase")),
-                              ("Capacity", "string", _path("status.capacity.storage"))],
+    "PersistentVolumeClaim": [
+        ("Status", "string", _path("status.phase")),
+        ("Capacity", "string", _path("status.capacity.storage")),
+    ],
     "Service": [("Type", "string", _path("spec.type", "ClusterIP")), ("External-IP", "string", _external_ips)],
 }
 
 
-def table(rtype: ResourceType, objects: list[Mapping[str, Any]], now: datetime,
-          list_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+def table(
+    rtype: ResourceType, objects: list[Mapping[str, Any]], now: datetime, list_meta: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A Table of ``objects`` with PartialObjectMetadata row objects (kubectl's default)."""
-    columns: list[Column] = [("Name", "string", lambda o: o["metadata"]["name"]), *_EXTRA.get(rtype.kind, []),
-                             ("Age", "string", lambda o: _age(o, now))]
-    definitions = [{"name": name, "type": kind, "format": "name" if name == "Name" else "", "description": "",
-                    "priority": 0} for name, kind, _ in columns]
-    rows = [{"cells": [cell(obj) for _, _, cell in columns],
-             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": obj.get("metadata") or {}}} for obj in objects]
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta or {},
-            "columnDefinitions": definitions, "rows": rows}
+    columns: list[Column] = [
+        ("Name", "string", lambda o: o["metadata"]["name"]),
+        *_EXTRA.get(rtype.kind, []),
+        ("Age", "string", lambda o: _age(o, now)),
+    ]
+    definitions = [
+        {"name": name, "type": kind, "format": "name" if name == "Name" else "", "description": "", "priority": 0}
+        for name, kind, _ in columns
+    ]
+    rows = [
+        {
+            "cells": [cell(obj) for _, _, cell in columns],
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata") or {},
+            },
+        }
+        for obj in objects
+    ]
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta or {},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

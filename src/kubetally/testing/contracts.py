@@ -72,8 +72,9 @@ def contracts_dir() -> Path:
         root = _repo_root()
         path = (root.parent / "shared" / "contracts") if root else Path("shared/contracts")
     if not path.is_dir():
-        raise MissingPart("vendor contracts", f"no directory {path}; set {CONTRACTS_ENV} or put shared/ "
-                          "beside the repository")
+        raise MissingPart(
+            "vendor contracts", f"no directory {path}; set {CONTRACTS_ENV} or put shared/ beside the repository"
+        )
     return path
 
 
@@ -121,8 +122,10 @@ def _inline(node: Any, document: Any, stack: tuple[str, ...] = ()) -> Any:
 def _rebase_refs(node: Any) -> Any:
     """Point local ``#/...`` refs at the registry copy of the whole document."""
     if isinstance(node, dict):
-        return {k: (_SPEC_URI + v if k == "$ref" and isinstance(v, str) and v.startswith("#/")
-                    else _rebase_refs(v)) for k, v in node.items()}
+        return {
+            k: (_SPEC_URI + v if k == "$ref" and isinstance(v, str) and v.startswith("#/") else _rebase_refs(v))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_rebase_refs(item) for item in node]
     return node
@@ -139,14 +142,33 @@ def format_errors(validator: Validator, instance: Any, where: str = "") -> list[
 
 
 #: keywords whose verdict depends on a value, not only on its JSON type (disable shape caching)
-_VALUE_KEYWORDS = frozenset({
-    "enum", "const", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "contentEncoding",
-    "contentMediaType", "contentSchema", "$dynamicRef", "$recursiveRef", "readOnly", "writeOnly",
-    "discriminator",
-})
-_ANNOTATIONS = frozenset({"description", "example", "examples", "title", "default", "deprecated",
-                          "externalDocs", "xml"})
+_VALUE_KEYWORDS = frozenset(
+    {
+        "enum",
+        "const",
+        "pattern",
+        "format",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "uniqueItems",
+        "contentEncoding",
+        "contentMediaType",
+        "contentSchema",
+        "$dynamicRef",
+        "$recursiveRef",
+        "readOnly",
+        "writeOnly",
+        "discriminator",
+    }
+)
+_ANNOTATIONS = frozenset(
+    {"description", "example", "examples", "title", "default", "deprecated", "externalDocs", "xml"}
+)
 
 
 def _type_only(schema: Any) -> bool:
@@ -239,8 +261,7 @@ class Spec:
                     continue
                 params = shared_params + tuple(self.resolve(p) for p in op.get("parameters", []))
                 pattern = "^" + re.sub(r"\\\{([^}]+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
-                pattern = re.sub(r"\(\?P<([^>]+)>", lambda m: "(?P<" + re.sub(r"\W", "_", m.group(1)) + ">",
-                                 pattern)
+                pattern = re.sub(r"\(\?P<([^>]+)>", lambda m: "(?P<" + re.sub(r"\W", "_", m.group(1)) + ">", pattern)
                 literal = sum(1 for seg in template.split("/") if seg and not seg.startswith("{"))
                 ops.append(Operation(method.upper(), template, op, params, re.compile(pattern), literal))
         # Literal segments win over parameters: /events/batch before /events/{transaction_id}.
@@ -309,7 +330,8 @@ class Spec:
             return cls(inlined, format_checker=checker), _type_only(inlined)
         except _Recursive:
             registry: Registry = Registry().with_resource(
-                _SPEC_URI, Resource.from_contents(self.document, default_specification=spec_kind))
+                _SPEC_URI, Resource.from_contents(self.document, default_specification=spec_kind)
+            )
             return cls(_rebase_refs(raw), format_checker=checker, registry=registry), False
 
     def inlined(self, schema: Mapping[str, Any] | str) -> Any:
@@ -354,8 +376,9 @@ class Spec:
         media = op.request_content.get(content_type)
         return None if media is None else media.get("schema")
 
-    def response_schema(self, op: Operation, status: int,
-                        content_type: str = "application/json") -> Mapping[str, Any] | None:
+    def response_schema(
+        self, op: Operation, status: int, content_type: str = "application/json"
+    ) -> Mapping[str, Any] | None:
         """The documented schema of one response (``default`` when the status is not listed)."""
         responses = op.operation.get("responses") or {}
         entry = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX") or responses.get("default")

@@ -59,16 +59,33 @@ def postgres_server() -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-                      "--no-sync", "-E", "UTF8"]),
+        _as_postgres(
+            [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+        ),
         check=True,
         capture_output=True,
     )
     port = free_port()
     process = subprocess.Popen(
-        _as_postgres([str(bindir / "postgres"), "-D", str(datadir), "-p", str(port), "-c",
-                      "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
-                      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
+        _as_postgres(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(datadir),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -268,7 +268,9 @@ class HttpDestination:
             if not isinstance(value, Mapping) or key not in value:
                 raise TransientError(
                     f"{self.name}: {what}: unexpected answer (HTTP {response.status_code}, no {'.'.join(path)}): "
-                    f"{body_text(response, 200)}", status=response.status_code)
+                    f"{body_text(response, 200)}",
+                    status=response.status_code,
+                )
             value = value[key]
         if value is None and not path:
             raise TransientError(f"{self.name}: {what}: answer is not JSON: {body_text(response, 200)}")
@@ -291,8 +293,10 @@ class HttpDestination:
 
     def check(self, event: Event) -> str | None:
         if event.quantity < 0 and not self.config.negative_corrections:
-            return (f"negative correction {format(event.quantity, 'f')} {event.unit} not sent "
-                    f"(negative_corrections is off for {self.name}); issue a credit note")
+            return (
+                f"negative correction {format(event.quantity, 'f')} {event.unit} not sent "
+                f"(negative_corrections is off for {self.name}); issue a credit note"
+            )
         return None
 
     def offboard(self, tenant: str) -> None:

@@ -34,8 +34,9 @@ class FileDestination:
             self.max_batch = config.batch_size
         self.path = Path(config.path).expanduser()
         if not self.path.parent.is_dir():
-            raise ConfigError([f"destination {config.name}: path {self.path}: directory "
-                               f"{self.path.parent} does not exist"])
+            raise ConfigError(
+                [f"destination {config.name}: path {self.path}: directory {self.path.parent} does not exist"]
+            )
         self._ids: set[str] | None = None
 
     def _load(self) -> set[str]:
@@ -52,8 +53,7 @@ class FileDestination:
                     try:
                         ids.add(json.loads(line)["id"])
                     except (ValueError, KeyError, TypeError):
-                        raise FatalError(f"{self.name}: {self.path} has a line that is not a kubetally event") \
-                            from None
+                        raise FatalError(f"{self.name}: {self.path} has a line that is not a kubetally event") from None
         return ids
 
     def bind(self, store: ObjectStore) -> None:

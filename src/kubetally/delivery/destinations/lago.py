@@ -143,8 +143,11 @@ class LagoDestination(HttpDestination):
         if not by_index:
             raise BatchRejected(f"lago: HTTP 422: {body_text(response)}", status=422)
         duplicates = {events[i].id for i, d in by_index.items() if _is_duplicate(d)}
-        bad = {events[i].id: f"lago: HTTP 422 {json.dumps(d, sort_keys=True)}"
-               for i, d in by_index.items() if not _is_duplicate(d)}
+        bad = {
+            events[i].id: f"lago: HTTP 422 {json.dumps(d, sort_keys=True)}"
+            for i, d in by_index.items()
+            if not _is_duplicate(d)
+        }
         if bad:
             raise BatchRejected(f"lago: HTTP 422: {body_text(response)}", status=422, per_event=bad)
         # Only duplicates: Lago rolled the whole batch back, so send the others again now.
@@ -210,29 +213,37 @@ class LagoDestination(HttpDestination):
             merged = {k: set(v) for k, v in metric.filters.items()}
             for key, values in filters.items():
                 merged.setdefault(key, set()).update(values)
-            body = {"billable_metric": {
-                "name": metric.name, "code": code, "aggregation_type": "sum_agg",
-                "field_name": metric.field_name, "filters": _filters(merged),
-            }}
+            body = {
+                "billable_metric": {
+                    "name": metric.name,
+                    "code": code,
+                    "aggregation_type": "sum_agg",
+                    "field_name": metric.field_name,
+                    "filters": _filters(merged),
+                }
+            }
             response = self.request("PUT", f"/billable_metrics/{quote(code, safe='')}", json=body)
             if response.status_code != 200:
                 raise self.unexpected(f"PUT billable metric {code}", response)
             self._metrics[code] = self._parse_metric(
-                self.answer(response, f"PUT billable metric {code}", "billable_metric"))
+                self.answer(response, f"PUT billable metric {code}", "billable_metric")
+            )
 
     def _create_metric(self, item: str, filters: Mapping[str, set[str]]) -> _Metric:
         code = self.code(item)
         spec = self._items.get(code)
-        name = (spec.display_name if spec and spec.display_name else item)
-        body = {"billable_metric": {
-            "name": name,
-            "code": code,
-            "description": f"kubetally item {item}" + (f" ({spec.unit})" if spec and spec.unit else ""),
-            "aggregation_type": "sum_agg",
-            "field_name": QUANTITY_FIELD,
-            "recurring": False,
-            "filters": _filters(filters),
-        }}
+        name = spec.display_name if spec and spec.display_name else item
+        body = {
+            "billable_metric": {
+                "name": name,
+                "code": code,
+                "description": f"kubetally item {item}" + (f" ({spec.unit})" if spec and spec.unit else ""),
+                "aggregation_type": "sum_agg",
+                "field_name": QUANTITY_FIELD,
+                "recurring": False,
+                "filters": _filters(filters),
+            }
+        }
         response = self.request("POST", "/billable_metrics", json=body)
         if response.status_code == 200:
             return self._parse_metric(self.answer(response, f"create billable metric {code}", "billable_metric"))
@@ -266,16 +277,20 @@ class LagoDestination(HttpDestination):
         code = self.lago.plan_code
         response = self.request("GET", f"/plans/{quote(code, safe='')}")
         if response.status_code == 404:
-            body = {"plan": {
-                "name": self.lago.plan_name,
-                "code": code,
-                "interval": self.lago.interval,
-                "amount_cents": 0,
-                "amount_currency": self.lago.currency,
-                "pay_in_advance": False,
-                "charges": [self._charge(m, self._combos.get(m.code, set()))
-                            for m in sorted(self._metrics.values(), key=lambda m: m.code)],
-            }}
+            body = {
+                "plan": {
+                    "name": self.lago.plan_name,
+                    "code": code,
+                    "interval": self.lago.interval,
+                    "amount_cents": 0,
+                    "amount_currency": self.lago.currency,
+                    "pay_in_advance": False,
+                    "charges": [
+                        self._charge(m, self._combos.get(m.code, set()))
+                        for m in sorted(self._metrics.values(), key=lambda m: m.code)
+                    ],
+                }
+            }
             created = self.request("POST", "/plans", json=body)
             if created.status_code == 422:  # another replica created it: update instead
                 self._plan_ok = False
@@ -289,11 +304,17 @@ class LagoDestination(HttpDestination):
         plan = self.answer(response, f"GET plan {code}", "plan")
         charges, changed = self._merge_charges(plan.get("charges") or [])
         if changed:
-            body = {"plan": {
-                "name": plan["name"], "code": code, "interval": plan["interval"],
-                "amount_cents": plan["amount_cents"], "amount_currency": plan["amount_currency"],
-                "pay_in_advance": plan["pay_in_advance"], "charges": charges,
-            }}
+            body = {
+                "plan": {
+                    "name": plan["name"],
+                    "code": code,
+                    "interval": plan["interval"],
+                    "amount_cents": plan["amount_cents"],
+                    "amount_currency": plan["amount_currency"],
+                    "pay_in_advance": plan["pay_in_advance"],
+                    "charges": charges,
+                }
+            }
             updated = self.request("PUT", f"/plans/{quote(code, safe='')}", json=body)
             if updated.status_code != 200:
                 raise self.unexpected(f"update plan {code}", updated)
@@ -309,8 +330,11 @@ class LagoDestination(HttpDestination):
             code = charge.get("billable_metric_code", "")
             seen.add(code)
             filters = [
-                {"invoice_display_name": f.get("invoice_display_name"), "properties": f.get("properties") or {},
-                 "values": f.get("values") or {}}
+                {
+                    "invoice_display_name": f.get("invoice_display_name"),
+                    "properties": f.get("properties") or {},
+                    "values": f.get("values") or {},
+                }
                 for f in charge.get("filters") or []
             ]
             have = {_combo_of(f["values"]) for f in filters}
@@ -345,9 +369,14 @@ class LagoDestination(HttpDestination):
             if response.status_code == 422:
                 return f"lago refused customer {cid}: {body_text(response)}"
             raise self.unexpected(f"create customer {cid}", response)
-        subscription = {"subscription": {
-            "external_customer_id": cid, "plan_code": self.lago.plan_code, "external_id": cid, "name": tenant,
-        }}
+        subscription = {
+            "subscription": {
+                "external_customer_id": cid,
+                "plan_code": self.lago.plan_code,
+                "external_id": cid,
+                "name": tenant,
+            }
+        }
         response = self.request("POST", "/subscriptions", json=subscription)
         if response.status_code == 404:
             self._plan_ok = False  # the plan vanished: re-create it on the retry

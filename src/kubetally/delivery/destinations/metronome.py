@@ -111,8 +111,13 @@ class MetronomeDestination(HttpDestination):
                 "property_filters": [{"name": QUANTITY, "exists": True}],
                 "group_keys": [[key] for key in self.label_keys],
             }
-            response = self.request("POST", "/v1/billable-metrics/create", json=body, passthrough=(409,),
-                                    headers={"Idempotency-Key": f"kubetally-metric-{code}"})
+            response = self.request(
+                "POST",
+                "/v1/billable-metrics/create",
+                json=body,
+                passthrough=(409,),
+                headers={"Idempotency-Key": f"kubetally-metric-{code}"},
+            )
             if response.status_code == 409:
                 # The key was used for this metric with other parameters (e.g. another display
                 # name): the metric exists; we just do not learn its id.
@@ -129,8 +134,13 @@ class MetronomeDestination(HttpDestination):
         alias = self.customer_id(tenant)
         if self.store.get_object("customer", tenant) is None:
             body = {"name": tenant[:160], "ingest_aliases": [alias]}
-            response = self.request("POST", "/v1/customers", json=body, passthrough=(409,),
-                                    headers={"Idempotency-Key": f"kubetally-customer-{tenant}"})
+            response = self.request(
+                "POST",
+                "/v1/customers",
+                json=body,
+                passthrough=(409,),
+                headers={"Idempotency-Key": f"kubetally-customer-{tenant}"},
+            )
             if response.status_code == 409:  # the alias is in use: the customer exists
                 remote = ""
             elif response.status_code == 200:

@@ -76,8 +76,9 @@ class OpenMeterDestination(HttpDestination):
     max_batch = MAX_BATCH
 
     def __init__(self, config: OpenMeterConfig, environ: Mapping[str, str] | None = None):
-        key = resolve_secret(f"destination {config.name}", config.api_key_env, config.api_key_file, environ,
-                             required=False)
+        key = resolve_secret(
+            f"destination {config.name}", config.api_key_env, config.api_key_file, environ, required=False
+        )
         super().__init__(config, config.url, {"Authorization": f"Bearer {key}"} if key else {})
         self.openmeter = config
         self.label_keys = tuple(config.dimensions)
@@ -93,8 +94,7 @@ class OpenMeterDestination(HttpDestination):
         import json
 
         body = json.dumps([self.event_body(e) for e in events], separators=(",", ":"))
-        response = self.request("POST", "/api/v1/events", content=body,
-                                headers={"Content-Type": BATCH_CONTENT_TYPE})
+        response = self.request("POST", "/api/v1/events", content=body, headers={"Content-Type": BATCH_CONTENT_TYPE})
         if response.status_code in (200, 202, 204):
             return SendResult()
         raise self.unexpected("POST /api/v1/events", response)

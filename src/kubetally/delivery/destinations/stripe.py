@@ -130,13 +130,17 @@ class StripeDestination(HttpDestination):
     def check(self, event: Event) -> str | None:
         value = self.value(event)
         if value < 0:
-            return (f"stripe cannot subtract: a downward correction of {format(event.quantity, 'f')} "
-                    f"{event.unit} (meter values are never negative and meter event adjustments only cancel "
-                    "whole events within 24 h); issue a credit note")
+            return (
+                f"stripe cannot subtract: a downward correction of {format(event.quantity, 'f')} "
+                f"{event.unit} (meter values are never negative and meter event adjustments only cancel "
+                "whole events within 24 h); issue a credit note"
+            )
         if value != value.to_integral_value():
-            return (f"stripe meter values are integers: {format(event.quantity, 'f')} × scale "
-                    f"{self.scale(event.item)} = {format(value, 'f')}; set scale/item_scale (or rounding: "
-                    "half_even) on the destination and re-queue")
+            return (
+                f"stripe meter values are integers: {format(event.quantity, 'f')} × scale "
+                f"{self.scale(event.item)} = {format(value, 'f')}; set scale/item_scale (or rounding: "
+                "half_even) on the destination and re-queue"
+            )
         return None
 
     def event_name(self, event: Event) -> str:
@@ -208,7 +212,9 @@ class StripeDestination(HttpDestination):
             return known
         form = {"name": tenant, "metadata": {"kubetally_tenant": tenant}}
         response = self.request(
-            "POST", "/v1/customers", content=form_encode(form),
+            "POST",
+            "/v1/customers",
+            content=form_encode(form),
             headers={**self._form(), "Idempotency-Key": f"kubetally-customer-{self.name}-{tenant}"},
         )
         if response.status_code != 200:
@@ -250,8 +256,11 @@ class StripeDestination(HttpDestination):
         for attempt in range(2):
             token = self._session_token()
             response = self.request(
-                "POST", f"{self.stream_url}/v2/billing/meter_event_stream", json=body,
-                headers={"Authorization": f"Bearer {token}"}, passthrough=(401,),
+                "POST",
+                f"{self.stream_url}/v2/billing/meter_event_stream",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                passthrough=(401,),
             )
             if response.status_code == 200:
                 return SendResult()
@@ -280,7 +289,9 @@ class StripeDestination(HttpDestination):
     def _send_v1(self, event: Event) -> bool:
         form = {**self.event_payload(event), "timestamp": int(event.timestamp.timestamp())}
         response = self.request(
-            "POST", "/v1/billing/meter_events", content=form_encode(form),
+            "POST",
+            "/v1/billing/meter_events",
+            content=form_encode(form),
             headers={**self._form(), "Idempotency-Key": event.id},
         )
         if response.status_code == 200:
@@ -299,8 +310,9 @@ class StripeDestination(HttpDestination):
         if response.status_code in (400, 404, 413, 422):
             detail = error.get("code") or error.get("type") or ""
             message = error.get("message") or body_text(response)
-            return BatchRejected(f"stripe: {what}: HTTP {response.status_code} {detail}: {message}".strip(),
-                                 status=response.status_code)
+            return BatchRejected(
+                f"stripe: {what}: HTTP {response.status_code} {detail}: {message}".strip(), status=response.status_code
+            )
         return self.unexpected(what, response)
 
     def _fall_back(self, what: str, response: httpx.Response) -> None:

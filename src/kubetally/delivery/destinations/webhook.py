@@ -40,8 +40,13 @@ class WebhookDestination(HttpDestination):
     max_batch = MAX_BATCH
 
     def __init__(self, config: WebhookConfig, environ: Mapping[str, str] | None = None):
-        secret = resolve_secret(f"destination {config.name}", config.secret_env, config.secret_file, environ,
-                                required=not config.allow_unsigned)
+        secret = resolve_secret(
+            f"destination {config.name}",
+            config.secret_env,
+            config.secret_file,
+            environ,
+            required=not config.allow_unsigned,
+        )
         try:
             self._secret = signing.decode_secret(secret) if secret else None
         except ValueError as exc:
@@ -51,8 +56,15 @@ class WebhookDestination(HttpDestination):
         self.label_keys = None  # receivers see every label: any label change is a reversal + new
 
     def send(self, events: Sequence[Event]) -> SendResult:
-        bodies = [cloudevent(e, f"{self.webhook.source}/{e.cluster}", f"{self.config.customer_prefix}{e.tenant}",
-                             f"io.kubetally.usage.{self.code(e.item)}") for e in events]
+        bodies = [
+            cloudevent(
+                e,
+                f"{self.webhook.source}/{e.cluster}",
+                f"{self.config.customer_prefix}{e.tenant}",
+                f"io.kubetally.usage.{self.code(e.item)}",
+            )
+            for e in events
+        ]
         if self.max_batch == 1 and len(bodies) == 1:
             payload, content_type = bodies[0], "application/cloudevents+json"
         else:

@@ -55,8 +55,16 @@ class Step:
 class KubernetesAgent:
     """List+watch metering of one cluster into one ledger (see module doc)."""
 
-    def __init__(self, *, config: Config, ledger: Ledger, cluster: str, api_client: Any,
-                 clock: Clock | None = None, steps: Sequence[Step] = ()):
+    def __init__(
+        self,
+        *,
+        config: Config,
+        ledger: Ledger,
+        cluster: str,
+        api_client: Any,
+        clock: Clock | None = None,
+        steps: Sequence[Step] = (),
+    ):
         self.config = config
         self.ledger = ledger
         self.cluster = cluster
@@ -106,9 +114,13 @@ class KubernetesAgent:
                 self.session.resync(resource.kind, listing.items, at)
                 if listing.resource_version:
                     self.processed_rv[name] = listing.resource_version
-                watcher = Watcher(self.api, resource, self.queue,
-                                  timeout_seconds=int(self.settings.watch_timeout.total_seconds()),
-                                  resource_version=listing.resource_version)
+                watcher = Watcher(
+                    self.api,
+                    resource,
+                    self.queue,
+                    timeout_seconds=int(self.settings.watch_timeout.total_seconds()),
+                    resource_version=listing.resource_version,
+                )
                 self.watchers[name] = watcher
             for watcher in self.watchers.values():
                 watcher.start()
@@ -116,9 +128,13 @@ class KubernetesAgent:
         except BaseException:
             self.lease.release()
             raise
-        log.info("agent started for cluster %s at %s: %d open lifetime(s), watermark %s", self.cluster,
-                 format_time(at), len(self.session.tracker.open),
-                 format_time(self.session.tracker.watermark) if self.session.tracker.watermark else "none")
+        log.info(
+            "agent started for cluster %s at %s: %d open lifetime(s), watermark %s",
+            self.cluster,
+            format_time(at),
+            len(self.session.tracker.open),
+            format_time(self.session.tracker.watermark) if self.session.tracker.watermark else "none",
+        )
 
     def stop(self) -> None:
         """Stop the watchers and flush what was observed (no period is closed early). Healthy
@@ -214,10 +230,14 @@ class KubernetesAgent:
         result = self.session.close_periods(now)
         self.last_result = result
         if result.periods or result.revisited:
-            log.info("wrote %d period(s) (%d revisited) up to %s: %d new, %d revised record(s)",
-                     len(result.periods), len(result.revisited),
-                     format_time(result.until) if result.until else "-", result.written.inserted,
-                     result.written.revised)
+            log.info(
+                "wrote %d period(s) (%d revisited) up to %s: %d new, %d revised record(s)",
+                len(result.periods),
+                len(result.revisited),
+                format_time(result.until) if result.until else "-",
+                result.written.inserted,
+                result.written.revised,
+            )
         for step in self.steps:
             try:
                 step.run(now)
@@ -255,15 +275,19 @@ class KubernetesAgent:
                     raise  # another writer owns the journal now: continuing would double count
                 except Exception as exc:  # the ledger or the API is down: keep state, retry later
                     failures += 1
-                    pause = min(2 ** failures, 60)
-                    log.error("agent loop: %s; retrying in %ds (observations are kept and written later)",
-                              exc, pause)
+                    pause = min(2**failures, 60)
+                    log.error("agent loop: %s; retrying in %ds (observations are kept and written later)", exc, pause)
                     self.stop_event.wait(pause)
                 for name, watcher in list(self.watchers.items()):
                     if not watcher.is_alive() and not self.stop_event.is_set():
                         log.error("watcher %s died; restarting it", name)
-                        replacement = Watcher(self.api, RESOURCES[name], self.queue,
-                                              timeout_seconds=watcher.timeout_seconds, resource_version=None)
+                        replacement = Watcher(
+                            self.api,
+                            RESOURCES[name],
+                            self.queue,
+                            timeout_seconds=watcher.timeout_seconds,
+                            resource_version=None,
+                        )
                         self.watchers[name] = replacement
                         replacement.start()
         finally:

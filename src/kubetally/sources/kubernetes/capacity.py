@@ -19,11 +19,19 @@ CAPACITY_TYPES = (ON_DEMAND, SPOT, PREEMPTIBLE, RESERVED)
 _TRUE = {"true", "1", "yes"}
 #: Raw label values (lowercased) → canonical type.
 _VALUES: dict[str, str] = {
-    "on-demand": ON_DEMAND, "ondemand": ON_DEMAND, "on_demand": ON_DEMAND, "normal": ON_DEMAND,
-    "regular": ON_DEMAND, "standard": ON_DEMAND, "dedicated": ON_DEMAND,
+    "on-demand": ON_DEMAND,
+    "ondemand": ON_DEMAND,
+    "on_demand": ON_DEMAND,
+    "normal": ON_DEMAND,
+    "regular": ON_DEMAND,
+    "standard": ON_DEMAND,
+    "dedicated": ON_DEMAND,
     "spot": SPOT,
-    "preemptible": PREEMPTIBLE, "preemptable": PREEMPTIBLE,
-    "reserved": RESERVED, "capacity_block": RESERVED, "capacity-block": RESERVED,
+    "preemptible": PREEMPTIBLE,
+    "preemptable": PREEMPTIBLE,
+    "reserved": RESERVED,
+    "capacity_block": RESERVED,
+    "capacity-block": RESERVED,
     "capacity-reservation": RESERVED,
 }
 #: Labels whose value names the capacity type, most specific first (after the operator's own).

@@ -36,8 +36,7 @@ def make_api_client(kubeconfig: str | None = None, context: str | None = None) -
     configuration = k8s.Configuration()
     try:
         if kubeconfig:
-            k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                        client_configuration=configuration)
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         else:
             try:
                 k8s_config.load_incluster_config(client_configuration=configuration)
@@ -69,16 +68,31 @@ RESOURCES: dict[str, Resource] = {
     r.name: r
     for r in (
         Resource("namespaces", "Namespace", lambda api: k8s.CoreV1Api(api).list_namespace),
-        Resource("statefulsets", "StatefulSet", lambda api: k8s.AppsV1Api(api).list_stateful_set_for_all_namespaces,
-                 "app=vcluster"),
-        Resource("deployments", "Deployment", lambda api: k8s.AppsV1Api(api).list_deployment_for_all_namespaces,
-                 "app=vcluster"),
-        Resource("virtualclusterinstances", "VirtualClusterInstance",
-                 _custom("management.loft.sh", "v1", "virtualclusterinstances"), optional=True),
+        Resource(
+            "statefulsets",
+            "StatefulSet",
+            lambda api: k8s.AppsV1Api(api).list_stateful_set_for_all_namespaces,
+            "app=vcluster",
+        ),
+        Resource(
+            "deployments",
+            "Deployment",
+            lambda api: k8s.AppsV1Api(api).list_deployment_for_all_namespaces,
+            "app=vcluster",
+        ),
+        Resource(
+            "virtualclusterinstances",
+            "VirtualClusterInstance",
+            _custom("management.loft.sh", "v1", "virtualclusterinstances"),
+            optional=True,
+        ),
         Resource("nodes", "Node", lambda api: k8s.CoreV1Api(api).list_node),
         Resource("pods", "Pod", lambda api: k8s.CoreV1Api(api).list_pod_for_all_namespaces),
-        Resource("persistentvolumeclaims", "PersistentVolumeClaim",
-                 lambda api: k8s.CoreV1Api(api).list_persistent_volume_claim_for_all_namespaces),
+        Resource(
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            lambda api: k8s.CoreV1Api(api).list_persistent_volume_claim_for_all_namespaces,
+        ),
         Resource("services", "Service", lambda api: k8s.CoreV1Api(api).list_service_for_all_namespaces),
     )
 }
@@ -165,8 +179,14 @@ def list_objects(api: k8s.ApiClient, resource: Resource, *, timeout: float = 60.
     return Listing(items, rv, server_time)
 
 
-def list_with_retry(api: k8s.ApiClient, resource: Resource, *, attempts: int = 3, backoff: float | None = None,
-                    log: Callable[[str], None] = lambda message: None) -> Listing:
+def list_with_retry(
+    api: k8s.ApiClient,
+    resource: Resource,
+    *,
+    attempts: int = 3,
+    backoff: float | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> Listing:
     """:func:`list_objects` retried with exponential backoff on 5xx, 429 and transport errors."""
     delay = RETRY_BACKOFF if backoff is None else backoff
     for attempt in range(1, attempts + 1):

@@ -19,8 +19,14 @@ _CHUNK = 500
 
 
 def _segment(row: object) -> Segment:
-    return Segment(uid=row.uid, role=row.role, billed=Billed.from_json(row.billed),  # type: ignore[attr-defined]
-                   start=row.started_at, end=row.ended_at, id=row.seq)  # type: ignore[attr-defined]
+    return Segment(
+        uid=row.uid,
+        role=row.role,
+        billed=Billed.from_json(row.billed),  # type: ignore[attr-defined]
+        start=row.started_at,
+        end=row.ended_at,
+        id=row.seq,
+    )  # type: ignore[attr-defined]
 
 
 def open_segments(conn: Connection, cluster: str) -> list[tuple[Segment, datetime]]:
@@ -31,8 +37,9 @@ def open_segments(conn: Connection, cluster: str) -> list[tuple[Segment, datetim
 
 def closed_of_role(conn: Connection, cluster: str, role: str) -> list[Segment]:
     """Every closed segment of one role still in the journal (nodes: a few per node)."""
-    rows = conn.execute(select(t).where(and_(t.c.cluster == cluster, t.c.role == role, t.c.ended_at.is_not(None)))
-                        .order_by(t.c.seq))
+    rows = conn.execute(
+        select(t).where(and_(t.c.cluster == cluster, t.c.role == role, t.c.ended_at.is_not(None))).order_by(t.c.seq)
+    )
     return [_segment(row) for row in rows]
 
 
@@ -55,9 +62,16 @@ def last_closed(conn: Connection, cluster: str, uids: Iterable[str]) -> dict[tup
 def insert(conn: Connection, cluster: str, segment: Segment, last_seen: datetime, reason: str | None) -> int:
     result = conn.execute(
         t.insert().values(
-            cluster=cluster, uid=segment.uid, role=segment.role, tenant=segment.billed.tenant,
-            signature=segment.billed.signature, billed=segment.billed.to_json(), started_at=segment.start,
-            ended_at=segment.end, last_seen_at=last_seen, end_reason=reason,
+            cluster=cluster,
+            uid=segment.uid,
+            role=segment.role,
+            tenant=segment.billed.tenant,
+            signature=segment.billed.signature,
+            billed=segment.billed.to_json(),
+            started_at=segment.start,
+            ended_at=segment.end,
+            last_seen_at=last_seen,
+            end_reason=reason,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -68,9 +82,18 @@ def insert_many(conn: Connection, cluster: str, rows: Sequence[tuple[Segment, da
     if not rows:
         return []
     params = [
-        {"cluster": cluster, "uid": s.uid, "role": s.role, "tenant": s.billed.tenant, "signature": s.billed.signature,
-         "billed": s.billed.to_json(), "started_at": s.start, "ended_at": s.end, "last_seen_at": seen,
-         "end_reason": reason}
+        {
+            "cluster": cluster,
+            "uid": s.uid,
+            "role": s.role,
+            "tenant": s.billed.tenant,
+            "signature": s.billed.signature,
+            "billed": s.billed.to_json(),
+            "started_at": s.start,
+            "ended_at": s.end,
+            "last_seen_at": seen,
+            "end_reason": reason,
+        }
         for s, seen, reason in rows
     ]
     result = conn.execute(t.insert().returning(t.c.seq, sort_by_parameter_order=True), params)
@@ -84,17 +107,19 @@ def close(conn: Connection, seq: int, end: datetime, reason: str) -> None:
 def close_many(conn: Connection, closes: Sequence[tuple[int, datetime, str]]) -> None:
     """End several segments in one executemany."""
     if closes:
-        conn.execute(update(t).where(t.c.seq == bindparam("b_seq")).values(
-            ended_at=bindparam("b_end"), end_reason=bindparam("b_reason")),
-            [{"b_seq": seq, "b_end": end, "b_reason": reason} for seq, end, reason in closes])
+        conn.execute(
+            update(t)
+            .where(t.c.seq == bindparam("b_seq"))
+            .values(ended_at=bindparam("b_end"), end_reason=bindparam("b_reason")),
+            [{"b_seq": seq, "b_end": end, "b_reason": reason} for seq, end, reason in closes],
+        )
 
 
 def touch(conn: Connection, cluster: str, roles: Sequence[str], seen: datetime) -> None:
     """Open segments of ``roles`` were confirmed to exist at ``seen``."""
     conn.execute(
         update(t)
-        .where(and_(t.c.cluster == cluster, t.c.ended_at.is_(None), t.c.role.in_(list(roles)),
-                    t.c.last_seen_at < seen))
+        .where(and_(t.c.cluster == cluster, t.c.ended_at.is_(None), t.c.role.in_(list(roles)), t.c.last_seen_at < seen))
         .values(last_seen_at=seen)
     )
 
@@ -102,17 +127,18 @@ def touch(conn: Connection, cluster: str, roles: Sequence[str], seen: datetime) 
 def overlapping(conn: Connection, cluster: str, start: datetime, end: datetime) -> list[Segment]:
     """Segments that overlap ``[start, end)``."""
     rows = conn.execute(
-        select(t).where(
-            and_(t.c.cluster == cluster, t.c.started_at < end, or_(t.c.ended_at.is_(None), t.c.ended_at > start))
-        ).order_by(t.c.seq)
+        select(t)
+        .where(and_(t.c.cluster == cluster, t.c.started_at < end, or_(t.c.ended_at.is_(None), t.c.ended_at > start)))
+        .order_by(t.c.seq)
     )
     return [_segment(row) for row in rows]
 
 
 def prune(conn: Connection, cluster: str, before: datetime) -> int:
     """Forget closed segments that ended at or before ``before`` (the journal horizon)."""
-    result = conn.execute(delete(t).where(and_(t.c.cluster == cluster, t.c.ended_at.is_not(None),
-                                               t.c.ended_at <= before)))
+    result = conn.execute(
+        delete(t).where(and_(t.c.cluster == cluster, t.c.ended_at.is_not(None), t.c.ended_at <= before))
+    )
     return int(result.rowcount or 0)
 
 

@@ -47,14 +47,18 @@ class Lease:
             with self.ledger.transaction() as conn:
                 row = conn.execute(select(t).where(t.c.cluster == self.cluster).with_for_update()).one_or_none()
                 if row is None:
-                    conn.execute(t.insert().values(cluster=self.cluster, holder=self.holder, acquired_at=now,
-                                                   expires_at=now + self.duration))
+                    conn.execute(
+                        t.insert().values(
+                            cluster=self.cluster, holder=self.holder, acquired_at=now, expires_at=now + self.duration
+                        )
+                    )
                     return
                 if row.holder != self.holder and row.expires_at > now:
                     raise LeaseHeld(
                         f"kubernetes: cluster {self.cluster} is being metered by {row.holder} (lease until "
                         f"{format_time(row.expires_at)}); two writers would bill objects twice — stop it, or "
-                        "wait for its lease to expire")
+                        "wait for its lease to expire"
+                    )
                 values = {"holder": self.holder, "expires_at": now + self.duration}
                 if row.holder != self.holder:
                     values["acquired_at"] = now

@@ -61,8 +61,11 @@ ROLES_BY_KIND = {
     "Service": (ROLE_LB,),
 }
 
-INSTANCE_TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type",
-                        "nvidia.com/gpu.machine")
+INSTANCE_TYPE_LABELS = (
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+    "nvidia.com/gpu.machine",
+)
 
 
 class ObjectError(ValueError):
@@ -83,15 +86,25 @@ class Meter:
     labels: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"category": self.category, "item": self.item,
-                "quantity": f"{self.quantity.numerator}/{self.quantity.denominator}",
-                "dimensions": dict(self.dimensions), "union": self.union, "labels": dict(self.labels)}
+        return {
+            "category": self.category,
+            "item": self.item,
+            "quantity": f"{self.quantity.numerator}/{self.quantity.denominator}",
+            "dimensions": dict(self.dimensions),
+            "union": self.union,
+            "labels": dict(self.labels),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Meter:
-        return cls(data["category"], data["item"], Fraction(data["quantity"]),
-                   tuple(sorted(data.get("dimensions", {}).items())), bool(data.get("union", False)),
-                   tuple(sorted(data.get("labels", {}).items())))
+        return cls(
+            data["category"],
+            data["item"],
+            Fraction(data["quantity"]),
+            tuple(sorted(data.get("dimensions", {}).items())),
+            bool(data.get("union", False)),
+            tuple(sorted(data.get("labels", {}).items())),
+        )
 
 
 @dataclass(frozen=True)
@@ -110,16 +123,32 @@ class Billed:
     labels: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "name": self.name, "namespace": self.namespace,
-                           "tenant": self.tenant, "project": self.project,
-                           "meters": [m.to_json() for m in self.meters], "labels": dict(self.labels)},
-                          sort_keys=True, separators=(",", ":"))
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "name": self.name,
+                "namespace": self.namespace,
+                "tenant": self.tenant,
+                "project": self.project,
+                "meters": [m.to_json() for m in self.meters],
+                "labels": dict(self.labels),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Billed:
         data = json.loads(text)
-        return cls(data["kind"], data["name"], data["namespace"], data["tenant"], data["project"],
-                   tuple(Meter.from_json(m) for m in data["meters"]), tuple(sorted(data["labels"].items())))
+        return cls(
+            data["kind"],
+            data["name"],
+            data["namespace"],
+            data["tenant"],
+            data["project"],
+            tuple(Meter.from_json(m) for m in data["meters"]),
+            tuple(sorted(data["labels"].items())),
+        )
 
     @property
     def signature(self) -> str:
@@ -233,8 +262,10 @@ class Deriver:
         gpu = identify_gpu(labels, override_label=self.config.gpu_sku_label)
         kind, raw = capacity_type(labels, override_label=self.config.capacity_type_label)
         if not is_recognised(raw):
-            self.warn(f"Node {name}: capacity type {raw!r} not recognised; labelled on-demand "
-                      f"(set {self.config.capacity_type_label} to one of on-demand, spot, preemptible, reserved)")
+            self.warn(
+                f"Node {name}: capacity type {raw!r} not recognised; labelled on-demand "
+                f"(set {self.config.capacity_type_label} to one of on-demand, spot, preemptible, reserved)"
+            )
         tenant, problem = self.resolver.resolve_node(labels)
         if problem:
             self.warn(f"Node {name}: {problem}")
@@ -250,23 +281,39 @@ class Deriver:
         capacity = {str(k): str(v) for k, v in _mapping(_mapping(node.get("status")).get("capacity")).items()}
         labels = labels_of(node)
         mode = dict(billing_mode=it.DEDICATED, capacity_type=info.capacity_type)
-        meters = [Meter(it.COMPUTE, it.NODE_HOURS, Fraction(1),
-                        _dims(node_sku=info.instance_type or "unknown", **mode))]
+        meters = [
+            Meter(it.COMPUTE, it.NODE_HOURS, Fraction(1), _dims(node_sku=info.instance_type or "unknown", **mode))
+        ]
         cpu = self._quantity(capacity.get("cpu"), "status.capacity.cpu", desc) if "cpu" in capacity else None
         if cpu:
             meters.append(Meter(it.COMPUTE, it.CPU_CORE_HOURS, cpu, _dims(**mode)))
-        memory = (self._quantity(capacity.get("memory"), "status.capacity.memory", desc)
-                  if "memory" in capacity else None)
+        memory = (
+            self._quantity(capacity.get("memory"), "status.capacity.memory", desc) if "memory" in capacity else None
+        )
         if memory:
             meters.append(Meter(it.COMPUTE, it.MEMORY_GIB_HOURS, memory / GIB, _dims(**mode)))
         gpus = physical_gpus(labels, capacity, info.gpu.model, info.sharing)
         if gpus:
-            meters.append(Meter(it.COMPUTE, it.GPU_HOURS, Fraction(gpus), _dims(gpu_sku=info.gpu.sku, **mode),
-                                labels=_dims(gpu_product=info.gpu.raw)))
+            meters.append(
+                Meter(
+                    it.COMPUTE,
+                    it.GPU_HOURS,
+                    Fraction(gpus),
+                    _dims(gpu_sku=info.gpu.sku, **mode),
+                    labels=_dims(gpu_product=info.gpu.raw),
+                )
+            )
         namespace = host_namespace(info.dedicated_to)
         enrich = _dims(capacity_type_raw=info.capacity_raw if not is_recognised(info.capacity_raw) else "")
-        billed = Billed(it.NODE, info.name, namespace, info.dedicated_to,
-                        self.resolver.project(info.dedicated_to, namespace), tuple(meters), enrich)
+        billed = Billed(
+            it.NODE,
+            info.name,
+            namespace,
+            info.dedicated_to,
+            self.resolver.project(info.dedicated_to, namespace),
+            tuple(meters),
+            enrich,
+        )
         return {ROLE_NODE: Presence(ROLE_NODE, billed, self.created("Node", node), False)}
 
     # -- pods ------------------------------------------------------------------------------
@@ -307,8 +354,10 @@ class Deriver:
                 init_peak[key] = max(init_peak.get(key, Fraction(0)), value)
         for key, value in sidecars.items():
             total[key] = total.get(key, Fraction(0)) + value
-        effective = {key: max(total.get(key, Fraction(0)), init_peak.get(key, Fraction(0)))
-                     for key in set(total) | set(init_peak)}
+        effective = {
+            key: max(total.get(key, Fraction(0)), init_peak.get(key, Fraction(0)))
+            for key in set(total) | set(init_peak)
+        }
         for key, value in _mapping(spec.get("overhead")).items():
             quantity = self._quantity(value, f"spec.overhead {key}", desc)
             if quantity:
@@ -320,19 +369,24 @@ class Deriver:
         done (phase Succeeded/Failed), since a restarting container still holds its requests."""
         status = _mapping(pod.get("status"))
         desc = describe("Pod", pod)
-        statuses = [_mapping(s) for s in _list(status.get("containerStatuses"))
-                    + _list(status.get("initContainerStatuses"))]
+        statuses = [
+            _mapping(s) for s in _list(status.get("containerStatuses")) + _list(status.get("initContainerStatuses"))
+        ]
         starts: list[datetime] = []
         finishes: list[datetime] = []
         for cs in statuses:
             state, last = _mapping(cs.get("state")), _mapping(cs.get("lastState"))
-            for source, key in ((state.get("running"), "startedAt"), (state.get("terminated"), "startedAt"),
-                                (last.get("terminated"), "startedAt")):
+            for source, key in (
+                (state.get("running"), "startedAt"),
+                (state.get("terminated"), "startedAt"),
+                (last.get("terminated"), "startedAt"),
+            ):
                 moment = self._time(_mapping(source).get(key), f"container {cs.get('name')!r} {key}", desc)
                 if moment is not None:
                     starts.append(moment)
-            finished = self._time(_mapping(state.get("terminated")).get("finishedAt"),
-                                  f"container {cs.get('name')!r} finishedAt", desc)
+            finished = self._time(
+                _mapping(state.get("terminated")).get("finishedAt"), f"container {cs.get('name')!r} finishedAt", desc
+            )
             if finished is not None:
                 finishes.append(finished)
         start = min(starts) if starts else None
@@ -341,18 +395,23 @@ class Deriver:
             # when the kubelet accepted it rather than lose it, and say so.
             start = self._time(status.get("startTime"), "status.startTime", desc)
             if start is not None:
-                self.warn(f"{desc}: phase {status.get('phase')} without container start times; "
-                          "billed from status.startTime")
+                self.warn(
+                    f"{desc}: phase {status.get('phase')} without container start times; billed from status.startTime"
+                )
             else:
-                self.warn(f"{desc}: phase {status.get('phase')} without container start times or "
-                          "status.startTime; not billed until a start time is visible")
+                self.warn(
+                    f"{desc}: phase {status.get('phase')} without container start times or "
+                    "status.startTime; not billed until a start time is visible"
+                )
         end = None
         if status.get("phase") in ("Succeeded", "Failed") and start is not None:
             if finishes:
                 end = max(finishes)
             else:
-                transitions = [self._time(_mapping(c).get("lastTransitionTime"), "condition time", desc)
-                               for c in _list(status.get("conditions"))]
+                transitions = [
+                    self._time(_mapping(c).get("lastTransitionTime"), "condition time", desc)
+                    for c in _list(status.get("conditions"))
+                ]
                 known = [t for t in transitions if t is not None]
                 end = max(known) if known else None
             if end is not None and end < start:
@@ -363,8 +422,9 @@ class Deriver:
         for condition in _list(_mapping(pod.get("status")).get("conditions")):
             condition = _mapping(condition)
             if condition.get("type") == "Ready":
-                moment = self._time(condition.get("lastTransitionTime"), "Ready lastTransitionTime",
-                                    describe("Pod", pod))
+                moment = self._time(
+                    condition.get("lastTransitionTime"), "Ready lastTransitionTime", describe("Pod", pod)
+                )
                 return condition.get("status") == "True", moment
         return False, None
 
@@ -407,8 +467,10 @@ class Deriver:
                 continue
             if node is None:
                 node_name = str(_mapping(pod.get("spec")).get("nodeName") or "")
-                self.warn(f"{describe('Pod', pod)}: requests {resource} but its node {node_name or '(none)'} "
-                          "is unknown; GPU SKU unknown")
+                self.warn(
+                    f"{describe('Pod', pod)}: requests {resource} but its node {node_name or '(none)'} "
+                    "is unknown; GPU SKU unknown"
+                )
             model = node.gpu.model if node else None
             sharing = node.sharing if node else GpuSharing()
             share, problem = gpu_share(resource, count, model, sharing)
@@ -424,13 +486,20 @@ class Deriver:
             meters.append(Meter(it.COMPUTE, it.MEMORY_GIB_HOURS, requests["memory"] / GIB, _dims(**mode)))
         return tuple(meters)
 
-    def _control_plane(self, pod: Mapping[str, Any], tenant: str, project: str,
-                       pod_end: datetime | None) -> Presence | None:
+    def _control_plane(
+        self, pod: Mapping[str, Any], tenant: str, project: str, pod_end: datetime | None
+    ) -> Presence | None:
         m = meta(pod)
         namespace = str(m.get("namespace") or "")
         vcluster = tenant.rsplit("/", 1)[-1]
-        billed = Billed(it.VIRTUAL_CLUSTER, vcluster, namespace, tenant, project,
-                        (Meter(it.PLATFORM, it.CONTROL_PLANE_HOURS, Fraction(1), union=True),))
+        billed = Billed(
+            it.VIRTUAL_CLUSTER,
+            vcluster,
+            namespace,
+            tenant,
+            project,
+            (Meter(it.PLATFORM, it.CONTROL_PLANE_HOURS, Fraction(1), union=True),),
+        )
         ready, since = self._ready(pod)
         if pod_end is not None:
             return Presence(ROLE_CONTROL_PLANE, billed, None, True, pod_end)
@@ -454,16 +523,18 @@ class Deriver:
         if not resolution.tenant or (resolution.control_plane and not self.config.tenancy.meter_control_plane):
             return {ROLE_PVC: None}
         desc = describe("PersistentVolumeClaim", pvc)
-        raw_size = _mapping(status.get("capacity")).get("storage") or \
-            _mapping(_mapping(spec.get("resources")).get("requests")).get("storage")
+        raw_size = _mapping(status.get("capacity")).get("storage") or _mapping(
+            _mapping(spec.get("resources")).get("requests")
+        ).get("storage")
         size = self._quantity(raw_size, "status.capacity.storage", desc) if raw_size is not None else None
         if not size:
             if raw_size is None:
                 self.warn(f"{desc}: Bound but no status.capacity.storage or spec.resources.requests.storage")
             return {ROLE_PVC: None}
         annotations = _mapping(m.get("annotations"))
-        storage_class = str(spec.get("storageClassName") or annotations.get(
-            "volume.beta.kubernetes.io/storage-class") or "none")
+        storage_class = str(
+            spec.get("storageClassName") or annotations.get("volume.beta.kubernetes.io/storage-class") or "none"
+        )
         meters = (Meter(it.STORAGE, it.STORAGE_GIB_HOURS, size / GIB, _dims(storage_class=storage_class)),)
         billed = Billed(it.PVC, name, namespace, resolution.tenant, resolution.project, meters)
         return {ROLE_PVC: Presence(ROLE_PVC, billed, self.created("PersistentVolumeClaim", pvc), False)}
@@ -490,8 +561,14 @@ class Deriver:
             self.warn(f"{describe('Service', svc)}: {resolution.problem}")
         if not resolution.tenant or (resolution.control_plane and not self.config.tenancy.meter_control_plane):
             return {ROLE_LB: None}
-        billed = Billed(it.SERVICE, name, namespace, resolution.tenant, resolution.project,
-                        (Meter(it.NETWORK, it.LB_HOURS, Fraction(1)),))
+        billed = Billed(
+            it.SERVICE,
+            name,
+            namespace,
+            resolution.tenant,
+            resolution.project,
+            (Meter(it.NETWORK, it.LB_HOURS, Fraction(1)),),
+        )
         since = self._ingress_since(svc)
         start = since or self.created("Service", svc)
         return {ROLE_LB: Presence(ROLE_LB, billed, start, since is not None)}

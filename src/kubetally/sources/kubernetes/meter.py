@@ -125,9 +125,19 @@ def meter_period(
         b = acc.billed
         records.append(
             UsageRecord.measure(
-                cluster=cluster, kind=b.kind, category=acc.category, item=acc.item, name=b.name,
-                namespace=b.namespace, project=b.project, tenant=b.tenant, period_kind=period_kind,
-                period=period, usage=exact_hours(unit_seconds), unit=UNIT, dimensions=acc.dimensions,
+                cluster=cluster,
+                kind=b.kind,
+                category=acc.category,
+                item=acc.item,
+                name=b.name,
+                namespace=b.namespace,
+                project=b.project,
+                tenant=b.tenant,
+                period_kind=period_kind,
+                period=period,
+                usage=exact_hours(unit_seconds),
+                unit=UNIT,
+                dimensions=acc.dimensions,
                 labels=acc.labels,
             )
         )

@@ -43,8 +43,15 @@ class RegistryChange:
 
 def _row_tenant(row: object) -> Tenant:
     sources = tuple(s for s in row.sources.split(",") if s)  # type: ignore[attr-defined]
-    return Tenant(row.tenant, row.kind, row.namespace, row.name, row.project,  # type: ignore[attr-defined]
-                  row.display_name, sources)  # type: ignore[attr-defined]
+    return Tenant(
+        row.tenant,
+        row.kind,
+        row.namespace,
+        row.name,
+        row.project,  # type: ignore[attr-defined]
+        row.display_name,
+        sources,
+    )  # type: ignore[attr-defined]
 
 
 def load(conn: Connection, cluster: str) -> list[KnownTenant]:
@@ -52,26 +59,40 @@ def load(conn: Connection, cluster: str) -> list[KnownTenant]:
     return [KnownTenant(_row_tenant(r), r.first_seen, r.last_seen, r.missing_since, r.offboarded_at) for r in rows]
 
 
-def update_registry(conn: Connection, cluster: str, discovery: Discovery, at: datetime,
-                    grace: timedelta) -> RegistryChange:
+def update_registry(
+    conn: Connection, cluster: str, discovery: Discovery, at: datetime, grace: timedelta
+) -> RegistryChange:
     """Apply one discovery pass (see module doc)."""
     change = RegistryChange([], [], [], [])
     known = {(k.tenant.id, k.tenant.namespace): k for k in load(conn, cluster)}
     present = {(d.id, d.namespace): d for d in discovery.tenants}
     for key, tenant in present.items():
-        values = dict(kind=tenant.kind, name=tenant.name, project=tenant.project,
-                      display_name=tenant.display_name[:253], sources=",".join(tenant.sources)[:253], last_seen=at,
-                      missing_since=None, offboarded_at=None)
+        values = dict(
+            kind=tenant.kind,
+            name=tenant.name,
+            project=tenant.project,
+            display_name=tenant.display_name[:253],
+            sources=",".join(tenant.sources)[:253],
+            last_seen=at,
+            missing_since=None,
+            offboarded_at=None,
+        )
         existing = known.get(key)
         if existing is None:
-            conn.execute(t.insert().values(cluster=cluster, tenant=tenant.id, namespace=tenant.namespace,
-                                           first_seen=at, **values))
+            conn.execute(
+                t.insert().values(
+                    cluster=cluster, tenant=tenant.id, namespace=tenant.namespace, first_seen=at, **values
+                )
+            )
             change.onboarded.append(tenant.id)
             continue
         if existing.offboarded_at is not None or existing.missing_since is not None:
             change.returned.append(tenant.id)
-        conn.execute(update(t).where(and_(t.c.cluster == cluster, t.c.tenant == tenant.id,
-                                          t.c.namespace == tenant.namespace)).values(**values))
+        conn.execute(
+            update(t)
+            .where(and_(t.c.cluster == cluster, t.c.tenant == tenant.id, t.c.namespace == tenant.namespace))
+            .values(**values)
+        )
     if not discovery.complete:
         return change
     for key, existing in known.items():

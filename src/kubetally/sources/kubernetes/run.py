@@ -51,23 +51,33 @@ def kubernetes_config(config: Config) -> KubernetesConfig:
     return KubernetesConfig.model_validate(section)
 
 
-def new_session(config: Config, ledger: Ledger, cluster: str,
-                warn: Callable[[str], None] | None = None) -> MeteringSession:
+def new_session(
+    config: Config, ledger: Ledger, cluster: str, warn: Callable[[str], None] | None = None
+) -> MeteringSession:
     settings = kubernetes_config(config)
     collection = config.settings.collection
     settle = settings.settle_delay if settings.settle_delay is not None else collection.settle_delay
-    return MeteringSession(ledger=ledger, cluster=cluster, config=settings, settle=settle,
-                           max_backfill=collection.max_backfill, project_label=collection.project_label,
-                           warn=warn)
+    return MeteringSession(
+        ledger=ledger,
+        cluster=cluster,
+        config=settings,
+        settle=settle,
+        max_backfill=collection.max_backfill,
+        project_label=collection.project_label,
+        warn=warn,
+    )
 
 
 def discover_tenants(api: Any, session: MeteringSession, at: datetime) -> Discovery:
     """List the tenancy resources and apply the discovery. A failed LIST makes the discovery
     incomplete (nobody is offboarded) but does not stop metering."""
     tenancy = session.config.tenancy
-    wanted = [name for name in TENANCY
-              if (name not in ("statefulsets", "deployments") or tenancy.vclusters)
-              and (name != "virtualclusterinstances" or tenancy.platform)]
+    wanted = [
+        name
+        for name in TENANCY
+        if (name not in ("statefulsets", "deployments") or tenancy.vclusters)
+        and (name != "virtualclusterinstances" or tenancy.platform)
+    ]
     objects: dict[str, list[dict[str, Any]]] = {}
     failed: set[str] = set()
     for name in wanted:
@@ -130,9 +140,12 @@ def collect_kubernetes(
     tenants = len(discovery.ids())
     if result.periods:
         span = f"{format_time(result.periods[0].start)} … {format_time(result.periods[-1].end)}"
-        console.print(f"kubernetes: {len(result.periods)} period(s) {span}, {tenants} tenant(s): "
-                      f"{result.written.inserted} new, {result.written.revised} revised, "
-                      f"{result.written.unchanged} unchanged record(s)", highlight=False)
+        console.print(
+            f"kubernetes: {len(result.periods)} period(s) {span}, {tenants} tenant(s): "
+            f"{result.written.inserted} new, {result.written.revised} revised, "
+            f"{result.written.unchanged} unchanged record(s)",
+            highlight=False,
+        )
     else:
         console.print(f"kubernetes: no closed period to collect (now {format_time(now)})", highlight=False)
     return result

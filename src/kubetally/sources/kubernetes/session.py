@@ -75,8 +75,7 @@ class MeteringSession:
         self.period_kind = config.period_kind
         self.warn = warn or (lambda message: log.warning("%s", message))
         self.namespace_labels: dict[str, dict[str, str]] = {}
-        self.tracker = Tracker(cluster=cluster, config=config, resolver=TenantResolver([], {}, config),
-                               warn=self.warn)
+        self.tracker = Tracker(cluster=cluster, config=config, resolver=TenantResolver([], {}, config), warn=self.warn)
         self._resolver_fingerprint: object = None
 
     # -- start -----------------------------------------------------------------------------
@@ -100,9 +99,10 @@ class MeteringSession:
 
     def _set_resolver(self, tenants: Sequence[Any], at: datetime | None) -> None:
         resolver = TenantResolver(tenants, self.namespace_labels, self.config, project_label=self.project_label)
-        fingerprint = (tuple(sorted((t.id, t.namespace, t.project) for t in tenants)),
-                       tuple(sorted((ns, tuple(sorted(labels.items())))
-                                    for ns, labels in self.namespace_labels.items())))
+        fingerprint = (
+            tuple(sorted((t.id, t.namespace, t.project) for t in tenants)),
+            tuple(sorted((ns, tuple(sorted(labels.items()))) for ns, labels in self.namespace_labels.items())),
+        )
         if fingerprint == self._resolver_fingerprint:
             return
         self._resolver_fingerprint = fingerprint
@@ -139,8 +139,9 @@ class MeteringSession:
         for tenant in change.returned:
             log.info("tenant back: %s", tenant)
         for tenant in change.missing:
-            log.info("tenant missing from discovery (offboarded after %s): %s",
-                     self.config.tenancy.offboard_grace, tenant)
+            log.info(
+                "tenant missing from discovery (offboarded after %s): %s", self.config.tenancy.offboard_grace, tenant
+            )
         for tenant in change.offboarded:
             log.warning("tenant offboarded: %s", tenant)
 
@@ -177,8 +178,9 @@ class MeteringSession:
             until = min(until, confirmed)
         return until
 
-    def close_periods(self, now: datetime, *, start: datetime | None = None,
-                      end: datetime | None = None) -> CloseResult:
+    def close_periods(
+        self, now: datetime, *, start: datetime | None = None, end: datetime | None = None
+    ) -> CloseResult:
         """Write every closed period in ``[start, end)`` (default: from the watermark, bounded by
         ``max_backfill``, up to the last closed period) and re-meter written periods that a late
         observation changed. Records, journal and watermark commit together."""
@@ -193,29 +195,37 @@ class MeteringSession:
             earliest = floor_to(now - self.max_backfill, length)
             lower = max(wm, earliest) if wm is not None else earliest
             if wm is not None and wm < earliest:
-                result.skipped.append(f"periods before {format_time(earliest)} are beyond max_backfill "
-                                      f"({self.max_backfill}); not collected")
+                result.skipped.append(
+                    f"periods before {format_time(earliest)} are beyond max_backfill "
+                    f"({self.max_backfill}); not collected"
+                )
         else:
             lower = start
         if horizon is not None and lower < horizon:
-            result.skipped.append(f"periods before the journal horizon {format_time(horizon)} are final; "
-                                  "not re-metered")
+            result.skipped.append(
+                f"periods before the journal horizon {format_time(horizon)} are final; not re-metered"
+            )
             lower = horizon
         until = self.closable_until(now)
         if until is None:
             result.skipped.append("not every metered resource is synced yet; no period written")
             until = lower
         if end is not None and end > until:
-            result.skipped.append(f"periods after {format_time(floor_to(until, length))} are not closed yet "
-                                  f"(now {format_time(now)}, settle {self.settle})")
+            result.skipped.append(
+                f"periods after {format_time(floor_to(until, length))} are not closed yet "
+                f"(now {format_time(now)}, settle {self.settle})"
+            )
         upper = until if end is None else min(end, until)
         periods = list(periods_between(lower, upper, length))
         dirty = self.tracker.dirty_since
         revisit: list[Period] = []
         if dirty is not None and wm is not None:
             chosen = {p.start for p in periods}
-            revisit = [p for p in periods_between(floor_to(dirty, length), wm, length)
-                       if p.start not in chosen and (horizon is None or p.start >= horizon)]
+            revisit = [
+                p
+                for p in periods_between(floor_to(dirty, length), wm, length)
+                if p.start not in chosen and (horizon is None or p.start >= horizon)
+            ]
         result.periods, result.revisited = periods, revisit
         every = sorted(periods + revisit)
         horizon_after = horizon
@@ -227,8 +237,9 @@ class MeteringSession:
                 records = meter_periods(segments, every, cluster=self.cluster, period_kind=self.period_kind)
                 records += self._withdrawn(records, [p for p in every if wm is not None and p.start < wm])
                 result.records = records
-                new_wm = max(periods[-1].end, wm) if periods and wm is not None else (
-                    periods[-1].end if periods else wm)
+                new_wm = (
+                    max(periods[-1].end, wm) if periods and wm is not None else (periods[-1].end if periods else wm)
+                )
                 marks = [Watermark(SOURCE, self.cluster, item, new_wm) for item in ITEMS] if new_wm else []
                 result.written = self.ledger.write(records, watermarks=marks, conn=conn)
                 result.until = new_wm
@@ -252,10 +263,14 @@ class MeteringSession:
         out = []
         kinds = {"Node", "Pod", "PersistentVolumeClaim", "Service", "VirtualCluster"}
         for period in periods:
-            for old in self.ledger.records(start=period.start, end=period.end, cluster=self.cluster,
-                                           item=list(ITEMS)):
-                if (old.id not in produced and old.unit == UNIT and old.kind in kinds
-                        and old.period == self.period_kind and old.usage != 0):
+            for old in self.ledger.records(start=period.start, end=period.end, cluster=self.cluster, item=list(ITEMS)):
+                if (
+                    old.id not in produced
+                    and old.unit == UNIT
+                    and old.kind in kinds
+                    and old.period == self.period_kind
+                    and old.usage != 0
+                ):
                     out.append(old.model_copy(update={"usage": Decimal(0), "revision": 0}))
         return out
 
@@ -266,6 +281,5 @@ class MeteringSession:
         if self.tracker.horizon is not None and horizon <= self.tracker.horizon:
             return self.tracker.horizon
         journal.prune(conn, self.cluster, horizon)
-        self.ledger.write([], watermarks=[Watermark(HORIZON_SOURCE, self.cluster, HORIZON_ITEM, horizon)],
-                          conn=conn)
+        self.ledger.write([], watermarks=[Watermark(HORIZON_SOURCE, self.cluster, HORIZON_ITEM, horizon)], conn=conn)
         return horizon

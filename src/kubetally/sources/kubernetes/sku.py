@@ -110,8 +110,16 @@ MODELS: dict[str, _Spec] = {
 # Longest first, so ``rtx-pro-6000`` is tried before a shorter key could match inside it.
 _MODEL_KEYS = sorted(MODELS, key=lambda k: -len(k.split("-")))
 _VENDOR_TOKENS = {"nvidia", "tesla", "amd", "instinct", "geforce", "radeon"}
-_FORM_TOKENS = {"sxm": "sxm", "sxm2": "sxm", "sxm3": "sxm", "sxm4": "sxm", "sxm5": "sxm", "sxm6": "sxm",
-                "pcie": "pcie", "nvl": "nvl"}
+_FORM_TOKENS = {
+    "sxm": "sxm",
+    "sxm2": "sxm",
+    "sxm3": "sxm",
+    "sxm4": "sxm",
+    "sxm5": "sxm",
+    "sxm6": "sxm",
+    "pcie": "pcie",
+    "nvl": "nvl",
+}
 _MEMORY_TOKEN = re.compile(r"^(\d+)gb?$")
 _MIG_PROFILE = re.compile(r"^(\d+)g\.(\d+)gb(\+me)?$")
 
@@ -163,8 +171,12 @@ class GpuModel:
 
     @property
     def sku(self) -> str:
-        parts = [self.vendor, self.model, self.form if len(MODELS[self.model].forms) > 1 else None,
-                 f"{self.memory_gb}gb"]
+        parts = [
+            self.vendor,
+            self.model,
+            self.form if len(MODELS[self.model].forms) > 1 else None,
+            f"{self.memory_gb}gb",
+        ]
         return "-".join(p for p in parts if p)
 
     @property
@@ -225,7 +237,7 @@ def parse_model(raw: str, *, memory_mib: int | None = None) -> GpuModel | None:
         return None
     index, key = found
     spec = MODELS[key]
-    rest = tokens[: index] + tokens[index + len(key.split("-")) :]
+    rest = tokens[:index] + tokens[index + len(key.split("-")) :]
     form: str | None = None
     memory: int | None = None
     for token in rest:
@@ -367,13 +379,15 @@ def gpu_share(resource: str, count: Fraction, model: GpuModel | None, sharing: G
     if resource == NVIDIA_GPU_SHARED or (resource == NVIDIA_GPU and sharing.replicas > 1):
         if sharing.replicas <= 1:
             return GpuShare(count, "shared", resource), (
-                f"{resource} requested but the node has no {GFD_REPLICAS} label; billed as whole GPUs")
+                f"{resource} requested but the node has no {GFD_REPLICAS} label; billed as whole GPUs"
+            )
         return GpuShare(count / sharing.replicas, f"shared-{sharing.replicas}", resource), problem
     return GpuShare(count, None, resource), problem
 
 
-def physical_gpus(labels: Mapping[str, str], capacity: Mapping[str, str], model: GpuModel | None,
-                  sharing: GpuSharing) -> int:
+def physical_gpus(
+    labels: Mapping[str, str], capacity: Mapping[str, str], model: GpuModel | None, sharing: GpuSharing
+) -> int:
     """Whole GPUs in a node (a dedicated node is billed for all of them, shared or sliced).
 
     MIG ``single`` nodes advertise slices as ``nvidia.com/gpu``; time-sliced nodes advertise

@@ -175,8 +175,18 @@ def discover(
                 if not namespace or not name:
                     problems.append(f"{source} without metadata.name/namespace ignored: {str(obj)[:120]}")
                     continue
-                _merge(found, Tenant(vcluster_tenant_id(namespace, name), VCLUSTER, namespace, name,
-                                     ns_project(namespace), name, (source,)))
+                _merge(
+                    found,
+                    Tenant(
+                        vcluster_tenant_id(namespace, name),
+                        VCLUSTER,
+                        namespace,
+                        name,
+                        ns_project(namespace),
+                        name,
+                        (source,),
+                    ),
+                )
     if tenancy.platform:
         for vci in objects.get("virtualclusterinstances", ()):
             meta = _meta(vci)
@@ -193,8 +203,18 @@ def discover(
                 continue
             project = _project_from_platform(vci) or ns_project(namespace)
             display = str(spec.get("displayName") or name)
-            _merge(found, Tenant(vcluster_tenant_id(namespace, name), VCLUSTER, namespace, name, project,
-                                 display, ("virtualclusterinstance",)))
+            _merge(
+                found,
+                Tenant(
+                    vcluster_tenant_id(namespace, name),
+                    VCLUSTER,
+                    namespace,
+                    name,
+                    project,
+                    display,
+                    ("virtualclusterinstance",),
+                ),
+            )
     for namespace, labels in namespace_labels.items():
         if tenancy.namespace_label and tenancy.namespace_label in labels:
             value = labels[tenancy.namespace_label].strip()
@@ -205,8 +225,9 @@ def discover(
             _merge(found, Tenant(tid, kind, namespace, name, ns_project(namespace), name, ("namespace-label",)))
         elif tenancy.project_label and labels.get(tenancy.project_label):
             project = labels[tenancy.project_label]
-            _merge(found, Tenant(f"{PROJECT}/{project}", PROJECT, namespace, project, project, project,
-                                 ("project-label",)))
+            _merge(
+                found, Tenant(f"{PROJECT}/{project}", PROJECT, namespace, project, project, project, ("project-label",))
+            )
     complete = not failed
     for resource in sorted(failed):
         problems.append(f"LIST {resource} failed: tenant discovery is incomplete, nobody is offboarded")
@@ -254,8 +275,9 @@ class TenantResolver:
                 self.namespace_tenant.setdefault(tenant.namespace, tenant.id)
 
     @classmethod
-    def from_discovery(cls, discovery: Discovery, config: KubernetesConfig, *,
-                       project_label: str = "") -> TenantResolver:
+    def from_discovery(
+        cls, discovery: Discovery, config: KubernetesConfig, *, project_label: str = ""
+    ) -> TenantResolver:
         return cls(discovery.tenants, discovery.namespace_labels, config, project_label=project_label)
 
     # -- projects --------------------------------------------------------------------------
@@ -294,8 +316,10 @@ class TenantResolver:
             return Resolution(hosted[0].id, self.project(hosted[0].id, namespace))
         if len(hosted) > 1:
             names = ", ".join(sorted(t.name for t in hosted))
-            return Resolution(problem=f"namespace {namespace} hosts several vClusters ({names}) and the object "
-                                      f"has no {VCLUSTER_MANAGED_BY} label; not attributed")
+            return Resolution(
+                problem=f"namespace {namespace} hosts several vClusters ({names}) and the object "
+                f"has no {VCLUSTER_MANAGED_BY} label; not attributed"
+            )
         return Resolution()
 
     def tenant_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> str:
@@ -316,8 +340,10 @@ class TenantResolver:
             value = labels[dedicated.tenant_label]
             tid = tenant_id_from_label(value)
             if tid is None:
-                return "", (f"label {dedicated.tenant_label}={value!r} is not a tenant id written with dots "
-                            f"(e.g. vcluster.<namespace>.<name>, namespace.<name>); node billed as shared")
+                return "", (
+                    f"label {dedicated.tenant_label}={value!r} is not a tenant id written with dots "
+                    f"(e.g. vcluster.<namespace>.<name>, namespace.<name>); node billed as shared"
+                )
             return tid, ""
         if dedicated.vcluster_label and labels.get(dedicated.vcluster_label):
             value = labels[dedicated.vcluster_label]
@@ -333,7 +359,8 @@ class TenantResolver:
                 reason = f"matches several vClusters ({names})"
             else:
                 reason = "matches no known vCluster"
-            hint = (f"label the node {dedicated.tenant_label}=vcluster.<namespace>.<name>"
-                    if dedicated.tenant_label else "")
+            hint = (
+                f"label the node {dedicated.tenant_label}=vcluster.<namespace>.<name>" if dedicated.tenant_label else ""
+            )
             return "", f"label {dedicated.vcluster_label}={value!r} {reason}; node billed as shared. {hint}".strip()
         return "", ""

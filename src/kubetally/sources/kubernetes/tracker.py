@@ -75,12 +75,16 @@ def _uid(obj: Mapping[str, Any]) -> str:
 
 def _slim_meta(obj: Mapping[str, Any], keep_managed_fields: bool) -> dict[str, Any]:
     m = meta(obj)
-    out = {k: m[k] for k in ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp",
-                             "resourceVersion") if k in m}
+    out = {
+        k: m[k]
+        for k in ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp", "resourceVersion")
+        if k in m
+    }
     annotations = m.get("annotations")
     if isinstance(annotations, Mapping) and "volume.beta.kubernetes.io/storage-class" in annotations:
-        out["annotations"] = {"volume.beta.kubernetes.io/storage-class":
-                              annotations["volume.beta.kubernetes.io/storage-class"]}
+        out["annotations"] = {
+            "volume.beta.kubernetes.io/storage-class": annotations["volume.beta.kubernetes.io/storage-class"]
+        }
     if keep_managed_fields and "managedFields" in m:
         out["managedFields"] = m["managedFields"]
     return out
@@ -94,13 +98,25 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "Node":
         out["status"] = {"capacity": status.get("capacity") or {}}
     elif kind == "Pod":
+
         def containers(key: str) -> list[dict[str, Any]]:
-            return [{k: c[k] for k in ("name", "resources", "restartPolicy") if k in c}
-                    for c in spec.get(key) or [] if isinstance(c, Mapping)]
-        out["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers("containers"),
-                       "initContainers": containers("initContainers"), "overhead": spec.get("overhead")}
-        out["status"] = {k: status[k] for k in ("phase", "conditions", "containerStatuses",
-                                                "initContainerStatuses", "startTime") if k in status}
+            return [
+                {k: c[k] for k in ("name", "resources", "restartPolicy") if k in c}
+                for c in spec.get(key) or []
+                if isinstance(c, Mapping)
+            ]
+
+        out["spec"] = {
+            "nodeName": spec.get("nodeName"),
+            "containers": containers("containers"),
+            "initContainers": containers("initContainers"),
+            "overhead": spec.get("overhead"),
+        }
+        out["status"] = {
+            k: status[k]
+            for k in ("phase", "conditions", "containerStatuses", "initContainerStatuses", "startTime")
+            if k in status
+        }
     elif kind == "PersistentVolumeClaim":
         out["spec"] = {k: spec[k] for k in ("storageClassName", "resources", "volumeName") if k in spec}
         out["status"] = {k: status[k] for k in ("phase", "capacity") if k in status}
@@ -113,8 +129,14 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
 class Tracker:
     """In-memory state of tracked objects and open segments; journal writes via :meth:`flush`."""
 
-    def __init__(self, *, cluster: str, config: KubernetesConfig, resolver: TenantResolver,
-                 warn: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        config: KubernetesConfig,
+        resolver: TenantResolver,
+        warn: Callable[[str], None] | None = None,
+    ):
         self.cluster = cluster
         self.config = config
         self._warned: set[str] = set()
@@ -186,8 +208,14 @@ class Tracker:
                 # down, its leftover pods must still not be billed a second time.
                 dims = {k: v for meter in segment.billed.meters for k, v in meter.dimensions}
                 self.node_infos[segment.billed.name] = NodeInfo(
-                    segment.billed.name, GpuIdentity(UNKNOWN_SKU, None, "", ""), GpuSharing(),
-                    dims.get("capacity_type", "on-demand"), "", dims.get("node_sku", ""), segment.billed.tenant)
+                    segment.billed.name,
+                    GpuIdentity(UNKNOWN_SKU, None, "", ""),
+                    GpuSharing(),
+                    dims.get("capacity_type", "on-demand"),
+                    "",
+                    dims.get("node_sku", ""),
+                    segment.billed.tenant,
+                )
 
     def preload_history(self, conn: Connection, uids: Iterable[str]) -> None:
         """Closed segments of these objects, so re-seen objects are not billed twice."""
@@ -195,8 +223,9 @@ class Tracker:
         for key, segment in journal.last_closed(conn, self.cluster, wanted).items():
             current = self.closed.get(key)
             if current is None or (current.end or segment.start) <= (segment.end or segment.start):
-                self.closed[key] = _Row(segment.uid, segment.role, segment.billed, segment.start, segment.end,
-                                        segment.id)
+                self.closed[key] = _Row(
+                    segment.uid, segment.role, segment.billed, segment.start, segment.end, segment.id
+                )
 
     # -- observations ----------------------------------------------------------------------
 
@@ -320,8 +349,9 @@ class Tracker:
             node = str((obj.get("spec") or {}).get("nodeName") or "")
             self.pods_by_node.get(node, set()).discard(uid)
 
-    def resync(self, kind: str, objects: Iterable[Mapping[str, Any]], at: datetime,
-               conn: Connection | None = None) -> None:
+    def resync(
+        self, kind: str, objects: Iterable[Mapping[str, Any]], at: datetime, conn: Connection | None = None
+    ) -> None:
         """A complete LIST of ``kind`` at ``at``: observe everything; end what is gone."""
         objects = list(objects)
         listed = {_uid(o) for o in objects}
@@ -427,8 +457,14 @@ class Tracker:
             row.seq = seq
         self._assigned = new
         inserted = {id(row) for row in new}
-        journal.close_many(conn, [(row.seq, row.end, row.reason or "ended") for row in self._inflight
-                                  if id(row) not in inserted and row.seq is not None and row.end is not None])
+        journal.close_many(
+            conn,
+            [
+                (row.seq, row.end, row.reason or "ended")
+                for row in self._inflight
+                if id(row) not in inserted and row.seq is not None and row.end is not None
+            ],
+        )
 
     def touch(self, conn: Connection) -> None:
         """Persist the confirmations (``last_seen_at`` of open segments). Done per tick, not per

@@ -61,9 +61,17 @@ class Gone(Exception):
 class Watcher(threading.Thread):
     """Keeps one resource listed and watched, putting :class:`WatchItem` s on ``out``."""
 
-    def __init__(self, api: k8s.ApiClient, resource: Resource, out: queue.Queue[WatchItem], *,
-                 timeout_seconds: int = 300, resource_version: str | None = None,
-                 min_backoff: float = 0.5, max_backoff: float = 30.0):
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        resource: Resource,
+        out: queue.Queue[WatchItem],
+        *,
+        timeout_seconds: int = 300,
+        resource_version: str | None = None,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ):
         super().__init__(name=f"kubetally-watch-{resource.name}", daemon=True)
         self.api = api
         self.resource = resource
@@ -113,8 +121,9 @@ class Watcher(threading.Thread):
                     break
                 self.healthy = False
                 self.failures += 1
-                status, reason = describe_api_error(exc.__cause__ or exc) if isinstance(exc, ListFailed) \
-                    else describe_api_error(exc)
+                status, reason = (
+                    describe_api_error(exc.__cause__ or exc) if isinstance(exc, ListFailed) else describe_api_error(exc)
+                )
                 message = f"watch {self.resource.name}: {reason}; retrying in {backoff:.1f}s"
                 log.warning("%s", message)
                 self.out.put(WatchItem(self.resource.name, self.resource.kind, ERROR, message=message))
@@ -132,8 +141,11 @@ class Watcher(threading.Thread):
 
     def _watch_once(self) -> None:
         kwargs: dict[str, Any] = {
-            "watch": True, "allow_watch_bookmarks": True, "resource_version": self.rv,
-            "timeout_seconds": self.timeout_seconds, "_preload_content": False,
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "resource_version": self.rv,
+            "timeout_seconds": self.timeout_seconds,
+            "_preload_content": False,
             "_request_timeout": (10, self.timeout_seconds + 30),
         }
         if self.resource.label_selector:

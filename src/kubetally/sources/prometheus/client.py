@@ -108,9 +108,7 @@ class PrometheusClient:
 
     # -- public queries ----------------------------------------------------------------------
 
-    def query_range(
-        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str
-    ) -> QueryResult:
+    def query_range(self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str) -> QueryResult:
         """Evaluate ``query`` at ``start``, ``start+step`` … ``end`` (both inclusive).
 
         Prometheus refuses more than 11,000 points per series in one answer (a daily period at a
@@ -203,9 +201,7 @@ class PrometheusClient:
             raise self._fail(what, "the answer is not a Prometheus API response", query)
         return body
 
-    def _series(
-        self, body: dict[str, Any], *, expected: tuple[str, ...], query: str, what: str
-    ) -> QueryResult:
+    def _series(self, body: dict[str, Any], *, expected: tuple[str, ...], query: str, what: str) -> QueryResult:
         data = body["data"]
         kind = data.get("resultType")
         if kind not in expected:
@@ -221,4 +217,3 @@ class PrometheusClient:
             raise self._fail(what, f"malformed result ({type(exc).__name__}: {exc})", query) from None
         warnings = [str(w) for w in body.get("warnings") or []]
         return QueryResult(series=series, warnings=warnings)
-

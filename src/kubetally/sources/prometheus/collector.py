@@ -102,8 +102,7 @@ class Collector:
             for at, value in on_grid(series.points, period, step):
                 if not value.is_finite():
                     collected.warnings.append(
-                        f"{where}: usage.query: dropped {value} at {format_time(at)} for "
-                        f"{_series_text(series.labels)}"
+                        f"{where}: usage.query: dropped {value} at {format_time(at)} for {_series_text(series.labels)}"
                     )
                     continue
                 values.append(value)
@@ -146,8 +145,9 @@ class Collector:
         warnings.extend(f"{where}: labels.query: Prometheus warns: {w}" for w in answer.warnings)
         index = LabelIndex(answer.series, item.labels.mappers, join_fields(item.usage.mappers, item.labels.mappers))
         for key in index.ambiguous[:5]:
-            warnings.append(f"{where}: labels.query: several label sets for {key} in {period}; "
-                            "kept the one present longest")
+            warnings.append(
+                f"{where}: labels.query: several label sets for {key} in {period}; kept the one present longest"
+            )
         return index
 
     def _key(self, item: CollectionItem, series: Series, projects: Callable[[], dict[str, str]]) -> _RecordKey:
@@ -166,7 +166,7 @@ class Collector:
             if not cluster:
                 raise SourceError(
                     f"item {item.item!r}: usage.mappers.cluster: series {_series_text(labels)} has no "
-                    f"{mappers.cluster!r} label (use cluster: \"\" for this agent's cluster)"
+                    f'{mappers.cluster!r} label (use cluster: "" for this agent\'s cluster)'
                 )
         namespace = labels.get(mappers.namespace, "") if mappers.namespace else ""
         project = labels.get(mappers.project, "") if mappers.project else ""
@@ -190,4 +190,3 @@ class Collector:
 
 def _sort_key(key: _RecordKey) -> tuple[str, str, str, str, tuple[tuple[str, str], ...]]:
     return (key.namespace, key.name, key.cluster, key.project, key.dimensions)
-

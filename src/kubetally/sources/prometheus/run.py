@@ -165,9 +165,7 @@ class PrometheusRun:
         self.sleep = sleep or time.sleep
         settings = config.settings.collection
         self.max_backfill = settings.max_backfill
-        self.collector = Collector(
-            client, cluster=cluster, project_label=settings.project_label, tenant_of=tenant_of
-        )
+        self.collector = Collector(client, cluster=cluster, project_label=settings.project_label, tenant_of=tenant_of)
         self.summary = RunSummary()
         self.states = [
             _ItemState(
@@ -211,8 +209,9 @@ class PrometheusRun:
         wakes = []
         for state in self.states:
             assert state.cursor is not None
-            period_start = next(periods_between(state.cursor, state.cursor + 2 * state.item.period.length,
-                                                state.item.period.length)).start
+            period_start = next(
+                periods_between(state.cursor, state.cursor + 2 * state.item.period.length, state.item.period.length)
+            ).start
             period_end = period_start + state.item.period.length
             if end is not None and period_end > end:
                 continue
@@ -292,8 +291,9 @@ class PrometheusRun:
             if failures:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
             if delay > 0:
-                self.console.print(f"next collection at {format_time(utc(self.clock()) + timedelta(seconds=delay))}",
-                                   highlight=False)
+                self.console.print(
+                    f"next collection at {format_time(utc(self.clock()) + timedelta(seconds=delay))}", highlight=False
+                )
                 self.sleep(delay)
             try:
                 written = self.run_pass(None, end)
@@ -303,8 +303,9 @@ class PrometheusRun:
                 continue
             failures = 0
             if written:
-                self.console.print(f"{format_time(utc(self.clock()))}: collected {written} item-period(s)",
-                                   highlight=False)
+                self.console.print(
+                    f"{format_time(utc(self.clock()))}: collected {written} item-period(s)", highlight=False
+                )
 
     def print_summary(self, *, written_only: bool = False) -> None:
         """The per-item table; ``written_only`` (after a failure): only items that wrote periods,
@@ -314,8 +315,9 @@ class PrometheusRun:
                 self.console.print("no closed period to collect", highlight=False)
             return
         # Single-space columns: the table fits 80 columns with item names up to ~24 characters.
-        table = Table(title="Prometheus collection", title_justify="left", box=box.SIMPLE_HEAD,
-                      show_edge=False, padding=(0, 0))
+        table = Table(
+            title="Prometheus collection", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0)
+        )
         table.add_column("item", no_wrap=True, overflow="ellipsis")
         for column in ("periods", "records", "new", "revised", "same"):
             table.add_column(column, justify="right", min_width=len(column), no_wrap=True)

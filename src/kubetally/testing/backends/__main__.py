@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.stop()
         violations = backend.violations
-        print(f"{len(backend.events)} events accepted, {len(violations)} contract violations",
-              file=sys.stderr)
+        print(f"{len(backend.events)} events accepted, {len(violations)} contract violations", file=sys.stderr)
         for line in violations[:50]:
             print(f"  {line}", file=sys.stderr)
     return 0

@@ -79,8 +79,9 @@ class Call:
         return self.match.path_params if self.match else {}
 
 
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
-                  media_type: str = "application/json") -> Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None, media_type: str = "application/json"
+) -> Response:
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=media_type)
 
 
@@ -173,8 +174,7 @@ class FakeBackend:
         raise NotImplementedError
 
     # -- fault injection --------------------------------------------------------------------
-    def fail_next(self, status: int = 429, times: int = 1, retry_after: float | None = None,
-                  body: Any = None) -> None:
+    def fail_next(self, status: int = 429, times: int = 1, retry_after: float | None = None, body: Any = None) -> None:
         """The next ``times`` requests get ``status`` with the vendor's documented error body.
 
         ``retry_after`` (seconds) adds ``Retry-After`` (and the vendor's rate-limit headers);
@@ -246,8 +246,16 @@ class FakeBackend:
             return self._objects.get(kind, {}).get(key)
 
     # -- vendor hooks ---------------------------------------------------------------------------
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+    ) -> Response:
         """The vendor's documented error body for ``status`` (``call`` picks the API flavour)."""
         raise NotImplementedError
 
@@ -317,8 +325,11 @@ class FakeBackend:
                     call.problems.append(f"query parameter {name!r} is required by the contract")
                 continue
             schema = spec.inlined(param.get("schema") or {})
-            value: Any = [coerce(v, schema.get("items")) for v in values] if schema.get("type") == "array" \
+            value: Any = (
+                [coerce(v, schema.get("items")) for v in values]
+                if schema.get("type") == "array"
                 else coerce(values[0], schema)
+            )
             call.problems.extend(spec.errors(schema, value, f"query/{name}"))
 
     def validate_body(self, call: Call, spec: Spec, schema: Mapping[str, Any]) -> None:
@@ -333,12 +344,10 @@ class FakeBackend:
         raise NotImplementedError
 
     def not_implemented(self, call: Call) -> Response:
-        return self.error(501, f"the fake {self.name} backend does not implement {call.method} {call.path}",
-                          call=call)
+        return self.error(501, f"the fake {self.name} backend does not implement {call.method} {call.path}", call=call)
 
     def contract_error(self, call: Call) -> Response:
-        return self.error(call.problem_status, "; ".join(call.problems)[:2000], details=call.problem_details,
-                          call=call)
+        return self.error(call.problem_status, "; ".join(call.problems)[:2000], details=call.problem_details, call=call)
 
     # -- ASGI -------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -361,7 +370,7 @@ class FakeBackend:
         if hang:
             await asyncio.sleep(hang)
 
-        path = raw_path[len(self.prefix):] if self.prefix and raw_path.startswith(self.prefix) else raw_path
+        path = raw_path[len(self.prefix) :] if self.prefix and raw_path.startswith(self.prefix) else raw_path
         call = Call(
             method=request.method,
             path=path,
@@ -393,8 +402,7 @@ class FakeBackend:
             if isinstance(failure.body, bytes | str):
                 return Response(failure.body, status_code=failure.status, headers=headers)
             return json_response(failure.body, failure.status, headers)
-        return self.error(failure.status, _REASONS.get(failure.status, "injected failure"), headers=headers,
-                          call=call)
+        return self.error(failure.status, _REASONS.get(failure.status, "injected failure"), headers=headers, call=call)
 
 
 def _seconds(value: float) -> str:

@@ -29,8 +29,7 @@ class IdempotencyCache:
         with self._lock:
             self._entries.clear()
 
-    def run(self, call: Call, handler: Callable[[Call], Response],
-            conflict: Callable[[Call], Response]) -> Response:
+    def run(self, call: Call, handler: Callable[[Call], Response], conflict: Callable[[Call], Response]) -> Response:
         """Answer ``call`` through the cache when it carries an idempotency key."""
         key = call.headers.get(HEADER)
         if not key:

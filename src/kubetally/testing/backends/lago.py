@@ -82,8 +82,16 @@ class LagoBackend(FakeBackend):
             return (event.get("transaction_id"), str(_parse_timestamp(event.get("timestamp"))))
         return (event.get("external_subscription_id"), event.get("transaction_id"))
 
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+    ) -> Response:
         body: dict[str, Any] = {"status": status, "error": reason(status) if status != 400 else message}
         if status == 422:
             body["code"] = code or "validation_errors"
@@ -97,8 +105,12 @@ class LagoBackend(FakeBackend):
     def rate_limit_headers(self, retry_after: float) -> dict[str, str]:
         """Lago documents ``X-RateLimit-*`` (reset = seconds); Retry-After is added for generic clients."""
         seconds = str(max(0, round(retry_after)))
-        return {"Retry-After": seconds, "X-RateLimit-Limit": "500", "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": seconds}
+        return {
+            "Retry-After": seconds,
+            "X-RateLimit-Limit": "500",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": seconds,
+        }
 
     def authenticate(self, call: Call) -> Response | None:
         token = bearer_token(call)
@@ -232,9 +244,13 @@ class LagoBackend(FakeBackend):
 
     def _create_metric(self, call: Call) -> Response:
         metric = call.payload["billable_metric"]
-        if metric.get("aggregation_type") != "count_agg" and metric.get("aggregation_type") in {
-                "sum_agg", "max_agg", "unique_count_agg", "weighted_sum_agg", "latest_agg"} \
-                and not metric.get("field_name") and not metric.get("expression"):
+        if (
+            metric.get("aggregation_type") != "count_agg"
+            and metric.get("aggregation_type")
+            in {"sum_agg", "max_agg", "unique_count_agg", "weighted_sum_agg", "latest_agg"}
+            and not metric.get("field_name")
+            and not metric.get("expression")
+        ):
             return self.error(422, "Unprocessable Entity", details={"field_name": ["value_is_mandatory"]})
         with self._lock:
             if self.get_object("billable_metrics", metric["code"]) is not None:
@@ -271,14 +287,19 @@ class LagoBackend(FakeBackend):
 
     def _list(self, kind: str) -> Response:
         items = list(self.objects.get(kind, {}).values())
-        meta = {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1,
-                "total_count": len(items)}
+        meta = {"current_page": 1, "next_page": None, "prev_page": None, "total_pages": 1, "total_count": len(items)}
         return json_response({kind: items, "meta": meta})
 
     # -- plans ------------------------------------------------------------------------------------
     def _charge_view(self, charge: Mapping[str, Any]) -> dict[str, Any] | None:
-        metric = next((m for m in self.objects.get("billable_metrics", {}).values()
-                       if m["lago_id"] == charge["billable_metric_id"]), None)
+        metric = next(
+            (
+                m
+                for m in self.objects.get("billable_metrics", {}).values()
+                if m["lago_id"] == charge["billable_metric_id"]
+            ),
+            None,
+        )
         if metric is None:
             return None
         return {
@@ -343,8 +364,9 @@ class LagoBackend(FakeBackend):
             update = call.payload["plan"]
             merged = {**current, **update}
             if "charges" not in update:  # keep stored charges, re-expressed as input
-                merged["charges"] = [{"billable_metric_id": c["lago_billable_metric_id"], **c}
-                                     for c in current["charges"]]
+                merged["charges"] = [
+                    {"billable_metric_id": c["lago_billable_metric_id"], **c} for c in current["charges"]
+                ]
             view = self._plan_view(merged, current["lago_id"], current["created_at"])
             if isinstance(view, Response):
                 return view
@@ -368,18 +390,27 @@ class LagoBackend(FakeBackend):
 
     # -- customers --------------------------------------------------------------------------------
     def _customer_view(self, customer: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
-        view: dict[str, Any] = dict(current) if current else {
-            "lago_id": str(uuid.uuid4()),
-            "sequential_id": len(self.objects.get("customers", {})) + 1,
-            "created_at": _now_iso(),
-            "account_type": "customer",
-            "metadata": [],
-            "taxes": [],
-        }
+        view: dict[str, Any] = (
+            dict(current)
+            if current
+            else {
+                "lago_id": str(uuid.uuid4()),
+                "sequential_id": len(self.objects.get("customers", {})) + 1,
+                "created_at": _now_iso(),
+                "account_type": "customer",
+                "metadata": [],
+                "taxes": [],
+            }
+        )
         external_id = customer["external_id"]
-        view.update({k: v for k, v in customer.items() if k not in {"metadata", "billing_configuration",
-                                                                    "integration_customers",
-                                                                    "shipping_address", "tax_codes"}})
+        view.update(
+            {
+                k: v
+                for k, v in customer.items()
+                if k
+                not in {"metadata", "billing_configuration", "integration_customers", "shipping_address", "tax_codes"}
+            }
+        )
         view["slug"] = f"LAG-{view['sequential_id']:04d}"
         view["external_id"] = external_id
         view["applicable_timezone"] = customer.get("timezone") or view.get("applicable_timezone") or "UTC"
@@ -418,8 +449,9 @@ class LagoBackend(FakeBackend):
                 return self.error(404, "Not Found", code="plan_not_found")
             customer = self.get_object("customers", sub["external_customer_id"])
             if customer is None:  # Lago creates the customer on the fly
-                customer = self._upsert_customer(sub["external_customer_id"],
-                                                 {"external_id": sub["external_customer_id"]})
+                customer = self._upsert_customer(
+                    sub["external_customer_id"], {"external_id": sub["external_customer_id"]}
+                )
             current = self.get_object("subscriptions", sub["external_id"])
             if current is not None and current["status"] == "active":
                 # external_id is the idempotency key: the same request returns the same subscription

@@ -52,8 +52,16 @@ class MetronomeBackend(FakeBackend):
         return event.get("transaction_id")
 
     # -- contract -----------------------------------------------------------------------------
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+    ) -> Response:
         return json_response({"message": message}, status, headers)
 
     def rate_limit_headers(self, retry_after: float) -> dict[str, str]:
@@ -109,8 +117,9 @@ class MetronomeBackend(FakeBackend):
                 if rejected is not None:
                     problem, status = "event rejected", rejected
             if problem is not None:
-                return self.error(status, f"Invalid event at index {index} (transaction_id "
-                                          f"{event['transaction_id']!r}): {problem}")
+                return self.error(
+                    status, f"Invalid event at index {index} (transaction_id {event['transaction_id']!r}): {problem}"
+                )
         with self._lock:
             for event in events:
                 self._events.setdefault(event["transaction_id"], dict(event))
@@ -121,23 +130,30 @@ class MetronomeBackend(FakeBackend):
         body = call.payload
         aliases = list(body.get("ingest_aliases") or [])
         with self._lock:
-            taken = {alias: c["id"] for c in self._objects.get("customers", {}).values()
-                     for alias in c["ingest_aliases"]}
+            taken = {
+                alias: c["id"] for c in self._objects.get("customers", {}).values() for alias in c["ingest_aliases"]
+            }
             clash = [alias for alias in aliases if alias in taken]
             if clash:
                 return self.error(409, f"ingest alias {clash[0]!r} is already in use by another customer")
             customer_id = str(uuid.uuid4())
-            customer = {"id": customer_id, "external_id": body.get("external_id") or customer_id,
-                        "ingest_aliases": aliases, "name": body["name"][:160],
-                        "custom_fields": body.get("custom_fields") or {}}
+            customer = {
+                "id": customer_id,
+                "external_id": body.get("external_id") or customer_id,
+                "ingest_aliases": aliases,
+                "name": body["name"][:160],
+                "custom_fields": body.get("custom_fields") or {},
+            }
             self.store_object("customers", customer_id, customer)
         return json_response({"data": customer})
 
     def _create_metric(self, call: Call) -> Response:
         body = call.payload
         if "sql" in body:
-            mixed = sorted(set(body) & {"aggregation_type", "aggregation_key", "event_type_filter",
-                                        "property_filters", "group_keys"})
+            mixed = sorted(
+                set(body)
+                & {"aggregation_type", "aggregation_key", "event_type_filter", "property_filters", "group_keys"}
+            )
             if mixed:
                 self.violation(call, f"sql is mutually exclusive with {', '.join(mixed)}")
                 return self.error(400, f"sql is mutually exclusive with {', '.join(mixed)}")

@@ -56,10 +56,23 @@ class OpenMeterBackend(FakeBackend):
         return (event.get("source"), event.get("id"))
 
     # -- contract -----------------------------------------------------------------------------
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None) -> Response:
-        body: dict[str, Any] = {"type": "about:blank", "title": reason(status), "status": status,
-                                "detail": message, "instance": call.path if call else ""}
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+    ) -> Response:
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": reason(status),
+            "status": status,
+            "detail": message,
+            "instance": call.path if call else "",
+        }
         if details:
             body["extensions"] = details
         return json_response(body, status, headers, media_type=PROBLEM_JSON)
@@ -102,10 +115,13 @@ class OpenMeterBackend(FakeBackend):
         for index, event in enumerate(events):
             status = self.rejected(event)
             if status is not None:
-                return self.error(status, f"event {index} (id {event.get('id')!r}, source {event.get('source')!r}) "
-                                          "was rejected; earlier events in the request were ingested",
-                                  details={"index": index, "id": event.get("id"), "source": event.get("source")},
-                                  call=call)
+                return self.error(
+                    status,
+                    f"event {index} (id {event.get('id')!r}, source {event.get('source')!r}) "
+                    "was rejected; earlier events in the request were ingested",
+                    details={"index": index, "id": event.get("id"), "source": event.get("source")},
+                    call=call,
+                )
             with self._lock:
                 self._events.setdefault(self.event_key(event), dict(event))
         return Response(status_code=204)
@@ -123,7 +139,8 @@ class OpenMeterBackend(FakeBackend):
 
     def _find_meter(self, key: str) -> dict[str, Any] | None:
         return self.get_object("meters", key) or next(
-            (m for m in self.objects.get("meters", {}).values() if m["id"] == key), None)
+            (m for m in self.objects.get("meters", {}).values() if m["id"] == key), None
+        )
 
     def _get_meter(self, call: Call) -> Response:
         meter = self._find_meter(call.params["meterIdOrSlug"])

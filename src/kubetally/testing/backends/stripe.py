@@ -46,8 +46,14 @@ MAX_STREAM_BATCH = 100
 STREAM_PATH = "/v2/billing/meter_event_stream"
 SESSION_EXPIRED_DOC = "https://docs.stripe.com/api/v2/billing-meter-stream"
 
-_V2_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-             409: "conflict", 429: "rate_limited"}
+_V2_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    429: "rate_limited",
+}
 
 
 def _now() -> datetime:
@@ -120,16 +126,25 @@ class StripeBackend(FakeBackend):
         return event.get("identifier")
 
     # -- errors & auth --------------------------------------------------------------------------
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None,
-              error_type: str | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+        error_type: str | None = None,
+    ) -> Response:
         if call is not None and call.path.startswith("/v2/"):
             body: dict[str, Any] = {"code": code or _V2_CODES.get(status, "internal_error"), "message": message}
             if error_type:
                 body["type"] = error_type
             return json_response({"error": body}, status, headers)
-        kind = error_type or ("idempotency_error" if status == 409 else
-                              "api_error" if status >= 500 else "invalid_request_error")
+        kind = error_type or (
+            "idempotency_error" if status == 409 else "api_error" if status >= 500 else "invalid_request_error"
+        )
         v1: dict[str, Any] = {"type": kind, "message": message}
         if code or status == 429:
             v1["code"] = code or "rate_limit"
@@ -167,10 +182,17 @@ class StripeBackend(FakeBackend):
                 self.violation(call, "stream called with the secret key instead of a meter event session token")
             return self.error(401, "Invalid authentication token.", call=call)
         if expires <= _now():
-            return json_response({"error": {
-                "code": "billing_meter_event_session_expired", "type": "temporary_session_expired",
-                "message": "The meter event session has expired; create a new one.", "doc_url": SESSION_EXPIRED_DOC,
-            }}, 401)
+            return json_response(
+                {
+                    "error": {
+                        "code": "billing_meter_event_session_expired",
+                        "type": "temporary_session_expired",
+                        "message": "The meter event session has expired; create a new one.",
+                        "doc_url": SESSION_EXPIRED_DOC,
+                    }
+                },
+                401,
+            )
         return None
 
     # -- decoding -------------------------------------------------------------------------------
@@ -219,10 +241,19 @@ class StripeBackend(FakeBackend):
         if call.problem_status == 404:
             return self.error(404, f"Unrecognized request URL ({call.method}: {call.path}).", call=call)
         param = call.problem_details if isinstance(call.problem_details, str) else None
-        return self.error(call.problem_status, "; ".join(call.problems)[:2000], details=param,
-                          code="parameter_unknown" if call.problems[0].startswith("Received unknown")
-                          else "parameter_missing" if call.problems[0].startswith("Missing required")
-                          else "parameter_invalid" if param else None, call=call)
+        return self.error(
+            call.problem_status,
+            "; ".join(call.problems)[:2000],
+            details=param,
+            code="parameter_unknown"
+            if call.problems[0].startswith("Received unknown")
+            else "parameter_missing"
+            if call.problems[0].startswith("Missing required")
+            else "parameter_invalid"
+            if param
+            else None,
+            call=call,
+        )
 
     # -- routing --------------------------------------------------------------------------------
     async def handle(self, call: Call) -> Response:
@@ -234,8 +265,11 @@ class StripeBackend(FakeBackend):
         return handler(self, call)
 
     def _idempotency_conflict(self, call: Call) -> Response:
-        return self.error(409, "Keys for idempotent requests can only be used with the same parameters they were "
-                               "first used with.", call=call)
+        return self.error(
+            409,
+            "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+            call=call,
+        )
 
     # -- meters ---------------------------------------------------------------------------------
     def _meter_by_event_name(self, event_name: str) -> dict[str, Any] | None:
@@ -248,16 +282,21 @@ class StripeBackend(FakeBackend):
         with self._lock:
             existing = self._meter_by_event_name(body["event_name"])
             if existing is not None and existing["status"] == "active":
-                return self.error(400, f"An active meter with event_name `{body['event_name']}` already exists.",
-                                  details="event_name", call=call)
+                return self.error(
+                    400,
+                    f"An active meter with event_name `{body['event_name']}` already exists.",
+                    details="event_name",
+                    call=call,
+                )
             now = int(_now().timestamp())
             meter = {
                 "id": _new_id("mtr"),
                 "object": "billing.meter",
                 "created": now,
                 "customer_mapping": {
-                    "event_payload_key": (body.get("customer_mapping") or {}).get("event_payload_key",
-                                                                                  "stripe_customer_id"),
+                    "event_payload_key": (body.get("customer_mapping") or {}).get(
+                        "event_payload_key", "stripe_customer_id"
+                    ),
                     "type": "by_id",
                 },
                 "default_aggregation": {"formula": body["default_aggregation"]["formula"]},
@@ -267,8 +306,9 @@ class StripeBackend(FakeBackend):
                 "status": "active",
                 "status_transitions": {"deactivated_at": None},
                 "updated": now,
-                "value_settings": {"event_payload_key": (body.get("value_settings") or {}).get("event_payload_key",
-                                                                                              "value")},
+                "value_settings": {
+                    "event_payload_key": (body.get("value_settings") or {}).get("event_payload_key", "value")
+                },
             }
             if body.get("event_time_window"):
                 # Omitted when unset: the spec's nullable enum lacks null, so a null fails strict validation.
@@ -284,8 +324,9 @@ class StripeBackend(FakeBackend):
     def _meter_or_404(self, call: Call) -> dict[str, Any] | Response:
         meter = self.get_object("meters", call.params["id"])
         if meter is None:
-            return self.error(404, f"No such billing meter: '{call.params['id']}'", code="resource_missing",
-                              details="id", call=call)
+            return self.error(
+                404, f"No such billing meter: '{call.params['id']}'", code="resource_missing", details="id", call=call
+            )
         return meter
 
     def _get_meter(self, call: Call) -> Response:
@@ -308,8 +349,12 @@ class StripeBackend(FakeBackend):
             if isinstance(meter, Response):
                 return meter
             now = int(_now().timestamp())
-            meter = {**meter, "status": status, "updated": now,
-                     "status_transitions": {"deactivated_at": now if status == "inactive" else None}}
+            meter = {
+                **meter,
+                "status": status,
+                "updated": now,
+                "status_transitions": {"deactivated_at": now if status == "inactive" else None},
+            }
             self.store_object("meters", meter["id"], meter)
         return json_response(meter)
 
@@ -324,8 +369,11 @@ class StripeBackend(FakeBackend):
         values: list[tuple[int, int]] = []
         for event in self.events.values():
             seconds = self._event_seconds(event)
-            if event["event_name"] == meter["event_name"] and event["payload"].get(customer_key) == customer \
-                    and start <= seconds < end:
+            if (
+                event["event_name"] == meter["event_name"]
+                and event["payload"].get(customer_key) == customer
+                and start <= seconds < end
+            ):
                 values.append((seconds, int(event["payload"].get(value_key, "1"))))
         formula = meter["default_aggregation"]["formula"]
         if formula == "count":
@@ -334,10 +382,23 @@ class StripeBackend(FakeBackend):
             aggregated = max(values)[1] if values else 0
         else:
             aggregated = sum(v for _, v in values)
-        summary = {"id": _new_id("mtrusg"), "object": "billing.meter_event_summary", "aggregated_value": aggregated,
-                   "start_time": start, "end_time": end, "livemode": False, "meter": meter["id"]}
-        return json_response({"object": "list", "data": [summary], "has_more": False,
-                              "url": f"/v1/billing/meters/{meter['id']}/event_summaries"})
+        summary = {
+            "id": _new_id("mtrusg"),
+            "object": "billing.meter_event_summary",
+            "aggregated_value": aggregated,
+            "start_time": start,
+            "end_time": end,
+            "livemode": False,
+            "meter": meter["id"],
+        }
+        return json_response(
+            {
+                "object": "list",
+                "data": [summary],
+                "has_more": False,
+                "url": f"/v1/billing/meters/{meter['id']}/event_summaries",
+            }
+        )
 
     # -- customers ------------------------------------------------------------------------------
     def _create_customer(self, call: Call) -> Response:
@@ -367,48 +428,59 @@ class StripeBackend(FakeBackend):
         """Raise :class:`EventProblem` for anything Stripe would refuse in this meter event."""
         reject_status = self.rejected(event)
         if reject_status is not None:
-            raise EventProblem("payload_invalid_value", f"Event {event.get('identifier')!r} was rejected.",
-                               "payload", reject_status)
+            raise EventProblem(
+                "payload_invalid_value", f"Event {event.get('identifier')!r} was rejected.", "payload", reject_status
+            )
         ts = event.get("timestamp")
         if ts is not None:
             try:
-                moment = datetime.fromtimestamp(ts, UTC) if isinstance(ts, int) \
+                moment = (
+                    datetime.fromtimestamp(ts, UTC)
+                    if isinstance(ts, int)
                     else datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+                )
             except (ValueError, OverflowError) as exc:
                 raise EventProblem("invalid_timestamp", f"Invalid timestamp {ts!r}.", "timestamp") from exc
             if moment.tzinfo is None:
                 raise EventProblem("invalid_timestamp", f"Timestamp {ts!r} has no time zone.", "timestamp")
             now = _now()
             if moment < now - MAX_PAST:
-                raise EventProblem("timestamp_too_far_in_past",
-                                   "Timestamp must be within the past 35 calendar days.", "timestamp")
+                raise EventProblem(
+                    "timestamp_too_far_in_past", "Timestamp must be within the past 35 calendar days.", "timestamp"
+                )
             if moment > now + MAX_FUTURE:
-                raise EventProblem("timestamp_in_future", "Timestamp must be at most 5 minutes in the future.",
-                                   "timestamp")
+                raise EventProblem(
+                    "timestamp_in_future", "Timestamp must be at most 5 minutes in the future.", "timestamp"
+                )
         payload = event.get("payload") or {}
         meter = self._meter_by_event_name(str(event.get("event_name")))
         if meter is None:
             if self.require_meter:
-                raise EventProblem("no_meter", f"No active meter found for event_name {event.get('event_name')!r}.",
-                                   "event_name")
+                raise EventProblem(
+                    "no_meter", f"No active meter found for event_name {event.get('event_name')!r}.", "event_name"
+                )
             customer_key, value_key, formula = "stripe_customer_id", "value", "sum"
         else:
             if meter["status"] != "active":
-                raise EventProblem("archived_meter", f"The meter for {meter['event_name']!r} is inactive.",
-                                   "event_name")
+                raise EventProblem(
+                    "archived_meter", f"The meter for {meter['event_name']!r} is inactive.", "event_name"
+                )
             customer_key = meter["customer_mapping"]["event_payload_key"]
             value_key = meter["value_settings"]["event_payload_key"]
             formula = meter["default_aggregation"]["formula"]
         if customer_key not in payload:
-            raise EventProblem("payload_no_customer_defined", f"Payload is missing {customer_key!r}.",
-                               f"payload[{customer_key}]")
+            raise EventProblem(
+                "payload_no_customer_defined", f"Payload is missing {customer_key!r}.", f"payload[{customer_key}]"
+            )
         if value_key not in payload:
             if formula != "count":
-                raise EventProblem("payload_no_value_defined", f"Payload is missing {value_key!r}.",
-                                   f"payload[{value_key}]")
+                raise EventProblem(
+                    "payload_no_value_defined", f"Payload is missing {value_key!r}.", f"payload[{value_key}]"
+                )
         elif not str(payload[value_key]).isdigit():
-            raise EventProblem("payload_invalid_value", "The value must be a positive integer.",
-                               f"payload[{value_key}]")
+            raise EventProblem(
+                "payload_invalid_value", "The value must be a positive integer.", f"payload[{value_key}]"
+            )
 
     def _accept(self, event: dict[str, Any]) -> dict[str, Any]:
         """Dedup and store; raises ``duplicate_meter_event``. Returns the stored event."""
@@ -416,8 +488,11 @@ class StripeBackend(FakeBackend):
         stored.setdefault("identifier", str(uuid.uuid4()))
         with self._lock:
             if stored["identifier"] in self._events:
-                raise EventProblem("duplicate_meter_event",
-                                   f"An event with identifier {stored['identifier']!r} already exists.", "identifier")
+                raise EventProblem(
+                    "duplicate_meter_event",
+                    f"An event with identifier {stored['identifier']!r} already exists.",
+                    "identifier",
+                )
             self._events[stored["identifier"]] = stored
         return stored
 
@@ -428,15 +503,17 @@ class StripeBackend(FakeBackend):
         except EventProblem as problem:
             v1_code = None if problem.code == "duplicate_meter_event" else problem.code
             return self.error(problem.status, problem.message, code=v1_code, details=problem.param, call=call)
-        return json_response({
-            "object": "billing.meter_event",
-            "created": int(_now().timestamp()),
-            "event_name": stored["event_name"],
-            "identifier": stored["identifier"],
-            "livemode": False,
-            "payload": stored["payload"],
-            "timestamp": stored.get("timestamp", int(_now().timestamp())),
-        })
+        return json_response(
+            {
+                "object": "billing.meter_event",
+                "created": int(_now().timestamp()),
+                "event_name": stored["event_name"],
+                "identifier": stored["identifier"],
+                "livemode": False,
+                "payload": stored["payload"],
+                "timestamp": stored.get("timestamp", int(_now().timestamp())),
+            }
+        )
 
     def _v2_meter_event(self, call: Call) -> Response:
         try:
@@ -449,18 +526,31 @@ class StripeBackend(FakeBackend):
     @staticmethod
     def _v2_event_view(stored: Mapping[str, Any]) -> dict[str, Any]:
         now = _iso(_now())
-        return {"object": "v2.billing.meter_event", "created": now, "event_name": stored["event_name"],
-                "identifier": stored["identifier"], "livemode": False, "payload": stored["payload"],
-                "timestamp": stored.get("timestamp") or now}
+        return {
+            "object": "v2.billing.meter_event",
+            "created": now,
+            "event_name": stored["event_name"],
+            "identifier": stored["identifier"],
+            "livemode": False,
+            "payload": stored["payload"],
+            "timestamp": stored.get("timestamp") or now,
+        }
 
     def _create_session(self, call: Call) -> Response:
         token = f"mes_tok_{secrets.token_urlsafe(24)}"
         created = _now()
         with self._lock:
             self._sessions[token] = created + SESSION_TTL
-        return json_response({"id": _new_id("mes"), "object": "v2.billing.meter_event_session",
-                              "authentication_token": token, "created": _iso(created),
-                              "expires_at": _iso(created + SESSION_TTL), "livemode": False})
+        return json_response(
+            {
+                "id": _new_id("mes"),
+                "object": "v2.billing.meter_event_session",
+                "authentication_token": token,
+                "created": _iso(created),
+                "expires_at": _iso(created + SESSION_TTL),
+                "livemode": False,
+            }
+        )
 
     def _stream(self, call: Call) -> Response:
         events = call.payload["events"]
@@ -473,8 +563,9 @@ class StripeBackend(FakeBackend):
                 self._accept(event)
             except EventProblem as problem:
                 with self._lock:
-                    self._async_errors.append({"identifier": event.get("identifier"), "code": problem.code,
-                                               "message": problem.message})
+                    self._async_errors.append(
+                        {"identifier": event.get("identifier"), "code": problem.code, "message": problem.message}
+                    )
         return json_response({})
 
     def _adjust(self, call: Call, v2: bool) -> Response:
@@ -483,12 +574,22 @@ class StripeBackend(FakeBackend):
         with self._lock:
             event = self._events.get(identifier) if identifier else None
             if event is None or event.get("event_name") != body["event_name"]:
-                return self.error(400, f"No meter event with identifier {identifier!r} to cancel.",
-                                  code="invalid_cancel_configuration", details="cancel[identifier]", call=call)
+                return self.error(
+                    400,
+                    f"No meter event with identifier {identifier!r} to cancel.",
+                    code="invalid_cancel_configuration",
+                    details="cancel[identifier]",
+                    call=call,
+                )
             del self._events[identifier]
-        adjustment = {"object": "v2.billing.meter_event_adjustment" if v2 else "billing.meter_event_adjustment",
-                      "event_name": body["event_name"], "livemode": False, "status": "complete", "type": "cancel",
-                      "cancel": {"identifier": identifier}}
+        adjustment = {
+            "object": "v2.billing.meter_event_adjustment" if v2 else "billing.meter_event_adjustment",
+            "event_name": body["event_name"],
+            "livemode": False,
+            "status": "complete",
+            "type": "cancel",
+            "cancel": {"identifier": identifier},
+        }
         if v2:
             adjustment.update({"id": _new_id("mea"), "created": _iso(_now())})
         self.store_object("meter_event_adjustments", str(identifier), adjustment)

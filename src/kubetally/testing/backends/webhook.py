@@ -45,8 +45,16 @@ class WebhookBackend(FakeBackend):
         """CloudEvents: identical ``source`` and ``id`` mean the same event."""
         return (event.get("source"), event.get("id"))
 
-    def error(self, status: int, message: str, *, code: str | None = None, details: Any = None,
-              headers: Mapping[str, str] | None = None, call: Call | None = None) -> Response:
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+        call: Call | None = None,
+    ) -> Response:
         body: dict[str, Any] = {"error": message}
         if details is not None:
             body["details"] = details
@@ -87,8 +95,15 @@ class WebhookBackend(FakeBackend):
         timestamp = call.headers.get(signing.HEADER_TIMESTAMP)
         signature = call.headers.get(signing.HEADER_SIGNATURE)
         if not (msg_id and timestamp and signature):
-            missing = [h for h, v in ((signing.HEADER_ID, msg_id), (signing.HEADER_TIMESTAMP, timestamp),
-                                      (signing.HEADER_SIGNATURE, signature)) if not v]
+            missing = [
+                h
+                for h, v in (
+                    (signing.HEADER_ID, msg_id),
+                    (signing.HEADER_TIMESTAMP, timestamp),
+                    (signing.HEADER_SIGNATURE, signature),
+                )
+                if not v
+            ]
             self.violation(call, f"missing signature headers: {', '.join(missing)}")
             return self.error(401, "missing signature headers")
         secret = signing.decode_secret(self.api_key)
@@ -103,9 +118,11 @@ class WebhookBackend(FakeBackend):
         rejected = [(i, e) for i, e in enumerate(events) if self.rejected(e) is not None]
         if rejected:
             status = self.rejected(rejected[0][1]) or 422
-            return self.error(status, f"{len(rejected)} event(s) rejected; nothing was accepted",
-                              details=[{"index": i, "source": e.get("source"), "id": e.get("id")}
-                                       for i, e in rejected])
+            return self.error(
+                status,
+                f"{len(rejected)} event(s) rejected; nothing was accepted",
+                details=[{"index": i, "source": e.get("source"), "id": e.get("id")} for i, e in rejected],
+            )
         with self._lock:
             for event in events:
                 self._events.setdefault(self.event_key(event), dict(event))
@@ -116,6 +133,8 @@ def sign_request(secret: str, msg_id: str, timestamp: int, events: Any) -> tuple
     """Body and headers for a signed webhook delivery (handy in tests and manual runs)."""
     body = json.dumps(events, separators=(",", ":")).encode()
     content_type = BATCH if isinstance(events, list) else SINGLE
-    headers = {"Content-Type": content_type,
-               **signing.signature_headers(signing.decode_secret(secret), msg_id, timestamp, body)}
+    headers = {
+        "Content-Type": content_type,
+        **signing.signature_headers(signing.decode_secret(secret), msg_id, timestamp, body),
+    }
     return body, headers

@@ -18,8 +18,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "records",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(32), nullable=False),
         sa.Column("revision", sa.Integer, nullable=False),
         sa.Column("current", sa.Boolean, nullable=False),

@@ -17,8 +17,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "kubernetes_segments",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("cluster", sa.String(253), nullable=False),
         sa.Column("uid", sa.String(128), nullable=False),
         sa.Column("role", sa.String(32), nullable=False),

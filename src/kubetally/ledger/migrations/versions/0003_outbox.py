@@ -37,8 +37,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "dead_letters",
-        sa.Column("pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column("pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("destination", sa.String(128), nullable=False),
         sa.Column("event_id", sa.String(128), nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),

@@ -41,8 +41,17 @@ def upgrade() -> None:
     # The cursor row exists from the start, so concurrent refreshers only ever lock it. The
     # label keys start as the pricing dimensions kubetally's sources write; a price book that
     # needs more makes the first report rebuild the rollups with them.
-    keys = ["billing_mode", "capacity_type", "device", "gen_ai.request.model", "gpu_profile", "gpu_sku",
-            "modelName", "node_sku", "storage_class"]
+    keys = [
+        "billing_mode",
+        "capacity_type",
+        "device",
+        "gen_ai.request.model",
+        "gpu_profile",
+        "gpu_sku",
+        "modelName",
+        "node_sku",
+        "storage_class",
+    ]
     op.bulk_insert(state, [{"name": "rollups", "seq": 0, "label_keys": json.dumps(keys), "updated_at": None}])
 
 
