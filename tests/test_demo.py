@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kubetally.demo import run_demo
+from kubetally.app.demo import run_demo
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
 TEAM_B = "vcluster/vcluster-team-b/team-b"

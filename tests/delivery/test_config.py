@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubetally.config import load_config
-from kubetally.delivery.config import (
+from kubetally.config.destinations import (
     DestinationsConfig,
     FileConfig,
     LagoConfig,

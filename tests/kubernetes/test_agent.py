@@ -21,7 +21,7 @@ from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
 from kubetally.sim import SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.config import KubernetesConfig, TenancyConfig
+from kubetally.config.kubernetes import KubernetesConfig, TenancyConfig
 from kubetally.sources.kubernetes.lease import LeaseHeld
 from kubetally.sources.kubernetes.registry import known_tenants
 from kubetally.sources.kubernetes.run import collect_kubernetes

@@ -18,7 +18,7 @@ from kubetally.config import load_config
 from kubetally.errors import ConfigError, SourceError
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
 SHARED = ("billing_mode=shared", "capacity_type=spot")

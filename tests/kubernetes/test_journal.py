@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.session import MeteringSession
 from kubetally.sources.kubernetes.tables import segments
 from kubetally.sources.kubernetes.tenancy import Tenant

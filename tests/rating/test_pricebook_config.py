@@ -10,7 +10,7 @@ import pytest
 
 from kubetally.config import load_config
 from kubetally.errors import ConfigError
-from kubetally.rating.config import PriceBookConfig, load_pricebook_file
+from kubetally.config.pricing import PriceBookConfig, load_pricebook_file
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.pricebook import PriceBook, PriceMatch, example_pricebook
 from kubetally.rating.resolve import resolve_pricebook

@@ -28,7 +28,7 @@ from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_duration
 from kubetally.redact import redact_url
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 
 log = logging.getLogger("kubetally.agent")
 
@@ -164,7 +164,7 @@ def build_steps(
 
             steps.append(Step("prometheus", prometheus_step))
     try:
-        from kubetally.delivery.config import DestinationsConfig, destinations_from_env
+        from kubetally.config.destinations import DestinationsConfig, destinations_from_env
         from kubetally.delivery.engine import deliver_once, item_specs
     except ImportError as exc:
         log.info("delivery not available in this build (%s): skipped", exc)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kubetally.cli.common import ConfigOption, DbOption, console, fail
-from kubetally.delivery.config import (
+from kubetally.config.destinations import (
     DESTINATION_TYPES,
     KEY_VARIABLES,
     DestinationBase,

@@ -1,4 +1,4 @@
-"""``kubetally demo``: the whole pipeline on a simulated GPU cloud (see :mod:`kubetally.demo`)."""
+"""``kubetally demo``: the whole pipeline on a simulated GPU cloud (see :mod:`kubetally.app.demo`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
         No cluster, Prometheus or billing backend is needed; everything runs on this machine.
         """
-        from kubetally.demo import run_demo
+        from kubetally.app.demo import run_demo
 
         result = run_demo(out, console)
         db = result.ledger_path

@@ -34,9 +34,9 @@ DISPLAY_LABEL = "cpaas.io/slark.display.config"
 #: Sections owned by other parts of kubetally: (module, model). Each part validates its own
 #: section with its own model, so this loader never needs to know their fields.
 SECTION_MODELS: dict[str, tuple[str, str]] = {
-    "kubernetes": ("kubetally.sources.kubernetes.config", "KubernetesConfig"),
-    "pricing": ("kubetally.rating.config", "PriceBookConfig"),
-    "destinations": ("kubetally.delivery.config", "DestinationsConfig"),
+    "kubernetes": ("kubetally.config.kubernetes", "KubernetesConfig"),
+    "pricing": ("kubetally.config.pricing", "PriceBookConfig"),
+    "destinations": ("kubetally.config.destinations", "DestinationsConfig"),
     "server": ("kubetally.server.config", "ServerConfig"),
 }
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from kubetally.delivery.config import DestinationBase, DestinationsConfig
+from kubetally.config.destinations import DestinationBase, DestinationsConfig
 from kubetally.delivery.destinations import build_destination
 from kubetally.delivery.destinations.base import (
     BatchRejected,

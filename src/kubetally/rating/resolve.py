@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kubetally.config.loader import Config
 from kubetally.errors import ConfigError
-from kubetally.rating.config import PriceBookConfig
+from kubetally.config.pricing import PriceBookConfig
 from kubetally.rating.pricebook import PriceBook, example_pricebook
 
 #: ``--prices example``: the built-in example price book, asked for by name, never implied.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kubetally.delivery.config import DestinationBase
+from kubetally.config.destinations import DestinationBase
 from kubetally.delivery.destinations.base import Destination
 
 

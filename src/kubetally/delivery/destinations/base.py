@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from kubetally.delivery.config import DestinationBase
+from kubetally.config.destinations import DestinationBase
 from kubetally.delivery.events import Event
 from kubetally.delivery.retry import retry_after_from
 from kubetally.errors import ConfigError, KubetallyError

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from kubetally.delivery.config import FileConfig
+from kubetally.config.destinations import FileConfig
 from kubetally.delivery.destinations.base import FatalError, ItemSpec, ObjectStore, SendResult
 from kubetally.delivery.events import Event
 from kubetally.errors import ConfigError

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kubetally.delivery.config import LagoConfig
+from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.base import (
     BatchRejected,
     HttpDestination,

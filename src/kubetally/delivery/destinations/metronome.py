@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
-from kubetally.delivery.config import MetronomeConfig
+from kubetally.config.destinations import MetronomeConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     ItemSpec,

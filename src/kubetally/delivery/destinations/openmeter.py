@@ -26,7 +26,7 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
-from kubetally.delivery.config import OpenMeterConfig
+from kubetally.config.destinations import OpenMeterConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     ItemSpec,

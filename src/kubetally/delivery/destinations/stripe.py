@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from kubetally.delivery.config import StripeConfig
+from kubetally.config.destinations import StripeConfig
 from kubetally.delivery.destinations.base import (
     BatchRejected,
     FatalError,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from kubetally.delivery import signing
-from kubetally.delivery.config import WebhookConfig
+from kubetally.config.destinations import WebhookConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     SendResult,

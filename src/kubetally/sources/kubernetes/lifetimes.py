@@ -33,7 +33,7 @@ from typing import Any
 from kubetally.periods import parse_time
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.capacity import capacity_type, is_recognised
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.quantity import GIB, QuantityError, parse_quantity
 from kubetally.sources.kubernetes.sku import (
     GpuIdentity,

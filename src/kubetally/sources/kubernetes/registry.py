@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, select, update
 
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.tables import tenants as t
 from kubetally.sources.kubernetes.tenancy import Discovery, Tenant, TenantResolver
 

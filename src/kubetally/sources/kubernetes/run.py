@@ -31,7 +31,7 @@ from kubetally.sources.kubernetes.client import (
     list_with_retry,
     make_api_client,
 )
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.lease import Lease, new_holder
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
 from kubetally.sources.kubernetes.tenancy import Discovery, discover

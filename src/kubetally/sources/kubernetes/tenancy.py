@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetally.sources.kubernetes.config import VCLUSTER_MANAGED_BY, KubernetesConfig
+from kubetally.config.kubernetes import VCLUSTER_MANAGED_BY, KubernetesConfig
 
 VCLUSTER = "vcluster"
 NAMESPACE = "namespace"

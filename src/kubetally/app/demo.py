@@ -1,4 +1,11 @@
-"""The demo pipeline; see the package docstring for what it shows and why."""
+"""``kubetally demo``: the whole pipeline on a simulated GPU cloud, start to finish.
+
+Nothing here is a shortcut around the product: the packaged ``gpu-cloud`` scenario is served over
+the real Kubernetes HTTP API by :mod:`kubetally.sim`, the real agent lists and watches it through
+the official client while the scenario's clock runs through the hour (a node joins, pods finish,
+one is deleted), closed periods go into a real SQLite ledger, the outbox delivers them to a JSON
+lines file, and the example price book turns them into the cost table printed at the end.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from rich.console import Console
 
 from kubetally.config import Config
 from kubetally.config.loader import CollectionSettings, Settings
-from kubetally.delivery.config import DestinationsConfig, FileConfig
+from kubetally.config.destinations import DestinationsConfig, FileConfig
 from kubetally.delivery.engine import DeliverySummary, deliver_once
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to
@@ -19,7 +26,7 @@ from kubetally.rating.pricebook import example_pricebook
 from kubetally.reports import Report, build_report, render_table
 from kubetally.sim import Scenario, SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 
 CLUSTER = "demo-gpu-cloud"
 SCENARIO = "gpu-cloud"
