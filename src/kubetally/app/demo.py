@@ -17,8 +17,8 @@ from pathlib import Path
 from rich.console import Console
 
 from kubetally.config import Config
-from kubetally.config.loader import CollectionSettings, Settings
 from kubetally.config.destinations import DestinationsConfig, FileConfig
+from kubetally.config.loader import CollectionSettings, KubetallyConfig
 from kubetally.delivery.engine import DeliverySummary, deliver_once
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to
@@ -26,7 +26,6 @@ from kubetally.rating.pricebook import example_pricebook
 from kubetally.reports import Report, build_report, render_table
 from kubetally.sim import Scenario, SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.config.kubernetes import KubernetesConfig
 
 CLUSTER = "demo-gpu-cloud"
 SCENARIO = "gpu-cloud"
@@ -48,8 +47,8 @@ def demo_config() -> Config:
     """Defaults a GPU cloud would start with, except a short backfill so the demo stays small:
     the agent bills the hour before the scenario starts (from the objects' state) and the hour
     it watches."""
-    settings = Settings(cluster=CLUSTER, collection=CollectionSettings(max_backfill="1h", settle_delay="1m"))
-    return Config(settings=settings, sections={"kubernetes": KubernetesConfig()})
+    settings = KubetallyConfig(cluster=CLUSTER, collection=CollectionSettings(max_backfill="1h", settle_delay="1m"))
+    return Config(settings=settings)
 
 
 def run_demo(out: Path, console: Console) -> DemoResult:

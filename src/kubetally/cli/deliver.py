@@ -21,7 +21,6 @@ from kubetally.config.destinations import (
     DESTINATION_TYPES,
     KEY_VARIABLES,
     DestinationBase,
-    DestinationsConfig,
     destinations_from_env,
     one_off_config,
 )
@@ -49,9 +48,8 @@ def _destinations(
         return [one_off_config(to, url=url, path=path, name=name)], config
     if url or path:
         fail("--url/--path need --to TYPE")
-    section = config.section("destinations") if config is not None else None
-    if isinstance(section, DestinationsConfig):
-        chosen = section.enabled()
+    if config is not None and config.destinations is not None:
+        chosen = config.destinations.enabled()
     else:
         from_env = destinations_from_env()
         chosen = from_env.enabled() if from_env else []

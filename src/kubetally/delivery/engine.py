@@ -519,47 +519,6 @@ def build_all(
     return built, list(configs), True
 
 
-#: Deliverers kept between :func:`deliver_once` calls of a loop (see there).
-_KEPT: dict[str, Deliverer] = {}
-_KEPT_LOCK = threading.Lock()
-_KEPT_MAX = 8
-
-
-def _kept_key(
-    ledger: Ledger,
-    configs: Sequence[DestinationBase | None],
-    items: Sequence[ItemSpec],
-    policy: RetryPolicy | None,
-    page_size: int,
-    max_wait: timedelta | None,
-    clock: Clock,
-    stop: threading.Event | None,
-    environ: Mapping[str, str] | None,
-) -> str:
-    import hashlib
-    import json
-    import os
-
-    env = os.environ if environ is None else environ
-    material = json.dumps(
-        {
-            "ledger": id(ledger),
-            "stop": id(stop),
-            "clock": id(clock),
-            "policy": id(policy),
-            "page_size": page_size,
-            "max_wait": str(max_wait),
-            "items": [repr(i) for i in items],
-            "configs": [c.model_dump(mode="json") if c is not None else None for c in configs],
-            # secrets only enter a digest held in memory, so a rotated key builds new adapters
-            "env": sorted(env.items()),
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
 def deliver_once(
     ledger: Ledger,
     destinations: DestinationsConfig | Sequence[DestinationBase] | Sequence[Destination],
@@ -571,41 +530,11 @@ def deliver_once(
     clock: Clock = utcnow,
     stop: threading.Event | None = None,
     environ: Mapping[str, str] | None = None,
-    keep: bool = True,
 ) -> DeliverySummary:
-    """Drain every destination's outbox once (the agent loop calls this every cycle).
-
-    With ``keep`` (default), adapters built from configs are kept for the next call with the
-    same ledger, configs and environment, so a loop does not redo setup (plan, metrics, one
-    request per tenant) every cycle; :func:`close_kept` releases them.
+    """Drain every destination's outbox once, with adapters built for this call and closed
+    after it. A loop keeps one :class:`Deliverer` instead (the agent runner does), so backend
+    set-up (plan, metrics, one request per tenant) is not redone every cycle.
     """
-    if isinstance(destinations, DestinationsConfig):
-        configs: list[DestinationBase | None] = list(destinations.enabled())
-    else:
-        configs = [d if isinstance(d, DestinationBase) else None for d in destinations]
-    from_configs = bool(configs) and all(c is not None for c in configs)
-    if keep and from_configs:
-        key = _kept_key(ledger, configs, items, policy, page_size, max_wait, clock, stop, environ)
-        with _KEPT_LOCK:
-            deliverer = _KEPT.get(key)
-        if deliverer is None:
-            built, built_configs, _ = build_all(destinations, environ)
-            deliverer = Deliverer(
-                ledger,
-                built,
-                built_configs,
-                items=items,
-                policy=policy,
-                page_size=page_size,
-                max_wait=max_wait,
-                clock=clock,
-                stop=stop,
-            )
-            with _KEPT_LOCK:
-                _KEPT[key] = deliverer
-                while len(_KEPT) > _KEPT_MAX:
-                    _KEPT.pop(next(iter(_KEPT))).close()
-        return deliverer.run_once()
     built, built_configs, owned = build_all(destinations, environ)
     deliverer = Deliverer(
         ledger,
@@ -623,12 +552,3 @@ def deliver_once(
     finally:
         if owned:
             deliverer.close()
-
-
-def close_kept() -> None:
-    """Close the adapters :func:`deliver_once` kept between calls."""
-    with _KEPT_LOCK:
-        kept = list(_KEPT.values())
-        _KEPT.clear()
-    for deliverer in kept:
-        deliverer.close()

@@ -21,8 +21,8 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 
-from kubetally.delivery import signing
 from kubetally.config.destinations import WebhookConfig
+from kubetally.delivery import signing
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     SendResult,

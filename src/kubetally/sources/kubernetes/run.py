@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from kubetally.config import Config
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
 from kubetally.sources.kubernetes.client import (
@@ -31,7 +32,6 @@ from kubetally.sources.kubernetes.client import (
     list_with_retry,
     make_api_client,
 )
-from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.lease import Lease, new_holder
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
 from kubetally.sources.kubernetes.tenancy import Discovery, discover
@@ -43,12 +43,7 @@ Clock = Callable[[], datetime]
 
 def kubernetes_config(config: Config) -> KubernetesConfig:
     """The validated ``kubernetes:`` section (defaults when absent)."""
-    section = config.section("kubernetes")
-    if section is None:
-        return KubernetesConfig()
-    if isinstance(section, KubernetesConfig):
-        return section
-    return KubernetesConfig.model_validate(section)
+    return config.kubernetes
 
 
 def new_session(
