@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from rich.console import Console
 
 from kubetally.periods import Period
 from kubetally.record import UsageRecord
@@ -21,12 +18,15 @@ H10 = Period(datetime(2026, 3, 2, 10, tzinfo=UTC), datetime(2026, 3, 2, 11, tzin
 H11 = Period(H10.end, H10.end + timedelta(hours=1))
 
 
-def quiet_console() -> Console:
-    return Console(file=io.StringIO(), width=200)
+class Said(list[str]):
+    """Collects what a run reports through its ``warn``/``notify`` callbacks."""
+
+    def __call__(self, message: str) -> None:
+        self.append(message)
 
 
-def printed(console: Console) -> str:
-    return console.file.getvalue()  # type: ignore[attr-defined]
+def printed(said: Said) -> str:
+    return "\n".join(said)
 
 
 def by_name(records: Iterable[UsageRecord]) -> dict[tuple[str, str], UsageRecord]:

@@ -9,23 +9,26 @@ lines file, and the example price book turns them into the cost table printed at
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from rich.console import Console
-
+from kubetally.app.agent import AgentRunner, AgentSettings
+from kubetally.app.report import PricingInputs, report
 from kubetally.config import Config
 from kubetally.config.destinations import DestinationsConfig, FileConfig
 from kubetally.config.loader import CollectionSettings, KubetallyConfig
-from kubetally.delivery.engine import DeliverySummary, deliver_once
+from kubetally.delivery.engine import DeliverySummary
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to
 from kubetally.rating.pricebook import example_pricebook
-from kubetally.reports import Report, build_report, render_table
+from kubetally.reports import Report
 from kubetally.sim import Scenario, SimServer
-from kubetally.sources.kubernetes.agent import KubernetesAgent
+
+log = logging.getLogger("kubetally.demo")
 
 CLUSTER = "demo-gpu-cloud"
 SCENARIO = "gpu-cloud"
@@ -51,7 +54,8 @@ def demo_config() -> Config:
     return Config(settings=settings)
 
 
-def run_demo(out: Path, console: Console) -> DemoResult:
+def run_demo(out: Path, say: Callable[[str], None] = log.info) -> DemoResult:
+    """Run the demo into ``out``; ``say`` narrates each step (the command prints it)."""
     out.mkdir(parents=True, exist_ok=True)
     ledger_path = out / "ledger.db"
     events_path = out / "events.jsonl"
@@ -60,56 +64,60 @@ def run_demo(out: Path, console: Console) -> DemoResult:
         if stale.exists():
             stale.unlink()
     config = demo_config()
+    # The same agent runner as `kubetally agent`, delivering to a JSON lines file.
+    settings = AgentSettings(
+        config=config,
+        cluster=CLUSTER,
+        db=str(ledger_path),
+        prometheus_url=None,
+        destinations=DestinationsConfig(
+            destinations=[FileConfig(type="file", name="audit-file", path=str(events_path))]
+        ),
+    )
     scenario = Scenario.packaged(SCENARIO)
     with Ledger.open(str(ledger_path)) as ledger, SimServer(scenario) as sim:
         start = sim.now
-        console.print(
-            f"[bold]1.[/] Simulated GPU cloud [cyan]{SCENARIO}[/] served at {sim.url} "
+        say(
+            f"1. Simulated GPU cloud {SCENARIO} served at {sim.url} "
             f"({len(scenario.objects)} objects, {len(scenario.events)} events), clock at {start:%Y-%m-%d %H:%M}Z"
         )
-        agent = KubernetesAgent(
-            config=config, ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(), clock=lambda: sim.now
-        )
-        agent.start()
-        try:
-            console.print("[bold]2.[/] Agent listing and watching; running the clock through the hour …")
-            # Stop the clock at every event as well as every minute: the agent then sees each
-            # change at the second it happens, as a watching agent in a real cluster does.
-            stops = {start + STEP * i for i in range(1, int(RUN_FOR / STEP) + 1)}
-            stops |= {event.at for event in scenario.events if start < event.at <= start + RUN_FOR}
-            for at in sorted(stops):
-                sim.advance(at)
-                agent.pump(timeout=10, until_rv=sim.resource_version)
-            agent.tick()
-        finally:
-            agent.stop()
-        records = list(ledger.records())
-        console.print(f"   {len(records)} usage records in the ledger ({ledger_path})")
-
-        destinations = DestinationsConfig(
-            destinations=[FileConfig(type="file", name="audit-file", path=str(events_path))]
-        )
-        delivery = deliver_once(ledger, destinations)
-        console.print(
-            f"[bold]3.[/] Outbox delivered {delivery.delivered} events to {events_path} "
-            f"({delivery.dead_lettered} dead-lettered, {delivery.pending} pending)"
-        )
-
-        day = floor_to(start, timedelta(days=1))
-        report = build_report(
-            ledger,
-            example_pricebook(),
-            config,
-            day,
-            day + timedelta(days=1),
-            by=("tenant", "item"),
-            per="day",
-            unit="display",
-        )
-        console.print("[bold]4.[/] Priced with the example price book (kubetally/rating/example-prices.yaml):")
-        render_table(report, console)
+        with AgentRunner(settings, ledger, sim.api_client(), clock=lambda: sim.now) as runner:
+            agent = runner.kubernetes
+            agent.start()
+            try:
+                say("2. Agent listing and watching; running the clock through the hour …")
+                # Stop the clock at every event as well as every minute: the agent then sees each
+                # change at the second it happens, as a watching agent in a real cluster does.
+                stops = {start + STEP * i for i in range(1, int(RUN_FOR / STEP) + 1)}
+                stops |= {event.at for event in scenario.events if start < event.at <= start + RUN_FOR}
+                for at in sorted(stops):
+                    sim.advance(at)
+                    agent.pump(timeout=10, until_rv=sim.resource_version)
+                # One tick: the settled periods are written, then the delivery step sends them.
+                runner.tick()
+            finally:
+                agent.stop()
+            delivery = runner.last_delivery
+        records = sum(1 for _ in ledger.records())
+    say(f"   {records} usage records in the ledger ({ledger_path})")
+    if delivery is None:  # the delivery step failed; the runner logged why
+        raise RuntimeError("demo: delivery to the events file failed (see the log)")
+    say(
+        f"3. Outbox delivered {delivery.delivered} events to {events_path} "
+        f"({delivery.dead_lettered} dead-lettered, {delivery.pending} pending)"
+    )
+    day = floor_to(start, timedelta(days=1))
+    priced = report(
+        PricingInputs(config, example_pricebook(), True, str(ledger_path)),
+        day,
+        day + timedelta(days=1),
+        by=("tenant", "item"),
+        per="day",
+        unit="display",
+    )
+    say("4. Priced with the example price book (kubetally/rating/example-prices.yaml):")
     return DemoResult(
-        ledger_path=ledger_path, events_path=events_path, records=len(records), delivery=delivery, report=report
+        ledger_path=ledger_path, events_path=events_path, records=records, delivery=delivery, report=priced
     )
 
 
