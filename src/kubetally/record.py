@@ -44,7 +44,8 @@ def normalize(value: Decimal) -> Decimal:
         return Decimal(0)
     normalized = value.normalize()
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
-    if normalized.as_tuple().exponent > 0:
+    exponent = normalized.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
         return normalized.quantize(Decimal(1))
     return normalized
 

@@ -68,7 +68,7 @@ def progress_bar(console: Console) -> Iterator[ProgressHook]:
 
 
 def kubernetes_collection(console: Console, collection: KubernetesCollection) -> None:
-    result = collection.result
+    result = collection
     if result.periods:
         span = f"{format_time(result.periods[0].start)} … {format_time(result.periods[-1].end)}"
         console.print(
@@ -78,7 +78,10 @@ def kubernetes_collection(console: Console, collection: KubernetesCollection) ->
             highlight=False,
         )
     else:
-        console.print(f"kubernetes: no closed period to collect (now {format_time(collection.now)})", highlight=False)
+        console.print(
+            f"kubernetes: no closed period to collect (now {format_time(collection.now) if collection.now else '-'})",
+            highlight=False,
+        )
 
 
 def prometheus_summary(console: Console, summary: RunSummary, *, written_only: bool = False) -> None:

@@ -292,8 +292,9 @@ class _Builder:
             return
         self.settings_from = source
         failed: set[str] = set()
+        settings: KubetallyConfig | None
         try:
-            settings = Settings.model_validate(doc)
+            settings = KubetallyConfig.model_validate(doc)
         except ValidationError as exc:
             self.problems.extend(pydantic_problems(source, exc))
             # Keep checking the sections that are fine, so one run reports every problem.

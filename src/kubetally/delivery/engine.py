@@ -309,7 +309,8 @@ class DestinationRunner:
             if not events and not letters:
                 counts.skipped += 1
         if to_send:
-            refused = self._retrying("prepare", lambda: self.dest.prepare(to_send)) or {}
+            refusals = self._retrying("prepare", lambda: self.dest.prepare(to_send))
+            refused: Mapping[str, str] = refusals or {}
             if refused:
                 dead.extend(DeadLetter(e, refused[e.id]) for e in to_send if e.id in refused)
                 to_send = [e for e in to_send if e.id not in refused]
@@ -504,11 +505,12 @@ def build_all(
     if isinstance(destinations, DestinationsConfig):
         configs: list[DestinationBase] = destinations.enabled()
     else:
-        items = list(destinations)
+        items: list[DestinationBase | Destination] = list(destinations)
         if items and not isinstance(items[0], DestinationBase):
-            return list(items), [getattr(d, "config", None) for d in items], False  # type: ignore[misc]
+            given = [d for d in items if not isinstance(d, DestinationBase)]
+            return given, [getattr(d, "config", None) for d in given], False
         configs = [c for c in items if isinstance(c, DestinationBase) and c.enabled]
-    built = []
+    built: list[Destination] = []
     try:
         for cfg in configs:
             built.append(build_destination(cfg, environ))

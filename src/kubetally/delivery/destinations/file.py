@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ class FileDestination:
     kind = "file"
     max_batch = 1000
     max_age: timedelta | None = None
-    label_keys = None
+    label_keys: Collection[str] | None = None
 
     def __init__(self, config: FileConfig):
         self.config = config

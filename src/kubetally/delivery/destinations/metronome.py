@@ -109,7 +109,7 @@ class MetronomeDestination(HttpDestination):
                 "aggregation_key": QUANTITY,
                 "event_type_filter": {"in_values": [code]},
                 "property_filters": [{"name": QUANTITY, "exists": True}],
-                "group_keys": [[key] for key in self.label_keys],
+                "group_keys": [[key] for key in self.label_keys or ()],
             }
             response = self.request(
                 "POST",

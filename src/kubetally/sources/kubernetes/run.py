@@ -91,15 +91,13 @@ def now_from(api: Any, clock: Clock | None) -> datetime:
     return (server or datetime.now(UTC)).replace(microsecond=0)
 
 
-@dataclass(frozen=True)
-class KubernetesCollection:
-    """What one ``collect --kubernetes`` run did."""
+@dataclass
+class KubernetesCollection(CloseResult):
+    """What one ``collect --kubernetes`` run did: the periods it closed, and for the summary
+    line how many tenants the discovery found and the cluster's "now" it closed up to."""
 
-    result: CloseResult
-    #: Tenants the discovery found.
-    tenants: int
-    #: The cluster's "now" the run closed periods up to.
-    now: datetime
+    tenants: int = 0
+    now: datetime | None = None
 
 
 def collect_kubernetes(
@@ -139,4 +137,4 @@ def collect_kubernetes(
         lease.release()
     for reason in result.skipped:
         warn(reason)
-    return KubernetesCollection(result=result, tenants=len(discovery.ids()), now=now)
+    return KubernetesCollection(**vars(result), tenants=len(discovery.ids()), now=now)
