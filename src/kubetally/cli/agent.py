@@ -11,11 +11,8 @@ from typing import Annotated
 
 import typer
 
-from kubetally.app.settings import vbilling_environment
 from kubetally.cli.common import ConfigOption, DbOption, console, console_err, fail, parse_time_option
 from kubetally.errors import ConfigError
-
-__all__ = ["register", "vbilling_environment"]
 
 log = logging.getLogger("kubetally.agent")
 

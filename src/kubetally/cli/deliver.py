@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kubetally.cli.common import ConfigOption, DbOption, console, fail
-from kubetally.config.destinations import DESTINATION_TYPES, KEY_VARIABLES
+from kubetally.config.names import DESTINATION_TYPES, KEY_VARIABLES
 from kubetally.errors import ConfigError
 from kubetally.periods import format_time, parse_duration
 

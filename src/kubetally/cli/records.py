@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from kubetally.cli.common import DbOption, FromOption, ToOption, fail, parse_time_option
-from kubetally.ledger.store import Ledger
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +25,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print records whose period starts in [--from, --to) as JSON lines."""
+        from kubetally.ledger.store import Ledger
+
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")
         if since and until and since >= until:

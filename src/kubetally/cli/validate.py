@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from kubetally.cli.common import console, console_err
-from kubetally.config import load_config
 from kubetally.errors import ConfigError
 
 
@@ -22,6 +21,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Exit 0 when every file is valid; otherwise list every problem and exit 1."""
+        from kubetally.config import load_config
+
         try:
             config = load_config(files)
         except ConfigError as exc:
