@@ -1,4 +1,4 @@
-"""``kubetally records``: the ledger as JSON lines, in the DESIGN.md record shape."""
+"""``kubetally records``: the ledger as JSON lines, in the record shape of docs/architecture.md."""
 
 from __future__ import annotations
 
