@@ -12,6 +12,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import kubetally
 from kubetally.app.demo import run_demo
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
@@ -54,7 +55,8 @@ def test_demo_command_prints_the_cost_table(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        # The package under test (this checkout), whatever the installed one points at.
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(kubetally.__file__).parents[1])},
     )
     assert proc.returncode == 0, proc.stderr
     assert "27 usage records in the ledger" in proc.stdout

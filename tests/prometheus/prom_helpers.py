@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import kubetally as package
 from kubetally.periods import Period
 from kubetally.record import UsageRecord
 
@@ -50,5 +51,11 @@ def kubetally(*args: str | Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(Path.home())},
+        # The package under test (this checkout), whatever the installed one points at.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "HOME": str(Path.home()),
+            "PYTHONPATH": str(Path(package.__file__).parents[1]),
+        },
     )

@@ -279,3 +279,14 @@ def install_signal_handlers(runner: AgentRunner) -> None:
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
+
+
+def run_agent(settings: AgentSettings, *, until: datetime | None = None, once: bool = False) -> CloseResult | None:
+    """``kubetally agent``: open the ledger and the cluster, run until stopped (or ``until``, or
+    one tick with ``once``), close everything; returns the last tick's result."""
+    from kubetally.sources.kubernetes.client import make_api_client
+
+    api = make_api_client(settings.kubeconfig, settings.context)
+    with Ledger.open(settings.db) as ledger, AgentRunner(settings, ledger, api) as runner:
+        install_signal_handlers(runner)
+        return runner.run(until=until, once=once)

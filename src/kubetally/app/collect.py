@@ -8,7 +8,8 @@ soon as it is in (and, when Prometheus fails, what Kubernetes already wrote);
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -162,7 +163,20 @@ class Collection:
         return self.result
 
 
+@contextmanager
+def open_collection(
+    settings: CollectSettings,
+    *,
+    warn: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    progress: ProgressHook | None = None,
+) -> Iterator[Collection]:
+    """A :class:`Collection` on the settings' ledger, open for the ``with`` block."""
+    with Ledger.open(settings.db) as ledger:
+        yield Collection(settings, ledger, warn=warn, notify=notify, progress=progress)
+
+
 def collect(settings: CollectSettings, *, warn: Callable[[str], None] | None = None) -> CollectResult:
     """Open the ledger and collect from every configured source."""
-    with Ledger.open(settings.db) as ledger:
-        return Collection(settings, ledger, warn=warn).run()
+    with open_collection(settings, warn=warn) as run:
+        return run.run()

@@ -8,7 +8,8 @@ configuration, else from vBilling's ``LAGO_API_KEY``/``LAGO_API_URL`` variables
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -59,6 +60,12 @@ def deliver_settings(
     if batch:
         chosen = [d.model_copy(update={"batch_size": batch}) for d in chosen]
     return DeliverSettings(destinations=chosen, db=resolver.db(db), config=config)
+
+
+@contextmanager
+def open_ledger(settings: DeliverSettings) -> Iterator[Ledger]:
+    with Ledger.open(settings.db) as ledger:
+        yield ledger
 
 
 def destination_names(ledger: Ledger, settings: DeliverSettings) -> list[str]:

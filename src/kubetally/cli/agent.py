@@ -67,10 +67,8 @@ def register(app: typer.Typer) -> None:
         LAGO_API_KEY, DEFAULT_PLAN_CODE, BILLING_CURRENCY. SPOT_DISCOUNT_PERCENT is accepted and
         ignored: spot is a price dimension (capacity_type), never a discount on usage.
         """
-        from kubetally.app.agent import AgentRunner, agent_settings, install_signal_handlers
+        from kubetally.app.agent import agent_settings, run_agent
         from kubetally.app.settings import SettingsResolver
-        from kubetally.ledger.store import Ledger
-        from kubetally.sources.kubernetes.client import make_api_client
 
         _setup_logging(log_level)
         stop_at = parse_time_option(until, "--until")
@@ -91,13 +89,10 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         for note in settings.notes:
             log.info("%s", note)
-        api = make_api_client(settings.kubeconfig, settings.context)
-        with Ledger.open(settings.db) as ledger, AgentRunner(settings, ledger, api) as runner:
-            install_signal_handlers(runner)
-            result = runner.run(until=stop_at, once=once)
-            if once and result is not None:
-                console.print(
-                    f"kubernetes: {len(result.periods)} period(s) written, {result.written.inserted} new, "
-                    f"{result.written.revised} revised record(s)",
-                    highlight=False,
-                )
+        result = run_agent(settings, until=stop_at, once=once)
+        if once and result is not None:
+            console.print(
+                f"kubernetes: {len(result.periods)} period(s) written, {result.written.inserted} new, "
+                f"{result.written.revised} revised record(s)",
+                highlight=False,
+            )

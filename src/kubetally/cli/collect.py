@@ -51,10 +51,9 @@ def register(app: typer.Typer) -> None:
 
         Without --from, resume from the ledger's watermark (bounded by collection.max_backfill).
         """
-        from kubetally.app.collect import Collection, collect_settings
+        from kubetally.app.collect import collect_settings, open_collection
         from kubetally.app.settings import SettingsResolver
         from kubetally.cli import render
-        from kubetally.ledger.store import Ledger
 
         resolver = SettingsResolver.load(config_files)
         for warning in resolver.warnings:
@@ -77,10 +76,12 @@ def register(app: typer.Typer) -> None:
             )
         except ConfigError as exc:
             fail(str(exc))
-        with Ledger.open(settings.db) as ledger, render.progress_bar(console) as progress:
-            run = Collection(
-                settings, ledger, warn=render.warner(console), notify=render.notifier(console), progress=progress
-            )
+        with (
+            render.progress_bar(console) as progress,
+            open_collection(
+                settings, warn=render.warner(console), notify=render.notifier(console), progress=progress
+            ) as run,
+        ):
             if settings.kubernetes:
                 render.kubernetes_collection(console, run.collect_kubernetes())
             if settings.prometheus_url:

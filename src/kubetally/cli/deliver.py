@@ -99,7 +99,6 @@ def register(app: typer.Typer) -> None:
         from kubetally.app import deliver as use
         from kubetally.app.settings import SettingsResolver
         from kubetally.cli import render
-        from kubetally.ledger.store import Ledger
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
@@ -114,7 +113,7 @@ def register(app: typer.Typer) -> None:
             )
         except ConfigError as exc:
             fail(str(exc))
-        with Ledger.open(settings.db) as ledger:
+        with use.open_ledger(settings) as ledger:
             names = use.destination_names(ledger, settings)
             if dead_letters:
                 _print_dead_letters(use.dead_letters(ledger, names), as_json)

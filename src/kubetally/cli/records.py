@@ -25,22 +25,22 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print records whose period starts in [--from, --to) as JSON lines."""
-        from kubetally.ledger.store import Ledger
+        from kubetally.app.records import records as stored
 
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")
         if since and until and since >= until:
             fail("--from must be before --to")
         out = sys.stdout
-        with Ledger.open(db) as ledger:
-            for record in ledger.records(
-                start=since,
-                end=until,
-                item=item or None,
-                namespace=namespace,
-                tenant=tenant,
-                cluster=cluster,
-                history=history,
-            ):
-                out.write(record.to_json())
-                out.write("\n")
+        for record in stored(
+            db=db,
+            start=since,
+            end=until,
+            items=item,
+            namespace=namespace,
+            tenant=tenant,
+            cluster=cluster,
+            history=history,
+        ):
+            out.write(record.to_json())
+            out.write("\n")
