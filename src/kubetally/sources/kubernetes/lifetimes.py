@@ -30,7 +30,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from kubetally.periods import parse_time
+from kubetally.periods import format_time, parse_time
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.capacity import capacity_type, is_recognised
 from kubetally.sources.kubernetes.config import KubernetesConfig
@@ -621,10 +621,48 @@ class Deriver:
         if pod_end is not None:
             return Presence(ROLE_CONTROL_PLANE, billed, None, True, pod_end)
         if ready:
-            return Presence(ROLE_CONTROL_PLANE, billed, since or self.created("Pod", pod), since is not None)
+            past, caveat = self._run_before_restart(pod, since)
+            return Presence(
+                ROLE_CONTROL_PLANE,
+                billed,
+                since or self.created("Pod", pod),
+                since is not None,
+                past=past,
+                caveat=caveat,
+            )
         if since is not None:  # became unready at `since`: ends an open segment exactly there
             return Presence(ROLE_CONTROL_PLANE, billed, None, True, since)
         return None
+
+    def _run_before_restart(
+        self, pod: Mapping[str, Any], ready_since: datetime | None
+    ) -> tuple[tuple[tuple[datetime, datetime], ...], str]:
+        """The run a restarted control plane had before its last restart, as the container
+        status keeps it (``lastState.terminated``): up from its start to its finish, down from
+        there until Ready again. Only the last restart is kept; earlier outages are a caveat."""
+        if ready_since is None:
+            return (), ""
+        desc = describe("Pod", pod)
+        runs: list[tuple[datetime, datetime]] = []
+        restarts = 0
+        for cs in _list(_mapping(pod.get("status")).get("containerStatuses")):
+            cs = _mapping(cs)
+            restarts = max(restarts, _count(cs.get("restartCount")))
+            last = _mapping(_mapping(cs.get("lastState")).get("terminated"))
+            began = self._time(last.get("startedAt"), "lastState.terminated.startedAt", desc)
+            ended = self._time(last.get("finishedAt"), "lastState.terminated.finishedAt", desc)
+            if began is not None and ended is not None and began <= ended < ready_since:
+                runs.append((began, ended))
+        if not runs:
+            return (), ""
+        began, ended = max(runs, key=lambda run: run[1])
+        caveat = ""
+        if restarts > 1:
+            caveat = (
+                f"{desc}: restarted {restarts} times; the pod records only its last outage "
+                f"({format_time(ended)} to {format_time(ready_since)}), earlier ones are billed as up"
+            )
+        return ((began, ended),), caveat
 
     # -- PVCs and Services -----------------------------------------------------------------
 
@@ -654,7 +692,29 @@ class Deriver:
         )
         meters = (Meter(it.STORAGE, it.STORAGE_GIB_HOURS, size / GIB, _dims(storage_class=storage_class)),)
         billed = Billed(it.PVC, name, namespace, resolution.tenant, resolution.project, meters)
-        return {ROLE_PVC: Presence(ROLE_PVC, billed, self.created("PersistentVolumeClaim", pvc), False)}
+        bound = self._status_written(pvc, "PersistentVolumeClaim", "f:phase")
+        sized = self._status_written(pvc, "PersistentVolumeClaim", "f:capacity")
+        start = bound or self.created("PersistentVolumeClaim", pvc)
+        since, caveat = None, ""
+        if sized is not None and start is not None and sized > start:
+            since = sized
+            caveat = (
+                f"{desc}: its size changed to {raw_size} at {format_time(sized)} (managedFields); the size "
+                f"before is not recorded in the object, so {raw_size} is billed from {format_time(start)}. "
+                "Run the agent, or collect every period, to meter resizes exactly"
+            )
+        return {ROLE_PVC: Presence(ROLE_PVC, billed, start, bound is not None, since=since, caveat=caveat)}
+
+    def _status_written(self, obj: Mapping[str, Any], kind: str, field_name: str) -> datetime | None:
+        """When ``status.<field>`` was last written: the time of the managedFields entry that owns
+        it (the controller's status update). A field is owned by its last writer only, so this
+        dates the current value (the bind for ``f:phase``, the last resize for ``f:capacity``)."""
+        for entry in _list(meta(obj).get("managedFields")):
+            entry = _mapping(entry)
+            status = _mapping(_mapping(entry.get("fieldsV1")).get("f:status"))
+            if field_name in status:
+                return self._time(entry.get("time"), "managedFields time", describe(kind, obj))
+        return None
 
     def _ingress_since(self, svc: Mapping[str, Any]) -> datetime | None:
         """When the load balancer address was written: the managedFields entry owning
