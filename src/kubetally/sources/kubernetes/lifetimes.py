@@ -40,6 +40,7 @@ from kubetally.sources.kubernetes.sku import (
     HAMI_CORES,
     HAMI_MEMORY,
     HAMI_MEMORY_PERCENT,
+    HAMI_REGISTER,
     NVIDIA_GPU,
     GpuIdentity,
     GpuSharing,
@@ -50,6 +51,7 @@ from kubetally.sources.kubernetes.sku import (
     hami_share,
     identify_gpu,
     is_gpu_resource,
+    parse_model,
     physical_gpus_from,
 )
 from kubetally.sources.kubernetes.tenancy import TenantResolver, labels_of
@@ -297,6 +299,12 @@ class Deriver:
         name = str(meta(node).get("name") or "")
         capacity = {str(k): str(v) for k, v in _mapping(_mapping(node.get("status")).get("capacity")).items()}
         gpu = identify_gpu(labels, override_label=self.config.gpu_sku_label)
+        devices = hami_devices(_strings(meta(node).get("annotations")))
+        if gpu.model is None and not gpu.raw and devices:
+            # A HAMi node without GFD labels: HAMi registers each device's model name.
+            model = parse_model(devices[0].type, memory_mib=devices[0].memory_mib or None)
+            if model is not None:
+                gpu = GpuIdentity(model.sku, model, devices[0].type, HAMI_REGISTER)
         kind, raw = capacity_type(labels, override_label=self.config.capacity_type_label)
         if not is_recognised(raw):
             self.warn(

@@ -1,0 +1,105 @@
+"""Issue 9's accuracy cases (``scenarios/accuracy.yaml``), for ``collect`` and for the agent.
+
+Window 2026-11-02 09:00–12:00 UTC. Every expected number is derived by hand next to it:
+seconds held inside the window × quantity / 3600, per hourly period, rounded half-even to 9
+places per record (so a 1/14 GPU is 0.071428571 per hour, 0.214285713 over three records).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from k8s_builders import usage
+from paths import collect_hourly, collect_once, run_agent
+
+from kubetally.ledger.store import Ledger
+from kubetally.periods import parse_time
+from kubetally.sim import Scenario
+
+SCENARIO = Path(__file__).parent / "scenarios" / "accuracy.yaml"
+START, END = parse_time("2026-11-02T09:00:00Z"), parse_time("2026-11-02T12:00:00Z")
+TEAM_A = "vcluster/vcluster-team-a/team-a"
+TEAM_B = "vcluster/vcluster-team-b/team-b"
+A100 = "gpu_sku=nvidia-a100-sxm-80gb"
+SHARED = ("billing_mode=shared", "capacity_type=on-demand")
+DEDICATED = ("billing_mode=dedicated", "capacity_type=on-demand")
+
+EXPECTED = {
+    # HAMi on a dedicated 8×A100 (nvidia.com/gpu: 80 = 8 GPUs × 10 splits): 8 physical GPUs from
+    # hami.io/node-nvidia-register × 3 h = 24 GPU-h (not 80 × 3 = 240). Node 3 h; 128 cores × 3;
+    # 1 TiB = 1024 GiB × 3.
+    (TEAM_A, "gpu_hours", "hami-a100", A100, *DEDICATED): Decimal("24"),
+    (TEAM_A, "node_hours", "hami-a100", *DEDICATED, "node_sku=unknown"): Decimal("3"),
+    (TEAM_A, "cpu_core_hours", "hami-a100", *DEDICATED): Decimal("384"),
+    (TEAM_A, "memory_gib_hours", "hami-a100", *DEDICATED): Decimal("3072"),
+    # HAMi vGPU with nvidia.com/gpucores: 30 → 30/100 of one GPU (gpucores wins over gpumem),
+    # running since 08:30: 0.3 × 3 h = 0.9 GPU-h.
+    (TEAM_A, "gpu_hours", "vgpu-x-default-x-team-a", A100, "gpu_profile=vgpu", *SHARED): Decimal("0.9"),
+    # CrashLoopBackOff, restartCount 7: held its GPU since status.startTime 09:05:00 (not since
+    # the last restart at 11:20:00): 09:05:00–12:00:00 = 10500 s → 3300/3600 + 1 + 1.
+    (TEAM_A, "gpu_hours", "flaky-x-default-x-team-a", A100, *SHARED): Decimal("2.916666667"),
+    # Pod-level spec.resources cpu 4, memory 16Gi, no container requests; 10:00–12:00 = 2 h:
+    # 4 × 2 = 8 core-h, 16 × 2 = 32 GiB-h.
+    (TEAM_A, "cpu_core_hours", "podlevel-x-default-x-team-a", *SHARED): Decimal("8"),
+    (TEAM_A, "memory_gib_hours", "podlevel-x-default-x-team-a", *SHARED): Decimal("32"),
+    # PVC 1 TiB → 2 TiB at 10:30:00 (the resizer's managedFields status write):
+    # 1024 × 1.5 h + 2048 × 1.5 h = 1536 + 3072 = 4608 GiB-h (not 2048 × 3 = 6144).
+    (TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast"): Decimal("4608"),
+    (TEAM_A, "control_plane_hours", "team-a"): Decimal("3"),
+    # MIG 1g.10gb time-sliced 2 ways: 1/7 / 2 = 1/14 GPU; per hour 1/14 = 0.071428571 (rounded),
+    # three records: 0.214285713.
+    (TEAM_B, "gpu_hours", "tiny-x-default-x-team-b", A100, "gpu_profile=1g.10gb", *SHARED): Decimal("0.214285713"),
+    # Control plane OOM-killed 10:40:00, Ready again 10:41:30: 3 h − 90 s = 10710 s = 2.975 h.
+    (TEAM_B, "control_plane_hours", "team-b"): Decimal("2.975"),
+    # PVC created Pending at 09:30, bound 10:15:00: 100 GiB × (45 min + 60 min) = 75 + 100 = 175.
+    (TEAM_B, "storage_gib_hours", "scratch-x-default-x-team-b", "storage_class=standard"): Decimal("175"),
+    # AMD node with only beta.amd.com/* labels (device id 740f, 64G VRAM) → amd-mi210-64gb;
+    # 4 GPUs × 3 h = 12; 64 cores × 3 = 192; 512 GiB × 3 = 1536.
+    (TEAM_B, "gpu_hours", "mi210-01", "gpu_sku=amd-mi210-64gb", *DEDICATED): Decimal("12"),
+    (TEAM_B, "node_hours", "mi210-01", *DEDICATED, "node_sku=unknown"): Decimal("3"),
+    (TEAM_B, "cpu_core_hours", "mi210-01", *DEDICATED): Decimal("192"),
+    (TEAM_B, "memory_gib_hours", "mi210-01", *DEDICATED): Decimal("1536"),
+    # team-b's intruder pod on team-a's dedicated node: no record (the node is billed to team-a).
+}
+
+
+@pytest.mark.parametrize("path", ["agent", "collect"])
+def test_every_accuracy_case_is_exact_in_both_paths(path: str, tmp_path: Path) -> None:
+    scenario = Scenario.load(SCENARIO)
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        if path == "agent":
+            warnings = run_agent(scenario, ledger, parse_time("2026-11-02T12:05:00Z"))
+        else:
+            warnings = collect_hourly(scenario, ledger, parse_time("2026-11-02T12:05:00Z"))
+        assert usage(ledger, start=START, end=END) == EXPECTED
+        # Per period, the two cases that change mid-window: control plane 10:00–11:00 is
+        # 3600 − 90 = 3510 s = 0.975 h; the PVC 10:00–11:00 is 1024 × 0.5 + 2048 × 0.5 = 1536.
+        mid = usage(ledger, start=parse_time("2026-11-02T10:00:00Z"), end=parse_time("2026-11-02T11:00:00Z"))
+        assert mid[(TEAM_B, "control_plane_hours", "team-b")] == Decimal("0.975")
+        assert mid[(TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast")] == Decimal("1536")
+    # The HAMi node's advertised count disagrees with what is billed: said once, with why.
+    assert warnings.naming(
+        "Node hami-a100", "advertises 80 GPU devices", "8 physical GPUs", "hami.io/node-nvidia-register"
+    )
+    # Another tenant's pod on a dedicated node: named, with both tenants.
+    assert warnings.naming("vcluster-team-b/intruder-x-default-x-team-b", TEAM_B, TEAM_A, "hami-a100")
+    assert not warnings.naming("size before is not recorded")  # every resize was seen or journaled
+
+
+def test_one_collect_sees_only_the_final_state_and_says_what_it_cannot_know(tmp_path: Path) -> None:
+    """A single ``collect`` at 12:02 for 09:00–12:00: everything the objects record is exact
+    (restarts, control-plane outage, bind time, pod-level resources, HAMi); the PVC's size before
+    its resize is recorded nowhere, so 2 TiB is billed from 09:00 — and that is said, once."""
+    scenario = Scenario.load(SCENARIO)
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        warnings = collect_once(scenario, ledger, START, END)
+        got = usage(ledger, start=START, end=END)
+    pvc = (TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast")
+    # 2048 GiB × 3 h = 6144: the guess, announced below.
+    assert got == {**EXPECTED, pvc: Decimal("6144")}
+    said = warnings.naming(
+        "PersistentVolumeClaim vcluster-team-a/data-x-default-x-team-a", "size before is not recorded"
+    )
+    assert len(said) == 1 and "2026-11-02T10:30:00Z" in said[0]
