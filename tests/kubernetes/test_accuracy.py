@@ -8,7 +8,9 @@ places per record (so a 1/14 GPU is 0.071428571 per hour, 0.214285713 over three
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from k8s_builders import usage
@@ -17,6 +19,9 @@ from paths import collect_hourly, collect_once, run_agent
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
 from kubetally.sim import Scenario
+from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.sources.kubernetes.lifetimes import VGPU_KEY, Deriver
+from kubetally.sources.kubernetes.tenancy import TenantResolver
 
 SCENARIO = Path(__file__).parent / "scenarios" / "accuracy.yaml"
 START, END = parse_time("2026-11-02T09:00:00Z"), parse_time("2026-11-02T12:00:00Z")
@@ -103,3 +108,42 @@ def test_one_collect_sees_only_the_final_state_and_says_what_it_cannot_know(tmp_
         "PersistentVolumeClaim vcluster-team-a/data-x-default-x-team-a", "size before is not recorded"
     )
     assert len(said) == 1 and "2026-11-02T10:30:00Z" in said[0]
+
+
+def _deriver() -> Deriver:
+    config = KubernetesConfig()
+    return Deriver(config, TenantResolver([], {}, config))
+
+
+def test_pod_level_resources_as_the_scheduler_computes_them() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {
+            # Pod-level limits only: the apiserver defaults the pod-level requests to them.
+            "resources": {"limits": {"cpu": "2", "memory": "4Gi"}},
+            "containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "500m", "nvidia.com/gpu": "1"}}},
+                {"name": "b", "resources": {"requests": {"cpu": "250m"}}},
+            ],
+            "overhead": {"cpu": "250m"},
+        },
+    }
+    # cpu: pod-level 2 replaces the containers' 0.75, + overhead 0.25 = 9/4; memory 4 GiB;
+    # the GPU is not a pod-level resource: the containers' 1 stays.
+    assert _deriver().effective_requests(pod) == {
+        "cpu": Fraction(9, 4),
+        "memory": Fraction(4 * 1024**3),
+        "nvidia.com/gpu": Fraction(1),
+    }
+
+
+def test_hami_shares_are_per_container() -> None:
+    def container(name: str, cores: str) -> dict[str, Any]:
+        return {"name": name, "resources": {"limits": {"nvidia.com/gpu": "1", "nvidia.com/gpucores": cores}}}
+
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"containers": [container("a", "30"), container("b", "50")]},
+    }
+    # 1 vGPU × 30 % + 1 vGPU × 50 % = 4/5 of a GPU (not 2 GPUs × 80 %).
+    assert _deriver().effective_requests(pod) == {VGPU_KEY: Fraction(4, 5)}
