@@ -20,8 +20,9 @@ from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
 from kubetally.sim import Scenario
 from kubetally.sources.kubernetes.config import KubernetesConfig
-from kubetally.sources.kubernetes.lifetimes import VGPU_KEY, Deriver
+from kubetally.sources.kubernetes.lifetimes import VGPU_KEY, Billed, Deriver, Meter, Presence
 from kubetally.sources.kubernetes.tenancy import TenantResolver
+from kubetally.sources.kubernetes.tracker import Tracker
 
 SCENARIO = Path(__file__).parent / "scenarios" / "accuracy.yaml"
 START, END = parse_time("2026-11-02T09:00:00Z"), parse_time("2026-11-02T12:00:00Z")
@@ -147,3 +148,25 @@ def test_hami_shares_are_per_container() -> None:
     }
     # 1 vGPU × 30 % + 1 vGPU × 50 % = 4/5 of a GPU (not 2 GPUs × 80 %).
     assert _deriver().effective_requests(pod) == {VGPU_KEY: Fraction(4, 5)}
+
+
+def test_a_dated_resize_moves_only_a_size_change_never_a_tenant_change() -> None:
+    config = KubernetesConfig()
+    tracker = Tracker(cluster="c", config=config, resolver=TenantResolver([], {}, config))
+    at = {hhmm: parse_time(f"2026-11-02T{hhmm}:00Z") for hhmm in ("09:00", "10:30", "11:02", "12:02")}
+
+    def claim(gib: int, tenant: str = TEAM_A) -> Billed:
+        meter = Meter("Storage", "storage_gib_hours", Fraction(gib), (("storage_class", "fast"),))
+        return Billed("PersistentVolumeClaim", "data", "ns", tenant, "", (meter,))
+
+    tracker._apply("uid", "pvc", Presence("pvc", claim(1024), at["09:00"], True), at["09:00"], True)
+    # Seen at 11:02 with 2 TiB, written at 10:30 (since): the 1 TiB segment ends at 10:30.
+    resized = Presence("pvc", claim(2048), at["09:00"], True, since=at["10:30"])
+    tracker._apply("uid", "pvc", resized, at["11:02"], True)
+    assert (tracker.closed[("uid", "pvc")].start, tracker.closed[("uid", "pvc")].end) == (at["09:00"], at["10:30"])
+    assert tracker.open[("uid", "pvc")].start == at["10:30"]
+    # Re-attributed to another tenant at 12:02: that change is not dated by the resize.
+    moved = Presence("pvc", claim(2048, TEAM_B), at["09:00"], True, since=at["10:30"])
+    tracker._apply("uid", "pvc", moved, at["12:02"], True)
+    assert tracker.closed[("uid", "pvc")].end == at["12:02"]
+    assert (tracker.open[("uid", "pvc")].billed.tenant, tracker.open[("uid", "pvc")].start) == (TEAM_B, at["12:02"])

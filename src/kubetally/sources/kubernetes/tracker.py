@@ -422,8 +422,14 @@ class Tracker:
                 return
         if row is not None:
             change_at = min(at, end) if end is not None else at
-            if presence.since is not None and row.start <= presence.since < change_at:
-                change_at = presence.since  # the object dates the change (a resize's status write)
+            if (
+                presence.since is not None
+                and row.start <= presence.since < change_at
+                and replace(row.billed, meters=presence.billed.meters) == presence.billed
+            ):
+                # Only the quantities changed, and the object dates that change (a resize's
+                # status write): the old segment ends there, not when the change is noticed.
+                change_at = presence.since
             self._close(key, row, change_at, "changed")
             start = max(change_at, row.start)
         else:
