@@ -7,6 +7,7 @@ places per record (so a 1/14 GPU is 0.071428571 per hour, 0.214285713 over three
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -53,6 +54,8 @@ EXPECTED = {
     # PVC 1 TiB → 2 TiB at 10:30:00 (the resizer's managedFields status write):
     # 1024 × 1.5 h + 2048 × 1.5 h = 1536 + 3072 = 4608 GiB-h (not 2048 × 3 = 6144).
     (TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast"): Decimal("4608"),
+    # The same for 100 GiB → 200 GiB at 10:30: 100 × 1.5 + 200 × 1.5 = 450 GiB-h (not 600).
+    (TEAM_A, "storage_gib_hours", "logs-x-default-x-team-a", "storage_class=fast"): Decimal("450"),
     (TEAM_A, "control_plane_hours", "team-a"): Decimal("3"),
     # MIG 1g.10gb time-sliced 2 ways: 1/7 / 2 = 1/14 GPU; per hour 1/14 = 0.071428571 (rounded),
     # three records: 0.214285713.
@@ -97,18 +100,19 @@ def test_every_accuracy_case_is_exact_in_both_paths(path: str, tmp_path: Path) -
 def test_one_collect_sees_only_the_final_state_and_says_what_it_cannot_know(tmp_path: Path) -> None:
     """A single ``collect`` at 12:02 for 09:00–12:00: everything the objects record is exact
     (restarts, control-plane outage, bind time, pod-level resources, HAMi); the PVC's size before
-    its resize is recorded nowhere, so 2 TiB is billed from 09:00 — and that is said, once."""
+    its resize is recorded nowhere, so the new size is billed from 09:00 — and that is said, once
+    per PVC."""
     scenario = Scenario.load(SCENARIO)
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
         warnings = collect_once(scenario, ledger, START, END)
         got = usage(ledger, start=START, end=END)
-    pvc = (TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast")
-    # 2048 GiB × 3 h = 6144: the guess, announced below.
-    assert got == {**EXPECTED, pvc: Decimal("6144")}
-    said = warnings.naming(
-        "PersistentVolumeClaim vcluster-team-a/data-x-default-x-team-a", "size before is not recorded"
-    )
-    assert len(said) == 1 and "2026-11-02T10:30:00Z" in said[0]
+    data = (TEAM_A, "storage_gib_hours", "data-x-default-x-team-a", "storage_class=fast")
+    logs = (TEAM_A, "storage_gib_hours", "logs-x-default-x-team-a", "storage_class=fast")
+    # 2048 GiB × 3 h = 6144 and 200 GiB × 3 h = 600: the guesses, announced below.
+    assert got == {**EXPECTED, data: Decimal("6144"), logs: Decimal("600")}
+    for name in ("data-x-default-x-team-a", "logs-x-default-x-team-a"):
+        said = warnings.naming(f"PersistentVolumeClaim vcluster-team-a/{name}", "size before is not recorded")
+        assert len(said) == 1 and "2026-11-02T10:30:00Z" in said[0]
 
 
 def _deriver() -> Deriver:
@@ -170,3 +174,30 @@ def test_a_dated_resize_moves_only_a_size_change_never_a_tenant_change() -> None
     tracker._apply("uid", "pvc", moved, at["12:02"], True)
     assert tracker.closed[("uid", "pvc")].end == at["12:02"]
     assert (tracker.open[("uid", "pvc")].billed.tenant, tracker.open[("uid", "pvc")].start) == (TEAM_B, at["12:02"])
+
+
+def test_a_hami_node_without_a_physical_count_is_billed_as_advertised_and_said() -> None:
+    said: list[str] = []
+    config = KubernetesConfig()
+    deriver = Deriver(config, TenantResolver([], {}, config), warn=said.append)
+
+    def hami_node(labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "hami-x", "uid": "u", "labels": {"gpu": "on", **labels}},
+            "status": {"capacity": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "80"}},
+        }
+
+    def gpus(obj: dict[str, Any]) -> Fraction:
+        info = replace(deriver.node_info(obj), dedicated_to="namespace/research")
+        presence = deriver.node(obj, info)["node"]
+        assert presence is not None
+        return next(m.quantity for m in presence.billed.meters if m.item == "gpu_hours")
+
+    # Nothing says how many physical GPUs: the 80 advertised are billed, and that is said.
+    assert gpus(hami_node({})) == 80
+    assert any("looks like a HAMi node" in m and "billed 80" in m for m in said)
+    # The operator's count label (kubernetes.gpu_count_label) fixes it; the disagreement is said.
+    assert gpus(hami_node({"kubetally.io/gpu-count": "8"})) == 8
+    assert any(
+        "advertises 80 GPU devices but has 8 physical GPUs (from label kubetally.io/gpu-count)" in m for m in said
+    )
