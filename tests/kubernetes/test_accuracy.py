@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from k8s_builders import usage
-from paths import collect_hourly, collect_once, run_agent
+from k8s_paths import collect_hourly, collect_once, run_agent
 
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from k8s_builders import scenario as build_scenario
 from k8s_builders import t
-from paths import HOUR, SETTLE, collect_hourly, collect_once, names, records, run_agent
+from k8s_paths import HOUR, SETTLE, collect_hourly, collect_once, names, records, run_agent
 from test_agent import churn, dedicated_late, late_statuses, short_job
 from test_cli import cluster as cli_cluster
 from test_collect import gpu_cloud
