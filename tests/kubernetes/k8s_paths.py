@@ -69,24 +69,40 @@ def _instants(scenario: Scenario, end: datetime) -> list[datetime]:
     return sorted(moments)
 
 
-def run_agent(scenario: Scenario, ledger: Ledger, end: datetime) -> Warnings:
-    """The agent watching from the scenario's start to ``end`` (ticking at every step)."""
+def run_agent(
+    scenario: Scenario, ledger: Ledger, end: datetime, down: tuple[datetime, datetime] | None = None
+) -> Warnings:
+    """The agent watching from the scenario's start to ``end`` (ticking at every step); with
+    ``down``, it is stopped at the first instant and a new one started at the second, so what
+    happens in between is seen only through the re-LIST and the journal."""
     warnings = Warnings()
     sink = _Sink(warnings)
     logger = logging.getLogger("kubetally.kubernetes")
     logger.addHandler(sink)
+
+    def started(sim: SimServer) -> KubernetesAgent:
+        agent = KubernetesAgent(
+            config=config(), ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(), clock=lambda: sim.now
+        )
+        agent.start()
+        return agent
+
+    instants = _instants(scenario, end)
+    if down is not None:
+        instants = sorted({*(at for at in instants if not down[0] < at < down[1]), *down})
     try:
         with SimServer(scenario) as sim:
-            agent = KubernetesAgent(
-                config=config(), ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(), clock=lambda: sim.now
-            )
-            agent.start()
+            agent = started(sim)
             try:
-                for at in _instants(scenario, end):
+                for at in instants:
                     sim.advance(at)
+                    if down is not None and at == down[1]:
+                        agent = started(sim)  # a new agent: journal + re-LIST
                     agent.pump(timeout=10, until_rv=sim.resource_version)
                     assert agent.synced(sim.resource_version), "watches did not deliver in time"
                     agent.tick()
+                    if down is not None and at == down[0]:
+                        agent.stop()
             finally:
                 agent.stop()
     finally:

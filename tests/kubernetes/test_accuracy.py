@@ -97,6 +97,17 @@ def test_every_accuracy_case_is_exact_in_both_paths(path: str, tmp_path: Path) -
     assert not warnings.naming("size before is not recorded")  # every resize was seen or journaled
 
 
+def test_an_agent_down_through_the_changes_meters_them_from_the_journal_and_the_objects(tmp_path: Path) -> None:
+    """The agent is down 10:05–11:10: the bind (10:15), both resizes (10:30) and the control
+    plane's outage (10:40–10:41:30) happen unwatched. The new agent's re-LIST and the journal of
+    the old one give the same records as watching everything."""
+    scenario = Scenario.load(SCENARIO)
+    down = (parse_time("2026-11-02T10:05:00Z"), parse_time("2026-11-02T11:10:00Z"))
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(scenario, ledger, parse_time("2026-11-02T12:05:00Z"), down=down)
+        assert usage(ledger, start=START, end=END) == EXPECTED
+
+
 def test_one_collect_sees_only_the_final_state_and_says_what_it_cannot_know(tmp_path: Path) -> None:
     """A single ``collect`` at 12:02 for 09:00–12:00: everything the objects record is exact
     (restarts, control-plane outage, bind time, pod-level resources, HAMi); the PVC's size before
