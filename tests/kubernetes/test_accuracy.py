@@ -212,3 +212,25 @@ def test_a_hami_node_without_a_physical_count_is_billed_as_advertised_and_said()
     assert any(
         "advertises 80 GPU devices but has 8 physical GPUs (from label kubetally.io/gpu-count)" in m for m in said
     )
+
+
+def test_only_the_last_control_plane_outage_is_recorded_and_more_restarts_are_said() -> None:
+    pod = {
+        "metadata": {"name": "team-b-0", "namespace": "vcluster-team-b"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "syncer",
+                    "restartCount": 3,
+                    "state": {"running": {"startedAt": "2026-11-02T10:41:25Z"}},
+                    "lastState": {
+                        "terminated": {"startedAt": "2026-11-02T10:20:00Z", "finishedAt": "2026-11-02T10:40:00Z"}
+                    },
+                }
+            ]
+        },
+    }
+    past, caveat = _deriver()._run_before_restart(pod, parse_time("2026-11-02T10:41:30Z"))
+    # Up 10:20:00–10:40:00 (the run before the last restart), down until Ready at 10:41:30.
+    assert past == ((parse_time("2026-11-02T10:20:00Z"), parse_time("2026-11-02T10:40:00Z")),)
+    assert "restarted 3 times" in caveat and "earlier ones are billed as up" in caveat
