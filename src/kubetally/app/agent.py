@@ -79,12 +79,21 @@ def agent_settings(
         raise ConfigError([f"--clock must be wall or apiserver, not {clock!r}"])
     name = resolver.cluster(cluster)
     env = resolver.agent_environment()
-    config = resolver.config.with_settings(kubernetes=env.kubernetes)
+    config = resolver.config
+    if env.prometheus_url and not (prometheus or config.settings.prometheus.url) and not config.items:
+        # vBilling's PROMETHEUS_URL alone: meter what vBilling meters with it.
+        from kubetally.config import load_config
+        from kubetally.sources.prometheus.vbilling import VBILLING_ITEMS, vbilling_documents
+
+        config = load_config(resolver.files, extra_documents=vbilling_documents())
+        names = ", ".join(name for names in VBILLING_ITEMS.values() for name in names)
+        env.notes.append(f"PROMETHEUS_URL without cost-model items: collecting vBilling's Prometheus items {names}")
+    config = config.with_settings(kubernetes=env.kubernetes)
     return AgentSettings(
         config=config,
         cluster=name,
         db=resolver.db(db),
-        prometheus_url=prometheus or resolver.config.settings.prometheus.url or env.prometheus_url,
+        prometheus_url=prometheus or config.settings.prometheus.url or env.prometheus_url,
         destinations=resolver.destinations(),
         kubeconfig=kubeconfig,
         context=context,

@@ -92,14 +92,22 @@ def vbilling_environment(environ: Mapping[str, str], settings: KubernetesConfig)
 class SettingsResolver:
     """Flag > file > environment, for every setting more than one use case needs."""
 
-    def __init__(self, config: Config | None = None, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        config: Config | None = None,
+        environ: Mapping[str, str] | None = None,
+        files: Iterable[str | Path] = (),
+    ):
         self.config = config if config is not None else Config()
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        #: The files ``config`` was loaded from (to reload them with extra documents).
+        self.files = list(files)
 
     @classmethod
     def load(cls, files: Iterable[str | Path] | None, environ: Mapping[str, str] | None = None) -> SettingsResolver:
         """Load and cross-check the configuration files (:class:`ConfigError` with every problem)."""
-        return cls(load_config(files or []), environ)
+        paths = list(files or [])
+        return cls(load_config(paths), environ, paths)
 
     @property
     def warnings(self) -> list[str]:
