@@ -35,6 +35,10 @@ def build_destination(config: DestinationBase, environ: Mapping[str, str] | None
         from kubetally.delivery.destinations.file import FileDestination
 
         return FileDestination(config)  # type: ignore[arg-type]
+    if kind == "kubetally":
+        from kubetally.delivery.destinations.kubetally import KubetallyDestination
+
+        return KubetallyDestination(config, environ)  # type: ignore[arg-type]
     raise ValueError(f"unknown destination type {kind!r}")
 
 
