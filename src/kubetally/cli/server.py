@@ -1,0 +1,174 @@
+"""``kubetally server`` (the HTTP API) and ``kubetally token`` (its access tokens)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from kubetally.cli.common import ConfigOption, DbOption, console, fail
+from kubetally.cli.report import PricesOption
+from kubetally.ledger.store import Ledger
+from kubetally.periods import format_time, parse_duration
+
+token_app = typer.Typer(help="Create, list and revoke the server's access tokens.", no_args_is_help=True)
+
+
+def _server_settings(config: object | None) -> object:
+    from kubetally.server.config import ServerConfig
+
+    section = config.section("server") if config is not None else None  # type: ignore[attr-defined]
+    return section if isinstance(section, ServerConfig) else ServerConfig()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    def server(
+        db: DbOption = None,
+        config_files: ConfigOption = None,
+        prices: PricesOption = None,
+        host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
+        port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8080).")] = None,
+    ) -> None:
+        """The cost API and the ingest endpoint for agents (`--to kubetally`), over the ledger in --db.
+
+        Use PostgreSQL for a central server (several agents, several replicas); SQLite serves a single box. OpenAPI at /openapi.json, docs at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics.
+        """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
+        import uvicorn
+
+        from kubetally.config import load_config
+        from kubetally.rating.resolve import resolve_pricebook
+        from kubetally.server.app import create_app
+        from kubetally.server.config import ServerConfig
+
+        config = load_config(config_files) if config_files else None
+        settings = _server_settings(config)
+        assert isinstance(settings, ServerConfig)
+        pricebook, _example = resolve_pricebook(prices or settings.prices, config)
+        db = db or settings.db or (config.settings.db if config is not None else None)
+        ledger = Ledger.open(db)
+        try:
+            application = create_app(ledger, pricebook, config, settings)
+            uvicorn.run(
+                application,
+                host=host or settings.host,
+                port=port or settings.port,
+                log_level="warning",
+                access_log=False,
+            )
+        finally:
+            ledger.close()
+
+    app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def create(
+    role: Annotated[str, typer.Option("--role", help="admin, tenant or agent.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The one tenant a tenant token may read.")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="The one cluster an agent token may report.")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", help="Lifetime, e.g. 90d or 12h (default: none).")] = None,
+    name: Annotated[str, typer.Option("--name", help="A note shown by `token list`.")] = "",
+    db: DbOption = None,
+    config_files: ConfigOption = None,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from kubetally.server.tokens import create_token
+
+    lifetime = None
+    if expires is not None:
+        try:
+            lifetime = parse_duration(expires)
+        except ValueError as exc:
+            fail(f"--expires: {exc}")
+    _config, _, db = _inputs(config_files, db)
+    with Ledger.open(db) as ledger:
+        secret, token = create_token(ledger, role, tenant=tenant, cluster=cluster, expires=lifetime, name=name)
+    # The token alone on stdout (scripts capture it); the description on stderr.
+    print(secret)
+    scope = token.tenant or token.cluster or "everything"
+    until = f", expires {format_time(token.expires_at)}" if token.expires_at else ""
+    typer.echo(f"token {token.id}: {token.role} ({scope}){until}; shown once, store it now", err=True)
+
+
+@token_app.command("list")
+def list_(
+    db: DbOption = None,
+    config_files: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Tokens (never the secrets): id, role, scope, created, expires, revoked."""
+    from datetime import UTC, datetime
+
+    from kubetally.server.tokens import list_tokens
+
+    _config, _, db = _inputs(config_files, db)
+    with Ledger.open(db) as ledger:
+        tokens = list_tokens(ledger)
+    now = datetime.now(UTC)
+
+    def when(value: datetime | None) -> str:
+        return format_time(value) if value else ""
+
+    if as_json:
+        for t in tokens:
+            print(
+                json.dumps(
+                    {
+                        "id": t.id,
+                        "role": str(t.role),
+                        "tenant": t.tenant,
+                        "cluster": t.cluster,
+                        "name": t.name,
+                        "created": when(t.created_at),
+                        "expires": when(t.expires_at) or None,
+                        "revoked": when(t.revoked_at) or None,
+                        "active": t.active(now),
+                    }
+                )
+            )
+        return
+    table = Table(title="tokens", title_justify="left")
+    for column in ("id", "role", "scope", "name", "created", "expires", "state"):
+        table.add_column(column, overflow="fold")
+    for t in tokens:
+        state = "revoked" if t.revoked_at else ("expired" if not t.active(now) else "active")
+        table.add_row(
+            t.id,
+            str(t.role),
+            escape(t.tenant or t.cluster or "*"),
+            escape(t.name),
+            when(t.created_at),
+            when(t.expires_at),
+            state,
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (from `token list`) or the token itself.")],
+    db: DbOption = None,
+    config_files: ConfigOption = None,
+) -> None:
+    """Revoke a token: it stops working at once."""
+    from kubetally.server.tokens import revoke_token
+
+    _config, _, db = _inputs(config_files, db)
+    with Ledger.open(db) as ledger:
+        token = revoke_token(ledger, token_id)
+    console.print(f"token {token.id} ({token.role}) revoked")
+
+
+def _inputs(config_files: list[str] | None, db: str | None) -> tuple[object | None, None, str | None]:
+    """Config and ledger for the token commands: ``--db``, else ``server.db``, else ``db:``."""
+    if not config_files:
+        return None, None, db
+    from kubetally.config import load_config
+
+    config = load_config(config_files)
+    settings = _server_settings(config)
+    return config, None, db or getattr(settings, "db", None) or config.settings.db

@@ -1,0 +1,296 @@
+"""What the cost API answers, as plain functions over the ledger — no HTTP in here.
+
+Every number comes from :func:`kubetally.reports.build_report`, the code path of
+``kubetally report``: a ``costs/total`` row with ``kind=tenant, step=day`` is the row
+``kubetally report --by tenant --per day`` prints for the same range, to the micro-unit.
+
+How the API's words map to a report:
+
+* ``kind`` picks the report's ``--by``: ``tenant``, ``project``, ``cluster``, or ``namespace`` —
+  which is always grouped *with its cluster*, so two clusters' ``team-a`` namespaces are never
+  summed into one row. ``item=true`` (and every ``costs/usage`` and ``costs/detail`` row) adds
+  ``item``.
+* A ``tenant`` filter (and a tenant token's scope) goes into the report itself — prices,
+  discounts and graduated tiers are per tenant, so a tenant's own report is exactly its rows of
+  everyone's. ``item`` filters likewise (as ``kubetally report --item``).
+* ``project``, ``cluster`` and ``namespace`` filters add that column to the grouping and keep
+  the matching rows, so the rows are the ones of ``kubetally report --by <kind>,<column>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from kubetally.config.loader import Config
+from kubetally.errors import KubetallyError
+from kubetally.ledger.store import Ledger
+from kubetally.periods import format_time
+from kubetally.rating.display import DisplayCatalog
+from kubetally.rating.money import format_money_fixed
+from kubetally.rating.pricebook import PriceBook
+from kubetally.rating.rollups import refresh_rollups
+from kubetally.rating.tables import DAY, rollups
+from kubetally.record import normalize
+from kubetally.reports import build_report
+from kubetally.reports.buckets import Per
+from kubetally.reports.build import Report, ReportRow
+
+KINDS = ("tenant", "project", "namespace", "cluster")
+FILTERS = ("tenant", "project", "cluster", "namespace", "item")
+ORDERABLE = ("start", "tenant", "project", "cluster", "namespace", "item", "cost", "usage")
+DETAIL_BY = ("tenant", "project", "cluster", "namespace", "item")
+
+
+class QueryError(KubetallyError):
+    """A query parameter that cannot be answered; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, reason: str):
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"{parameter}: {reason}")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the caller may see: every tenant (``tenant=None``) or one."""
+
+    tenant: str | None = None
+
+    def tenants(self, asked: Sequence[str] | None) -> list[str] | None:
+        """The tenants a query may touch: the intersection of what was asked and the scope."""
+        if self.tenant is None:
+            return list(asked) if asked else None
+        if asked and self.tenant not in asked:
+            return []
+        return [self.tenant]
+
+
+@dataclass
+class CostQuery:
+    start: datetime
+    end: datetime
+    step: Per = Per.month
+    kind: str = "tenant"
+    split_item: bool = False
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class CostService:
+    """The ledger, price book and config a server answers from."""
+
+    ledger: Ledger
+    pricebook: PriceBook
+    config: Config | None = None
+
+    # -- reports ---------------------------------------------------------------------------------
+
+    def report(self, query: CostQuery, scope: Scope, by: Sequence[str]) -> tuple[Report, list[ReportRow]]:
+        """The report for ``by`` (plus filter columns) and its rows that pass the filters."""
+        if query.kind not in KINDS:
+            raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {query.kind!r}")
+        tenants = scope.tenants(query.filters.get("tenant"))
+        post = {k: set(v) for k, v in query.filters.items() if k in ("project", "cluster", "namespace") and v}
+        columns = list(dict.fromkeys([*by, *post]))
+        report = build_report(
+            self.ledger,
+            self.pricebook,
+            self.config,
+            query.start,
+            query.end,
+            by=columns,
+            per=query.step,
+            tenants=tenants,
+            items=query.filters.get("item") or None,
+        )
+        rows = [r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items())]
+        return report, rows
+
+    def total(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
+        by = _kind_columns(query.kind) + (("item",) if query.split_item else ())
+        report, rows = self.report(query, scope, by)
+        return report, [row_dict(report, r) for r in rows]
+
+    def usage(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
+        report, rows = self.report(query, scope, (*_kind_columns(query.kind), "item"))
+        return report, [row_dict(report, r) for r in rows]
+
+    def detail(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
+        report, rows = self.report(query, scope, DETAIL_BY)
+        return report, [row_dict(report, r, prices=True) for r in rows]
+
+    # -- catalogue -------------------------------------------------------------------------------
+
+    def tenants(self, scope: Scope) -> list[dict[str, Any]]:
+        """Every tenant with usage, with the clusters and projects it has usage in."""
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        r = rollups
+        query = select(r.c.tenant, r.c.cluster, r.c.project).where(r.c.grain == DAY).distinct()
+        if scope.tenant is not None:
+            query = query.where(r.c.tenant == scope.tenant)
+        found: dict[str, dict[str, set[str]]] = {}
+        with self.ledger.engine.connect() as conn:
+            for row in conn.execute(query):
+                entry = found.setdefault(row.tenant, {"clusters": set(), "projects": set()})
+                entry["clusters"].add(row.cluster)
+                if row.project:
+                    entry["projects"].add(row.project)
+        adjustments = self.pricebook.config.tenants
+        return [
+            {
+                "tenant": tenant,
+                "clusters": sorted(v["clusters"]),
+                "projects": sorted(v["projects"]),
+                "adjustment": _adjustment(adjustments.get(tenant)),
+            }
+            for tenant, v in sorted(found.items())
+        ]
+
+    def items(self, scope: Scope, at: datetime) -> list[dict[str, Any]]:
+        """Every item with usage (in the scope), its display names and whether it has a price."""
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        r = rollups
+        query = select(r.c.category, r.c.item, r.c.unit).where(r.c.grain == DAY).distinct()
+        if scope.tenant is not None:
+            query = query.where(r.c.tenant == scope.tenant)
+        with self.ledger.engine.connect() as conn:
+            seen = {(row.category, row.item, row.unit) for row in conn.execute(query)}
+        display = DisplayCatalog.from_config(self.config)
+        out = []
+        for category, item, unit in sorted(seen):
+            entry = self.pricebook.entry_at(category, item, at)
+            out.append(
+                {
+                    "category": category,
+                    "item": item,
+                    "unit": unit,
+                    "name": {
+                        "en": display.item_name(category, item, "en"),
+                        "zh": display.item_name(category, item, "zh"),
+                    },
+                    "displayUnit": display.unit_name(item, unit, "en"),
+                    "divisor": format(normalize(display.divisor(item)), "f"),
+                    "priced": entry is not None,
+                }
+            )
+        return out
+
+    def prices(self, scope: Scope, at: datetime) -> dict[str, Any]:
+        """The price book in force at ``at``: one entry per item, and tenant adjustments
+        (only the caller's own for a tenant)."""
+        entries = []
+        for category, item in self.pricebook.items:
+            entry = self.pricebook.entry_at(category, item, at)
+            if entry is not None:
+                entries.append(entry.model_dump(mode="json", exclude_none=True))
+        tenants = self.pricebook.config.tenants
+        if scope.tenant is not None:
+            tenants = {k: v for k, v in tenants.items() if k == scope.tenant}
+        return {
+            "at": format_time(at),
+            "currency": self.pricebook.currency,
+            "prices": entries,
+            "tenants": {k: _adjustment(v) for k, v in sorted(tenants.items())},
+            "changes": [format_time(d) for d in self.pricebook.change_dates()],
+        }
+
+
+def _kind_columns(kind: str) -> tuple[str, ...]:
+    if kind == "namespace":
+        return ("cluster", "namespace")
+    if kind not in KINDS:
+        raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+    return (kind,)
+
+
+def _adjustment(adj: Any) -> dict[str, Any] | None:
+    return None if adj is None else adj.model_dump(mode="json", exclude_none=True)
+
+
+def row_dict(report: Report, row: ReportRow, *, prices: bool = False) -> dict[str, Any]:
+    """One API row (the fields of ``kubetally report --format json``, Alauda names)."""
+    unpriced = row.status == "unpriced"
+    out: dict[str, Any] = {
+        "start": format_time(row.period.start),
+        "end": format_time(row.period.end),
+        "tenant": row.group.get("tenant"),
+        "project": row.group.get("project"),
+        "cluster": row.group.get("cluster"),
+        "namespace": row.group.get("namespace"),
+        "category": None,
+        "item": None,
+    }
+    if "item" in row.group:
+        out["category"], out["item"] = row.group["item"].split("/", 1)
+    single = row.single_item
+    out["usage"] = format(normalize(row.usage), "f") if row.usage is not None else None
+    out["unit"] = single[2] if single is not None else None
+    out["listCost"] = None if unpriced else format_money_fixed(row.list_cost)
+    out["cost"] = None if unpriced else format_money_fixed(row.cost)
+    out["costMicros"] = None if unpriced else row.cost
+    out["currency"] = report.currency
+    out["status"] = row.status
+    if prices:
+        unit_prices = {c.unit_price for c in row.charges if c.priced}
+        out["price"] = format(normalize(unit_prices.pop()), "f") if len(unit_prices) == 1 else None
+    return out
+
+
+def order_rows(rows: list[dict[str, Any]], order_by: str, descending: bool) -> list[dict[str, Any]]:
+    """Sort API rows by one column (nulls last), ties broken by the natural row order."""
+    if order_by not in ORDERABLE:
+        raise QueryError("orderBy", f"must be one of {', '.join(ORDERABLE)}, not {order_by!r}")
+    numeric: Callable[[Any], Any] = (lambda v: Decimal(v)) if order_by in ("cost", "usage") else (lambda v: v)
+    present = [r for r in rows if r.get(order_by) is not None]
+    missing = [r for r in rows if r.get(order_by) is None]
+    present.sort(key=lambda r: numeric(r[order_by]), reverse=descending)
+    return present + missing
+
+
+def total_of(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    micros = sum(r["costMicros"] or 0 for r in rows)
+    return {"cost": format_money_fixed(micros), "costMicros": micros}
+
+
+CSV_COLUMNS = (
+    "start",
+    "end",
+    "tenant",
+    "project",
+    "cluster",
+    "namespace",
+    "category",
+    "item",
+    "usage",
+    "unit",
+    "price",
+    "listCost",
+    "cost",
+    "currency",
+    "status",
+)
+
+
+def detail_csv(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
+    """The ``costs/detail/archive`` CSV, a chunk of lines at a time."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for i, row in enumerate(rows, 1):
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        if i % 1000 == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+__all__ = ["CostQuery", "CostService", "QueryError", "Scope"]
