@@ -10,6 +10,7 @@ import pytest
 from kubetally.ledger.store import Ledger
 from kubetally.server.tokens import create_token
 from kubetally.testing.server import ServerProcess, cli
+
 from .scenario import PRICES
 
 
