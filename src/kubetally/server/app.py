@@ -687,7 +687,9 @@ def _focus_file(
     handle, path = tempfile.mkstemp(prefix="kubetally-focus-", suffix=f".{fmt}")
     os.close(handle)
     try:
-        batches = builder.rows(state.ledger, start, end, per, skip_unpriced=skip_unpriced)
+        # A tenant's export reads only its records, so even an error (unpriced usage) can only
+        # ever name its own; the row filter below is a second fence.
+        batches = builder.rows(state.ledger, start, end, per, skip_unpriced=skip_unpriced, tenant=scope.tenant)
 
         def visible(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return batch if scope.tenant is None else [r for r in batch if r["SubAccountId"] == scope.tenant]
