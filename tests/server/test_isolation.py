@@ -104,7 +104,7 @@ def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, d
             if p.get("required"):
                 continue
             values = VALUES.get(name, [])
-            if p.get("schema", {}).get("type") == "boolean" or name == "item" and "boolean" in str(p.get("schema")):
+            if "boolean" in str(p.get("schema")):
                 values = ["true", "false"]
             for value in values:
                 yield method, {**base, name: value}
