@@ -1,0 +1,265 @@
+"""The server's contract over HTTP, on a real uvicorn process over a SQLite ledger (the
+single-box setup): tokens and roles, errors, the numbers of ``kubetally report``, paging,
+exports, delivery status, health and metrics. Data: tests/server/scenario.py."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from kubetally.delivery.config import one_off_config
+from kubetally.delivery.engine import close_kept, deliver_once
+from kubetally.ledger.store import Ledger
+from kubetally.server.ingest import ingest
+from kubetally.server.tables import tokens as token_table
+from kubetally.server.tokens import create_token
+from kubetally.testing.server import ServerProcess, cli
+
+from .conftest import api_token, cli_token, get
+from .scenario import END, PRICES, START, east_records, hourly, west_records
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str, dict[str, str]]]:
+    db = str(tmp_path_factory.mktemp("box") / "server.db")
+    with Ledger.open(db) as ledger:
+        ingest(ledger, [*east_records(), *west_records()])
+    tokens = {
+        "admin": api_token(db, "admin"),
+        "team-a": api_token(db, "tenant", tenant="team-a"),
+        "team-b": api_token(db, "tenant", tenant="team-b"),
+        "east": api_token(db, "agent", cluster="east"),
+    }
+    process = ServerProcess(db, ["--prices", str(PRICES)])
+    process.start()
+    try:
+        yield process, db, tokens
+    finally:
+        process.stop()
+
+
+def post(server: ServerProcess, token: str | None, body: object, *, raw: bytes | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if raw is not None:
+        return httpx.post(f"{server.url}/api/v1/records", content=raw, headers=headers, timeout=30)
+    return httpx.post(f"{server.url}/api/v1/records", json=body, headers=headers, timeout=30)
+
+
+def test_tokens_roles_and_revocation(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    server, db, tokens = box
+    costs = "/api/v1/costs/total"
+    assert get(server, None, costs, start=START, end=END).status_code == 401
+    assert get(server, "kt_0000_not-a-token", costs, start=START, end=END).status_code == 401
+    assert get(server, tokens["east"], costs, start=START, end=END).status_code == 403  # agent: ingest only
+    assert post(server, tokens["team-a"], {"records": []}).status_code == 403  # tenant: read only
+    assert get(server, tokens["team-a"], "/api/v1/delivery").status_code == 403  # admin only
+    answer = get(server, None, "/api/v1/tenants")
+    assert answer.status_code == 401
+    assert set(answer.json()) == {"error", "reason", "parameter"}
+
+    # Created by the CLI, listed without its secret, revoked by id: it stops working at once.
+    secret = cli_token(db, "--role", "tenant", "--tenant", "team-a", "--expires", "90d", "--name", "portal")
+    assert re.fullmatch(r"kt_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", secret)
+    assert get(server, secret, "/api/v1/tenants").status_code == 200
+    listed = cli("token", "list", "--db", db, "--json")
+    assert listed.returncode == 0 and secret not in listed.stdout
+    mine = [json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["name"] == "portal"]
+    assert len(mine) == 1 and mine[0]["role"] == "tenant" and mine[0]["tenant"] == "team-a" and mine[0]["active"]
+    # Only a SHA-256 of the token is stored, nowhere the token itself.
+    with Ledger.open(db) as ledger, ledger.engine.connect() as conn:
+        row = conn.execute(select(token_table).where(token_table.c.id == mine[0]["id"])).one()
+        assert row.hash == hashlib.sha256(secret.encode()).hexdigest()
+        assert secret not in json.dumps([str(v) for v in row])
+        expires = row.expires_at - row.created_at
+        assert expires == timedelta(days=90)
+    revoked = cli("token", "revoke", mine[0]["id"], "--db", db)
+    assert revoked.returncode == 0, revoked.stderr
+    assert get(server, secret, "/api/v1/tenants").status_code == 401
+
+    # An expired token is refused (created an hour ago, valid for a minute).
+    with Ledger.open(db) as ledger:
+        old, _ = create_token(ledger, "admin", expires=timedelta(minutes=1), now=datetime.now(UTC) - timedelta(hours=1))
+    assert get(server, old, "/api/v1/tenants").status_code == 401
+
+    # Bad token requests on the command line: one line, non-zero exit.
+    bad = cli("token", "create", "--db", db, "--role", "tenant")
+    assert bad.returncode == 1 and "--role tenant needs --tenant" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("token", "create", "--db", db, "--role", "root")
+    assert bad.returncode == 1 and "--role must be admin, tenant or agent" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"end": END}, "start"),
+        ({"start": "yesterday", "end": END}, "start"),
+        ({"start": "2026-11-01T10:00:00Z", "end": END}, "start"),
+        ({"start": END, "end": START}, "end"),
+        ({"start": START, "end": END, "step": "hour"}, "step"),
+        ({"start": START, "end": END, "kind": "pod"}, "kind"),
+        ({"start": START, "end": END, "orderBy": "colour"}, "orderBy"),
+        ({"start": START, "end": END, "pageSize": "0"}, "pageSize"),
+        ({"start": START, "end": END, "pageSize": "100000"}, "pageSize"),
+        ({"start": START, "end": END, "currentPage": "x"}, "currentPage"),
+        ({"start": START, "end": END, "item": "maybe"}, "item"),
+    ],
+)
+def test_bad_parameters_get_400_naming_them(
+    box: tuple[ServerProcess, str, dict[str, str]], params: dict[str, str], parameter: str
+) -> None:
+    server, _db, tokens = box
+    answer = get(server, tokens["admin"], "/api/v1/costs/total", **params)
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["error"] == "bad_parameter" and body["parameter"] == parameter and body["reason"]
+    assert "Traceback" not in answer.text
+
+
+def test_unknown_routes_methods_and_bodies_are_json_errors(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    server, _db, tokens = box
+    answer = get(server, tokens["admin"], "/api/v1/nothing")
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "not_found", "reason": "no such route: GET /api/v1/nothing", "parameter": None}
+    assert get(server, None, "/").status_code == 404  # / is left for the dashboard
+    answer = httpx.delete(f"{server.url}/api/v1/costs/total", timeout=30)
+    assert answer.status_code == 405 and answer.json()["error"] == "method_not_allowed"
+    answer = post(server, tokens["east"], None, raw=b"{not json")
+    assert answer.status_code == 400 and answer.json()["parameter"] == "records"
+    record = json.loads(east_records()[0].to_json())
+    answer = post(server, tokens["east"], {"records": [{**record, "usage": "lots"}]})
+    assert answer.status_code == 400 and answer.json()["parameter"] == "records.0.usage"
+    answer = post(server, tokens["east"], {"records": [record] * 1001})
+    assert answer.status_code == 413 and answer.json()["parameter"] == "records"
+    answer = get(server, tokens["admin"], "/api/v1/focus", start=START, end=END, format="xlsx")
+    assert answer.status_code == 400 and answer.json()["parameter"] == "format"
+    # Unpriced usage in a FOCUS export: a 400 with the reason, not a truncated file.
+    answer = get(server, tokens["admin"], "/api/v1/focus", start=START, end=END)
+    assert answer.status_code == 400 and "storage_gib_hours" in answer.json()["reason"]
+
+
+def test_costs_are_the_numbers_kubetally_report_prints(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    server, db, tokens = box
+    for by, kind in (("tenant", "tenant"), ("cluster", "cluster"), ("project", "project")):
+        printed = cli(
+            "report", "--db", db, "--prices", str(PRICES), "--from", START, "--to", END,
+            "--by", by, "--per", "day", "--format", "json",
+        )  # fmt: skip
+        assert printed.returncode == 0, printed.stderr
+        report = json.loads(printed.stdout)
+        answer = get(
+            server, tokens["admin"], "/api/v1/costs/total", start=START, end=END, kind=kind, step="day", pageSize=1000
+        ).json()
+        assert sorted((r["start"], r[kind], r["cost"]) for r in answer["items"]) == sorted(
+            (r["period_start"], r[by], r["cost"]) for r in report["rows"]
+        )
+        assert answer["sum"]["cost"] == report["total"]["cost"] == "947.184000"  # 687.744 + 181.44 + 78
+
+
+def test_detail_paging_ordering_and_archive(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    server, _db, tokens = box
+    params = {"start": START, "end": END, "orderBy": "cost", "order": "desc"}
+    whole = get(server, tokens["admin"], "/api/v1/costs/detail", **params, pageSize=100).json()
+    # Rows: east team-a gpu 673.92 and cpu 13.824; west team-a gpu 181.44; west team-b gpu 78.00
+    # and storage (unpriced: cost null, listed last).
+    assert [(r["cluster"], r["tenant"], r["item"], r["cost"]) for r in whole["items"]] == [
+        ("east", "team-a", "gpu_hours", "673.920000"),
+        ("west", "team-a", "gpu_hours", "181.440000"),
+        ("west", "team-b", "gpu_hours", "78.000000"),
+        ("east", "team-a", "cpu_core_hours", "13.824000"),
+        ("west", "team-b", "storage_gib_hours", None),
+    ]
+    assert whole["items"][0]["price"] == "3.51"  # 3.90 less 10 %
+    assert whole["total"] == 5
+    page = get(server, tokens["admin"], "/api/v1/costs/detail", **params, pageSize=2, currentPage=2).json()
+    assert page["items"] == whole["items"][2:4] and page["total"] == 5 and page["currentPage"] == 2
+    zero = get(server, tokens["admin"], "/api/v1/costs/detail", **params, filterZero="true").json()
+    assert len(zero["items"]) == 4
+    archive = get(server, tokens["admin"], "/api/v1/costs/detail/archive", **params)
+    assert archive.status_code == 200 and archive.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(archive.text)))
+    assert [(r["tenant"], r["item"], r["cost"]) for r in rows] == [
+        (r["tenant"], r["item"], r["cost"] or "") for r in whole["items"]
+    ]
+    # A tenant's archive holds only its rows, and the filter for another tenant finds nothing.
+    mine = get(server, tokens["team-b"], "/api/v1/costs/detail/archive", **params).text
+    assert {r["tenant"] for r in csv.DictReader(io.StringIO(mine))} == {"team-b"}
+    other = get(server, tokens["team-b"], "/api/v1/costs/detail", **params, tenant="team-a").json()
+    assert other["items"] == [] and other["sum"]["cost"] == "0.000000"
+
+
+def test_catalogue_and_focus(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    server, _db, tokens = box
+    tenants = get(server, tokens["admin"], "/api/v1/tenants").json()["items"]
+    assert [(t["tenant"], t["clusters"]) for t in tenants] == [("team-a", ["east", "west"]), ("team-b", ["west"])]
+    assert get(server, tokens["team-b"], "/api/v1/tenants").json()["items"][0]["tenant"] == "team-b"
+    items = get(server, tokens["team-b"], "/api/v1/items").json()["items"]
+    assert [(i["item"], i["priced"]) for i in items] == [("gpu_hours", True), ("storage_gib_hours", False)]
+    prices = get(server, tokens["admin"], "/api/v1/prices", at="2026-11-02").json()
+    assert prices["currency"] == "USD" and prices["tenants"] == {"team-a": {"discount_percent": "10"}}
+    assert get(server, tokens["team-b"], "/api/v1/prices").json()["tenants"] == {}
+    focus = get(server, tokens["team-a"], "/api/v1/focus", start=START, end=END, per="month")
+    assert focus.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(focus.text)))
+    # team-a, November: 673.92 + 13.824 + 181.44 = 869.184 billed.
+    assert {r["SubAccountId"] for r in rows} == {"team-a"}
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("869.184")
+    parquet = get(server, tokens["team-a"], "/api/v1/focus", start=START, end=END, per="month", format="parquet")
+    assert parquet.status_code == 200 and parquet.content[:4] == b"PAR1"
+
+
+def test_delivery_health_and_metrics(box: tuple[ServerProcess, str, dict[str, str]], tmp_path: Path) -> None:
+    server, db, tokens = box
+    # The server's own outbox to a file: an untenanted record is dead-lettered with the reason.
+    loose = hourly("east", "", "kube-system-0", "cpu_core_hours", 3, "2", namespace="kube-system")
+    assert post(server, tokens["east"], {"records": [json.loads(loose.to_json())]}).status_code == 200
+    with Ledger.open(db) as ledger:
+        try:
+            summary = deliver_once(ledger, [one_off_config("file", path=str(tmp_path / "out.jsonl"))], keep=False)
+        finally:
+            close_kept()
+        assert summary.dead_lettered == 1
+        ingest(ledger, [hourly("east", "team-a", "late-0", "cpu_core_hours", h, "1") for h in range(3)])
+    status = get(server, tokens["admin"], "/api/v1/delivery").json()["items"]
+    assert len(status) == 1
+    out = status[0]
+    assert out["destination"] == "file" and out["lagRecords"] == 3 and out["pending"] == 3
+    assert out["lagSeconds"] >= 0 and out["oldestPending"] is not None
+    assert out["deadLetters"] == 1 and "no tenant" in out["deadLetterList"][0]["reason"]
+
+    assert get(server, None, "/healthz").json() == {"status": "ok"}
+    assert get(server, None, "/readyz").status_code == 200
+    metrics = get(server, None, "/metrics").text
+    assert re.search(
+        r'kubetally_server_requests_total\{method="GET",route="/api/v1/costs/total",status="200"\} \d', metrics
+    )
+    assert 'kubetally_server_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz"}' in metrics
+    assert re.search(r'kubetally_server_requests_total\{method="GET",route="unmatched",status="404"\}', metrics)
+    # Ingested per cluster: east 48 (scenario) + 1 loose + 3 late = 52; west 58.
+    assert 'kubetally_server_ingested_records_total{cluster="east"} 52.0' in metrics
+    assert 'kubetally_server_ingested_records_total{cluster="west"} 58.0' in metrics
+    assert 'kubetally_server_last_ingest_timestamp_seconds{cluster="east"}' in metrics
+    assert 'kubetally_outbox_lag_records{destination="file"} 3.0' in metrics
+    assert 'kubetally_outbox_dead_letters{destination="file"} 1.0' in metrics
+
+    # Migrations not current → not ready (503), with the reason; health is still fine.
+    with Ledger.open(db, migrate=False) as ledger, ledger.transaction() as conn:
+        conn.execute(text("DELETE FROM alembic_version WHERE version_num = '0005_server'"))
+    try:
+        answer = get(server, None, "/readyz")
+        assert answer.status_code == 503 and "0005_server" in answer.json()["reason"]
+        assert get(server, None, "/healthz").status_code == 200
+    finally:
+        with Ledger.open(db, migrate=False) as ledger, ledger.transaction() as conn:
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0005_server')"))
+    assert get(server, None, "/readyz").status_code == 200
