@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 from kubetally.delivery.config import one_off_config
 from kubetally.delivery.engine import close_kept, deliver_once
+from kubetally.delivery.outbox import Outbox
 from kubetally.ledger.store import Ledger
 from kubetally.server.ingest import ingest
 from kubetally.server.tables import tokens as token_table
@@ -263,3 +264,44 @@ def test_delivery_health_and_metrics(box: tuple[ServerProcess, str, dict[str, st
         with Ledger.open(db, migrate=False) as ledger, ledger.transaction() as conn:
             conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0005_server')"))
     assert get(server, None, "/readyz").status_code == 200
+
+
+def test_kubetally_destination_from_config_with_token_file(
+    box: tuple[ServerProcess, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """``destinations: [{type: kubetally}]`` with the token in a file; a revoked token stops the
+    destination with nothing dead-lettered (and nothing lost: the rows stay pending)."""
+    server, db, _tokens = box
+    token = cli_token(db, "--role", "agent", "--cluster", "north")
+    (tmp_path / "token").write_text(token + "\n", encoding="utf-8")
+    config = tmp_path / "kubetally.yaml"
+    config.write_text(
+        f"destinations:\n  - type: kubetally\n    url: {server.url}\n    api_key_file: {tmp_path / 'token'}\n"
+        "server:\n  port: 9000\n",
+        encoding="utf-8",
+    )
+    agent_db = str(tmp_path / "north.db")
+    with Ledger.open(agent_db) as ledger:
+        ledger.write([hourly("north", "team-c", "job-0", "cpu_core_hours", h, "3") for h in range(4)])
+    done = cli("deliver", "--db", agent_db, "-c", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # 12 core-h × 0.04 = 0.48 for team-c (no discount).
+    answer = get(server, _tokens["admin"], "/api/v1/costs/total", start=START, end=END, tenant="team-c").json()
+    assert [(r["tenant"], r["cost"]) for r in answer["items"]] == [("team-c", "0.480000")]
+
+    token_id = token.split("_")[1]
+    assert cli("token", "revoke", token_id, "--db", db).returncode == 0
+    with Ledger.open(agent_db) as ledger:
+        ledger.write([hourly("north", "team-c", "job-0", "cpu_core_hours", 5, "3")])
+    done = cli("deliver", "--db", agent_db, "-c", str(config), "--max-wait", "5s")
+    assert done.returncode == 1 and "401" in done.stdout + done.stderr
+    with Ledger.open(agent_db) as ledger:
+        assert Outbox(ledger, "kubetally").dead_letters() == []
+        assert Outbox(ledger, "kubetally").pending() == 1
+
+    # Without a token or URL: one line naming what is missing.
+    missing = cli("deliver", "--db", agent_db, "--to", "kubetally", "--url", server.url)
+    assert missing.returncode == 1 and "KUBETALLY_SERVER_TOKEN" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    missing = cli("deliver", "--db", agent_db, "--to", "kubetally")
+    assert missing.returncode == 1 and "--to kubetally needs --url URL" in missing.stderr
