@@ -47,7 +47,7 @@ from kubetally.reports.build import ReportError
 from kubetally.reports.focus import GRAINS, ROW_GRAINS, CsvWriter, FocusBuilder, FocusError, ParquetWriter
 from kubetally.server import costs
 from kubetally.server.config import ServerConfig
-from kubetally.server.costs import CostQuery, CostService, QueryError
+from kubetally.server.costs import CostQuery, CostService, QueryError, ReportCache
 from kubetally.server.costs import Scope as CostScope
 from kubetally.server.ingest import MAX_RECORDS, foreign_records, ingest
 from kubetally.server.metrics import ServerMetrics, outbox_lag
@@ -288,7 +288,8 @@ def create_app(
         openapi_url="/openapi.json",
         responses=ERRORS,
     )
-    state = ServerState(ledger, CostService(ledger, pricebook, config), settings, ServerMetrics(ledger))
+    service = CostService(ledger, pricebook, config, ReportCache(settings.report_cache))
+    state = ServerState(ledger, service, settings, ServerMetrics(ledger))
     app.state.kubetally = state
     app.add_middleware(_Metrics)
     _errors(app)

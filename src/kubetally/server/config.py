@@ -18,6 +18,8 @@ class ServerConfig(Strict):
     prices: str | None = None
     #: Largest ``pageSize`` a client may ask for.
     max_page_size: int = Field(default=1000, ge=1)
+    #: Reports kept for reuse while the ledger does not change (0: none).
+    report_cache: int = Field(default=64, ge=0)
     #: Serve ``/metrics`` without a token (Prometheus scrapes usually carry none). When false,
     #: an admin token is needed.
     public_metrics: bool = True

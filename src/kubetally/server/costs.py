@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +38,7 @@ from kubetally.periods import format_time
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import format_money_fixed
 from kubetally.rating.pricebook import PriceBook
-from kubetally.rating.rollups import refresh_rollups
+from kubetally.rating.rollups import refresh_rollups, rollup_cursor
 from kubetally.rating.tables import DAY, rollups
 from kubetally.record import normalize
 from kubetally.reports import build_report
@@ -83,6 +85,39 @@ class CostQuery:
     filters: dict[str, list[str]] = field(default_factory=dict)
 
 
+class ReportCache:
+    """Reports by (parameters, ledger state). The state is the rollup cursor after a refresh —
+    the ``seq`` of the last ledger row folded in — so any new or corrected record, from any
+    writer, makes a new state and the next request computes afresh. Pages of one query, the
+    CSV archive of what was just shown, and many readers of the same range share one report."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, ...], tuple[int, Report]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], version: int) -> Report | None:
+        with self._lock:
+            held = self._entries.get(key)
+            if held is None or held[0] != version:
+                return None
+            self._entries.move_to_end(key)
+            return held[1]
+
+    def put(self, key: tuple[Any, ...], version: int, report: Report) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (version, report)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+def _frozen(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(sorted(values))
+
+
 @dataclass
 class CostService:
     """The ledger, price book and config a server answers from."""
@@ -90,6 +125,7 @@ class CostService:
     ledger: Ledger
     pricebook: PriceBook
     config: Config | None = None
+    cache: ReportCache = field(default_factory=ReportCache)
 
     # -- reports ---------------------------------------------------------------------------------
 
@@ -99,18 +135,28 @@ class CostService:
             raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {query.kind!r}")
         tenants = scope.tenants(query.filters.get("tenant"))
         post = {k: set(v) for k, v in query.filters.items() if k in ("project", "cluster", "namespace") and v}
-        columns = list(dict.fromkeys([*by, *post]))
-        report = build_report(
-            self.ledger,
-            self.pricebook,
-            self.config,
-            query.start,
-            query.end,
-            by=columns,
-            per=query.step,
-            tenants=tenants,
-            items=query.filters.get("item") or None,
-        )
+        columns = tuple(dict.fromkeys([*by, *post]))
+        items = query.filters.get("item") or None
+        # Fold new ledger rows first; the rollup cursor then names the ledger state exactly, so a
+        # report computed at the same cursor is the same report (see ReportCache).
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        version = rollup_cursor(self.ledger)
+        key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
+        report = self.cache.get(key, version)
+        if report is None:
+            report = build_report(
+                self.ledger,
+                self.pricebook,
+                self.config,
+                query.start,
+                query.end,
+                by=columns,
+                per=query.step,
+                tenants=tenants,
+                items=items,
+                refresh=False,
+            )
+            self.cache.put(key, version, report)
         rows = [r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items())]
         return report, rows
 
