@@ -32,10 +32,13 @@ def register(app: typer.Typer) -> None:
         prices: PricesOption = None,
         host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")] = None,
         port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8080).")] = None,
+        lang: Annotated[
+            str | None, typer.Option("--lang", help="The dashboard's language: en or zh (default en).")
+        ] = None,
     ) -> None:
         """The cost API and the ingest endpoint for agents (`--to kubetally`), over the ledger in --db.
 
-        Use PostgreSQL for a central server (several agents, several replicas); SQLite serves a single box. OpenAPI at /openapi.json, docs at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics.
+        Use PostgreSQL for a central server (several agents, several replicas); SQLite serves a single box. The dashboard is at /, OpenAPI at /openapi.json, docs at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics.
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
         import uvicorn
 
@@ -47,6 +50,10 @@ def register(app: typer.Typer) -> None:
         config = load_config(config_files) if config_files else None
         settings = _server_settings(config)
         assert isinstance(settings, ServerConfig)
+        if lang is not None:
+            if lang not in ("en", "zh"):
+                fail(f"--lang must be en or zh, not {lang!r}")
+            settings = settings.model_copy(update={"lang": lang})
         pricebook, _example = resolve_pricebook(prices or settings.prices, config)
         db = db or settings.db or (config.settings.db if config is not None else None)
         ledger = Ledger.open(db)

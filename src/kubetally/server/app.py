@@ -45,7 +45,7 @@ from kubetally.record import UsageRecord
 from kubetally.reports.buckets import Per, is_midnight
 from kubetally.reports.build import ReportError
 from kubetally.reports.focus import GRAINS, ROW_GRAINS, CsvWriter, FocusBuilder, FocusError, ParquetWriter
-from kubetally.server import costs
+from kubetally.server import costs, dashboard
 from kubetally.server.config import ServerConfig
 from kubetally.server.costs import CostQuery, CostService, QueryError, ReportCache
 from kubetally.server.costs import Scope as CostScope
@@ -107,10 +107,14 @@ def _require(*roles: Role) -> Callable[..., Caller]:
     def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Caller:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
         state: ServerState = request.app.state.kubetally
-        token = verify_token(state.ledger, credentials.credentials)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            # The dashboard's session cookie (reads only); see kubetally.server.dashboard.
+            token = dashboard.session_token(state, request)
+            if token is None:
+                raise ApiError(401, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)")
+        else:
+            token = verify_token(state.ledger, credentials.credentials)
         if token is None:
             raise ApiError(401, "unauthorized", "the token is unknown, revoked or expired")
         if token.role not in roles:
@@ -297,6 +301,7 @@ def create_app(
     _ingest(app, state)
     _costs(app, state)
     _catalogue(app, state)
+    dashboard.register(app, state, READ, ADMIN, _query, _values)
     return app
 
 
@@ -608,16 +613,23 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
         rows: Annotated[str, Query(description=f"Row grain: {', '.join(ROW_GRAINS)}.")] = ROW_GRAINS[0],
         fmt: Annotated[str, Query(alias="format", description="csv or parquet.")] = "csv",
         skip_unpriced: Annotated[bool, Query(alias="skipUnpriced")] = False,
+        tenant: Filter = None,
+        cluster: Filter = None,
+        project: Filter = None,
         caller: Caller = READ,
     ) -> StreamingResponse:
         since, until = _range(start, end, days=per != "hour")
+        if (cluster or project) and rows != "resource":
+            reason = "cluster and project filters need rows=resource (a sku row may merge several)"
+            raise ApiError(400, "bad_parameter", reason, "rows")
+        wanted = FocusFilter(caller.scope.tenants(_values(tenant)), _values(cluster), _values(project))
         if per not in GRAINS:
             raise ApiError(400, "bad_parameter", f"must be one of {', '.join(GRAINS)}, not {per!r}", "per")
         if rows not in ROW_GRAINS:
             raise ApiError(400, "bad_parameter", f"must be one of {', '.join(ROW_GRAINS)}, not {rows!r}", "rows")
         if fmt not in ("csv", "parquet"):
             raise ApiError(400, "bad_parameter", f"must be csv or parquet, not {fmt!r}", "format")
-        path = _focus_file(state, caller.scope, since, until, per, rows, fmt, skip_unpriced)
+        path = _focus_file(state, wanted, since, until, per, rows, fmt, skip_unpriced)
         media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
         name = f"kubetally-focus-{start}-{end}.{fmt}"
         return StreamingResponse(
@@ -671,9 +683,26 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
         return {"items": out}
 
 
+@dataclass(frozen=True)
+class FocusFilter:
+    """Which FOCUS rows an export keeps: ``tenants`` None for every tenant (an admin's export),
+    else those (a tenant token's scope is always exactly its own)."""
+
+    tenants: list[str] | None
+    clusters: list[str]
+    projects: list[str]
+
+    def keep(self, row: dict[str, Any]) -> bool:
+        return (
+            (self.tenants is None or row["SubAccountId"] in self.tenants)
+            and (not self.clusters or row.get("x_Cluster") in self.clusters)
+            and (not self.projects or row.get("x_Project") in self.projects)
+        )
+
+
 def _focus_file(
     state: ServerState,
-    scope: CostScope,
+    wanted: FocusFilter,
     start: datetime,
     end: datetime,
     per: str,
@@ -690,10 +719,13 @@ def _focus_file(
     try:
         # A tenant's export reads only its records, so even an error (unpriced usage) can only
         # ever name its own; the row filter below is a second fence.
-        batches = builder.rows(state.ledger, start, end, per, skip_unpriced=skip_unpriced, tenant=scope.tenant)
+        one = wanted.tenants[0] if wanted.tenants is not None and len(wanted.tenants) == 1 else None
+        batches = builder.rows(state.ledger, start, end, per, skip_unpriced=skip_unpriced, tenant=one)
+        if wanted.tenants == []:
+            batches = iter(())
 
         def visible(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return batch if scope.tenant is None else [r for r in batch if r["SubAccountId"] == scope.tenant]
+            return [r for r in batch if wanted.keep(r)]
 
         if fmt == "csv":
             with open(path, "w", encoding="utf-8", newline="") as stream:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Literal
+
 from pydantic import Field
 
 from kubetally.config.costmodel import Strict
+from kubetally.config.types import Duration
 
 
 class ServerConfig(Strict):
@@ -23,3 +27,7 @@ class ServerConfig(Strict):
     #: Serve ``/metrics`` without a token (Prometheus scrapes usually carry none). When false,
     #: an admin token is needed.
     public_metrics: bool = True
+    #: How long a dashboard sign-in lasts (never longer than its token).
+    session_lifetime: Duration = timedelta(hours=8)
+    #: The dashboard's language: en or zh (as ``kubetally report --lang``).
+    lang: Literal["en", "zh"] = "en"
