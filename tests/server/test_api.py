@@ -132,7 +132,8 @@ def test_unknown_routes_methods_and_bodies_are_json_errors(box: tuple[ServerProc
     answer = get(server, tokens["admin"], "/api/v1/nothing")
     assert answer.status_code == 404
     assert answer.json() == {"error": "not_found", "reason": "no such route: GET /api/v1/nothing", "parameter": None}
-    assert get(server, None, "/").status_code == 404  # / is left for the dashboard
+    assert get(server, None, "/nothing").status_code == 404
+    assert get(server, None, "/").headers["content-type"].startswith("text/html")  # the dashboard
     answer = httpx.delete(f"{server.url}/api/v1/costs/total", timeout=30)
     assert answer.status_code == 405 and answer.json()["error"] == "method_not_allowed"
     answer = post(server, tokens["east"], None, raw=b"{not json")

@@ -52,6 +52,13 @@ SECURITY_HEADERS = {
 }
 
 
+Filter = Annotated[list[str] | None, Query(description="Only these values (repeatable or comma-separated).")]
+LabelKeys = Annotated[list[str] | None, Query(description=f"Label keys (default {', '.join(DEFAULT_LABELS)}).")]
+Start = Annotated[str, Query(description="First day, UTC.")]
+End = Annotated[str, Query(description="Day after the last, UTC (exclusive).")]
+Step = Annotated[str, Query(description="Bucket: day, week or month.")]
+
+
 class SignIn(BaseModel):
     token: str = Field(min_length=1, max_length=512)
 
@@ -142,18 +149,16 @@ def _api(
     make_query: Callable[..., CostQuery],
     values: Callable[[list[str] | None], list[str]],
 ) -> None:
-    Filter = Annotated[list[str] | None, Query(description="Only these values (repeatable or comma-separated).")]
-
     @app.get(
         "/api/v1/costs/labels",
         tags=["costs"],
         summary="Usage and cost per item and pricing label (GPU SKU, MIG profile, capacity type).",
     )
     def labels(
-        start: Annotated[str, Query(description="First day, UTC.")],
-        end: Annotated[str, Query(description="Day after the last, UTC (exclusive).")],
-        step: Annotated[str, Query(description="Bucket: day, week or month.")] = "month",
-        by: Annotated[list[str] | None, Query(description=f"Label keys (default {', '.join(DEFAULT_LABELS)}).")] = None,
+        start: Start,
+        end: End,
+        step: Step = "month",
+        by: LabelKeys = None,
         item: Filter = None,
         tenant: Filter = None,
         project: Filter = None,

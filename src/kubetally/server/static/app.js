@@ -24,7 +24,7 @@ const T = {
     deadLetters: "Dead letters", reasons: "Reasons", clusters: "Clusters", lastReport: "Last report",
     records: "Records", ago: "ago", none: "None", noData: "No usage in this period.",
     signedInAs: "Signed in:", admin: "admin", badToken: "The token is unknown, revoked or expired.",
-    expires: "until", chooseTenant: "Choose a tenant", silent: "silent",
+    expires: "until", chooseTenant: "Choose a tenant", silent: "silent", noTenant: "(no tenant)",
   },
   zh: {
     skip: "跳到内容", overview: "概览", tenantView: "租户", delivery: "投递",
@@ -45,7 +45,7 @@ const T = {
     deadLetters: "死信", reasons: "原因", clusters: "集群", lastReport: "最近上报",
     records: "记录数", ago: "前", none: "无", noData: "本周期没有用量。",
     signedInAs: "已登录：", admin: "管理员", badToken: "令牌无效、已撤销或已过期。",
-    expires: "有效至", chooseTenant: "选择租户", silent: "无上报",
+    expires: "有效至", chooseTenant: "选择租户", silent: "无上报", noTenant: "（无租户）",
   },
 };
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -259,7 +259,7 @@ function stackedChart(title, buckets, series, values) {
   });
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title }, parts);
   const legend = el("div", { class: "legend" }, series.map((s) =>
-    el("span", {}, el("span", { class: "swatch", style: null, "data-colour": colour(s) }), s)));
+    el("span", {}, el("span", { class: "swatch", "data-colour": colour(s) }), s || t("noTenant"))));
   for (const sw of legend.querySelectorAll(".swatch")) sw.style.background = sw.dataset.colour;
   return el("div", { class: "chart" }, chart, series.length > 1 ? legend : null);
 }
@@ -305,7 +305,7 @@ async function overview() {
     const pct = total > 0n ? Number((m * 1000n) / total) / 10 : 0;
     return el("tr", { "data-tenant": r.tenant },
       el("td", { class: "num" }, i + 1),
-      el("td", {}, el("span", { class: "swatch", "data-colour": colour(r.tenant) }), r.tenant),
+      el("td", {}, el("span", { class: "swatch", "data-colour": colour(r.tenant) }), r.tenant || t("noTenant")),
       moneyCell(r, { "data-field": "tenant-cost" }),
       el("td", { class: "num" }, `${pct.toFixed(1)} %`, " ", el("span", { class: "bar", "data-width": String(Math.max(pct, 0.5)) })));
   });
@@ -333,7 +333,7 @@ async function overview() {
 }
 
 async function tenantView() {
-  const tenant = S.me.role === "tenant" ? S.me.tenant : S.tenant || S.tenants[0];
+  const tenant = S.me.role === "tenant" ? S.me.tenant : S.tenant || S.tenants.filter(Boolean)[0];
   if (!tenant) return el("p", { class: "empty" }, t("noData"));
   S.tenant = tenant;
   const base = filters({ tenant });
@@ -478,7 +478,9 @@ async function render() {
   const projects = [...new Set(S.tenantInfo.flatMap((x) => x.projects))].sort();
   options($("#f-cluster"), clusters, S.cluster, t("all"));
   options($("#f-project"), projects, S.project, t("all"));
-  options($("#f-tenant"), S.tenants, S.tenant || S.tenants[0] || "", null);
+  // Untenanted usage has no tenant view: an empty tenant filter would mean every tenant.
+  const named = S.tenants.filter(Boolean);
+  options($("#f-tenant"), named, S.tenant || named[0] || "", null);
   $("#status").textContent = t("loading");
   try {
     const builder = { overview, tenant: tenantView, delivery: deliveryView }[S.view];
@@ -561,6 +563,7 @@ function wire() {
   $("#f-cluster").addEventListener("change", (e) => { S.cluster = e.target.value; S.page = 1; render(); });
   $("#f-project").addEventListener("change", (e) => { S.project = e.target.value; S.page = 1; render(); });
   $("#f-tenant").addEventListener("change", (e) => { S.tenant = e.target.value; S.page = 1; render(); });
+  window.addEventListener("hashchange", () => { if (S.me) { readHash(); S.page = 1; render(); } });
 }
 
 document.addEventListener("DOMContentLoaded", async () => {

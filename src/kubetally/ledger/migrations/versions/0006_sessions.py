@@ -9,7 +9,7 @@ from alembic import op
 from kubetally.ledger.types import UTCDateTime
 
 revision = "0006_sessions"
-down_revision = "0005_server"
+down_revision = "0001_core"
 branch_labels = None
 depends_on = None
 
