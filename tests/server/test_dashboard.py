@@ -425,3 +425,65 @@ def test_session_cookie_rules(site: tuple[ServerProcess, dict[str, str]]) -> Non
     for asset in ("/static/app.js", "/static/app.css", "/static/favicon.svg"):
         assert asset in page.text and httpx.get(f"{server.url}{asset}", timeout=30).status_code == 200
     assert "http" not in json.dumps([line for line in page.text.splitlines() if "src=" in line or "href=" in line])
+
+
+def test_demo_serve_opens_the_dashboard_on_the_demo_ledger(tmp_path: Path) -> None:
+    """``kubetally demo --serve``: the demo's pipeline, then the dashboard over its ledger; the URL
+    and a fresh admin token are printed, and the API behind the page answers the demo report's
+    numbers (the total of test_demo's hour, priced with the example price book)."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from kubetally.rating.pricebook import example_pricebook
+    from kubetally.reports import build_report
+    from kubetally.testing.net import free_port
+    from kubetally.testing.server import cli_env
+
+    port = free_port()
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "kubetally.cli.main", "demo", "--out", str(out), "--serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any("Admin token" in line for line in lines):
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        printed = "".join(lines)
+        url = re.search(r"Dashboard: (http://localhost:\d+/#\S+)", printed)
+        token = re.search(r"Admin token \(sign in with it; shown once\): (kt_\S+)", printed)
+        assert url and token, printed
+        assert url.group(1) == f"http://localhost:{port}/#view=overview&period=day&start=2026-11-02"
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(f"{base}/", timeout=30).headers["content-type"].startswith("text/html")
+        signed = httpx.post(f"{base}/session", json={"token": token.group(1)}, timeout=30)
+        assert signed.status_code == 200 and signed.json()["role"] == "admin"
+        jar = {"kubetally_session": signed.cookies["kubetally_session"]}
+        answer = httpx.get(
+            f"{base}/api/v1/costs/total",
+            params={"start": "2026-11-02", "end": "2026-11-03", "step": "day", "kind": "tenant"},
+            cookies=jar,
+            timeout=60,
+        ).json()
+        with Ledger.open(str(out / "ledger.db")) as ledger:
+            day = datetime(2026, 11, 2, tzinfo=UTC)
+            report = build_report(
+                ledger, example_pricebook(), None, day, day + timedelta(days=1), by="tenant", per="day"
+            )
+        assert answer["sum"]["costMicros"] == report.total
+        # test_demo derives team-a's GPU-hours alone at 32.556000; the day's total is more.
+        assert report.total > 32_556_000
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
