@@ -85,6 +85,10 @@ class CostQuery:
     filters: dict[str, list[str]] = field(default_factory=dict)
 
 
+#: A report and the API rows already made from it (by shape), shared while the ledger is unchanged.
+Cached = tuple[Report, dict[tuple[Any, ...], list[dict[str, Any]]]]
+
+
 class ReportCache:
     """Reports by (parameters, ledger state). The state is the rollup cursor after a refresh —
     the ``seq`` of the last ledger row folded in — so any new or corrected record, from any
@@ -93,10 +97,10 @@ class ReportCache:
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._entries: OrderedDict[tuple[Any, ...], tuple[int, Report]] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[int, Cached]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], version: int) -> Report | None:
+    def get(self, key: tuple[Any, ...], version: int) -> Cached | None:
         with self._lock:
             held = self._entries.get(key)
             if held is None or held[0] != version:
@@ -104,7 +108,7 @@ class ReportCache:
             self._entries.move_to_end(key)
             return held[1]
 
-    def put(self, key: tuple[Any, ...], version: int, report: Report) -> None:
+    def put(self, key: tuple[Any, ...], version: int, report: Cached) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -129,8 +133,10 @@ class CostService:
 
     # -- reports ---------------------------------------------------------------------------------
 
-    def report(self, query: CostQuery, scope: Scope, by: Sequence[str]) -> tuple[Report, list[ReportRow]]:
-        """The report for ``by`` (plus filter columns) and its rows that pass the filters."""
+    def report(
+        self, query: CostQuery, scope: Scope, by: Sequence[str], *, prices: bool = False
+    ) -> tuple[Report, list[dict[str, Any]]]:
+        """The report for ``by`` (plus filter columns) and its API rows that pass the filters."""
         if query.kind not in KINDS:
             raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {query.kind!r}")
         tenants = scope.tenants(query.filters.get("tenant"))
@@ -142,8 +148,8 @@ class CostService:
         refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
         version = rollup_cursor(self.ledger)
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
-        report = self.cache.get(key, version)
-        if report is None:
+        held = self.cache.get(key, version)
+        if held is None:
             report = build_report(
                 self.ledger,
                 self.pricebook,
@@ -156,22 +162,24 @@ class CostService:
                 items=items,
                 refresh=False,
             )
-            self.cache.put(key, version, report)
-        rows = [r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items())]
+            held = (report, {})
+            self.cache.put(key, version, held)
+        report, derived = held
+        shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
+        rows = derived.get(shape)
+        if rows is None:
+            kept = (r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items()))
+            rows = derived[shape] = [row_dict(report, r, prices=prices) for r in kept]
         return report, rows
 
     def total(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        by = _kind_columns(query.kind) + (("item",) if query.split_item else ())
-        report, rows = self.report(query, scope, by)
-        return report, [row_dict(report, r) for r in rows]
+        return self.report(query, scope, _kind_columns(query.kind) + (("item",) if query.split_item else ()))
 
     def usage(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        report, rows = self.report(query, scope, (*_kind_columns(query.kind), "item"))
-        return report, [row_dict(report, r) for r in rows]
+        return self.report(query, scope, (*_kind_columns(query.kind), "item"))
 
     def detail(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        report, rows = self.report(query, scope, DETAIL_BY)
-        return report, [row_dict(report, r, prices=True) for r in rows]
+        return self.report(query, scope, DETAIL_BY, prices=True)
 
     # -- catalogue -------------------------------------------------------------------------------
 
