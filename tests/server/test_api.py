@@ -305,3 +305,21 @@ def test_kubetally_destination_from_config_with_token_file(
     assert "Traceback" not in missing.stderr
     missing = cli("deliver", "--db", agent_db, "--to", "kubetally")
     assert missing.returncode == 1 and "--to kubetally needs --url URL" in missing.stderr
+
+
+def test_a_new_record_is_in_the_next_answer(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    """Reports are reused while the ledger is unchanged, never after a write."""
+    server, _db, tokens = box
+    params = {"start": START, "end": END, "tenant": "team-e"}
+    first = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert first["items"] == [] and get(server, tokens["admin"], "/api/v1/costs/total", **params).json() == first
+    record = hourly("east", "team-e", "job-9", "cpu_core_hours", 7, "25")
+    assert post(server, tokens["east"], {"records": [json.loads(record.to_json())]}).status_code == 200
+    # 25 core-h × 0.04 = 1.00
+    after = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert [(r["tenant"], r["cost"]) for r in after["items"]] == [("team-e", "1.000000")]
+    corrected = record.model_copy(update={"usage": Decimal(50), "revision": 1})
+    assert post(server, tokens["east"], {"records": [json.loads(corrected.to_json())]}).status_code == 200
+    # The agent's revision 1: 50 core-h × 0.04 = 2.00
+    after = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert [(r["tenant"], r["cost"]) for r in after["items"]] == [("team-e", "2.000000")]
