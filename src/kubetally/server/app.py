@@ -288,7 +288,8 @@ def create_app(
         openapi_url="/openapi.json",
         responses=ERRORS,
     )
-    service = CostService(ledger, pricebook, config, ReportCache(settings.report_cache))
+    size = settings.report_cache
+    service = CostService(ledger, pricebook, config, ReportCache(size), ReportCache(size and max(size, 4096)))
     state = ServerState(ledger, service, settings, ServerMetrics(ledger))
     app.state.kubetally = state
     app.add_middleware(_Metrics)
