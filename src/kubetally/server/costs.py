@@ -278,7 +278,7 @@ class CostService:
         (an exact sum when the tiered items have divisor 1, the only case split here). A write
         to one day therefore recomputes only the buckets that depend on that day.
         """
-        if not self._split_safe:
+        if not self._split_safe or self.bucket_cache.size <= 0:
             return [(Period(query.start, query.end), month_start(query.start))]
         tiers = self.pricebook.has_tiers
         return [(b, month_start(b.start) if tiers else b.start) for b in buckets(query.start, query.end, query.step)]
