@@ -306,3 +306,53 @@ def test_kubetally_destination_from_config_with_token_file(
     assert "Traceback" not in missing.stderr
     missing = cli("deliver", "--db", agent_db, "--to", "kubetally")
     assert missing.returncode == 1 and "--to kubetally needs --url URL" in missing.stderr
+
+
+def test_a_new_record_is_in_the_next_answer(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    """Reports are reused while the ledger is unchanged, never after a write."""
+    server, _db, tokens = box
+    params = {"start": START, "end": END, "tenant": "team-e"}
+    first = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert first["items"] == [] and get(server, tokens["admin"], "/api/v1/costs/total", **params).json() == first
+    record = hourly("east", "team-e", "job-9", "cpu_core_hours", 7, "25")
+    assert post(server, tokens["east"], {"records": [json.loads(record.to_json())]}).status_code == 200
+    # 25 core-h × 0.04 = 1.00
+    after = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert [(r["tenant"], r["cost"]) for r in after["items"]] == [("team-e", "1.000000")]
+    corrected = record.model_copy(update={"usage": Decimal(50), "revision": 1})
+    assert post(server, tokens["east"], {"records": [json.loads(corrected.to_json())]}).status_code == 200
+    # The agent's revision 1: 50 core-h × 0.04 = 2.00
+    after = get(server, tokens["admin"], "/api/v1/costs/total", **params).json()
+    assert [(r["tenant"], r["cost"]) for r in after["items"]] == [("team-e", "2.000000")]
+
+
+def test_label_only_and_zero_corrections_reach_the_server(
+    box: tuple[ServerProcess, str, dict[str, str]], tmp_path: Path
+) -> None:
+    """A revision that only moves usage to other labels (a reversal + full usage for billing
+    backends) arrives as that revision; so does a correction to zero."""
+    server, db, tokens = box
+    base = hourly("east", "team-f", "job-1", "cpu_core_hours", 2, "10")
+    moved = base.model_copy(update={"labels": {**base.labels, "node": "node-2"}})
+    zeroed = hourly("east", "team-f", "job-2", "cpu_core_hours", 3, "6")
+    with Ledger.open(str(tmp_path / "agent.db")) as agent:
+        agent.write([base.model_copy(update={"labels": {**base.labels, "node": "node-1"}}), zeroed])
+        agent.write([moved, zeroed.model_copy(update={"usage": Decimal(0), "labels": {"node": "node-9"}})])
+        try:
+            summary = deliver_once(
+                agent,
+                [one_off_config("kubetally", url=server.url)],
+                environ={"KUBETALLY_SERVER_TOKEN": tokens["east"]},
+                keep=False,
+            )
+        finally:
+            close_kept()
+        assert summary.ok and summary.dead_lettered == 0
+    with Ledger.open(db) as central:
+        current = {r.name: (r.usage, r.labels.get("node")) for r in central.records(tenant="team-f")}
+    # job-1: 10 core-h now on node-2. job-2: corrected to 0 (its reversal carries the old labels,
+    # so the server keeps no usage for it whatever the label).
+    assert current["job-1"] == (Decimal(10), "node-2")
+    assert current["job-2"][0] == Decimal(0)
+    answer = get(server, tokens["admin"], "/api/v1/costs/total", start=START, end=END, tenant="team-f").json()
+    assert [(r["tenant"], r["cost"]) for r in answer["items"]] == [("team-f", "0.400000")]  # 10 × 0.04

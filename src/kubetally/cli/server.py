@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kubetally.cli.common import ConfigOption, DbOption, console, fail
+from kubetally.cli.common import ConfigOption, DbOption, console, console_err, fail
 from kubetally.cli.report import PricesOption
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time, parse_duration
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from kubetally.config import load_config
-        from kubetally.rating.resolve import resolve_pricebook
+        from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
         from kubetally.server.app import create_app
         from kubetally.server.config import ServerConfig
 
@@ -54,7 +54,9 @@ def register(app: typer.Typer) -> None:
             if lang not in ("en", "zh"):
                 fail(f"--lang must be en or zh, not {lang!r}")
             settings = settings.model_copy(update={"lang": lang})
-        pricebook, _example = resolve_pricebook(prices or settings.prices, config)
+        pricebook, is_example = resolve_pricebook(prices or settings.prices, config)
+        if is_example:
+            console_err.print(f"[yellow]warning[/]: {EXAMPLE_WARNING}", highlight=False, soft_wrap=True)
         db = db or settings.db or (config.settings.db if config is not None else None)
         ledger = Ledger.open(db)
         try:
@@ -91,7 +93,7 @@ def create(
             lifetime = parse_duration(expires)
         except ValueError as exc:
             fail(f"--expires: {exc}")
-    _config, _, db = _inputs(config_files, db)
+    db = _ledger_db(config_files, db)
     with Ledger.open(db) as ledger:
         secret, token = create_token(ledger, role, tenant=tenant, cluster=cluster, expires=lifetime, name=name)
     # The token alone on stdout (scripts capture it); the description on stderr.
@@ -112,7 +114,7 @@ def list_(
 
     from kubetally.server.tokens import list_tokens
 
-    _config, _, db = _inputs(config_files, db)
+    db = _ledger_db(config_files, db)
     with Ledger.open(db) as ledger:
         tokens = list_tokens(ledger)
     now = datetime.now(UTC)
@@ -164,18 +166,17 @@ def revoke(
     """Revoke a token: it stops working at once."""
     from kubetally.server.tokens import revoke_token
 
-    _config, _, db = _inputs(config_files, db)
+    db = _ledger_db(config_files, db)
     with Ledger.open(db) as ledger:
         token = revoke_token(ledger, token_id)
     console.print(f"token {token.id} ({token.role}) revoked")
 
 
-def _inputs(config_files: list[str] | None, db: str | None) -> tuple[object | None, None, str | None]:
-    """Config and ledger for the token commands: ``--db``, else ``server.db``, else ``db:``."""
-    if not config_files:
-        return None, None, db
+def _ledger_db(config_files: list[str] | None, db: str | None) -> str | None:
+    """The server's ledger for the token commands: ``--db``, else ``server.db``, else ``db:``."""
+    if db or not config_files:
+        return db
     from kubetally.config import load_config
 
     config = load_config(config_files)
-    settings = _server_settings(config)
-    return config, None, db or getattr(settings, "db", None) or config.settings.db
+    return getattr(_server_settings(config), "db", None) or config.settings.db

@@ -292,7 +292,8 @@ def create_app(
         openapi_url="/openapi.json",
         responses=ERRORS,
     )
-    service = CostService(ledger, pricebook, config, ReportCache(settings.report_cache))
+    size = settings.report_cache
+    service = CostService(ledger, pricebook, config, ReportCache(size), ReportCache(size and max(size, 4096)))
     state = ServerState(ledger, service, settings, ServerMetrics(ledger))
     app.state.kubetally = state
     app.add_middleware(_Metrics)
@@ -469,14 +470,16 @@ def _costs(app: FastAPI, state: ServerState) -> None:
         order_by: OrderBy = "start",
         order: Order = "asc",
         caller: Caller = READ,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         query = _query(
             start, end, step, kind, split_item=item, tenant=tenant, project=project, cluster=cluster,
             namespace=namespace, name=name,
         )  # fmt: skip
         report, rows = service.total(query, caller.scope)
         rows = costs.order_rows(rows, order_by, order == "desc")
-        return _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step, kind=kind)
+        return JSONResponse(
+            _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step, kind=kind)
+        )
 
     @app.get(f"{API}/costs/usage", tags=["costs"], summary="Usage (and cost, null when unpriced) per item.")
     def usage(
@@ -495,14 +498,16 @@ def _costs(app: FastAPI, state: ServerState) -> None:
         order_by: OrderBy = "start",
         order: Order = "asc",
         caller: Caller = READ,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         query = _query(
             start, end, step, kind, tenant=tenant, project=project, cluster=cluster, namespace=namespace,
             item=item, name=name,
         )  # fmt: skip
         report, rows = service.usage(query, caller.scope)
         rows = costs.order_rows(rows, order_by, order == "desc")
-        return _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step, kind=kind)
+        return JSONResponse(
+            _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step, kind=kind)
+        )
 
     def detail_rows(
         start: str,
@@ -536,12 +541,12 @@ def _costs(app: FastAPI, state: ServerState) -> None:
         order_by: OrderBy = "start",
         order: Order = "desc",
         caller: Caller = READ,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         report, rows = detail_rows(
             start, end, step, filter_zero, order_by, order, caller, tenant=tenant, project=project,
             cluster=cluster, namespace=namespace, item=item,
         )  # fmt: skip
-        return _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step)
+        return JSONResponse(_page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step))
 
     @app.get(
         f"{API}/costs/detail/archive",

@@ -23,27 +23,28 @@ import csv
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
+from kubetally.ledger import schema
 from kubetally.ledger.store import Ledger
-from kubetally.periods import format_time
+from kubetally.periods import Period, format_time
 from kubetally.rating.display import DisplayCatalog
-from kubetally.rating.money import format_money_fixed
+from kubetally.rating.money import EXACT, format_money_fixed
 from kubetally.rating.pricebook import PriceBook
-from kubetally.rating.rollups import refresh_rollups, rollup_cursor
+from kubetally.rating.rollups import refresh_rollups, rollup_cursor, rollup_label_keys
 from kubetally.rating.tables import DAY, rollups
 from kubetally.record import normalize
 from kubetally.reports import build_report
-from kubetally.reports.buckets import Per
-from kubetally.reports.build import Report, ReportRow
+from kubetally.reports.buckets import Per, buckets, month_start
+from kubetally.reports.build import Report, ReportRow, UnpricedSummary
 
 KINDS = ("tenant", "project", "namespace", "cluster")
 FILTERS = ("tenant", "project", "cluster", "namespace", "item")
@@ -84,19 +85,26 @@ class CostQuery:
     split_item: bool = False
     filters: dict[str, list[str]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        try:
+            self.step = Per.parse(str(self.step))
+        except ValueError as exc:
+            raise QueryError("step", str(exc).replace("--per ", "")) from None
+
 
 class ReportCache:
-    """Reports by (parameters, ledger state). The state is the rollup cursor after a refresh —
-    the ``seq`` of the last ledger row folded in — so any new or corrected record, from any
-    writer, makes a new state and the next request computes afresh. Pages of one query, the
-    CSV archive of what was just shown, and many readers of the same range share one report."""
+    """Reports by (parameters, version of the days they depend on; see :class:`DayVersions`):
+    any new or corrected record, from any writer, gives its day a new version and the reports
+    depending on that day are computed afresh. Pages of one query, the CSV archive of what was
+    just shown, many readers of the same range — and yesterday's buckets while today's records
+    arrive — share one computation. Least recently used entries go first."""
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._entries: OrderedDict[tuple[Any, ...], tuple[int, Report]] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[Hashable, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...], version: int) -> Report | None:
+    def get(self, key: tuple[Any, ...], version: Hashable) -> Any:
         with self._lock:
             held = self._entries.get(key)
             if held is None or held[0] != version:
@@ -104,7 +112,7 @@ class ReportCache:
             self._entries.move_to_end(key)
             return held[1]
 
-    def put(self, key: tuple[Any, ...], version: int, report: Report) -> None:
+    def put(self, key: tuple[Any, ...], version: Hashable, report: Any) -> None:
         if self.size <= 0:
             return
         with self._lock:
@@ -112,6 +120,76 @@ class ReportCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+
+class DayVersions:
+    """Which days' usage changed, and when, from the ledger's own order of writes.
+
+    Every write (a new record or a revision, by any writer) gets a ``seq`` above the rollup
+    cursor; after a refresh, the records with ``seq`` in (last cursor, new cursor] name exactly
+    the days whose rollups changed (a revision keeps its record's day). A day's version is the
+    cursor at which it last changed; a day not seen changing has the baseline version.
+    """
+
+    def __init__(self) -> None:
+        self.cursor: int | None = None
+        self.generation = 0
+        self.baseline = 0
+        self.changed: dict[datetime, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, ledger: Ledger) -> int:
+        """Catch up with the rollup cursor; returns the generation (new after a rollup rebuild)."""
+        cursor = rollup_cursor(ledger)
+        with self._lock:
+            if self.cursor is None or cursor < self.cursor:
+                self.generation += 1
+                self.cursor = self.baseline = cursor
+                self.changed.clear()
+                return self.generation
+            if cursor > self.cursor:
+                t = schema.records
+                with ledger.engine.connect() as conn:
+                    days = conn.execute(
+                        select(t.c.date).where(and_(t.c.seq > self.cursor, t.c.seq <= cursor)).distinct()
+                    ).scalars()
+                    for day in days:
+                        self.changed[day] = cursor
+                self.cursor = cursor
+            return self.generation
+
+    def version(self, start: datetime, end: datetime) -> int:
+        """The latest change of any day in ``[start, end)``."""
+        with self._lock:
+            return max([self.baseline, *(v for day, v in self.changed.items() if start <= day < end)])
+
+
+def _joined(parts: list[Report], query: CostQuery) -> Report:
+    """Bucket reports as one report (their rows are in bucket order already)."""
+    first = parts[0]
+    unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
+    for part in parts:
+        for u in part.unpriced:
+            held = unpriced.get((u.category, u.item, u.unit, u.reason))
+            if held is None:
+                unpriced[(u.category, u.item, u.unit, u.reason)] = UnpricedSummary(
+                    u.category, u.item, u.unit, u.reason, u.usage, u.lines
+                )
+            else:
+                held.usage = EXACT.add(held.usage, u.usage)
+                held.lines += u.lines
+    return Report(
+        start=query.start,
+        end=query.end,
+        by=first.by,
+        per=first.per,
+        currency=first.currency,
+        rows=[row for part in parts for row in part.rows],
+        unpriced=sorted(unpriced.values(), key=lambda u: (u.category, u.item, u.reason)),
+        display=first.display,
+        unit=first.unit,
+        lang=first.lang,
+    )
 
 
 def _frozen(values: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -126,52 +204,93 @@ class CostService:
     pricebook: PriceBook
     config: Config | None = None
     cache: ReportCache = field(default_factory=ReportCache)
+    #: Reports of single buckets (a day, a week, a month), reused while their days are unchanged.
+    bucket_cache: ReportCache = field(default_factory=lambda: ReportCache(4096))
+    days: DayVersions = field(default_factory=lambda: DayVersions())
+
+    def __post_init__(self) -> None:
+        display = DisplayCatalog.from_config(self.config)
+        tiered = {
+            entry.item
+            for entry in self.pricebook.config.prices
+            if (entry.tiers and len(entry.tiers) > 1) or any(g.tiers and len(g.tiers) > 1 for g in entry.groups)
+        }
+        # Tier counters sum display quantities; with a divisor a sum of quotients may differ from
+        # the quotient of the sum in its last places, so such books are rated as one report.
+        self._split_safe = all(display.divisor(item) == 1 for item in tiered)
 
     # -- reports ---------------------------------------------------------------------------------
 
-    def report(self, query: CostQuery, scope: Scope, by: Sequence[str]) -> tuple[Report, list[ReportRow]]:
-        """The report for ``by`` (plus filter columns) and its rows that pass the filters."""
+    def report(
+        self, query: CostQuery, scope: Scope, by: Sequence[str], *, prices: bool = False
+    ) -> tuple[Report, list[dict[str, Any]]]:
+        """The report for ``by`` (plus filter columns) and its API rows that pass the filters."""
         if query.kind not in KINDS:
             raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {query.kind!r}")
         tenants = scope.tenants(query.filters.get("tenant"))
         post = {k: set(v) for k, v in query.filters.items() if k in ("project", "cluster", "namespace") and v}
         columns = tuple(dict.fromkeys([*by, *post]))
         items = query.filters.get("item") or None
-        # Fold new ledger rows first; the rollup cursor then names the ledger state exactly, so a
-        # report computed at the same cursor is the same report (see ReportCache).
+        # Fold new ledger rows first; the rollup cursor then names the ledger state exactly.
         refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
-        version = rollup_cursor(self.ledger)
+        state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
-        report = self.cache.get(key, version)
-        if report is None:
-            report = build_report(
-                self.ledger,
-                self.pricebook,
-                self.config,
-                query.start,
-                query.end,
-                by=columns,
-                per=query.step,
-                tenants=tenants,
-                items=items,
-                refresh=False,
-            )
-            self.cache.put(key, version, report)
-        rows = [r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items())]
+        spans = self._buckets(query)
+        version = (state, tuple(self.days.version(dep, b.end) for b, dep in spans))
+        held = self.cache.get(key, version)
+        if held is None:
+            parts = []
+            for (bucket, _dep), part_version in zip(spans, version[1], strict=True):
+                part_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items))
+                part = self.bucket_cache.get(part_key, (state, part_version))
+                if part is None:
+                    part = build_report(
+                        self.ledger,
+                        self.pricebook,
+                        self.config,
+                        bucket.start,
+                        bucket.end,
+                        by=columns,
+                        per=query.step,
+                        tenants=tenants,
+                        items=items,
+                        refresh=False,
+                    )
+                    self.bucket_cache.put(part_key, (state, part_version), part)
+                parts.append(part)
+            held = (_joined(parts, query), {})
+            self.cache.put(key, version, held)
+        report, derived = held
+        shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
+        rows = derived.get(shape)
+        if rows is None:
+            kept = (r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items()))
+            rows = derived[shape] = [row_dict(report, r, prices=prices) for r in kept]
         return report, rows
 
+    def _buckets(self, query: CostQuery) -> list[tuple[Period, datetime]]:
+        """The pieces a report is computed in, each with the first day its figures depend on.
+
+        A report is the concatenation of the reports of its buckets: ``build_report`` cuts its
+        segments at every bucket start, so each bucket's rows are rated from the same rollup
+        sums in the same order either way. Graduated tiers count from the start of the billing
+        month, so a bucket depends on the days since then — read by its own report as context
+        (an exact sum when the tiered items have divisor 1, the only case split here). A write
+        to one day therefore recomputes only the buckets that depend on that day.
+        """
+        if not self._split_safe or self.bucket_cache.size <= 0:
+            return [(Period(query.start, query.end), month_start(query.start))]
+        tiers = self.pricebook.has_tiers
+        return [(b, month_start(b.start) if tiers else b.start) for b in buckets(query.start, query.end, query.step)]
+
     def total(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        by = _kind_columns(query.kind) + (("item",) if query.split_item else ())
-        report, rows = self.report(query, scope, by)
-        return report, [row_dict(report, r) for r in rows]
+        return self.report(query, scope, _kind_columns(query.kind) + (("item",) if query.split_item else ()))
 
     def usage(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        report, rows = self.report(query, scope, (*_kind_columns(query.kind), "item"))
-        return report, [row_dict(report, r) for r in rows]
+        return self.report(query, scope, (*_kind_columns(query.kind), "item"))
 
     def detail(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
-        report, rows = self.report(query, scope, DETAIL_BY)
-        return report, [row_dict(report, r, prices=True) for r in rows]
+        return self.report(query, scope, DETAIL_BY, prices=True)
 
     # -- catalogue -------------------------------------------------------------------------------
 

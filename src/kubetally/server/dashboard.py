@@ -84,9 +84,14 @@ def label_rows(state: ServerState, query: CostQuery, scope: Scope, keys: tuple[s
     """Usage and cost per bucket, item and the values of ``keys`` (e.g. GPU SKU and MIG
     profile), from the charges of the very report ``costs/total`` answers from: the rows of an
     item add up to its ``costs/usage`` row exactly, usage and micro-units alike."""
-    report, rows = state.service.report(query, scope, ("item",))
+    report, _rows = state.service.report(query, scope, ("item",))
+    # The report is grouped by item plus the filtered columns; keep the rows the filters allow,
+    # as the cost routes do.
+    post = {k: set(v) for k, v in query.filters.items() if k in ("project", "cluster", "namespace") and v}
     found: dict[tuple[Any, ...], _LabelRow] = {}
-    for row in rows:
+    for row in report.rows:
+        if not all(row.group[k] in allowed for k, allowed in post.items()):
+            continue
         for charge in row.charges:
             line = charge.line
             labels = line.label_map
