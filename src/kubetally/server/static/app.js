@@ -24,7 +24,7 @@ const T = {
     deadLetters: "Dead letters", reasons: "Reasons", clusters: "Clusters", lastReport: "Last report",
     records: "Records", ago: "ago", none: "None", noData: "No usage in this period.",
     signedInAs: "Signed in:", admin: "admin", badToken: "The token is unknown, revoked or expired.",
-    expires: "until", chooseTenant: "Choose a tenant", silent: "silent", noTenant: "(no tenant)",
+    expires: "until", chooseTenant: "Choose a tenant", silent: "silent", noTenant: "(no tenant)", recordsUnit: "records", age: "Age",
   },
   zh: {
     skip: "跳到内容", overview: "概览", tenantView: "租户", delivery: "投递",
@@ -45,7 +45,7 @@ const T = {
     deadLetters: "死信", reasons: "原因", clusters: "集群", lastReport: "最近上报",
     records: "记录数", ago: "前", none: "无", noData: "本周期没有用量。",
     signedInAs: "已登录：", admin: "管理员", badToken: "令牌无效、已撤销或已过期。",
-    expires: "有效至", chooseTenant: "选择租户", silent: "无上报", noTenant: "（无租户）",
+    expires: "有效至", chooseTenant: "选择租户", silent: "无上报", noTenant: "（无租户）", recordsUnit: "条记录", age: "距今",
   },
 };
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -170,7 +170,7 @@ function moneyCell(row, attrs = {}) {
     row.status === "partly unpriced" ? el("span", { class: "unpriced" }, ` ${t("partly")}`) : null);
 }
 function table(caption, heads, rows, foot) {
-  return el("div", { class: "scroll" }, el("table", {},
+  return el("div", { class: "scroll" }, el("table", { class: heads.length > 4 ? "many" : null },
     el("caption", { class: "sr" }, caption),
     el("thead", {}, el("tr", {}, heads.map(([label, num]) => el("th", { scope: "col", class: num ? "num" : null }, label)))),
     el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: heads.length, class: "empty" }, t("noData")))),
@@ -405,7 +405,7 @@ async function deliveryView() {
   const clusters = await api("/api/v1/clusters");
   const destRows = delivery.items.map((d) => el("tr", {},
     el("td", {}, d.destination),
-    el("td", { class: "num" }, `${d.lagRecords} ${t("records")}`, el("br"), d.lagSeconds ? ago(d.lagSeconds) : "0 s"),
+    el("td", { class: "num" }, `${d.lagRecords} ${t("recordsUnit")}`, el("br"), d.lagSeconds ? ago(d.lagSeconds) : "0 s"),
     el("td", { class: "num" }, d.pending),
     el("td", { class: "num" }, d.deadLetters),
     el("td", {}, d.deadLetterReasons.length
@@ -423,7 +423,7 @@ async function deliveryView() {
     card(t("destinations"), "wide", table(t("destinations"),
       [[t("destination")], [t("lag"), true], [t("pending"), true], [t("deadLetters"), true], [t("reasons")]], destRows)),
     card(t("clusters"), "wide", table(t("clusters"),
-      [[t("cluster")], [t("lastReport")], [t("ago"), true], [t("records"), true]], clusterRows)),
+      [[t("cluster")], [t("lastReport")], [t("age"), true], [t("records"), true]], clusterRows)),
     letters.length ? card(t("deadLetters"), "wide", table(t("deadLetters"),
       [[t("destination")], [t("start")], [t("tenant")], [t("item")], [t("usage"), true], [t("reasons")]], letters)) : null);
 }
@@ -434,6 +434,7 @@ function translate() {
   document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
   for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
   $("#lang").value = S.lang;
+  if (S.me) $("#who").textContent = `${t("signedInAs")} ${S.me.role === "admin" ? t("admin") : S.me.tenant}`;
 }
 function writeHash() {
   const h = new URLSearchParams({ view: S.view, period: S.kind, start: iso(S.start) });
@@ -505,7 +506,6 @@ async function start(me) {
   $("#signin").hidden = true;
   $("#top").hidden = false;
   for (const node of document.querySelectorAll("[data-admin]")) node.hidden = me.role !== "admin";
-  $("#who").textContent = me.role === "admin" ? `${t("signedInAs")} ${t("admin")}` : `${t("signedInAs")} ${me.tenant}`;
   const [info, catalog] = await Promise.all([api("/api/v1/tenants"), api("/api/v1/items")]);
   S.tenantInfo = info.items;
   S.tenants = info.items.map((x) => x.tenant);
