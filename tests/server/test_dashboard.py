@@ -29,6 +29,7 @@ per day, two pages of 20. GPU-hours by SKU and profile: H100 whole 192 + 20 = 21
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -40,6 +41,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from kubetally.delivery.config import one_off_config
 from kubetally.delivery.engine import close_kept, deliver_once
@@ -48,9 +50,11 @@ from kubetally.periods import Period, PeriodKind
 from kubetally.rating.money import format_money
 from kubetally.record import UsageRecord
 from kubetally.server.ingest import ingest
+from kubetally.server.sessions import find_session, open_session, sessions
+from kubetally.server.tokens import create_token
 from kubetally.testing import MissingPart
 from kubetally.testing.browser import Browser, headless_chromium
-from kubetally.testing.server import ServerProcess
+from kubetally.testing.server import ServerProcess, cli
 
 from .conftest import api_token
 from .scenario import A100, END, PRICES, START, east_records, hourly, west_records
@@ -343,7 +347,16 @@ def check_tenant_view(browser: Browser, server: ServerProcess, token: str, tenan
     archive = api(server, token, "/api/v1/costs/detail/archive", **detail)
     assert body == archive
     assert len(list(csv.DictReader(io.StringIO(body)))) == first["total"]
-    return body
+    # The FOCUS download: the API's export of this tenant for the period, and only of it.
+    status, focus = fetch(browser, driver.find_element("id", "download-focus").get_attribute("href"))
+    assert status == 200
+    assert focus == api(server, token, "/api/v1/focus", **base, per="day", skipUnpriced="true")
+    rows = list(csv.DictReader(io.StringIO(focus)))
+    assert rows and {r["SubAccountId"] for r in rows} == {tenant}
+    billed = sum(Decimal(r["BilledCost"]) for r in rows)
+    # FOCUS skips unpriced usage; its priced rows bill the tenant's total.
+    assert billed == Decimal(usage["sum"]["cost"])
+    return body + focus
 
 
 def test_tenant_sees_only_itself(site: tuple[ServerProcess, dict[str, str]], browser: Browser, tmp_path: Path) -> None:
@@ -374,14 +387,7 @@ def test_tenant_sees_only_itself(site: tuple[ServerProcess, dict[str, str]], bro
     screenshot(browser, shots, "tenant")
     body = check_tenant_view(browser, server, token, "team-b")
     pages.append(driver.page_source)
-    downloads = [body]
-    status, focus = fetch(browser, driver.find_element("id", "download-focus").get_attribute("href"))
-    assert status == 200
-    rows = list(csv.DictReader(io.StringIO(focus)))
-    assert rows and {r["SubAccountId"] for r in rows} == {"team-b"}
-    # FOCUS skips the unpriced storage; its priced rows bill the tenant's total: 82.00.
-    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("82")
-    downloads.append(focus)
+    downloads = [body]  # the CSV and the FOCUS file; FOCUS bills team-b's 82.00 (unpriced storage left out)
     # Asking for another tenant through the page's own routes gives nothing of it.
     status, other = fetch(browser, f"{server.url}/api/v1/costs/detail/archive?start={START}&end={END}&tenant=team-a")
     assert status == 200 and len(other.splitlines()) == 1  # the header only
@@ -418,6 +424,24 @@ def test_session_cookie_rules(site: tuple[ServerProcess, dict[str, str]]) -> Non
         f"{server.url}/session", json={"token": tokens["admin"]}, headers={"Origin": "https://evil.example"}, timeout=30
     )
     assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+    # An expired session and a session of a revoked token open nothing.
+    with Ledger.open(server.db) as ledger:
+        secret, _ = create_token(ledger, "tenant", tenant="team-a")
+        old = open_session(ledger, secret, timedelta(minutes=1), now=datetime.now(UTC) - timedelta(hours=1))
+        live = open_session(ledger, secret, timedelta(hours=1))
+        assert old is not None and live is not None
+        assert find_session(ledger, old[0]) is None and find_session(ledger, live[0]) is not None
+    tenants = f"{server.url}/api/v1/tenants"
+    assert httpx.get(tenants, cookies={"kubetally_session": old[0]}, timeout=30).status_code == 401
+    assert httpx.get(tenants, cookies={"kubetally_session": live[0]}, timeout=30).status_code == 200
+    revoked = cli("token", "revoke", secret, "--db", server.db)
+    assert revoked.returncode == 0, revoked.stderr
+    assert httpx.get(tenants, cookies={"kubetally_session": live[0]}, timeout=30).status_code == 401
+    # Only a SHA-256 of a session id is stored.
+    with Ledger.open(server.db) as ledger, ledger.engine.connect() as conn:
+        stored = [r.hash for r in conn.execute(select(sessions))]
+    assert hashlib.sha256(live[0].encode()).hexdigest() in stored and live[0] not in stored
+
     page = httpx.get(f"{server.url}/", timeout=30)
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert "connect-src 'self'" in page.headers["content-security-policy"]
