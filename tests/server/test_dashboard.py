@@ -442,6 +442,10 @@ def test_session_cookie_rules(site: tuple[ServerProcess, dict[str, str]]) -> Non
         stored = [r.hash for r in conn.execute(select(sessions))]
     assert hashlib.sha256(live[0].encode()).hexdigest() in stored and live[0] not in stored
 
+    # Not signed in: 401, with the server's language for the sign-in form (en here).
+    anonymous = httpx.get(f"{server.url}/session", timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["lang"] == "en"
+
     page = httpx.get(f"{server.url}/", timeout=30)
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert "connect-src 'self'" in page.headers["content-security-policy"]

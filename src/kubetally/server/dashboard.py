@@ -282,8 +282,9 @@ def _pages(app: FastAPI, state: ServerState) -> None:
     def who(request: Request) -> JSONResponse:
         session = find_session(state.ledger, request.cookies.get(COOKIE, ""))
         if session is None:
+            # The language is not a secret: the sign-in form is shown in the server's language.
             return JSONResponse(
-                {"error": "unauthorized", "reason": "not signed in", "parameter": None},
+                {"error": "unauthorized", "reason": "not signed in", "parameter": None, "lang": state.settings.lang},
                 status_code=401,
                 headers={"Cache-Control": "no-store"},
             )

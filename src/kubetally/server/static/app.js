@@ -572,5 +572,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   if (["en", "zh"].includes(h.get("lang"))) S.lang_override = h.get("lang");
   const response = await fetch("/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (response.ok) await start(await response.json());
-  else { if (S.lang_override) S.lang = S.lang_override; showSignIn(); }
+  else {
+    const body = await response.json().catch(() => ({}));
+    S.lang = S.lang_override || (["en", "zh"].includes(body.lang) ? body.lang : "en");
+    showSignIn();
+  }
 });
