@@ -113,7 +113,13 @@ class UsageRecord(BaseModel):
     @field_validator("usage", mode="before")
     @classmethod
     def _exact_usage(cls, value: Any) -> Decimal:
-        return normalize(to_decimal(value))
+        try:
+            usage = to_decimal(value)
+        except ArithmeticError:  # decimal.InvalidOperation: pydantic reports ValueErrors only
+            raise ValueError(f"not a decimal number: {value!r}") from None
+        if not usage.is_finite():
+            raise ValueError(f"not a finite number: {value!r}")
+        return normalize(usage)
 
     @field_validator("period", mode="before")
     @classmethod

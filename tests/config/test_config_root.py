@@ -53,7 +53,7 @@ def test_absent_sections_have_their_defaults(tmp_path: Path) -> None:
 def test_unknown_sections_and_keys_name_file_and_path(tmp_path: Path) -> None:
     path = tmp_path / "kubetally.yaml"
     path.write_text(
-        "server:\n  listen: ':8080'\n"  # no server part yet: an unknown section, not ignored
+        "server:\n  listen: ':8080'\n"  # a typo inside the server section
         "tenancy:\n  namespace_lable: x\n"  # was accepted (and never read) at the top level
         "kubernetes:\n  tenancy:\n    namespace_lable: x\n"
         "collection:\n  max_backfil: 2d\n"
@@ -61,7 +61,7 @@ def test_unknown_sections_and_keys_name_file_and_path(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{path}: collection.max_backfil: unknown key",
         f"{path}: kubernetes: tenancy.namespace_lable: unknown key",
-        f"{path}: server: unknown key",
+        f"{path}: server.listen: unknown key",
         f"{path}: tenancy: unknown key (tenancy is configured under kubernetes.tenancy)",
     ]
 

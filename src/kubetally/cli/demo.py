@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kubetally.cli.common import console
+from kubetally.cli.common import console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +16,11 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Folder for the demo's ledger and delivered events.")] = Path(
             "kubetally-demo"
         ),
+        serve: Annotated[
+            bool, typer.Option("--serve", help="Then serve the dashboard on the demo's ledger (prints URL and token).")
+        ] = False,
+        port: Annotated[int, typer.Option("--port", help="Port of the dashboard with --serve.")] = 8080,
+        lang: Annotated[str, typer.Option("--lang", help="Dashboard language with --serve: en or zh.")] = "en",
     ) -> None:
         """Meter a simulated GPU cloud for an hour, deliver the usage and print what it costs.
 
@@ -23,6 +28,9 @@ def register(app: typer.Typer) -> None:
         """
         from kubetally.app.demo import run_demo
         from kubetally.reports.render import render_table
+
+        if lang not in ("en", "zh"):
+            fail(f"--lang must be en or zh, not {lang!r}")
 
         def say(message: str) -> None:
             number, _, rest = message.partition(". ")
@@ -40,3 +48,7 @@ def register(app: typer.Typer) -> None:
             f"  kubetally report --db {db} --prices example --from 2026-11-02 --to 2026-11-03 --by tenant,item",
             highlight=False,
         )
+        if serve:
+            from kubetally.server.demo import serve_demo
+
+            serve_demo(db, result.report.start, console, host="127.0.0.1", port=port, lang=lang)

@@ -184,8 +184,18 @@ class FileConfig(DestinationBase):
     offboard_grace: Duration | None = None
 
 
+class KubetallyConfig(DestinationBase, SecretSettings):
+    """A central ``kubetally server``: records and their revisions go to ``POST /api/v1/records``."""
+
+    type: Literal["kubetally"]
+    url: str
+    #: The server's agent token (``kubetally token create --role agent --cluster C``).
+    api_key_env: str | None = "KUBETALLY_SERVER_TOKEN"
+    offboard_grace: Duration | None = None
+
+
 DestinationConfig = Annotated[
-    LagoConfig | StripeConfig | MetronomeConfig | OpenMeterConfig | WebhookConfig | FileConfig,
+    LagoConfig | StripeConfig | MetronomeConfig | OpenMeterConfig | WebhookConfig | FileConfig | KubetallyConfig,
     Field(discriminator="type"),
 ]
 
@@ -272,9 +282,9 @@ def one_off_config(
         if not path:
             raise ConfigError(["--to file needs --path FILE"])
         raw["path"] = path
-    elif kind == "webhook":
+    elif kind in ("webhook", "kubetally"):
         if not url:
-            raise ConfigError(["--to webhook needs --url URL"])
+            raise ConfigError([f"--to {kind} needs --url URL"])
         raw["url"] = url
     elif url:
         raw["url"] = url

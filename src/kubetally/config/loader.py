@@ -27,6 +27,7 @@ from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem
 from kubetally.config.destinations import DestinationsConfig
 from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.config.pricing import PriceBookConfig
+from kubetally.config.server import ServerConfig
 from kubetally.config.types import Duration
 from kubetally.errors import ConfigError
 
@@ -74,6 +75,8 @@ class KubetallyConfig(Strict):
     pricing: PriceBookConfig | None = None
     #: Billing backends; ``None``: none configured (the agent then reads vBilling's variables).
     destinations: DestinationsConfig | None = None
+    #: ``kubetally server`` (listen address, its ledger and price book, dashboard sessions).
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
 
 #: The former name of :class:`KubetallyConfig`.

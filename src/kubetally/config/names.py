@@ -6,7 +6,7 @@ Kept free of pydantic and the models, so ``kubetally --help`` does not build the
 from __future__ import annotations
 
 #: Every destination ``type`` (the ``type:`` of a destination, ``kubetally deliver --to``).
-DESTINATION_TYPES = ("lago", "stripe", "metronome", "openmeter", "webhook", "file")
+DESTINATION_TYPES = ("lago", "stripe", "metronome", "openmeter", "webhook", "file", "kubetally")
 
 #: Where each one-off ``--to`` destination reads its key (see ``kubetally deliver --help``).
 KEY_VARIABLES = {
@@ -15,4 +15,5 @@ KEY_VARIABLES = {
     "metronome": "METRONOME_API_TOKEN",
     "openmeter": "OPENMETER_API_KEY",
     "webhook": "KUBETALLY_WEBHOOK_SECRET",
+    "kubetally": "KUBETALLY_SERVER_TOKEN",
 }

@@ -249,7 +249,7 @@ class DestinationRunner:
         keep, dead = [], []
         unassigned = self.config.unassigned_tenant if self.config else None
         for event in events:
-            if not event.tenant:
+            if not event.tenant and getattr(self.dest, "requires_tenant", True):
                 if unassigned:
                     event = replace(event, tenant=unassigned)
                 else:

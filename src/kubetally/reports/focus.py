@@ -279,8 +279,11 @@ class FocusBuilder:
         *,
         skip_unpriced: bool = False,
         result: FocusResult | None = None,
+        tenant: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Batches of rows (one batch per charge period), in period order."""
+        """Batches of rows (one batch per charge period), in period order. With ``tenant``, only
+        that tenant's records are read: its rows are the same (prices, discounts and tiers are
+        per tenant), except that shared-node ``AllocatedRatio`` counts only its own usage."""
         if grain not in GRAINS:
             raise FocusError(f"--per must be one of {', '.join(GRAINS)}, not {grain!r}")
         if end <= start:
@@ -309,7 +312,7 @@ class FocusBuilder:
                 if batch:
                     yield batch
 
-        for record in ledger.records(start=context_start, end=end):
+        for record in ledger.records(start=context_start, end=end, tenant=tenant):
             if record.start != last_start:
                 yield from flush(record.start)
                 last_start = record.start

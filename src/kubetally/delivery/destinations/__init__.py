@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from kubetally.config.destinations import (
     DestinationBase,
     FileConfig,
+    KubetallyConfig,
     LagoConfig,
     MetronomeConfig,
     OpenMeterConfig,
@@ -49,6 +50,11 @@ def build_destination(config: DestinationBase, environ: Mapping[str, str] | None
 
         assert isinstance(config, FileConfig)
         return FileDestination(config)
+    if kind == "kubetally":
+        from kubetally.delivery.destinations.kubetally import KubetallyDestination
+
+        assert isinstance(config, KubetallyConfig)
+        return KubetallyDestination(config, environ)
     raise ValueError(f"unknown destination type {kind!r}")
 
 

@@ -1,0 +1,246 @@
+"""Benchmark: the server's cost API over a month of hourly records for 10,000 pods (PostgreSQL).
+
+Builds the server's ledger — ``--pods`` pods across ``--tenants`` tenants (two namespaces each)
+and two clusters, one record per pod and hour of November 2026 (GPU, CPU or memory hours,
+labelled with GPU SKU and capacity type, priced with the built-in example price book) — written
+straight into ``records`` with ``COPY`` and folded into the rollups with the production code.
+Then starts real ``kubetally server`` processes (uvicorn) and measures over HTTP:
+
+* ``costs/total`` by tenant per day for the month (every tenant: an admin token), and
+* ``costs/detail`` for one tenant, one page of 100 rows (a tenant token),
+
+each ``--repeat`` times after one first request, p50/p95/p99: *warm* (the default server, the
+ledger unchanged between requests), *after a write* (the default server, one new record for the
+last hour of the month posted before each request: only that day's bucket is rated again) and
+*cold* (``server.report_cache: 0``: every request rates the whole month).
+Last, ingest throughput: ``--ingest`` records delivered by an agent's outbox
+(``kubetally deliver --to kubetally``, batches of 500) next to the same number written straight
+into the same ledger with :meth:`Ledger.write` in the same batches::
+
+    python bench/bench_server.py                     # 10,000 pods × 720 hours = 7.2 M records
+    python bench/bench_server.py --pods 1000 --repeat 20
+
+Not part of the test suite (pytest never collects ``bench/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubetally.config.destinations import one_off_config
+from kubetally.delivery.engine import deliver_once
+from kubetally.ledger.store import Ledger
+from kubetally.periods import Period, PeriodKind
+from kubetally.rating import refresh_rollups
+from kubetally.record import UsageRecord
+from kubetally.server.tokens import create_token
+from kubetally.testing.postgres import postgres_server
+from kubetally.testing.server import ServerProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_report import CAPACITY, COLUMNS, GPU_SKUS
+
+MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
+HOURS = 720
+ITEMS = (("gpu_hours", 8), ("cpu_core_hours", 64), ("memory_gib_hours", 512))
+
+
+def pod_rows(pods: int, tenants: int) -> Iterator[tuple[Any, ...]]:
+    """One record per pod and hour, exactly as the ledger stores it (naive UTC times)."""
+    population = []
+    for i in range(pods):
+        item, base = ITEMS[i % 3]
+        tenant = f"tenant-{i % tenants:04d}"
+        labels = {"capacity_type": CAPACITY[i % 4]}
+        if item == "gpu_hours":
+            labels["gpu_sku"] = GPU_SKUS[(i // 3) % len(GPU_SKUS)]
+        usage = f"{(i % base) + 1}.{(i * 37) % 3600:04d}"
+        cluster = f"gpu-cloud-{i % 2 + 1}"
+        namespace = f"{tenant}-ns{(i // tenants) % 2}"
+        population.append((item, f"pod-{i}", namespace, cluster, tenant, json.dumps(labels, sort_keys=True), usage))
+    recorded = datetime(2026, 12, 1, 0, 5)
+    for hour in range(HOURS):
+        start = (MONTH_START + timedelta(hours=hour)).replace(tzinfo=None)
+        day, end = start.replace(hour=0), start + timedelta(minutes=59, seconds=59)
+        for item, name, namespace, cluster, tenant, labels, usage in population:
+            rid = hashlib.blake2b(f"{cluster}/{name}@{hour}".encode(), digest_size=16).hexdigest()
+            yield (rid, 0, True, "Pod", "compute", item, name, namespace, cluster, f"p-{tenant}", tenant,
+                   labels, day, "hourly", start, end, usage, "h", recorded)  # fmt: skip
+
+
+def load(url: str, pods: int, tenants: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        columns = ", ".join(f'"{c}"' for c in COLUMNS)
+        with cur.copy(f"COPY records ({columns}) FROM STDIN") as copy:
+            for row in pod_rows(pods, tenants):
+                copy.write_row(row)
+        cur.execute("ANALYZE records")
+
+
+def timed(label: str, action: Any) -> Any:
+    began = time.perf_counter()
+    value = action()
+    print(f"  {label}: {time.perf_counter() - began:.1f} s", flush=True)
+    return value
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return statistics.median(samples), cuts[94], cuts[98]
+
+
+def latency(url: str, token: str, path: str, params: dict[str, Any], repeat: int) -> list[float]:
+    headers = {"Authorization": f"Bearer {token}"}
+    samples = []
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        for _ in range(repeat):
+            began = time.perf_counter()
+            answer = client.get(path, params=params)
+            samples.append(time.perf_counter() - began)
+            assert answer.status_code == 200, answer.text[:300]
+    return samples
+
+
+def report(label: str, samples: list[float], note: str) -> None:
+    p50, p95, p99 = percentiles(samples)
+    print(
+        f"  {label}: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+        f"(n={len(samples)}; {note})",
+        flush=True,
+    )
+
+
+def after_writes(url: str, agent: str, token: str, path: str, params: dict[str, Any], repeat: int) -> list[float]:
+    samples = []
+    last = MONTH_START + timedelta(days=29, hours=23)
+    with httpx.Client(base_url=url, timeout=600) as client:
+        for i in range(repeat):
+            record = UsageRecord.measure(
+                cluster="gpu-cloud-3",
+                kind="Pod",
+                category="compute",
+                item="cpu_core_hours",
+                name=f"late-{path.rsplit('/', 1)[-1]}-{i}",
+                namespace="tenant-0000-ns0",
+                project="p-tenant-0000",
+                tenant="tenant-0000",
+                period_kind=PeriodKind.hourly,
+                period=Period(last, last + timedelta(hours=1)),
+                usage=Decimal("0.5"),
+                dimensions={"capacity_type": "on-demand"},
+            )
+            body = {"records": [json.loads(record.to_json())]}
+            posted = client.post("/api/v1/records", json=body, headers={"Authorization": f"Bearer {agent}"})
+            assert posted.status_code == 200, posted.text
+            began = time.perf_counter()
+            answer = client.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            samples.append(time.perf_counter() - began)
+            assert answer.status_code == 200, answer.text[:300]
+    return samples
+
+
+def agent_records(count: int) -> list[UsageRecord]:
+    """``count`` hourly records of a third cluster (pods × hours of the month)."""
+    out = []
+    for i in range(count):
+        pod, hour = divmod(i, HOURS)
+        start = MONTH_START + timedelta(hours=hour)
+        out.append(
+            UsageRecord.measure(
+                cluster="gpu-cloud-3",
+                kind="Pod",
+                category="compute",
+                item="cpu_core_hours",
+                name=f"agent-pod-{pod}",
+                namespace="tenant-0000-ns0",
+                project="p-tenant-0000",
+                tenant="tenant-0000",
+                period_kind=PeriodKind.hourly,
+                period=Period(start, start + timedelta(hours=1)),
+                usage=Decimal("0.5"),
+                dimensions={"capacity_type": "on-demand"},
+            )
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--ingest", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {}
+    with postgres_server() as pg, tempfile.TemporaryDirectory() as tmp:
+        url = pg.create_database("bench_server")
+        print(f"{args.pods:,} pods × {HOURS} hours = {args.pods * HOURS:,} records, {args.tenants} tenants", flush=True)
+        with Ledger.open(url) as ledger:
+            timed("load records (COPY)", lambda: load(url, args.pods, args.tenants))
+            timed("fold into rollups", lambda: refresh_rollups(ledger, label_keys={"gpu_sku", "capacity_type"}))
+            admin, _ = create_token(ledger, "admin")
+            tenant, _ = create_token(ledger, "tenant", tenant="tenant-0007")
+            agent, _ = create_token(ledger, "agent", cluster="gpu-cloud-3")
+        cold_config = Path(tmp, "cold.yaml")
+        cold_config.write_text("server:\n  report_cache: 0\n", encoding="utf-8")
+        total = ("/api/v1/costs/total", {"start": "2026-11-01", "end": "2026-12-01", "kind": "tenant",
+                                         "step": "day", "pageSize": 1000})  # fmt: skip
+        detail = ("/api/v1/costs/detail", {"start": "2026-11-01", "end": "2026-12-01", "pageSize": 100})
+        for mode, extra in (("warm", []), ("cold", ["-c", str(cold_config)])):
+            server = ServerProcess(url, ["--prices", "example", *extra])
+            server.start(timeout=300)
+            try:
+                for name, (path, params), token in (("total", total, admin), ("detail", detail, tenant)):
+                    first = latency(server.url, token, path, params, 1)[0]
+                    samples = latency(server.url, token, path, params, args.repeat)
+                    report(f"costs/{name} {mode}", samples, f"one request before them: {first * 1000:.0f} ms")
+                    if mode == "warm":
+                        # The usual state of a live server: a record for the latest hour arrived
+                        # just before each request (only the last day's bucket is recomputed).
+                        samples = after_writes(server.url, agent, token, path, params, args.repeat)
+                        report(f"costs/{name} after a write", samples, "each after one new record of Nov 30")
+                if mode == "warm":
+                    records = agent_records(args.ingest)
+                    agent_db = str(Path(tmp, "agent.db"))
+                    with Ledger.open(agent_db) as agent_ledger:
+                        agent_ledger.write(records)
+                        began = time.perf_counter()
+                        summary = deliver_once(
+                            agent_ledger,
+                            [one_off_config("kubetally", url=server.url)],
+                            environ={"KUBETALLY_SERVER_TOKEN": agent},
+                        )
+                        elapsed = time.perf_counter() - began
+                        assert summary.ok and summary.delivered == len(records), summary
+                    results["ingest via server"] = len(records) / elapsed
+                    print(f"  ingest through the server: {len(records) / elapsed:,.0f} records/s", flush=True)
+            finally:
+                server.stop()
+        direct = [r.model_copy(update={"cluster": "gpu-cloud-4", "id": r.id[::-1]}) for r in agent_records(args.ingest)]
+        with Ledger.open(url) as ledger:
+            began = time.perf_counter()
+            for i in range(0, len(direct), 500):
+                ledger.write(direct[i : i + 500])
+            elapsed = time.perf_counter() - began
+        results["direct ledger writes"] = len(direct) / elapsed
+        print(f"  direct Ledger.write (batches of 500): {len(direct) / elapsed:,.0f} records/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The server computes a report bucket by bucket and reuses buckets whose days did not change;
+the result must be exactly ``build_report`` over the whole range, tiers and price changes
+included. Data: the fixed report scenario of tests/rating (prices with a price change on the
+16th, CPU tiers, a tenant discount; divisor 2^30 for VgpuMemoryUsed)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from kubetally.config import Config, load_config
+from kubetally.ledger.store import Ledger
+from kubetally.rating.pricebook import PriceBook
+from kubetally.reports import build_report
+from kubetally.reports.buckets import Per
+from kubetally.reports.build import Report
+from kubetally.server.costs import CostQuery, CostService, Scope
+from rating.conftest import DEC, DISPLAY, NOV, PRICES, hour, record, scenario_records
+
+
+@pytest.fixture
+def book() -> PriceBook:
+    return PriceBook.load(PRICES)
+
+
+@pytest.fixture
+def display() -> Config:
+    return load_config([DISPLAY])
+
+
+@pytest.fixture
+def filled(ledger: Ledger) -> Ledger:
+    ledger.write(scenario_records())
+    return ledger
+
+
+def _rows(report: Report) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.period.start,
+            r.period.end,
+            tuple(sorted(r.group.items())),
+            r.list_cost,
+            r.cost,
+            sorted(r.usage_by_item.items()),
+        )
+        for r in report.rows
+    ]
+
+
+@pytest.mark.parametrize("per", ["day", "week", "month"])
+@pytest.mark.parametrize(
+    "by", [("tenant",), ("cluster", "namespace", "item"), ("tenant", "project", "cluster", "namespace", "item")]
+)
+def test_bucketed_report_is_the_report(
+    filled: Ledger, book: PriceBook, display: Config, per: str, by: tuple[str, ...]
+) -> None:
+    service = CostService(filled, book, display)
+    for start, end in ((NOV, DEC), (NOV.replace(day=10), NOV.replace(day=20))):
+        query = CostQuery(start, end, step=Per.parse(per))
+        got, _rows_json = service.report(query, Scope(), by)
+        want = build_report(filled, book, display, start, end, by=by, per=per)
+        assert _rows(got) == _rows(want)
+        assert got.total == want.total and got.unpriced == want.unpriced
+
+
+def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: PriceBook, display: Config) -> None:
+    service = CostService(filled, book, display)
+    query = CostQuery(NOV, DEC, step=Per.day)
+    service.report(query, Scope(), ("tenant",))
+    # 30 day buckets computed; a second ask computes none.
+    computed = len(service.bucket_cache._entries)
+    assert computed == 30
+    before = dict(service.bucket_cache._entries)
+    # acme uses 100 more core-hours on the 16th: the CPU tier (0.04 up to 100, then 0.03) moves,
+    # so the 16th and every later day of November are recomputed; the 1st–15th are reused.
+    filled.write([record("acme", "cpu_core_hours", hour(16, 11), "100", name="train-1")])
+    got, _ = service.report(query, Scope(), ("tenant",))
+    after = service.bucket_cache._entries
+    reused = [k for k in before if after.get(k) is not None and after[k] is before[k]]
+    assert sorted(k[2].day for k in reused) == list(range(1, 16))
+    want = build_report(filled, book, display, NOV, DEC, by="tenant", per="day")
+    assert _rows(got) == _rows(want)
+    # acme's 16th: 70 + 100 = 170 core-h on top of 60 on the 15th: 40 at 0.04 and 130 at 0.03 = 5.50,
+    # less 10 % = 4.95 — plus its GPU (8 h × 3.50 × 0.9 = 25.20) = 30.15.
+    sixteenth = [r for r in got.rows if r.period.start == NOV.replace(day=16) and r.group["tenant"] == "acme"]
+    assert sixteenth[0].cost == 30_150_000
+    assert sixteenth[0].usage_by_item[("compute", "cpu_core_hours", "h")] == Decimal(170)
