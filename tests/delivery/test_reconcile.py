@@ -9,6 +9,7 @@ its data it must agree and exit 0.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -181,3 +182,34 @@ def test_stripe_rounding_to_whole_units_is_not_a_difference(tmp_path: Path, stri
         "acme gpu_hours: backend reports 2, outbox acknowledged 3.75: 1.75 hours missing (rounding allows 1); "
         f"event {records[0].id}-0 (1.25) acknowledged but not counted by the backend"
     ]  # 1.25 reached Stripe as 1: within one record's 0.5 of the 1.75; 2.5 (sent as 2) is not
+
+
+def test_provider_records_are_not_delivered_unless_asked(tmp_path: Path) -> None:
+    """A node's capacity (8 GPU-h) and idle (5 GPU-h) belong to the provider: a destination
+    skips them by default and gets only acme's 3 GPU-h; with ``provider_records`` (and a tenant
+    to bill them to) it gets all three."""
+    acme = record("acme", "gpu_hours", 0, "3", start=RECENT)
+    provider = [
+        acme.model_copy(update={"id": f"{i:032x}", "kind": kind, "tenant": "", "usage": Decimal(q)})
+        for i, (kind, q) in enumerate((("NodeCapacity", "8"), ("NodeIdle", "5")), start=1)
+    ]
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        ledger.write([acme, *provider])
+        plain = {"type": "file", "name": "plain", "path": str(tmp_path / "plain.jsonl")}
+        asked = {
+            "type": "file",
+            "name": "asked",
+            "path": str(tmp_path / "asked.jsonl"),
+            "provider_records": True,
+            "unassigned_tenant": "provider",
+        }
+        summary = deliver_once(ledger, DestinationsConfig.model_validate([plain, asked]), policy=FAST)
+        assert [(d.delivered, d.skipped) for d in summary.destinations] == [(1, 2), (3, 0)]
+    plain = [json.loads(line) for line in (tmp_path / "plain.jsonl").read_text().splitlines()]
+    asked = [json.loads(line) for line in (tmp_path / "asked.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["tenant"]) for e in plain] == [("gpu", "acme")]
+    assert sorted((e["kind"], e["tenant"], e["quantity"]) for e in asked) == [
+        ("NodeCapacity", "provider", 8),
+        ("NodeIdle", "provider", 5),
+        ("gpu", "acme", 3),
+    ]

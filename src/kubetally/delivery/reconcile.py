@@ -30,6 +30,7 @@ from kubetally.delivery.outbox import Outbox
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
 from kubetally.record import normalize
+from kubetally.sources.kubernetes.provider import PROVIDER_KINDS
 
 Key = tuple[str, str]
 _SHOWN = Decimal("1e-9")
@@ -123,8 +124,10 @@ def _fmt(value: Decimal) -> str:
     return format(normalize(value), "f")
 
 
-def _selected(config: DestinationBase | None, item: str, start: datetime) -> bool:
+def _selected(config: DestinationBase | None, kind: str, item: str, start: datetime) -> bool:
     """The engine's own selection: items the destination is limited to, and ``since``."""
+    if kind in PROVIDER_KINDS and not (config is not None and config.provider_records):
+        return False
     if config is None:
         return True
     if config.items is not None and item not in config.items:
@@ -159,7 +162,7 @@ def ledger_and_outbox(
         latest[pending.record.id] = max(latest.get(pending.record.id, -1), pending.record.revision)
     for pending in rows:
         rec = pending.record
-        if not _selected(config, rec.item, rec.start):
+        if not _selected(config, rec.kind, rec.item, rec.start):
             continue
         cell = cells.setdefault((rec.tenant, rec.item), Cell(rec.tenant, rec.item, rec.unit))
         if rec.revision == latest[rec.id]:

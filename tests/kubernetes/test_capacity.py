@@ -1,0 +1,199 @@
+"""The provider's side of each node: capacity, down/cordoned time, idle and over-commit, exact.
+
+One cluster (``provider_cloud``), the hour 10:00–11:00 on 2026-11-02, metered by the agent and
+by ``collect`` (hourly, as a cron job) with ``capacity: true``. Truth per node, by hand (every
+quantity is GPU-seconds × fraction ÷ 3600, rounded half-even to 1e-9 h, per record):
+
+* ``h100-half`` — 8 H100, shared; team-a holds 3 GPUs and team-b 1 GPU all hour.
+  capacity 8, allocated 3 + 1 = 4, idle 8 − 4 = 4.
+* ``a100-mig`` — 2 A100 80GB in MIG mixed mode, per GPU 2×1g + 1×2g + 1×3g:
+  capacity 1g.10gb: 4 × 1/7 = 0.571428571; 2g.20gb: 2 × 2/7 = 0.571428571;
+  3g.40gb: 2 × 3/7 = 0.857142857 (Σ 2.0 GPUs, one record each).
+  team-a holds one 1g (1/7 = 0.142857143), team-b one 2g (0.285714286) and one 3g (0.428571429).
+  idle 1g: 0.571428571 − 0.142857143 = 0.428571428; 2g: 0.571428571 − 0.285714286 = 0.285714285;
+  3g: 0.857142857 − 0.428571429 = 0.428571428.
+* ``h100-dedicated`` — 8 H100 dedicated to team-c: capacity 8, allocated 8 (the node's own
+  record), idle 0 (no idle record).
+* ``h100-flaky`` — 8 H100, NotReady 10:20:00–10:40:00; team-a holds 2 GPUs all hour.
+  capacity 8, down 8 × 1200 s = 2.666666667, allocated 2, idle 6.
+* ``t4-oversold`` — 1 T4 time-sliced 4 ways (``nvidia.com/gpu: 4``), six team-b pods of one
+  replica each (the device plugin advertised more earlier): capacity 4 × 1/4 = 1 GPU,
+  allocated 6 × 1/4 = 1.5, idle 0, over-commit 0.5.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from k8s_builders import namespace, node, pod, scenario, t
+from k8s_paths import collect_hourly, run_agent
+
+from kubetally.ledger.store import Ledger
+from kubetally.periods import parse_time
+from kubetally.record import UsageRecord
+from kubetally.sim import Scenario
+
+TEAM_A, TEAM_B, TEAM_C = "namespace/team-a", "namespace/team-b", "namespace/team-c"
+H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.count": "8"}
+HOUR_START, HOUR_END = parse_time(t("10:00:00")), parse_time(t("11:00:00"))
+
+
+def _ready(obj: dict[str, Any], status: str, since: str) -> dict[str, Any]:
+    out = {**obj, "status": {**obj["status"]}}
+    out["status"]["conditions"] = [
+        {"type": "Ready", "status": status, "reason": "KubeletReady", "lastTransitionTime": since}
+    ]
+    return out
+
+
+def provider_cloud() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    tenant = {"kubetally.io/tenant": "true"}
+    flaky = node("h100-flaky", labels=H100, gpus={"nvidia.com/gpu": "8"})
+    objects = [
+        namespace("team-a", tenant),
+        namespace("team-b", tenant),
+        namespace("team-c", tenant),
+        node("h100-half", labels=H100, gpus={"nvidia.com/gpu": "8"}),
+        node(
+            "a100-mig",
+            labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/mig.strategy": "mixed"},
+            gpus={"nvidia.com/mig-1g.10gb": "4", "nvidia.com/mig-2g.20gb": "2", "nvidia.com/mig-3g.40gb": "2"},
+        ),
+        node(
+            "h100-dedicated", labels={**H100, "kubetally.io/tenant": "namespace.team-c"}, gpus={"nvidia.com/gpu": "8"}
+        ),
+        flaky,
+        node(
+            "t4-oversold",
+            labels={
+                "nvidia.com/gpu.product": "Tesla-T4-SHARED",
+                "nvidia.com/gpu.replicas": "4",
+                "nvidia.com/gpu.count": "1",
+                "nvidia.com/gpu.sharing-strategy": "time-slicing",
+            },
+            gpus={"nvidia.com/gpu": "4"},
+        ),
+    ]
+    started = "2026-11-02T09:00:00Z"
+
+    def gpu_pod(name: str, ns: str, node_name: str, resource: str, count: str) -> dict[str, Any]:
+        return pod(name, ns, node_name=node_name, requests={resource: count}, started=started, created=started)
+
+    objects += [
+        gpu_pod("train-a", "team-a", "h100-half", "nvidia.com/gpu", "3"),
+        gpu_pod("train-b", "team-b", "h100-half", "nvidia.com/gpu", "1"),
+        gpu_pod("mig-a-1g", "team-a", "a100-mig", "nvidia.com/mig-1g.10gb", "1"),
+        gpu_pod("mig-b-2g", "team-b", "a100-mig", "nvidia.com/mig-2g.20gb", "1"),
+        gpu_pod("mig-b-3g", "team-b", "a100-mig", "nvidia.com/mig-3g.40gb", "1"),
+        gpu_pod("flaky-a", "team-a", "h100-flaky", "nvidia.com/gpu", "2"),
+        *(gpu_pod(f"ts-b-{i}", "team-b", "t4-oversold", "nvidia.com/gpu", "1") for i in range(6)),
+    ]
+    events = [
+        {"at": t("10:20:00"), "type": "MODIFIED", "object": _ready(flaky, "False", t("10:20:00"))},
+        {"at": t("10:40:00"), "type": "MODIFIED", "object": _ready(flaky, "True", t("10:40:00"))},
+    ]
+    return objects, events
+
+
+def provider_scenario() -> Scenario:
+    objects, events = provider_cloud()
+    return scenario(t("10:00:00"), objects, events)
+
+
+def gpu_hours(records: list[UsageRecord]) -> dict[tuple[str, str, str, str], Decimal]:
+    """(node, kind, tenant, gpu_profile) → GPU-hours of 10:00–11:00."""
+    out: dict[tuple[str, str, str, str], Decimal] = defaultdict(Decimal)
+    for r in records:
+        if r.item != "gpu_hours" or r.start != HOUR_START:
+            continue
+        node_name = r.labels.get("node", r.name)
+        out[(node_name, r.kind, r.tenant, r.labels.get("gpu_profile", ""))] += r.usage
+    return dict(out)
+
+
+EXPECTED = {
+    ("h100-half", "NodeCapacity", "", ""): Decimal(8),
+    ("h100-half", "Pod", TEAM_A, ""): Decimal(3),
+    ("h100-half", "Pod", TEAM_B, ""): Decimal(1),
+    ("h100-half", "NodeIdle", "", ""): Decimal(4),
+    ("a100-mig", "NodeCapacity", "", "1g.10gb"): Decimal("0.571428571"),
+    ("a100-mig", "NodeCapacity", "", "2g.20gb"): Decimal("0.571428571"),
+    ("a100-mig", "NodeCapacity", "", "3g.40gb"): Decimal("0.857142857"),
+    ("a100-mig", "Pod", TEAM_A, "1g.10gb"): Decimal("0.142857143"),
+    ("a100-mig", "Pod", TEAM_B, "2g.20gb"): Decimal("0.285714286"),
+    ("a100-mig", "Pod", TEAM_B, "3g.40gb"): Decimal("0.428571429"),
+    ("a100-mig", "NodeIdle", "", "1g.10gb"): Decimal("0.428571428"),
+    ("a100-mig", "NodeIdle", "", "2g.20gb"): Decimal("0.285714285"),
+    ("a100-mig", "NodeIdle", "", "3g.40gb"): Decimal("0.428571428"),
+    ("h100-dedicated", "NodeCapacity", "", ""): Decimal(8),
+    ("h100-dedicated", "Node", TEAM_C, ""): Decimal(8),
+    ("h100-flaky", "NodeCapacity", "", ""): Decimal(8),
+    ("h100-flaky", "NodeDown", "", ""): Decimal("2.666666667"),
+    ("h100-flaky", "Pod", TEAM_A, ""): Decimal(2),
+    ("h100-flaky", "NodeIdle", "", ""): Decimal(6),
+    ("t4-oversold", "NodeCapacity", "", "shared-4"): Decimal(1),
+    ("t4-oversold", "Pod", TEAM_B, "shared-4"): Decimal("1.5"),
+    ("t4-oversold", "NodeOvercommit", "", "shared-4"): Decimal("0.5"),
+}
+
+
+def _sums_hold(got: dict[tuple[str, str, str, str], Decimal]) -> None:
+    """Σ tenants + idle − over-commit = capacity, exactly, per node and profile."""
+    nodes = {(n, p) for n, k, _, p in got if k == "NodeCapacity"}
+    for name, profile in nodes:
+        capacity = got[(name, "NodeCapacity", "", profile)]
+        tenants = sum(v for (n, k, tn, p), v in got.items() if n == name and p == profile and tn)
+        idle = got.get((name, "NodeIdle", "", profile), Decimal(0))
+        over = got.get((name, "NodeOvercommit", "", profile), Decimal(0))
+        assert tenants + idle - over == capacity, (name, profile)
+
+
+def _records(ledger: Ledger) -> list[UsageRecord]:
+    return list(ledger.records(start=HOUR_START, end=HOUR_END))
+
+
+@pytest.mark.parametrize("path", ["agent", "collect"])
+def test_capacity_allocated_and_idle_per_node_exact(path: str, tmp_path: Path) -> None:
+    stop = parse_time(t("11:02:01"))
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        if path == "agent":
+            run_agent(provider_scenario(), ledger, stop, capacity=True)
+        else:
+            collect_hourly(provider_scenario(), ledger, stop, capacity=True)
+        got = gpu_hours(_records(ledger))
+    expected = dict(EXPECTED)
+    if path == "collect":
+        # collect reads state once per hour (10:02 and 11:02): the node was Ready both times,
+        # so the 20 minutes down in between leave no trace it could read.
+        del expected[("h100-flaky", "NodeDown", "", "")]
+    assert got == expected
+    _sums_hold(got)
+
+
+def test_capacity_records_are_off_unless_configured(tmp_path: Path) -> None:
+    stop = parse_time(t("11:02:01"))
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(provider_scenario(), ledger, stop)
+        kinds = {r.kind for r in _records(ledger)}
+    assert kinds == {"Pod", "Node"}
+
+
+def test_cpu_and_memory_capacity_and_idle(tmp_path: Path) -> None:
+    """h100-half: 96 cores and 1056768 Mi = 1032 GiB (the builder's defaults); its pods request
+    no CPU or memory, so all of it is idle: 96 core-h and 1032 GiB-h."""
+    stop = parse_time(t("11:02:01"))
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(provider_scenario(), ledger, stop, capacity=True)
+        half = [r for r in _records(ledger) if r.name == "h100-half" and r.item != "gpu_hours"]
+    got = {(r.kind, r.item): r.usage for r in half}
+    assert got == {
+        ("NodeCapacity", "cpu_core_hours"): Decimal(96),
+        ("NodeIdle", "cpu_core_hours"): Decimal(96),
+        ("NodeCapacity", "memory_gib_hours"): Decimal(1032),
+        ("NodeIdle", "memory_gib_hours"): Decimal(1032),
+    }
+    assert all(r.tenant == "" for r in half)
