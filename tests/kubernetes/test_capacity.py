@@ -197,3 +197,63 @@ def test_cpu_and_memory_capacity_and_idle(tmp_path: Path) -> None:
         ("NodeIdle", "memory_gib_hours"): Decimal(1032),
     }
     assert all(r.tenant == "" for r in half)
+
+
+PRICES = """
+currency: USD
+prices:
+  - category: compute
+    item: gpu_hours
+    labels: [gpu_sku]
+    groups:
+      - {name: h100, match: {gpu_sku: [nvidia-h100-sxm-80gb]}, price: "2.00"}
+      - {name: a100, match: {gpu_sku: [nvidia-a100-sxm-80gb]}, price: "1.50"}
+      - {name: t4, match: {gpu_sku: [nvidia-t4-16gb]}, price: "0.40"}
+"""
+
+
+def test_capacity_view_per_sku_priced(tmp_path: Path) -> None:
+    """10:00–11:00 by SKU (agent path), values at list price:
+
+    * H100: capacity 8 (half) + 8 (dedicated) + 8 (flaky) = 24; dedicated 8; shared 3 + 1 + 2 = 6;
+      idle 4 + 6 = 10; down 2.666666667; rate 14/24 = 0.5833; sold 14 × 2.00 = 28.00,
+      idle 10 × 2.00 = 20.00.
+    * A100: capacity 0.571428571 + 0.571428571 + 0.857142857 = 1.999999999; shared 0.142857143 +
+      0.285714286 + 0.428571429 = 0.857142858; idle 0.428571428 + 0.285714285 + 0.428571428 =
+      1.142857141; rate 0.857142858 / 1.999999999 = 0.4286; sold at 1.50 per line, half-up to the
+      micro-unit: 0.214286 + 0.428571 + 0.642857 = 1.285714; idle 0.642857 + 0.428571 + 0.642857
+      = 1.714285.
+    * T4: capacity 1, shared 1.5, over-commit 0.5, rate 1.5; sold 1.5 × 0.40 = 0.60, idle 0.
+    """
+    from kubetally.rating.pricebook import PriceBook
+    from kubetally.reports.buckets import Per
+    from kubetally.reports.capacity import capacity_view
+
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    pricebook = PriceBook.load(tmp_path / "prices.yaml")
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(provider_scenario(), ledger, parse_time(t("11:02:01")), capacity=True)
+        rows = capacity_view(ledger, pricebook, None, HOUR_START, HOUR_END, Per.day)
+    got = {
+        r.sku: (r.capacity, r.dedicated, r.shared, r.idle, r.down, r.overcommit, r.allocation_rate, r.sold_value)
+        for r in rows
+    }
+    idle_values = {r.sku: r.idle_value for r in rows}
+    D = Decimal
+    assert got == {
+        "nvidia-a100-sxm-80gb": (
+            D("1.999999999"),
+            D(0),
+            D("0.857142858"),
+            D("1.142857141"),
+            D(0),
+            D(0),
+            D("0.4286"),
+            1_285_714,
+        ),
+        "nvidia-h100-sxm-80gb": (D(24), D(8), D(6), D(10), D("2.666666667"), D(0), D("0.5833"), 28_000_000),
+        "nvidia-t4-16gb": (D(1), D(0), D("1.5"), D(0), D(0), D("0.5"), D("1.5000"), 600_000),
+    }
+    assert idle_values == {"nvidia-a100-sxm-80gb": 1_714_285, "nvidia-h100-sxm-80gb": 20_000_000, "nvidia-t4-16gb": 0}
+    for r in rows:
+        assert r.dedicated + r.shared + r.idle - r.overcommit == r.capacity

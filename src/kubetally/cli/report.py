@@ -14,6 +14,7 @@ from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, c
 from kubetally.cli.common import parse_time_option as _parse_time
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
+from kubetally.periods import Period
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
 from kubetally.reports import build_report, render_csv, render_json, render_table
@@ -54,6 +55,23 @@ def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetim
     return since, until
 
 
+def provider_view(
+    db: str | None, pricebook: PriceBook, config: Config | None, window: Period, view: str, per: str, fmt: str
+) -> None:
+    """``--view capacity|efficiency`` (see :mod:`kubetally.reports.capacity`)."""
+    from kubetally.record import dumps_exact
+    from kubetally.reports.capacity import provider_view as build
+
+    if fmt == "csv":
+        fail(f"--view {view}: --format table or json")
+    with Ledger.open(db) as ledger:
+        data, table = build(ledger, pricebook, config, window, view, per)
+    if fmt == "json":
+        sys.stdout.write(dumps_exact(data) + "\n")
+    else:
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
@@ -75,6 +93,12 @@ def register(app: typer.Typer) -> None:
         item: Annotated[list[str] | None, typer.Option("--item", help="Only these items (repeatable).")] = None,
         output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")] = None,
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any usage has no price.")] = False,
+        view: Annotated[
+            str,
+            typer.Option(
+                "--view", help="usage (default), capacity (provider: GPU capacity vs sold vs idle) or efficiency."
+            ),
+        ] = "usage",
     ) -> None:
         """Priced usage for [--from, --to) (UTC dates; default: this month), grouped and bucketed.
 
@@ -82,8 +106,13 @@ def register(app: typer.Typer) -> None:
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json, not {fmt!r}")
+        if view not in ("usage", "capacity", "efficiency"):
+            fail(f"--view must be usage, capacity or efficiency, not {view!r}")
         config, pricebook, db = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
+        if view != "usage":
+            provider_view(db, pricebook, config, Period(since, until), view, per, fmt)
+            return
         with Ledger.open(db) as ledger:
             result = build_report(
                 ledger,
