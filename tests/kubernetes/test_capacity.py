@@ -257,3 +257,33 @@ def test_capacity_view_per_sku_priced(tmp_path: Path) -> None:
     assert idle_values == {"nvidia-a100-sxm-80gb": 1_714_285, "nvidia-h100-sxm-80gb": 20_000_000, "nvidia-t4-16gb": 0}
     for r in rows:
         assert r.dedicated + r.shared + r.idle - r.overcommit == r.capacity
+
+
+def test_focus_exports_idle_as_the_unallocated_remainder(tmp_path: Path) -> None:
+    """FOCUS, resource rows, hour 10:00: h100-half's idle 4 GPU-h is one row with no tenant and
+    null Allocated* (the unallocated remainder), next to its two tenant rows that name the node
+    as a split; capacity, down and over-commit rows are not costs and are not exported. Idle is
+    priced like usage: 4 × 2.00 = 8.00 list cost."""
+    import csv
+    import io
+
+    from kubetally.rating.pricebook import PriceBook
+    from kubetally.reports.focus import export_focus
+
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    pricebook = PriceBook.load(tmp_path / "prices.yaml")
+    out = io.StringIO()
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(provider_scenario(), ledger, parse_time(t("11:02:01")), capacity=True)
+        export_focus(
+            ledger, pricebook, None, HOUR_START, HOUR_END, out, grain="hour", rows="resource", skip_unpriced=True
+        )
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {r["x_Kind"] for r in rows} == {"Pod", "Node", "NodeIdle"}
+    half = [r for r in rows if "h100-half" in (r["ResourceId"] or "") and r["x_Item"] == "gpu_hours"]
+    by_kind = {(r["x_Kind"], r["SubAccountId"]): r for r in half}
+    idle = by_kind[("NodeIdle", "")]
+    assert (idle["ConsumedQuantity"], idle["ListCost"]) == ("4.000000000", "8.000000")
+    assert all(idle[c] == "" for c in ("AllocatedMethodId", "AllocatedResourceId", "AllocatedMethodDetails"))
+    tenant_rows = [r for (kind, _), r in by_kind.items() if kind == "Pod"]
+    assert len(tenant_rows) == 2 and all(r["AllocatedMethodId"] for r in tenant_rows)
