@@ -287,3 +287,47 @@ def test_focus_exports_idle_as_the_unallocated_remainder(tmp_path: Path) -> None
     assert all(idle[c] == "" for c in ("AllocatedMethodId", "AllocatedResourceId", "AllocatedMethodDetails"))
     tenant_rows = [r for (kind, _), r in by_kind.items() if kind == "Pod"]
     assert len(tenant_rows) == 2 and all(r["AllocatedMethodId"] for r in tenant_rows)
+
+
+def test_efficiency_joins_dcgm_busy_hours_to_what_the_tenant_was_billed(tmp_path: Path) -> None:
+    """10:00–11:00 (agent path) plus DCGM utilisation records as the dcgm preset writes them:
+    team-a held 3 H100 on h100-half and 2 on h100-flaky = 5 GPU-h; DCGM measured 1.25 busy
+    GPU-h on one GPU with samples all hour and 0.5 on another with 20 minutes of samples
+    (coverage 0.3333): busy 1.75, share 1.75 / 5 = 0.35, one partial record; its 1g MIG slice
+    (1/7 = 0.142857143 GPU-h) has no DCGM data: busy 0, share 0. team-b: H100 1, A100 MIG
+    0.285714286 + 0.428571429 = 0.714285715, T4 1.5 GPU-h, no DCGM data. team-c: 8 dedicated."""
+    from kubetally.periods import Period, PeriodKind
+    from kubetally.reports.buckets import Per
+    from kubetally.reports.capacity import efficiency_view
+
+    def busy(gpu: str, usage: str, coverage: str, steps: str) -> UsageRecord:
+        return UsageRecord.measure(
+            cluster="gpu-east",
+            kind="Gpu",
+            category="Gpu",
+            item="GpuUtilization",
+            name=gpu,
+            namespace="team-a",
+            tenant=TEAM_A,
+            period_kind=PeriodKind.hourly,
+            period=Period(HOUR_START, HOUR_END),
+            usage=usage,
+            unit="busy-GPU-hours",
+            dimensions={"modelName": "NVIDIA H100 80GB HBM3"},
+            labels={"coverage": coverage, "coverage_steps": steps},
+        )
+
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        run_agent(provider_scenario(), ledger, parse_time(t("11:02:01")), capacity=True)
+        ledger.write([busy("GPU-1", "1.25", "1", "12/12"), busy("GPU-2", "0.5", "0.3333", "4/12")])
+        rows = efficiency_view(ledger, HOUR_START, HOUR_END, Per.day)
+    got = {(r.tenant, r.sku): (r.dedicated, r.shared, r.busy, r.share, r.partial) for r in rows}
+    D = Decimal
+    assert got == {
+        (TEAM_A, "nvidia-a100-sxm-80gb"): (D(0), D("0.142857143"), D(0), D(0), 0),
+        (TEAM_A, "nvidia-h100-sxm-80gb"): (D(0), D(5), D("1.75"), D("0.35"), 1),
+        (TEAM_B, "nvidia-a100-sxm-80gb"): (D(0), D("0.714285715"), D(0), D(0), 0),
+        (TEAM_B, "nvidia-h100-sxm-80gb"): (D(0), D(1), D(0), D(0), 0),
+        (TEAM_B, "nvidia-t4-16gb"): (D(0), D("1.5"), D(0), D(0), 0),
+        (TEAM_C, "nvidia-h100-sxm-80gb"): (D(8), D(0), D(0), D(0), 0),
+    }

@@ -10,7 +10,11 @@ rollups do not keep) for ``[start, end)``, GPU-hours only, bucketed like ``kubet
   value sold against the value left idle. Tenants' usage counts only on nodes that have a
   capacity record for that hour, so the columns add up: dedicated + shared + idle −
   over-commit = capacity.
-* **efficiency** per tenant and SKU: GPU-hours billed and on which kind of node.
+* **efficiency** per tenant and SKU: GPU-hours billed (on dedicated / shared nodes), busy
+  GPU-hours measured by DCGM (the ``dcgm`` preset's ``busy-GPU-hours`` records, joined by
+  tenant and by the SKU of their ``modelName``) and the share busy ÷ allocated; utilisation
+  records whose period was only partly covered by samples are counted (``partial``), because
+  missing samples are missing, not idle.
 
 List prices are used for both values (a tenant's discount is not the provider's idle cost);
 a graduated price is applied to each bucket's usage on its own.
@@ -36,8 +40,12 @@ from kubetally.record import UsageRecord, normalize
 from kubetally.reports.buckets import Per, bucket_end, bucket_start
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.provider import CAPACITY, DOWN, IDLE, OVERCOMMIT
+from kubetally.sources.kubernetes.sku import parse_model
 
 RATE_PLACES = Decimal("0.0001")
+#: Unit of the dcgm preset's utilisation item (busy GPU-hours, 1 = fully busy for an hour).
+BUSY_UNIT = "busy-GPU-hours"
+MODEL_LABEL = "modelName"
 
 
 @dataclass
@@ -74,10 +82,21 @@ class EfficiencyRow:
     period: Period
     dedicated: Decimal = Decimal(0)
     shared: Decimal = Decimal(0)
+    #: busy GPU-hours measured (DCGM), over the steps that had samples
+    busy: Decimal = Decimal(0)
+    #: utilisation records covering only part of their period (samples missing, not zero)
+    partial: int = 0
 
     @property
     def allocated(self) -> Decimal:
         return self.dedicated + self.shared
+
+    @property
+    def share(self) -> Decimal | None:
+        """busy ÷ allocated, half-even to 4 places (None: nothing allocated)."""
+        if not self.allocated:
+            return None
+        return (self.busy / self.allocated).quantize(RATE_PLACES, rounding=ROUND_HALF_EVEN)
 
 
 def _bucket(record: UsageRecord, start: datetime, end: datetime, per: Per) -> Period:
@@ -150,12 +169,28 @@ def _value(
     return total
 
 
+def _utilisation_sku(record: UsageRecord) -> str:
+    model = parse_model(record.labels.get(MODEL_LABEL, ""))
+    return model.sku if model is not None else "unknown"
+
+
 def efficiency_view(ledger: Ledger, start: datetime, end: datetime, per: Per = Per.month) -> list[EfficiencyRow]:
+    """Per tenant and SKU: GPU-hours billed (dedicated / shared) and busy GPU-hours measured by
+    DCGM (records in ``busy-GPU-hours``, SKU from their ``modelName``)."""
     rows: dict[tuple[str, str, datetime], EfficiencyRow] = {}
-    for r in ledger.records(start=start, end=end, item=it.GPU_HOURS):
-        if not r.tenant or r.kind not in (it.POD, it.NODE):
+    for r in ledger.records(start=start, end=end):
+        if not r.tenant:
             continue
         bucket = _bucket(r, start, end, per)
+        if r.unit == BUSY_UNIT:
+            sku = _utilisation_sku(r)
+            row = rows.setdefault((r.tenant, sku, bucket.start), EfficiencyRow(r.tenant, sku, bucket))
+            row.busy += r.usage
+            if r.labels.get("coverage", "1") != "1":
+                row.partial += 1
+            continue
+        if r.item != it.GPU_HOURS or r.kind not in (it.POD, it.NODE):
+            continue
         sku = r.labels.get(it.GPU_SKU, "unknown")
         row = rows.setdefault((r.tenant, sku, bucket.start), EfficiencyRow(r.tenant, sku, bucket))
         if r.labels.get(it.BILLING_MODE) == it.DEDICATED:
@@ -163,25 +198,6 @@ def efficiency_view(ledger: Ledger, start: datetime, end: datetime, per: Per = P
         else:
             row.shared += r.usage
     return [rows[k] for k in sorted(rows, key=lambda k: (k[2], k[0], k[1]))]
-
-
-def provider_view(
-    ledger: Ledger, pricebook: PriceBook, config: Config | None, window: Period, view: str, per: str
-) -> tuple[list[dict[str, Any]], Table]:
-    """Rows as JSON-ready dicts and as a table, for ``kubetally report --view``."""
-    from kubetally.reports.build import ReportError
-
-    try:
-        bucket = Per.parse(per)
-    except ValueError as exc:
-        raise ReportError(str(exc)) from None
-    if view == "capacity":
-        rows = capacity_view(ledger, pricebook, config, window.start, window.end, bucket)
-        return capacity_json(rows), capacity_table(rows, pricebook.currency)
-    if view == "efficiency":
-        found = efficiency_view(ledger, window.start, window.end, bucket)
-        return efficiency_json(found), efficiency_table(found)
-    raise ReportError(f"--view must be usage, capacity or efficiency, not {view!r}")
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -219,14 +235,17 @@ def capacity_table(rows: list[CapacityRow], currency: str) -> Table:
 
 def efficiency_table(rows: list[EfficiencyRow]) -> Table:
     table = Table(title="GPU-hours per tenant", title_justify="left")
-    for column in ("period", "tenant", "sku", "dedicated", "shared", "allocated"):
+    for column in ("period", "tenant", "sku", "dedicated", "shared", "allocated", "busy", "share", "partial"):
         table.add_column(column, justify="left" if column in ("period", "tenant", "sku") else "right")
     for r in rows:
+        share = "—" if r.share is None else f"{r.share * 100:.2f}%"
         table.add_row(
             f"{_day(r.period.start)}..{_day(r.period.end)}",
             r.tenant,
             r.sku,
-            *(format(normalize(v), "f") for v in (r.dedicated, r.shared, r.allocated)),
+            *(format(normalize(v), "f") for v in (r.dedicated, r.shared, r.allocated, r.busy)),
+            share,
+            str(r.partial),
         )
     return table
 
@@ -262,6 +281,9 @@ def efficiency_json(rows: list[EfficiencyRow]) -> list[dict[str, Any]]:
             "dedicated": r.dedicated,
             "shared": r.shared,
             "allocated": r.allocated,
+            "busy": r.busy,
+            "share": r.share,
+            "partial_coverage_records": r.partial,
         }
         for r in rows
     ]
