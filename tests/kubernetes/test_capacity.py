@@ -331,3 +331,39 @@ def test_efficiency_joins_dcgm_busy_hours_to_what_the_tenant_was_billed(tmp_path
         (TEAM_B, "nvidia-t4-16gb"): (D(0), D("1.5"), D(0), D(0), 0),
         (TEAM_C, "nvidia-h100-sxm-80gb"): (D(8), D(0), D(0), D(0), 0),
     }
+
+
+def test_report_view_capacity_on_the_command_line(tmp_path: Path) -> None:
+    """The whole day as the agent metered it: it started at 10:00 and backfilled 6 h, so the
+    hours 04:00–11:00 (7 h) are in the ledger. H100: 3 nodes × 8 GPUs × 7 h = 168 capacity,
+    dedicated 8 × 7 = 56, shared (3 + 1 + 2) × 2 h (pods started 09:00) = 12, idle 168 − 68 =
+    100, down 2.666666667, rate 68 / 168 = 0.4048, sold 68 × 2.00 = 136, idle 100 × 2.00 = 200."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from kubetally.cli.main import app
+
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    db = str(tmp_path / "ledger.db")
+    with Ledger.open(db) as ledger:
+        run_agent(provider_scenario(), ledger, parse_time(t("11:02:01")), capacity=True)
+    args = ["report", "--db", db, "--prices", str(tmp_path / "prices.yaml"), "--from", "2026-11-02"]
+    result = CliRunner().invoke(app, [*args, "--to", "2026-11-03", "--view", "capacity", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["gpu_sku"]: r for r in json.loads(result.output, parse_float=Decimal)}
+    h100 = rows["nvidia-h100-sxm-80gb"]
+    assert {k: h100[k] for k in ("capacity", "allocated_dedicated", "allocated_shared", "idle", "down")} == {
+        "capacity": 168,
+        "allocated_dedicated": 56,
+        "allocated_shared": 12,
+        "idle": 100,
+        "down": Decimal("2.666666667"),
+    }
+    assert (h100["allocation_rate"], h100["sold_value_micros"], h100["idle_value_micros"]) == (
+        Decimal("0.4048"),
+        136_000_000,
+        200_000_000,
+    )
+    bad = CliRunner().invoke(app, [*args, "--to", "2026-11-03", "--view", "nope"])
+    assert bad.exit_code == 1 and "--view must be usage, capacity or efficiency" in bad.output

@@ -200,6 +200,25 @@ def efficiency_view(ledger: Ledger, start: datetime, end: datetime, per: Per = P
     return [rows[k] for k in sorted(rows, key=lambda k: (k[2], k[0], k[1]))]
 
 
+def provider_view(
+    ledger: Ledger, pricebook: PriceBook, config: Config | None, window: Period, view: str, per: str
+) -> tuple[list[dict[str, Any]], Table]:
+    """Rows as JSON-ready dicts and as a table, for ``kubetally report --view``."""
+    from kubetally.reports.build import ReportError
+
+    try:
+        bucket = Per.parse(per)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+    if view == "capacity":
+        rows = capacity_view(ledger, pricebook, config, window.start, window.end, bucket)
+        return capacity_json(rows), capacity_table(rows, pricebook.currency)
+    if view == "efficiency":
+        found = efficiency_view(ledger, window.start, window.end, bucket)
+        return efficiency_json(found), efficiency_table(found)
+    raise ReportError(f"--view must be usage, capacity or efficiency, not {view!r}")
+
+
 # -- rendering ---------------------------------------------------------------------------------
 
 
