@@ -25,15 +25,13 @@ capacity view and FOCUS exports them with null ``Allocated*`` columns.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from kubetally.periods import Period, parse_time
+from kubetally.periods import Period
 from kubetally.record import UsageRecord
 from kubetally.sources.kubernetes import items as it
-from kubetally.sources.kubernetes.quantity import GIB
 from kubetally.sources.kubernetes.sku import gpu_share, hami_devices, is_gpu_resource
 
 CAPACITY = "NodeCapacity"
@@ -45,7 +43,6 @@ PROVIDER_KINDS = frozenset({CAPACITY, DOWN, CORDONED, IDLE, OVERCOMMIT})
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
-Dims = tuple[tuple[str, str], ...]
 _DIMENSIONS = (it.GPU_SKU, it.GPU_PROFILE, it.BILLING_MODE, it.CAPACITY_TYPE)
 
 
@@ -174,20 +171,10 @@ def _period_of(rec: UsageRecord) -> Period:
     return Period(rec.start, rec.start + rec.period.length)
 
 
-def parse_moment(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_time(str(value)).replace(microsecond=0)
-    except ValueError:
-        return None
-
-
 __all__ = [
     "CAPACITY",
     "CORDONED",
     "DOWN",
-    "GIB",
     "IDLE",
     "OVERCOMMIT",
     "PROVIDER_KINDS",
