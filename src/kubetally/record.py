@@ -44,7 +44,8 @@ def normalize(value: Decimal) -> Decimal:
         return Decimal(0)
     normalized = value.normalize()
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
-    if normalized.as_tuple().exponent > 0:
+    exponent = normalized.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
         return normalized.quantize(Decimal(1))
     return normalized
 
@@ -63,7 +64,7 @@ def record_id(
     start: datetime,
     dimensions: Mapping[str, str] | None = None,
 ) -> str:
-    """Deterministic 32-hex id of a measurement (see DESIGN.md, UsageRecord ``id``)."""
+    """Deterministic 32-hex id of a measurement (docs/architecture.md, "The record contract")."""
     payload = {
         "cluster": cluster,
         "kind": kind,
@@ -79,6 +80,12 @@ def record_id(
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+#: Kinds of the provider's own records (tenant empty; see ``sources/kubernetes/provider.py``):
+#: a node's capacity, its down and cordoned time, its idle remainder and over-commit. They are
+#: not a tenant's usage, so delivery skips them unless a destination asks for them.
+PROVIDER_KINDS = frozenset({"NodeCapacity", "NodeDown", "NodeCordoned", "NodeIdle", "NodeOvercommit"})
 
 
 class UsageRecord(BaseModel):
@@ -179,7 +186,7 @@ class UsageRecord(BaseModel):
         return Period(self.start, self.start + self.period.length)
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md wire shape, with ``usage`` left as a Decimal."""
+        """The wire shape of docs/architecture.md ("The record contract"), with ``usage`` left as a Decimal."""
         return {
             "id": self.id,
             "kind": self.kind,

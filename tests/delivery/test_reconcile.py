@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kubetally.cli.main import app
-from kubetally.delivery.config import DestinationsConfig
+from kubetally.config.destinations import DestinationsConfig
 from kubetally.delivery.destinations import build_destination
 from kubetally.delivery.engine import deliver_once
 from kubetally.delivery.reconcile import reconcile

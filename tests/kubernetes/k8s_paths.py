@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kubetally.config import Config
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.config.loader import CollectionSettings, Settings
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to
 from kubetally.sim import Scenario, SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.run import collect_kubernetes
 
 CLUSTER = "gpu-east"
@@ -33,8 +33,7 @@ SETTLE = timedelta(minutes=2)
 
 def config(backfill: str = "6h", *, capacity: bool = False) -> Config:
     collection = CollectionSettings(max_backfill=backfill, settle_delay="2m")
-    kubernetes = KubernetesConfig(capacity=capacity)
-    return Config(settings=Settings(collection=collection), sections={"kubernetes": kubernetes})
+    return Config(settings=Settings(collection=collection, kubernetes=KubernetesConfig(capacity=capacity)))
 
 
 @dataclass
@@ -121,21 +120,13 @@ def run_agent(
 
 
 def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, *, capacity: bool = False, **kwargs: object) -> None:
-    from rich.console import Console
-
-    class _Console(Console):
-        def print(self, *objects: object, **_: object) -> None:  # type: ignore[override]
-            text = " ".join(str(o) for o in objects)
-            if text.startswith("[yellow]warning:[/] "):
-                warnings(text.removeprefix("[yellow]warning:[/] "))
-
     collect_kubernetes(
         config=config(capacity=capacity),
         ledger=ledger,
         cluster=CLUSTER,
         api_client=sim.api_client(),
         clock=lambda: sim.now,
-        console=_Console(),
+        warn=warnings,
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -1,27 +1,25 @@
 """``kubetally reconcile``: ledger, outbox and the backend's own usage, side by side.
 
-A thin shell over :mod:`kubetally.delivery.reconcile`: pick the destination(s) the way
-``kubetally deliver`` does, print one table per destination and every difference, and exit 1
-when any destination disagrees beyond its units' rounding.
+Parses options, calls :func:`kubetally.app.reconcile.reconcile`, prints one table per
+destination and every difference, and exits 1 when any destination disagrees beyond its
+units' rounding.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console, fail
-from kubetally.cli.deliver import _destinations
-from kubetally.cli.report import resolve_range
-from kubetally.delivery.destinations import build_destination
-from kubetally.delivery.reconcile import Reconciliation, reconcile
-from kubetally.ledger.store import Ledger
+from kubetally.errors import ConfigError
 from kubetally.periods import format_time
-from kubetally.record import dumps_exact
+
+if TYPE_CHECKING:
+    from kubetally.delivery.reconcile import Reconciliation
 
 
 def _show(result: Reconciliation) -> None:
@@ -63,22 +61,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare the ledger, the outbox and the backend's own usage per tenant and item
         (default range: this UTC month); exit 1 on any difference beyond rounding."""
-        since, until = resolve_range(start, end)
-        chosen, _ = _destinations(config, kind, url, None, name, only)
-        if not chosen:
-            fail("no destination: give --type/--url, or --config with a destinations: section")
-        ok = True
-        with Ledger.open(db) as ledger:
-            for cfg in chosen:
-                destination = build_destination(cfg, None)
-                try:
-                    result = reconcile(ledger, destination, since, until, config=cfg)
-                finally:
-                    destination.close()
-                ok = ok and result.ok
-                if as_json:
-                    sys.stdout.write(dumps_exact(result.to_dict()) + "\n")
-                else:
-                    _show(result)
-        if not ok:
+        from kubetally.app.reconcile import reconcile
+        from kubetally.app.report import resolve_range
+        from kubetally.app.settings import SettingsResolver
+        from kubetally.record import dumps_exact
+
+        try:
+            since, until = resolve_range(start, end)
+            resolver = SettingsResolver.load(config)
+            results = reconcile(
+                resolver, since, until, has_config=bool(config), db=db, kind=kind, url=url, name=name, only=only
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+        for result in results:
+            if as_json:
+                sys.stdout.write(dumps_exact(result.to_dict()) + "\n")
+            else:
+                _show(result)
+        if not all(r.ok for r in results):
             raise typer.Exit(1)

@@ -22,15 +22,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from kubetally.config.destinations import DestinationBase
 from kubetally.delivery import tables
-from kubetally.delivery.config import DestinationBase
 from kubetally.delivery.destinations.base import BackendUsage
 from kubetally.delivery.events import Event, events_for
 from kubetally.delivery.outbox import Outbox
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
-from kubetally.record import normalize
-from kubetally.sources.kubernetes.provider import PROVIDER_KINDS
+from kubetally.record import PROVIDER_KINDS, normalize
 
 Key = tuple[str, str]
 _SHOWN = Decimal("1e-9")

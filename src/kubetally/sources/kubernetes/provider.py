@@ -30,7 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from kubetally.periods import Period
-from kubetally.record import UsageRecord
+from kubetally.record import PROVIDER_KINDS, UsageRecord
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.sku import gpu_share, hami_devices, is_gpu_resource
 
@@ -39,7 +39,7 @@ DOWN = "NodeDown"
 CORDONED = "NodeCordoned"
 IDLE = "NodeIdle"
 OVERCOMMIT = "NodeOvercommit"
-PROVIDER_KINDS = frozenset({CAPACITY, DOWN, CORDONED, IDLE, OVERCOMMIT})
+assert frozenset({CAPACITY, DOWN, CORDONED, IDLE, OVERCOMMIT}) == PROVIDER_KINDS
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
@@ -69,10 +69,14 @@ def gpu_capacity(
     return out
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def ready_state(node: Mapping[str, Any]) -> tuple[bool, str | None]:
     """(Ready, when the Ready condition last changed). A node with no Ready condition yet is
     counted as up: the kubelet has not reported, the control plane has not said it is down."""
-    status = node.get("status") if isinstance(node.get("status"), Mapping) else {}
+    status = _mapping(node.get("status"))
     for condition in status.get("conditions") or []:
         if isinstance(condition, Mapping) and condition.get("type") == "Ready":
             return str(condition.get("status")) == "True", condition.get("lastTransitionTime")
@@ -81,7 +85,7 @@ def ready_state(node: Mapping[str, Any]) -> tuple[bool, str | None]:
 
 def cordon_state(node: Mapping[str, Any]) -> tuple[bool, str | None]:
     """(cordoned, when the unschedulable taint was added, if recorded)."""
-    spec = node.get("spec") if isinstance(node.get("spec"), Mapping) else {}
+    spec = _mapping(node.get("spec"))
     if not spec.get("unschedulable"):
         return False, None
     for taint in spec.get("taints") or []:
@@ -93,8 +97,7 @@ def cordon_state(node: Mapping[str, Any]) -> tuple[bool, str | None]:
 def slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
     """The node fields capacity reads, without the kubelet's heartbeats (which change every
     few seconds and would make every node update look like a change)."""
-    spec = node.get("spec") if isinstance(node.get("spec"), Mapping) else {}
-    status = node.get("status") if isinstance(node.get("status"), Mapping) else {}
+    spec, status = _mapping(node.get("spec")), _mapping(node.get("status"))
     out_spec: dict[str, Any] = {}
     if spec.get("unschedulable"):
         out_spec["unschedulable"] = True

@@ -149,7 +149,8 @@ class LagoBackend(FakeBackend):
         handler = self._handlers.get(call.operation_id)
         if handler is None:
             return self.not_implemented(call)
-        return handler(self, call)
+        response: Response = handler(self, call)
+        return response
 
     # -- events ---------------------------------------------------------------------------------
     def _event_problem(self, call: Call, event: Mapping[str, Any]) -> dict[str, list[str]] | None:
@@ -506,7 +507,7 @@ class LagoBackend(FakeBackend):
         now = datetime.now(UTC)
         start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-        wanted = (call.query.get("billable_metric_code") or [None])[0]
+        wanted: str | None = next(iter(call.query.get("billable_metric_code") or []), None)
         units: dict[str, Decimal] = {}
         counts: dict[str, int] = {}
         for event in self.counted_events():
