@@ -82,6 +82,12 @@ def record_id(
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
+#: Kinds of the provider's own records (tenant empty; see ``sources/kubernetes/provider.py``):
+#: a node's capacity, its down and cordoned time, its idle remainder and over-commit. They are
+#: not a tenant's usage, so delivery skips them unless a destination asks for them.
+PROVIDER_KINDS = frozenset({"NodeCapacity", "NodeDown", "NodeCordoned", "NodeIdle", "NodeOvercommit"})
+
+
 class UsageRecord(BaseModel):
     """One measured quantity for one thing, one tenant and one closed period."""
 

@@ -31,9 +31,9 @@ HOUR = timedelta(hours=1)
 SETTLE = timedelta(minutes=2)
 
 
-def config(backfill: str = "6h") -> Config:
+def config(backfill: str = "6h", *, capacity: bool = False) -> Config:
     collection = CollectionSettings(max_backfill=backfill, settle_delay="2m")
-    return Config(settings=Settings(collection=collection, kubernetes=KubernetesConfig()))
+    return Config(settings=Settings(collection=collection, kubernetes=KubernetesConfig(capacity=capacity)))
 
 
 @dataclass
@@ -70,7 +70,12 @@ def _instants(scenario: Scenario, end: datetime) -> list[datetime]:
 
 
 def run_agent(
-    scenario: Scenario, ledger: Ledger, end: datetime, down: tuple[datetime, datetime] | None = None
+    scenario: Scenario,
+    ledger: Ledger,
+    end: datetime,
+    down: tuple[datetime, datetime] | None = None,
+    *,
+    capacity: bool = False,
 ) -> Warnings:
     """The agent watching from the scenario's start to ``end`` (ticking at every step); with
     ``down``, it is stopped at the first instant and a new one started at the second, so what
@@ -82,7 +87,11 @@ def run_agent(
 
     def started(sim: SimServer) -> KubernetesAgent:
         agent = KubernetesAgent(
-            config=config(), ledger=ledger, cluster=CLUSTER, api_client=sim.api_client(), clock=lambda: sim.now
+            config=config(capacity=capacity),
+            ledger=ledger,
+            cluster=CLUSTER,
+            api_client=sim.api_client(),
+            clock=lambda: sim.now,
         )
         agent.start()
         return agent
@@ -110,9 +119,9 @@ def run_agent(
     return warnings
 
 
-def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, **kwargs: object) -> None:
+def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, *, capacity: bool = False, **kwargs: object) -> None:
     collect_kubernetes(
-        config=config(),
+        config=config(capacity=capacity),
         ledger=ledger,
         cluster=CLUSTER,
         api_client=sim.api_client(),
@@ -122,24 +131,26 @@ def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, **kwargs: objec
     )
 
 
-def collect_hourly(scenario: Scenario, ledger: Ledger, end: datetime) -> Warnings:
+def collect_hourly(scenario: Scenario, ledger: Ledger, end: datetime, *, capacity: bool = False) -> Warnings:
     """``collect`` as a cron job: once per period, at its end + settle, up to ``end``."""
     warnings = Warnings()
     with SimServer(scenario) as sim:
         boundary = floor_to(scenario.now, HOUR) + HOUR
         while boundary + SETTLE <= end:
             sim.advance(boundary + SETTLE)
-            _collect(sim, ledger, warnings)
+            _collect(sim, ledger, warnings, capacity=capacity)
             boundary += HOUR
     return warnings
 
 
-def collect_once(scenario: Scenario, ledger: Ledger, start: datetime, end: datetime) -> Warnings:
+def collect_once(
+    scenario: Scenario, ledger: Ledger, start: datetime, end: datetime, *, capacity: bool = False
+) -> Warnings:
     """One ``collect`` at ``end + settle`` for ``[start, end)``: only the final state is seen."""
     warnings = Warnings()
     with SimServer(scenario) as sim:
         sim.advance(end + SETTLE)
-        _collect(sim, ledger, warnings, start=start, end=end)
+        _collect(sim, ledger, warnings, capacity=capacity, start=start, end=end)
     return warnings
 
 

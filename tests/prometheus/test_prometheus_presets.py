@@ -79,6 +79,16 @@ def test_dcgm_utilisation_prefers_profiling_and_never_invents_zero(client: Prome
         "modelName": "NVIDIA A100-SXM4-40GB",
         "GPU_I_PROFILE": "3g.20gb",
         "GPU_I_ID": "1",
+        "coverage": "1",  # samples in all 12 five-minute steps of the hour
+        "coverage_steps": "12/12",
+    }
+    # Missing samples are missing, not 0 % busy: team-b's H100 reported for 20 minutes only,
+    # 4 of the 12 steps → coverage 4/12 = 0.3333; its busy 0.25 GPU-h is over those 20 minutes.
+    coverage = {k: (r.labels["coverage"], r.labels["coverage_steps"]) for k, r in records.items()}
+    assert coverage == {
+        (A100, "team-a"): ("1", "12/12"),
+        (H100, "team-b"): ("0.3333", "4/12"),
+        (MIG, "team-a"): ("1", "12/12"),
     }
     # In H11 team-b has no GPU: no record at all, rather than a 0.
     assert (H100, "team-b") not in collect(client, config, "GpuUtilization", H11)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from kubetally.app.settings import SettingsResolver
 from kubetally.config import Config
@@ -18,6 +18,8 @@ from kubetally.errors import ConfigError
 from kubetally.periods import parse_time
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from kubetally.rating.pricebook import PriceBook
     from kubetally.reports import Report
     from kubetally.reports.focus import FocusResult
@@ -126,3 +128,15 @@ def export_focus(
             rows=rows,
             skip_unpriced=skip_unpriced,
         )
+
+
+def provider_view(
+    inputs: PricingInputs, since: datetime, until: datetime, view: str, per: str
+) -> tuple[list[dict[str, Any]], Table]:
+    """``kubetally report --view capacity|efficiency``: rows as JSON-ready dicts and a table."""
+    from kubetally.ledger.store import Ledger
+    from kubetally.periods import Period
+    from kubetally.reports.capacity import provider_view as build
+
+    with Ledger.open(inputs.db) as ledger:
+        return build(ledger, inputs.pricebook, inputs.config, Period(since, until), view, per)

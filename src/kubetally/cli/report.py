@@ -46,6 +46,20 @@ def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetim
         fail(str(exc))
 
 
+def _provider_view(inputs: PricingInputs, since: datetime, until: datetime, view: str, per: str, fmt: str) -> None:
+    """``--view capacity|efficiency`` (see :mod:`kubetally.reports.capacity`)."""
+    from kubetally.app.report import provider_view
+    from kubetally.record import dumps_exact
+
+    if fmt == "csv":
+        fail(f"--view {view}: --format table or json")
+    data, table = provider_view(inputs, since, until, view, per)
+    if fmt == "json":
+        sys.stdout.write(dumps_exact(data) + "\n")
+    else:
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
@@ -67,6 +81,9 @@ def register(app: typer.Typer) -> None:
         item: Annotated[list[str] | None, typer.Option("--item", help="Only these items (repeatable).")] = None,
         output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")] = None,
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any usage has no price.")] = False,
+        view: Annotated[
+            str, typer.Option("--view", help="usage (default), capacity (GPU capacity, sold, idle) or efficiency.")
+        ] = "usage",
     ) -> None:
         """Priced usage for [--from, --to) (UTC dates; default: this month), grouped and bucketed.
 
@@ -77,8 +94,13 @@ def register(app: typer.Typer) -> None:
         from kubetally.app.report import report as build
         from kubetally.reports.render import render_csv, render_json, render_table
 
+        if view not in ("usage", "capacity", "efficiency"):
+            fail(f"--view must be usage, capacity or efficiency, not {view!r}")
         inputs = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
+        if view != "usage":
+            _provider_view(inputs, since, until, view, per, fmt)
+            return
         result = build(inputs, since, until, by=by, per=per, unit=unit, lang=lang, tenants=tenant, items=item)
         if fmt == "table":
             if output:

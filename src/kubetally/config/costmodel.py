@@ -84,6 +84,10 @@ class CollectionItem(Strict):
     unit: str = ""
     settle_delay: timedelta | None = None
     dimensions: list[str] = Field(default_factory=list)
+    #: Label each record with the share of the period that had data (``coverage``, 4 places,
+    #: and ``coverage_steps``, exact ``points/steps``): for gauges where missing samples are
+    #: missing, not zero (a GPU's utilisation before CUDA starts), so a reader can tell.
+    coverage: bool = False
 
     @field_validator("period", mode="before")
     @classmethod

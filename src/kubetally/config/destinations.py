@@ -55,6 +55,9 @@ class DestinationBase(Strict):
     items: list[str] | None = None
     #: Deliver only records whose period starts at or after this time.
     since: datetime | None = None
+    #: Also deliver the provider's own records (node capacity, down, idle, over-commit; tenant
+    #: empty, so they go to ``unassigned_tenant``). Off: they stay in reports and FOCUS only.
+    provider_records: bool = False
     #: Terminate a tenant's subscription after this long without usage (null: never).
     offboard_grace: Duration | None = timedelta(hours=24)
     #: Bill records without a tenant to this tenant; when unset they are dead-lettered.

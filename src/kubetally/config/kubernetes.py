@@ -92,6 +92,9 @@ class KubernetesConfig(Strict):
     #: blocks others for at most this long. The agent renews it every tick.
     writer_lease: Duration = timedelta(minutes=3)
     #: Node label that overrides every cloud label for the capacity type (on-demand, spot, …).
+    #: Also record every node's capacity, down and cordoned time, and per period its idle and
+    #: over-committed part (provider records, tenant empty; see ``sources/kubernetes/provider.py``).
+    capacity: bool = False
     capacity_type_label: str = "kubetally.io/capacity-type"
     #: Node label that overrides GPU model detection with a SKU written by the operator.
     gpu_sku_label: str = "kubetally.io/gpu-sku"

@@ -57,6 +57,7 @@ from kubetally.delivery.outbox import (
 from kubetally.delivery.retry import RetryPolicy
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
+from kubetally.record import PROVIDER_KINDS
 
 log = logging.getLogger("kubetally.delivery")
 
@@ -224,9 +225,11 @@ class DestinationRunner:
 
     def _selected(self, pending: Pending) -> bool:
         cfg = self.config
+        record = pending.record
+        if record.kind in PROVIDER_KINDS and not (cfg is not None and cfg.provider_records):
+            return False  # the provider's capacity and idle are not a tenant's usage
         if cfg is None:
             return True
-        record = pending.record
         if cfg.items is not None and record.item not in cfg.items:
             return False
         return not (cfg.since is not None and record.start < cfg.since)

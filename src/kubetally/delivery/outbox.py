@@ -488,6 +488,30 @@ class Outbox:
             ).scalar_one()
         return int(count)
 
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def history(self, start: datetime, end: datetime) -> tuple[list[Pending], Callable[[int], bool]]:
+        """Every revision of the records whose period starts in ``[start, end)``, with the
+        revision before it, and a test "is this seq done" (at or below the cursor, in no gap).
+
+        Read without the lease: reconciliation looks, it never moves the cursor."""
+        r, c, g = schema.records, tables.outbox_cursors, tables.outbox_gaps
+        with self.ledger.engine.connect() as conn:
+            cursor = conn.execute(select(c.c.cursor).where(c.c.destination == self.destination)).scalar()
+            gaps = [(row.lo, row.hi) for row in conn.execute(select(g).where(g.c.destination == self.destination))]
+            rows = conn.execute(select(r).where(and_(r.c.start >= start, r.c.start < end)).order_by(r.c.seq)).all()
+        pending = [Pending(row.seq, _record(row)) for row in rows]
+        by_revision = {(p.record.id, p.record.revision): p.record for p in pending}
+        for p in pending:
+            if p.record.revision > 0:
+                p.previous = by_revision.get((p.record.id, p.record.revision - 1))
+        done_upto = int(cursor or 0)
+
+        def done(seq: int) -> bool:
+            return seq <= done_upto and not any(lo <= seq <= hi for lo, hi in gaps)
+
+        return pending, done
+
     # -- dead letters ------------------------------------------------------------------------
 
     def dead_letters(self, state: str | None = None) -> list[DeadLetterRow]:

@@ -37,6 +37,11 @@ by the Kubernetes source). Its row names the node as ``ResourceId`` and the tena
 share of everything allocated on that node for the same item and charge period in this
 export (the ratios of one node add up to exactly 1). Every other row has null ``Allocated*``.
 
+**The provider's records** (``kubernetes.capacity``). A node's idle remainder (``NodeIdle``) is
+exported like usage, with no ``SubAccountId`` and null ``Allocated*`` columns: it is the
+unallocated part of a split node. Capacity, down, cordoned and over-commit records are not
+exported: they restate what allocated + idle already cost.
+
 **Types.** Costs are ``decimal128(38, 6)`` (micro-units, exact), unit prices
 ``decimal128(38, 12)`` and quantities ``decimal128(38, 9)``; a value with more places is
 rounded half-even to that scale (the 9-place hours of the ledger never are). Times are UTC;
@@ -71,6 +76,7 @@ from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rate import Charge, Rater, UsageLine
 from kubetally.record import UsageRecord, dumps_exact, normalize
 from kubetally.reports.buckets import is_midnight, month_start, next_month
+from kubetally.sources.kubernetes.provider import CAPACITY, CORDONED, DOWN, OVERCOMMIT
 
 FOCUS_VERSION = "1.3"
 #: Labels that mark a record as a tenant's share of a shared node.
@@ -185,6 +191,10 @@ SCHEMA = pa.schema(
 )
 COLUMNS = SCHEMA.names
 _SCALES = {f.name: -f.type.scale for f in SCHEMA if pa.types.is_decimal(f.type)}
+
+
+#: Provider records that describe the node rather than cost anything on their own.
+NOT_A_COST = frozenset({CAPACITY, DOWN, CORDONED, OVERCOMMIT})
 
 
 class FocusError(KubetallyError):
@@ -313,6 +323,8 @@ class FocusBuilder:
                     yield batch
 
         for record in ledger.records(start=context_start, end=end, tenant=tenant):
+            if record.kind in NOT_A_COST:
+                continue
             if record.start != last_start:
                 yield from flush(record.start)
                 last_start = record.start

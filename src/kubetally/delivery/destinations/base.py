@@ -21,7 +21,8 @@ import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +69,28 @@ class SendResult:
     """A batch the backend accepted. ``duplicates`` are events it said it already had."""
 
     duplicates: set[str] = field(default_factory=set)
+
+
+@dataclass
+class BackendUsage:
+    """What a backend itself reports for a range, per ``(tenant, item)`` in ledger units.
+
+    A backend whose API cannot say (Metronome's published SDK has no usage read; a webhook or
+    a file has none) returns ``unavailable`` with the reason, and reconciliation shows an empty
+    column instead of guessing.
+    """
+
+    totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    unavailable: str | None = None
+    #: per item: the step each record's value is rounded to on the way in (Stripe: 1/scale)
+    quantum: dict[str, Decimal] = field(default_factory=dict)
+    #: relative error of the backend's number type (OpenMeter answers in float64)
+    relative: Decimal = Decimal(0)
+
+    def tolerance(self, item: str, records: int, amount: Decimal) -> Decimal:
+        """How far the backend may be off without being wrong: half a step per record, plus
+        the representation error of its numbers."""
+        return self.quantum.get(item, Decimal(0)) / 2 * records + abs(amount) * self.relative
 
 
 @dataclass(frozen=True)
@@ -224,6 +247,12 @@ class HttpDestination:
 
     def bind(self, store: ObjectStore) -> None:
         self.store = store
+
+    def reported_usage(
+        self, start: datetime, end: datetime, tenants: Collection[str], items: Collection[str]
+    ) -> BackendUsage:
+        """Usage the backend reports for events timed in ``[start, end)`` (reconciliation)."""
+        return BackendUsage(unavailable=f"{self.kind} has no usage read in its API")
 
     def close(self) -> None:
         self.client.close()

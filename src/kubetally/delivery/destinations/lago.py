@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -49,6 +50,7 @@ import httpx
 
 from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.base import (
+    BackendUsage,
     BatchRejected,
     HttpDestination,
     ItemSpec,
@@ -60,6 +62,7 @@ from kubetally.delivery.destinations.base import (
     resolve_secret,
 )
 from kubetally.delivery.events import Event
+from kubetally.periods import format_time, parse_time
 
 log = logging.getLogger("kubetally.delivery")
 
@@ -412,6 +415,41 @@ class LagoDestination(HttpDestination):
             raise self.unexpected(f"create subscription {cid}", response)
         self._tenants.add(tenant)
         return None
+
+    def reported_usage(
+        self, start: datetime, end: datetime, tenants: Collection[str], items: Collection[str]
+    ) -> BackendUsage:
+        """Lago's customer current usage. Lago reports only the subscription's current billing
+        period, so the backend column exists only when the range is exactly that period."""
+        codes = {self.code(item): item for item in items}
+        usage = BackendUsage()
+        for tenant in sorted(tenants):
+            cid = self.customer_id(tenant)
+            response = self.request(
+                "GET",
+                f"/customers/{quote(cid, safe='')}/current_usage",
+                params={"external_subscription_id": cid, "apply_taxes": "false"},
+                passthrough=(404,),
+            )
+            if response.status_code == 404:
+                continue  # never subscribed: Lago holds nothing for this tenant
+            if response.status_code != 200:
+                raise self.unexpected(f"current usage of {cid}", response)
+            body = self.answer(response, f"current usage of {cid}", "customer_usage")
+            window = (parse_time(body["from_datetime"]), parse_time(body["to_datetime"]))
+            if window != (start, end):
+                return BackendUsage(
+                    unavailable=(
+                        f"lago reports only the current billing period, {format_time(window[0])} to "
+                        f"{format_time(window[1])}; reconcile that range to compare with it"
+                    )
+                )
+            for charge in body.get("charges_usage") or []:
+                item = codes.get(str(charge["billable_metric"]["code"]))
+                if item is not None:
+                    key = (tenant, item)
+                    usage.totals[key] = usage.totals.get(key, Decimal(0)) + Decimal(str(charge["units"]))
+        return usage
 
     def offboard(self, tenant: str) -> None:
         cid = self.customer_id(tenant)

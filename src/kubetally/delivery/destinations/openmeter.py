@@ -21,13 +21,15 @@ and a subject per tenant (``POST /api/v1/subjects`` is an upsert).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 from kubetally.config.destinations import OpenMeterConfig
 from kubetally.delivery.destinations.base import (
+    BackendUsage,
     HttpDestination,
     ItemSpec,
     SendResult,
@@ -99,6 +101,31 @@ class OpenMeterDestination(HttpDestination):
             return SendResult()
         raise self.unexpected("POST /api/v1/events", response)
 
+    # -- reading back ------------------------------------------------------------------------
+
+    def reported_usage(
+        self, start: datetime, end: datetime, tenants: Collection[str], items: Collection[str]
+    ) -> BackendUsage:
+        """One meter query per item over ``[start, end)``, per subject (= customer id).
+        OpenMeter answers in float64, so values carry its representation error."""
+        subjects = {self.customer_id(t): t for t in tenants}
+        usage = BackendUsage(relative=Decimal(2) ** -50)
+        window = {"from": _rfc3339(start), "to": _rfc3339(end)}
+        for item in sorted(items):
+            slug = self.code(item)[:64]
+            params: list[tuple[str, str]] = [*window.items(), *(("subject", s) for s in sorted(subjects))]
+            response = self.request("GET", f"/api/v1/meters/{quote(slug, safe='')}/query", params=params)
+            if response.status_code == 404:
+                continue  # no meter: nothing was ever sent for this item
+            if response.status_code != 200:
+                raise self.unexpected(f"query meter {slug}", response)
+            for row in self.answer(response, f"query meter {slug}", "data"):
+                tenant = subjects.get(str(row.get("subject")))
+                if tenant is not None:
+                    key = (tenant, item)
+                    usage.totals[key] = usage.totals.get(key, Decimal(0)) + Decimal(str(row["value"]))
+        return usage
+
     # -- setup -------------------------------------------------------------------------------
 
     def bootstrap(self, items: Sequence[ItemSpec]) -> None:
@@ -144,3 +171,7 @@ class OpenMeterDestination(HttpDestination):
         elif response.status_code != 200:
             raise self.unexpected(f"GET meter {slug}", response)
         self._meters.add(slug)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

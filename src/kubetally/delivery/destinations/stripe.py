@@ -34,7 +34,7 @@ receipt — so a downward correction is dead-lettered with that reason, for a cr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -44,6 +44,7 @@ import httpx
 
 from kubetally.config.destinations import StripeConfig
 from kubetally.delivery.destinations.base import (
+    BackendUsage,
     BatchRejected,
     FatalError,
     HttpDestination,
@@ -221,6 +222,41 @@ class StripeDestination(HttpDestination):
         customer_id = str(self.answer(response, f"create customer for tenant {tenant}", "id"))
         self.store.put_object("customer", tenant, customer_id, {"name": tenant})
         return customer_id
+
+    # -- reading back ------------------------------------------------------------------------
+
+    def reported_usage(
+        self, start: datetime, end: datetime, tenants: Collection[str], items: Collection[str]
+    ) -> BackendUsage:
+        """Stripe's meter event summaries, per customer and meter, back in ledger units.
+
+        An item has one meter per combination of dimension values (``code__value``), so its
+        usage is the sum over those meters. Values were rounded per record to ``1/scale``.
+        """
+        meters = self._list_meters()
+        usage = BackendUsage(quantum={item: 1 / self.scale(item) for item in items})
+        if self.stripe.rounding == "exact":
+            usage.quantum = {}
+        window = {"start_time": str(int(start.timestamp())), "end_time": str(int(end.timestamp()))}
+        for tenant in sorted(tenants):
+            customer = self.store.get_object("customer", tenant) if self.store is not None else None
+            if not customer:
+                continue  # never sent: Stripe holds nothing for this tenant
+            for item in sorted(items):
+                code = self.code(item)
+                total = Decimal(0)
+                for name, meter_id in sorted(meters.items()):
+                    if name != code and not name.startswith(code + "__"):
+                        continue
+                    path = f"/v1/billing/meters/{meter_id}/event_summaries"
+                    response = self.request("GET", path, params={"customer": customer, **window})
+                    if response.status_code != 200:
+                        raise self.unexpected(f"event summaries of meter {name}", response)
+                    for summary in self.answer(response, f"event summaries of meter {name}", "data"):
+                        total += Decimal(str(summary["aggregated_value"]))
+                if total:
+                    usage.totals[(tenant, item)] = total / self.scale(item)
+        return usage
 
     @staticmethod
     def _form() -> dict[str, str]:

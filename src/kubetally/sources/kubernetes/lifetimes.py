@@ -33,6 +33,7 @@ from typing import Any
 from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.periods import format_time, parse_time
 from kubetally.sources.kubernetes import items as it
+from kubetally.sources.kubernetes import provider
 from kubetally.sources.kubernetes.capacity import capacity_type, is_recognised
 from kubetally.sources.kubernetes.quantity import GIB, QuantityError, parse_quantity
 from kubetally.sources.kubernetes.sku import (
@@ -64,9 +65,13 @@ ROLE_POD = "pod"
 ROLE_CONTROL_PLANE = "control-plane"
 ROLE_PVC = "pvc"
 ROLE_LB = "lb"
+#: The provider's presences of a node (see :mod:`kubetally.sources.kubernetes.provider`).
+ROLE_CAPACITY = "capacity"
+ROLE_DOWN = "down"
+ROLE_CORDONED = "cordoned"
 
 ROLES_BY_KIND = {
-    "Node": (ROLE_NODE,),
+    "Node": (ROLE_NODE, ROLE_CAPACITY, ROLE_DOWN, ROLE_CORDONED),
     "Pod": (ROLE_POD, ROLE_CONTROL_PLANE),
     "PersistentVolumeClaim": (ROLE_PVC,),
     "Service": (ROLE_LB,),
@@ -330,10 +335,69 @@ class Deriver:
             return gpu.model.memory_gb * 1024 if gpu.model else None
 
     def node(self, node: Mapping[str, Any], info: NodeInfo | None = None) -> dict[str, Presence | None]:
-        """A dedicated node's whole capacity; shared nodes hold nothing themselves."""
+        """A dedicated node's whole capacity; shared nodes hold nothing themselves. With
+        ``capacity`` configured, every node also holds the provider's capacity presences."""
         info = info or self.node_info(node)
-        if not info.dedicated_to:
-            return {ROLE_NODE: None}
+        out = self._provider(node, info)
+        out[ROLE_NODE] = self._dedicated(node, info) if info.dedicated_to else None
+        return out
+
+    def _provider(self, node: Mapping[str, Any], info: NodeInfo) -> dict[str, Presence | None]:
+        roles: dict[str, Presence | None] = {ROLE_CAPACITY: None, ROLE_DOWN: None, ROLE_CORDONED: None}
+        if not self.config.capacity:
+            return roles
+        desc = describe("Node", node)
+        capacity = {str(k): str(v) for k, v in _mapping(_mapping(node.get("status")).get("capacity")).items()}
+        labels = labels_of(node)
+        annotations = _strings(meta(node).get("annotations"))
+        mode = dict(billing_mode=it.DEDICATED if info.dedicated_to else it.SHARED, capacity_type=info.capacity_type)
+        meters: list[Meter] = []
+        physical, _ = physical_gpus_from(
+            labels,
+            capacity,
+            info.gpu.model,
+            info.sharing,
+            annotations=annotations,
+            count_label=self.config.gpu_count_label,
+        )
+        if info.dedicated_to:
+            gpus = {"": Fraction(physical)} if physical else {}
+        else:
+            gpus = provider.gpu_capacity(capacity, info.gpu.model, info.sharing, annotations, physical)
+        for profile, quantity in sorted(gpus.items()):
+            dims = _dims(gpu_sku=info.gpu.sku, gpu_profile=profile, **mode)
+            meters.append(Meter(it.COMPUTE, it.GPU_HOURS, quantity, dims))
+        cpu = self._quantity(capacity.get("cpu"), "status.capacity.cpu", desc) if "cpu" in capacity else None
+        if cpu:
+            meters.append(Meter(it.COMPUTE, it.CPU_CORE_HOURS, cpu, _dims(**mode)))
+        memory = (
+            self._quantity(capacity.get("memory"), "status.capacity.memory", desc) if "memory" in capacity else None
+        )
+        if memory:
+            meters.append(Meter(it.COMPUTE, it.MEMORY_GIB_HOURS, memory / GIB, _dims(**mode)))
+        if not meters:
+            return roles
+        enrich = _dims(node_sku=info.instance_type)
+
+        def billed(kind: str) -> Billed:
+            return Billed(kind, info.name, "", "", "", tuple(meters), enrich)
+
+        created = self.created("Node", node)
+        roles[ROLE_CAPACITY] = Presence(ROLE_CAPACITY, billed(provider.CAPACITY), created, False)
+        ready, changed = provider.ready_state(node)
+        since = self._time(changed, "Ready condition lastTransitionTime", desc)
+        if not ready:
+            roles[ROLE_DOWN] = Presence(ROLE_DOWN, billed(provider.DOWN), since or created, since is not None)
+        elif since is not None:
+            # Ready again: a down stretch still open ends when the condition says it did.
+            roles[ROLE_DOWN] = Presence(ROLE_DOWN, billed(provider.DOWN), None, False, end=since)
+        cordoned, added = provider.cordon_state(node)
+        if cordoned:
+            at = self._time(added, "unschedulable taint timeAdded", desc)
+            roles[ROLE_CORDONED] = Presence(ROLE_CORDONED, billed(provider.CORDONED), at or created, at is not None)
+        return roles
+
+    def _dedicated(self, node: Mapping[str, Any], info: NodeInfo) -> Presence:
         desc = describe("Node", node)
         capacity = {str(k): str(v) for k, v in _mapping(_mapping(node.get("status")).get("capacity")).items()}
         labels = labels_of(node)
@@ -394,7 +458,7 @@ class Deriver:
             tuple(meters),
             enrich,
         )
-        return {ROLE_NODE: Presence(ROLE_NODE, billed, self.created("Node", node), False)}
+        return Presence(ROLE_NODE, billed, self.created("Node", node), False)
 
     # -- pods ------------------------------------------------------------------------------
 

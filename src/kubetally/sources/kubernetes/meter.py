@@ -26,6 +26,7 @@ from kubetally.periods import Period, PeriodKind
 from kubetally.record import UsageRecord
 from kubetally.sources.kubernetes.items import UNIT
 from kubetally.sources.kubernetes.lifetimes import Billed
+from kubetally.sources.kubernetes.provider import idle_records
 
 _SCALE = 10**9
 
@@ -141,6 +142,7 @@ def meter_period(
                 labels=acc.labels,
             )
         )
+    records += idle_records(records)  # the provider's idle and over-commit (none without capacity)
     records.sort(key=lambda r: (r.tenant, r.item, r.kind, r.name, r.id))
     return records
 

@@ -44,6 +44,7 @@ from kubetally.sources.kubernetes.lifetimes import (
     meta,
 )
 from kubetally.sources.kubernetes.meter import Segment
+from kubetally.sources.kubernetes.provider import slim_node
 from kubetally.sources.kubernetes.sku import HAMI_REGISTER, UNKNOWN_SKU, GpuIdentity, GpuSharing
 from kubetally.sources.kubernetes.tenancy import TenantResolver, labels_of
 
@@ -98,7 +99,12 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
     out: dict[str, Any] = {"metadata": _slim_meta(obj, kind in ("Service", "PersistentVolumeClaim"))}
     if kind == "Node":
+        provider_view = slim_node(obj)
         out["status"] = {"capacity": status.get("capacity") or {}}
+        if provider_view["conditions"]:
+            out["status"]["conditions"] = provider_view["conditions"]
+        if provider_view["spec"]:
+            out["spec"] = provider_view["spec"]
     elif kind == "Pod":
 
         def containers(key: str) -> list[dict[str, Any]]:

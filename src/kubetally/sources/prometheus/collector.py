@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from kubetally.config.costmodel import CollectionItem
 from kubetally.errors import SourceError
 from kubetally.periods import Period, format_time
-from kubetally.record import UsageRecord
+from kubetally.record import UsageRecord, normalize
 from kubetally.sources.prometheus.client import PrometheusClient, Series
-from kubetally.sources.prometheus.evaluate import aggregate, on_grid, range_window
+from kubetally.sources.prometheus.evaluate import aggregate, grid, on_grid, range_window
 from kubetally.sources.prometheus.join import LabelIndex, dimension_labels, join_fields
 from kubetally.sources.prometheus.project import ProjectResolver
 
@@ -56,6 +57,13 @@ class CollectedPeriod:
     records: list[UsageRecord]
     series: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+def coverage_labels(present: int, steps: int) -> dict[str, str]:
+    """``coverage`` (share of the period's steps with a point, half-even to 4 places) and the
+    exact ``coverage_steps`` it comes from."""
+    share = (Decimal(present) / Decimal(steps)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
+    return {"coverage": format(normalize(share), "f"), "coverage_steps": f"{present}/{steps}"}
 
 
 def _series_text(labels: dict[str, str]) -> str:
@@ -96,9 +104,11 @@ class Collector:
             return self.projects.projects(period, step)
 
         points: dict[_RecordKey, list[Decimal]] = {}
+        instants: dict[_RecordKey, set[datetime]] = {}
         for series in usage.series:
             key = self._key(item, series, projects)
             values = points.setdefault(key, [])
+            seen = instants.setdefault(key, set())
             for at, value in on_grid(series.points, period, step):
                 if not value.is_finite():
                     collected.warnings.append(
@@ -106,6 +116,7 @@ class Collector:
                     )
                     continue
                 values.append(value)
+                seen.add(at)
 
         for key, values in sorted(points.items(), key=lambda kv: _sort_key(kv[0])):
             if not values:
@@ -113,6 +124,8 @@ class Collector:
             labels = {}
             if label_index is not None:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
+            if item.coverage:
+                labels = {**labels, **coverage_labels(len(instants[key]), len(grid(period, step)))}
             collected.records.append(
                 UsageRecord.measure(
                     cluster=key.cluster,

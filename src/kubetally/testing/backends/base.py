@@ -113,6 +113,8 @@ class FakeBackend:
         self._failures: deque[Failure] = deque()
         self._hangs: deque[float] = deque()
         self._reject: tuple[EventPredicate, int] | None = None
+        self._doubled: set[Hashable] = set()
+        self._lost: dict[Hashable, dict[str, Any]] = {}
         self._server = ServerThread(self, host=host, port=port)
         self.spec: Spec | None = load_spec(self.spec_name) if self.spec_name else None
 
@@ -198,6 +200,33 @@ class FakeBackend:
         with self._lock:
             self._reject = None if predicate is None else (predicate, status or self.default_reject_status)
 
+    def lose_event(self, key: Hashable) -> dict[str, Any]:
+        """Forget one accepted event (by :meth:`event_key`), as a backend that lost it would:
+        usage reads no longer count it although the adapter was told it was accepted."""
+        with self._lock:
+            event = self._events.pop(key)
+            self._lost[key] = event
+            return event
+
+    def double_count(self, key: Hashable) -> None:
+        """Count one accepted event twice in every usage read (a backend-side double count)."""
+        with self._lock:
+            if key not in self._events:
+                raise KeyError(key)
+            self._doubled.add(key)
+
+    def repair(self) -> None:
+        """The vendor fixes its data: lost events are back, nothing is counted twice."""
+        with self._lock:
+            self._events.update(self._lost)
+            self._lost.clear()
+            self._doubled.clear()
+
+    def counted_events(self) -> list[dict[str, Any]]:
+        """The events usage reads aggregate: accepted ones, doubled ones twice."""
+        with self._lock:
+            return [e for k, e in self._events.items() for _ in range(2 if k in self._doubled else 1)]
+
     def go_down(self) -> None:
         """Stop listening: new connections are refused until :meth:`come_up`."""
         self._server.stop()
@@ -215,6 +244,8 @@ class FakeBackend:
             self._failures.clear()
             self._hangs.clear()
             self._reject = None
+            self._doubled.clear()
+            self._lost.clear()
             self._reset_vendor_state()
 
     def _reset_vendor_state(self) -> None:

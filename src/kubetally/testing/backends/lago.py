@@ -496,6 +496,73 @@ class LagoBackend(FakeBackend):
             return self.error(404, "Not Found", code="subscription_not_found")
         return json_response({"subscription": found})
 
+    def _current_usage(self, call: Call) -> Response:
+        """Usage of the current calendar month (the fake's plans bill monthly on calendar time),
+        per billable metric: ``sum_agg`` sums ``properties[field_name]``, ``count_agg`` counts.
+        Charges are not priced here (amounts are 0): reconciliation compares units."""
+        external_id = call.query["external_subscription_id"][0]
+        sub = self.get_object("subscriptions", external_id)
+        if sub is None or sub["external_customer_id"] != call.params["external_customer_id"]:
+            return self.error(404, "Not Found", code="subscription_not_found")
+        now = datetime.now(UTC)
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        wanted: str | None = next(iter(call.query.get("billable_metric_code") or []), None)
+        units: dict[str, Decimal] = {}
+        counts: dict[str, int] = {}
+        for event in self.counted_events():
+            seconds = _parse_timestamp(event.get("timestamp"))
+            if event.get("external_subscription_id") != external_id or seconds is None:
+                continue
+            if not start.timestamp() <= seconds < end.timestamp():
+                continue
+            metric = self.get_object("billable_metrics", event["code"])
+            if metric is None or (wanted and event["code"] != wanted):
+                continue
+            if metric["aggregation_type"] == "count_agg":
+                value = Decimal(1)
+            else:
+                try:
+                    value = Decimal(str((event.get("properties") or {}).get(metric["field_name"], "0")))
+                except InvalidOperation:
+                    continue
+            units[event["code"]] = units.get(event["code"], Decimal(0)) + value
+            counts[event["code"]] = counts.get(event["code"], 0) + 1
+        charges = []
+        for code in sorted(units):
+            metric = self.get_object("billable_metrics", code) or {}
+            total = format(units[code].normalize(), "f") if units[code] else "0.0"
+            charges.append(
+                {
+                    "units": total,
+                    "total_aggregated_units": total,
+                    "events_count": counts[code],
+                    "amount_cents": 0,
+                    "amount_currency": sub.get("plan_amount_currency") or "USD",
+                    "charge": {"lago_id": str(uuid.uuid5(uuid.NAMESPACE_URL, code)), "charge_model": "standard"},
+                    "billable_metric": {
+                        "lago_id": metric.get("lago_id", str(uuid.uuid4())),
+                        "name": metric.get("name", code),
+                        "code": code,
+                        "aggregation_type": metric.get("aggregation_type", "sum_agg"),
+                    },
+                    "filters": [],
+                    "grouped_usage": [],
+                }
+            )
+        usage = {
+            "from_datetime": start.isoformat().replace("+00:00", "Z"),
+            "to_datetime": end.isoformat().replace("+00:00", "Z"),
+            "issuing_date": end.date().isoformat(),
+            "lago_invoice_id": None,
+            "currency": sub.get("plan_amount_currency") or "USD",
+            "amount_cents": 0,
+            "taxes_amount_cents": 0,
+            "total_amount_cents": 0,
+            "charges_usage": charges,
+        }
+        return json_response({"customer_usage": usage})
+
     def _terminate_subscription(self, call: Call) -> Response:
         with self._lock:
             found = self.get_object("subscriptions", call.params["external_id"])
@@ -508,6 +575,7 @@ class LagoBackend(FakeBackend):
     _handlers: ClassVar[dict[str, Any]] = {
         "createEvent": _create_event,
         "createBatchEvents": _create_batch,
+        "findCustomerCurrentUsage": _current_usage,
         "createBillableMetric": _create_metric,
         "updateBillableMetric": _update_metric,
         "findBillableMetric": _get_metric,

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Hashable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from starlette.responses import Response
@@ -33,6 +34,14 @@ def new_ulid() -> str:
     """A ULID (48-bit ms time + 80 random bits, Crockford base32), the id format OpenMeter uses."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def _parse_iso(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
 
 
 def _now_iso() -> str:
@@ -160,6 +169,49 @@ class OpenMeterBackend(FakeBackend):
             self._objects["meters"].pop(meter["slug"], None)
         return Response(status_code=204)
 
+    def _query_meter(self, call: Call) -> Response:
+        """Aggregate a meter over ``[from, to)`` (event ``time``) per subject, one window.
+
+        Supports what reconciliation asks: ``SUM``/``COUNT``/``MAX`` of a ``$.field`` value
+        property, ``subject`` filters and no ``windowSize`` (a whole-range total). Values are
+        JSON doubles, as OpenMeter (ClickHouse Float64) returns them."""
+        meter = self._find_meter(call.params["meterIdOrSlug"])
+        if meter is None:
+            return self.error(404, f"meter not found: {call.params['meterIdOrSlug']}", call=call)
+        if call.query.get("windowSize") or call.query.get("groupBy"):
+            return self.not_implemented(call)
+        lo = _parse_iso(call.query["from"][0]) if call.query.get("from") else None
+        hi = _parse_iso(call.query["to"][0]) if call.query.get("to") else None
+        subjects = set(call.query.get("subject") or [])
+        field = str(meter.get("valueProperty") or "").removeprefix("$.")
+        totals: dict[str, list[Decimal]] = {}
+        for event in self.counted_events():
+            moment = _parse_iso(event.get("time") or "")
+            if event.get("type") != meter["eventType"] or moment is None:
+                continue
+            if (lo is not None and moment < lo) or (hi is not None and moment >= hi):
+                continue
+            if subjects and event.get("subject") not in subjects:
+                continue
+            data = event.get("data") or {}
+            value = Decimal(1) if meter["aggregation"] == "COUNT" else Decimal(str(data.get(field, "0")))
+            totals.setdefault(str(event.get("subject")), []).append(value)
+        start = call.query["from"][0] if lo is not None else "1970-01-01T00:00:00Z"
+        end = call.query["to"][0] if hi is not None else _now_iso()
+        rows = []
+        for subject in sorted(totals):
+            values = totals[subject]
+            total = max(values) if meter["aggregation"] == "MAX" else sum(values, Decimal(0))
+            rows.append(
+                {"value": float(total), "windowStart": start, "windowEnd": end, "subject": subject, "groupBy": {}}
+            )
+        body: dict[str, Any] = {"data": rows}
+        if lo is not None:
+            body["from"] = start
+        if hi is not None:
+            body["to"] = end
+        return json_response(body)
+
     # -- subjects & customers ---------------------------------------------------------------------
     def _upsert_subjects(self, call: Call) -> Response:
         out = []
@@ -192,6 +244,7 @@ class OpenMeterBackend(FakeBackend):
         "ingestEvents": _ingest,
         "createMeter": _create_meter,
         "getMeter": _get_meter,
+        "queryMeter": _query_meter,
         "listMeters": _list_meters,
         "deleteMeter": _delete_meter,
         "upsertSubject": _upsert_subjects,

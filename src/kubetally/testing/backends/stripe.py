@@ -368,7 +368,7 @@ class StripeBackend(FakeBackend):
         customer_key = meter["customer_mapping"]["event_payload_key"]
         value_key = meter["value_settings"]["event_payload_key"]
         values: list[tuple[int, int]] = []
-        for event in self.events.values():
+        for event in self.counted_events():
             seconds = self._event_seconds(event)
             if (
                 event["event_name"] == meter["event_name"]
