@@ -15,15 +15,15 @@ from kubetally.testing.server import cli
 def test_server_section_is_typed(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("server:\n  host: 0.0.0.0\n  port: 9443\n  report_cache: 0\n", encoding="utf-8")
-    section = load_config([good]).section("server")
+    section = load_config([good]).settings.server
     assert section == ServerConfig(host="0.0.0.0", port=9443, report_cache=0)
     bad = tmp_path / "bad.yaml"
     bad.write_text("server:\n  port: 0\n  colour: blue\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config([bad])
     text = str(caught.value)
-    assert "server: port: Input should be greater than or equal to 1" in text
-    assert "server: colour: unknown key" in text and str(bad) in text
+    assert "server.port: Input should be greater than or equal to 1" in text
+    assert "server.colour: unknown key" in text and str(bad) in text
 
 
 def test_server_command_fails_in_one_line(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, String, Table, delete, select
+from sqlalchemy import Column, Index, String, Table, delete, select
 
 from kubetally.ledger.schema import metadata
 from kubetally.ledger.store import Ledger
@@ -37,6 +37,8 @@ sessions = Table(
     Column("token_id", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    # Expired sessions are swept by time (migration 0006_sessions creates it).
+    Index("ix_server_sessions_expires_at", "expires_at"),
 )
 
 
