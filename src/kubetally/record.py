@@ -65,6 +65,19 @@ def _enc(value: str) -> str:
     return out
 
 
+_START_TEXT: dict[datetime, str] = {}
+
+
+def _start_text(start: datetime) -> str:
+    """``format_time`` of a period start; a run has few distinct starts, each used per record."""
+    out = _START_TEXT.get(start)
+    if out is None:
+        if len(_START_TEXT) >= 10_000:
+            _START_TEXT.clear()
+        out = _START_TEXT[start] = format_time(start)
+    return out
+
+
 def record_id(
     *,
     cluster: str,
@@ -90,7 +103,7 @@ def record_id(
         f'{{"category":{_enc(category)},"cluster":{_enc(cluster)},"dimensions":{{{dims}}},'
         f'"item":{_enc(item)},"kind":{_enc(kind)},"name":{_enc(name)},"namespace":{_enc(namespace)},'
         f'"period":{_enc(str(PeriodKind.parse(str(period))))},"project":{_enc(project)},'
-        f'"start":"{format_time(start)}","tenant":{_enc(tenant)}}}'
+        f'"start":"{_start_text(start)}","tenant":{_enc(tenant)}}}'
     )
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
@@ -113,6 +126,20 @@ def record_id_reference(**fields: Any) -> str:
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+_BOUNDS: dict[tuple[datetime, datetime], tuple[datetime, datetime, datetime]] = {}
+
+
+def _bounds(period: Period) -> tuple[datetime, datetime, datetime]:
+    """(start, day, last second) of a period in UTC, computed once per period, not per record."""
+    key = (period.start, period.end)
+    out = _BOUNDS.get(key)
+    if out is None:
+        if len(_BOUNDS) >= 10_000:
+            _BOUNDS.clear()
+        out = _BOUNDS[key] = (utc(period.start), utc(period.day), utc(period.last_second))
+    return out
 
 
 class UsageRecord(BaseModel):
@@ -176,8 +203,8 @@ class UsageRecord(BaseModel):
         ``labels`` only enrich it. Both end up in ``labels``; dimensions win on conflict."""
         dims = {k: str(v) for k, v in (dimensions or {}).items()}
         merged = {k: str(v) for k, v in (labels or {}).items()} | dims
-        kind_of_period = PeriodKind.parse(period_kind)
-        start = utc(period.start)
+        kind_of_period = period_kind if isinstance(period_kind, PeriodKind) else PeriodKind.parse(period_kind)
+        start, date, end = _bounds(period)
         # Every field is built and normalised here exactly as the validators would, so the model
         # is constructed without re-validating (this runs once per record).
         return cls.model_construct(
@@ -203,10 +230,10 @@ class UsageRecord(BaseModel):
             project=project,
             tenant=tenant,
             labels=merged,
-            date=utc(period.day),
+            date=date,
             period=kind_of_period,
             start=start,
-            end=utc(period.last_second),
+            end=end,
             usage=normalize(to_decimal(usage)),
             unit=unit,
             revision=0,
