@@ -60,7 +60,7 @@ def window(hours: int) -> tuple[str, str]:
 
 def finish(process: subprocess.Popen[str]) -> int:
     """Peak virtual size (kB) of a child that must have succeeded."""
-    out, err = process.communicate(timeout=600)
+    _out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-2000:]
     return int(err.strip().splitlines()[-1].split()[1])
 
