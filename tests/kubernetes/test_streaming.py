@@ -132,3 +132,32 @@ def test_streamed_ledger_matches_the_baseline(name: str, ledger: Ledger) -> None
     if os.environ.get("KUBETALLY_CAPTURE_BASELINE") == "1" and ledger.dialect == "sqlite":
         path.write_text(got)
     assert got == path.read_text()
+
+
+def test_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """Periods done and records written, as the backfill commits; nothing in a pipe or log."""
+    import io
+
+    from rich.console import Console
+
+    scenario = {"now": "2026-11-02T11:05:00Z", "objects": gpu_cloud()}
+    outputs, rows = [], 0
+    for terminal in (True, False):
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=terminal, width=120)
+        with SimServer(Scenario.from_dict(scenario)) as sim, Ledger.open(str(tmp_path / f"{terminal}.db")) as ledger:
+            collect_kubernetes(
+                config=Config(),
+                ledger=ledger,
+                cluster="gpu-east",
+                api_client=sim.api_client(),
+                clock=lambda sim=sim: sim.now,
+                start=parse_time("2026-11-02T08:00:00Z"),
+                end=parse_time("2026-11-02T11:00:00Z"),
+                console=console,
+            )
+            rows = len(list(ledger.records()))
+        outputs.append(out.getvalue())
+    # 3 periods (08-11); the bar's last state counts every record metered, i.e. every row.
+    assert "3/3" in outputs[0] and f"periods, {rows:,} records" in outputs[0]
+    assert "periods, " not in outputs[1] and "3 period(s)" in outputs[1]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kubetally.config import Config
 from kubetally.ledger.store import Ledger
@@ -98,6 +99,20 @@ def now_from(api: Any, clock: Clock | None) -> datetime:
     return (server or datetime.now(UTC)).replace(microsecond=0)
 
 
+def _progress(console: Console) -> Progress:
+    """Periods done and records written, for long backfills; nothing when not on a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("periods, {task.fields[records]:,} records"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+
+
 def collect_kubernetes(
     *,
     config: Config,
@@ -132,7 +147,16 @@ def collect_kubernetes(
             resource = RESOURCES[name]
             listing = list_with_retry(api, resource, log=warn)
             session.resync(resource.kind, listing.items, now)
-        result = session.close_periods(now, start=start, end=end)
+            del listing
+        with _progress(console) as progress:
+            task = progress.add_task("kubernetes", total=None, records=0)
+
+            def committed(done: int, total: int, records: int) -> None:
+                lease.acquire()  # renewed per committed period: a long backfill keeps its lease
+                progress.update(task, completed=done, total=total, records=records)
+
+            session.progress = committed
+            result = session.close_periods(now, start=start, end=end)
     finally:
         lease.release()
     for reason in result.skipped:
