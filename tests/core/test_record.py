@@ -145,3 +145,4 @@ def test_measure_builds_the_same_record_as_validation() -> None:
     assert r == UsageRecord.model_validate(r.model_dump())
     assert (r.usage, str(r.usage)) == (Decimal("1.25"), "1.25")
     assert r.end == parse_time("2024-04-29T00:59:59Z") and r.date.tzinfo is not None
+    assert r.model_copy(update={"usage": Decimal(2)}).usage == Decimal(2) and r.usage == Decimal("1.25")
