@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -36,6 +37,7 @@ from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.lease import Lease, new_holder
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
 from kubetally.sources.kubernetes.tenancy import Discovery, discover
+from kubetally.sources.kubernetes.tracker import slim
 
 log = logging.getLogger("kubetally.kubernetes")
 
@@ -145,7 +147,7 @@ def collect_kubernetes(
         discovery = discover_tenants(api, session, now)
         for name in METERED:
             resource = RESOURCES[name]
-            listing = list_with_retry(api, resource, log=warn)
+            listing = list_with_retry(api, resource, log=warn, keep=partial(slim, resource.kind))
             session.resync(resource.kind, listing.items, now)
             del listing
         with _progress(console) as progress:
