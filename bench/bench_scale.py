@@ -79,7 +79,8 @@ def env() -> dict[str, str]:
 
 
 def run_child(command: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS GB, stdout): waits with ``os.wait4`` to get this child's own rusage."""
+    """(seconds, peak RSS GB, stdout): waits with ``os.wait4`` to get this child's own rusage.
+    The child's CPU seconds (user + system) are added to the output as ``cpu-seconds N``."""
     started = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as out_file, tempfile.TemporaryFile(mode="w+") as err_file:
         process = subprocess.Popen(command, env=env(), stdout=out_file, stderr=err_file, text=True)
@@ -90,7 +91,8 @@ def run_child(command: list[str]) -> tuple[float, float, str]:
         err_file.seek(0)
         if process.returncode != 0:
             raise SystemExit(f"{' '.join(command[:8])} … failed:\n{err_file.read()[-3000:]}")
-        return seconds, usage.ru_maxrss / 1024 / 1024, out_file.read() + err_file.read()
+        cpu = usage.ru_utime + usage.ru_stime
+        return seconds, usage.ru_maxrss / 1024 / 1024, f"{out_file.read()}{err_file.read()}\ncpu-seconds {cpu}\n"
 
 
 def free_port() -> int:
@@ -120,7 +122,11 @@ def served(scenario: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
         process.wait(timeout=60)
 
 
-def collect(kubeconfig: Path, db: str, hours: int) -> tuple[float, float, int]:
+def cpu_of(out: str) -> float:
+    return float(out.rsplit("cpu-seconds ", 1)[1].split()[0])
+
+
+def collect(kubeconfig: Path, db: str, hours: int) -> tuple[float, float, int, float]:
     command = [sys.executable, "-m", "kubetally.cli.main", "collect", "--kubernetes", "--kubeconfig", str(kubeconfig)]
     command += ["--cluster", "bench", "--db", db]
     command += ["--from", format_time(END - timedelta(hours=hours)), "--to", format_time(END)]
@@ -129,7 +135,7 @@ def collect(kubeconfig: Path, db: str, hours: int) -> tuple[float, float, int]:
     for line in out.splitlines():
         if " new, " in line:  # "kubernetes: N period(s) …: X new, Y revised, Z unchanged record(s)"
             records = int(line.split(": ")[-1].split(" new")[0].replace(",", ""))
-    return seconds, rss, records
+    return seconds, rss, records, cpu_of(out)
 
 
 def fresh_db(stack: ExitStack, backend: str, workdir: Path, name: str) -> str:
@@ -142,17 +148,17 @@ def fresh_db(stack: ExitStack, backend: str, workdir: Path, name: str) -> str:
     return str(path)
 
 
-_PG: Any = None
+_PG: list[Any] = []  # [context manager, server]: one throwaway PostgreSQL for the whole run
 
 
 @contextmanager
 def _postgres() -> Iterator[Any]:
-    global _PG
-    if _PG is None:
+    if not _PG:
         from kubetally.testing.postgres import postgres_server
 
-        _PG = postgres_server().__enter__()
-    yield _PG
+        manager = postgres_server()
+        _PG.extend([manager, manager.__enter__()])
+    yield _PG[1]
 
 
 def scale(pods: int, windows: list[int], backend: str, workdir: Path) -> list[dict[str, Any]]:
@@ -162,21 +168,80 @@ def scale(pods: int, windows: list[int], backend: str, workdir: Path) -> list[di
     rows = []
     with ExitStack() as stack, served(scenario, workdir) as (url, kubeconfig):
         seconds, rss, out = run_child([sys.executable, "-c", FLOOR, url, *PATHS])
-        objects = int(out.split()[0])
-        rows.append({"pods": pods, "what": "list floor", "objects": objects, "seconds": seconds, "rss_gb": rss})
-        print(f"{pods} pods: list floor {objects} objects {seconds:.1f} s {rss:.2f} GB", flush=True)
+        objects, cpu = int(out.split()[0]), cpu_of(out)
+        rows.append(
+            {"pods": pods, "what": "list floor", "objects": objects, "seconds": seconds, "cpu": cpu, "rss_gb": rss}
+        )
+        print(f"{pods} pods: list floor {objects} objects {seconds:.1f} s ({cpu:.1f} CPU-s) {rss:.2f} GB", flush=True)
         for hours in windows:
             db = fresh_db(stack, backend, workdir, f"collect-{pods}-{hours}")
-            seconds, rss, records = collect(kubeconfig, db, hours)
+            seconds, rss, records, cpu = collect(kubeconfig, db, hours)
             rows.append(
-                {"pods": pods, "what": f"collect {hours} h", "records": records, "seconds": seconds, "rss_gb": rss}
+                {
+                    "pods": pods,
+                    "what": f"collect {hours} h",
+                    "records": records,
+                    "seconds": seconds,
+                    "cpu": cpu,
+                    "rss_gb": rss,
+                }
             )
             print(
-                f"{pods} pods: collect {hours} h {records} records {seconds:.1f} s {rss:.2f} GB "
+                f"{pods} pods: collect {hours} h {records} records {seconds:.1f} s ({cpu:.1f} CPU-s) {rss:.2f} GB "
                 f"({records / seconds:,.0f} records/s)",
                 flush=True,
             )
     return rows
+
+
+def write_path(count: int, backend: str, workdir: Path) -> None:
+    """Records/s of ``Ledger.write`` alone: ``count`` generated-cluster-shaped records written in
+    batches of one period (the streamed collector's unit) into a fresh ledger, then the same
+    records again (every one found unchanged: the revision check alone)."""
+    from kubetally.ledger.store import Ledger
+    from kubetally.periods import Period, PeriodKind
+    from kubetally.record import UsageRecord
+
+    per_period = 20_000
+    batches = []
+    for hour in range(max(1, count // per_period)):
+        period = Period(END - timedelta(hours=hour + 1), END - timedelta(hours=hour))
+        batches.append(
+            [
+                UsageRecord.measure(
+                    cluster="bench",
+                    kind="Pod",
+                    category="gpu",
+                    item="gpu_hours",
+                    name=f"train-{i:06d}-x-vc-t{i % 200:04d}-x-t{i % 200:04d}",
+                    namespace=f"vc-t{i % 200:04d}",
+                    tenant=f"vcluster/vc-t{i % 200:04d}/t{i % 200:04d}",
+                    period_kind=PeriodKind.hourly,
+                    period=period,
+                    usage=f"{i % 7}.{i:09d}"[:11],
+                    unit="hours",
+                    dimensions={"gpu_sku": "nvidia-h100-sxm-80gb", "billing_mode": "shared"},
+                    labels={"node": f"h100-{i % 1000:05d}", "gpu_product": "NVIDIA-H100-80GB-HBM3"},
+                )
+                for i in range(per_period)
+            ]
+        )
+    total = sum(len(b) for b in batches)
+    with ExitStack() as stack:
+        db = fresh_db(stack, backend, workdir, "write-path")
+        with Ledger.open(db) as ledger:
+            for label in ("new", "unchanged"):
+                started = time.perf_counter()
+                cpu = time.process_time()
+                for batch in batches:
+                    ledger.write(batch)
+                seconds = time.perf_counter() - started
+                print(
+                    f"write path ({backend}), {label}: {total:,} records in {seconds:.1f} s = "
+                    f"{total / seconds:,.0f} records/s ({total / (time.process_time() - cpu):,.0f} per CPU-s "
+                    "of this process)",
+                    flush=True,
+                )
 
 
 def main() -> None:
@@ -186,17 +251,24 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workdir", type=Path, default=HERE / ".data" / "scale")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--write-only", type=int, metavar="RECORDS", help="only time Ledger.write of RECORDS")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.write_only:
+        write_path(args.write_only, args.backend, args.workdir)
+        return
     rows = []
     for pods in args.pods:
         rows += scale(pods, args.windows, args.backend, args.workdir)
     print()
-    print(f"| pods | what | records/objects | time | peak RSS |  ({args.backend})")
-    print("|---|---|---|---|---|")
+    print(f"| pods | what | records/objects | time | CPU | peak RSS |  ({args.backend})")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         count = row.get("records", row.get("objects"))
-        print(f"| {row['pods']:,} | {row['what']} | {count:,} | {row['seconds']:.1f} s | {row['rss_gb']:.2f} GB |")
+        print(
+            f"| {row['pods']:,} | {row['what']} | {count:,} | {row['seconds']:.1f} s | {row['cpu']:.1f} s "
+            f"| {row['rss_gb']:.2f} GB |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

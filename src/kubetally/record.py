@@ -55,7 +55,9 @@ _ENCODED: dict[str, str] = {}
 _ENCODED_MAX = 200_000
 
 
-def _enc(value: str) -> str:
+def json_string(value: str) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` of a string, cached: ids and label JSON are
+    written for every record from a few thousand distinct strings."""
     out = _ENCODED.get(value)
     if out is None:
         out = _json_string(value)
@@ -98,12 +100,12 @@ def record_id(
     category, item, name, namespace, project, tenant, period, start and dimensions; it is written
     here key by key in that sorted order, with the JSON of repeated strings cached, because this
     runs once per record (``tests/core/test_record.py`` checks it against ``json.dumps``)."""
-    dims = ",".join(f"{_enc(k)}:{_enc(v)}" for k, v in sorted(dimensions.items())) if dimensions else ""
+    dims = ",".join(f"{json_string(k)}:{json_string(v)}" for k, v in sorted(dimensions.items())) if dimensions else ""
     canonical = (
-        f'{{"category":{_enc(category)},"cluster":{_enc(cluster)},"dimensions":{{{dims}}},'
-        f'"item":{_enc(item)},"kind":{_enc(kind)},"name":{_enc(name)},"namespace":{_enc(namespace)},'
-        f'"period":{_enc(str(PeriodKind.parse(str(period))))},"project":{_enc(project)},'
-        f'"start":"{_start_text(start)}","tenant":{_enc(tenant)}}}'
+        f'{{"category":{json_string(category)},"cluster":{json_string(cluster)},"dimensions":{{{dims}}},'
+        f'"item":{json_string(item)},"kind":{json_string(kind)},"name":{json_string(name)},"namespace":{json_string(namespace)},'
+        f'"period":{json_string(str(PeriodKind.parse(str(period))))},"project":{json_string(project)},'
+        f'"start":"{_start_text(start)}","tenant":{json_string(tenant)}}}'
     )
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 

@@ -99,8 +99,10 @@ def test_fast_record_id_is_the_canonical_json_hash() -> None:
     """The per-record id is written field by field for speed; it must hash the very bytes of
     ``json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, including
     quotes, backslashes, control characters and non-ASCII text, and dimensions in key order."""
+    import json
     import random
 
+    from kubetally.ledger.store import _labels_json
     from kubetally.record import record_id_reference
 
     rng = random.Random(7)
@@ -121,6 +123,8 @@ def test_fast_record_id_is_the_canonical_json_hash() -> None:
             dimensions={word(): word() for _ in range(rng.randrange(0, 4))} or rng.choice([None, {}]),
         )
         assert record_id(**fields) == record_id_reference(**fields)  # type: ignore[arg-type]
+        labels = {word(): word() for _ in range(rng.randrange(0, 5))}
+        assert _labels_json(labels) == json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # The pinned id of the test above, through the reference too.
     assert (
         record_id_reference(

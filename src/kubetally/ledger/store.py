@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.migrate import upgrade
-from kubetally.record import UsageRecord, normalize
+from kubetally.record import UsageRecord, json_string, normalize
 from kubetally.redact import redact_url as redact  # database URLs fit for messages
 
 DEFAULT_DB = "kubetally.db"
@@ -131,7 +131,11 @@ class _Binder:
 
 
 def _labels_json(labels: dict[str, str]) -> str:
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """``json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, written
+    pair by pair with the JSON of repeated keys and values cached (once per record)."""
+    if not labels:
+        return "{}"
+    return "{" + ",".join([f"{json_string(k)}:{json_string(v)}" for k, v in sorted(labels.items())]) + "}"
 
 
 def _row_to_record(row: Any) -> UsageRecord:
@@ -163,6 +167,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # 64 MiB of page cache (default 2 MiB): record ids are random, so every insert touches a
+    # random leaf of the id index; with the default cache a growing ledger re-reads them.
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 
@@ -322,7 +329,7 @@ class Ledger:
             return out
         with self._by_id_index(conn):
             for query, params in self._lookups(ids):
-                for rid, revision, is_current, usage, labels, unit in conn.exec_driver_sql(query, params):
+                for rid, revision, is_current, usage, labels, unit in conn.exec_driver_sql(query, params).fetchall():
                     if is_current:
                         # SQLite keeps the canonical text, PostgreSQL a NUMERIC: compared as Decimals.
                         out[rid] = (revision, usage if isinstance(usage, Decimal) else Decimal(usage), labels, unit)
