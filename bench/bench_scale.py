@@ -101,6 +101,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/api", timeout=30).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextmanager
 def served(scenario: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
     """``kubetally sim serve`` in its own process; (base URL, kubeconfig)."""
@@ -112,11 +121,12 @@ def served(scenario: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
     process = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 1800
-        while not kubeconfig.exists():
+        url = f"http://127.0.0.1:{port}"
+        while not kubeconfig.exists() or not answers(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"sim serve did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", kubeconfig
+            time.sleep(1)
+        yield url, kubeconfig
     finally:
         process.terminate()
         process.wait(timeout=60)
