@@ -124,7 +124,8 @@ def meter_period(
             acc.labels.update(b.labels)  # later segments win: the newest enrichment
             acc.labels.update(meter.labels)
     records = []
-    for acc in accs.values():
+    while accs:  # popped, so each accumulator is freed as its record is made (records are sorted below)
+        _key, acc = accs.popitem()
         if len(acc.numerators) == 1 and not acc.intervals:  # the common case, in plain integers
             ((denominator, numerator),) = acc.numerators.items()
             if numerator <= 0:

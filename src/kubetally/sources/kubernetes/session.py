@@ -35,6 +35,8 @@ from kubetally.sources.kubernetes.tracker import KINDS, Tracker
 
 log = logging.getLogger("kubetally.kubernetes")
 
+#: Records per ``Ledger.write`` call while closing a period.
+WRITE_SLICE = 20_000
 #: Watermark of the journal horizon: periods before it are final (their segments are pruned).
 HORIZON_SOURCE = "kubernetes.journal"
 HORIZON_ITEM = "horizon"
@@ -259,7 +261,13 @@ class MeteringSession:
                 if new:
                     new_wm = max(new[-1].end, new_wm) if new_wm is not None else new[-1].end
                 marks = [Watermark(SOURCE, self.cluster, item, new_wm) for item in ITEMS] if new_wm else []
-                written = self.ledger.write(records, watermarks=marks, conn=conn)
+                # Written in slices (one transaction still): the driver's rows for a slice at a
+                # time, not for the whole period. Ids are unique within a period, so slicing cannot
+                # turn a duplicate into a revision.
+                written = WriteResult()
+                for i in range(0, len(records), WRITE_SLICE):
+                    written += self.ledger.write(records[i : i + WRITE_SLICE], conn=conn)
+                written += self.ledger.write([], watermarks=marks, conn=conn)
                 horizon_after = self._prune(conn, new_wm) if new_wm is not None else self.tracker.horizon
             # Only once committed: a failed transaction leaves the tracker ready to try again.
             result.written += written
