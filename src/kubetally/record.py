@@ -44,7 +44,8 @@ def normalize(value: Decimal) -> Decimal:
         return Decimal(0)
     normalized = value.normalize()
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
-    if normalized.as_tuple().exponent > 0:
+    exponent = normalized.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
         return normalized.quantize(Decimal(1))
     return normalized
 
@@ -94,7 +95,7 @@ def record_id(
     start: datetime,
     dimensions: Mapping[str, str] | None = None,
 ) -> str:
-    """Deterministic 32-hex id of a measurement (see DESIGN.md, UsageRecord ``id``).
+    """Deterministic 32-hex id of a measurement (docs/architecture.md, "The record contract").
 
     The hashed text is the canonical JSON (sorted keys, no spaces, UTF-8) of cluster, kind,
     category, item, name, namespace, project, tenant, period, start and dimensions; it is written
@@ -259,7 +260,7 @@ class UsageRecord(BaseModel):
         return Period(self.start, self.start + self.period.length)
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md wire shape, with ``usage`` left as a Decimal."""
+        """The wire shape of docs/architecture.md ("The record contract"), with ``usage`` left as a Decimal."""
         return {
             "id": self.id,
             "kind": self.kind,

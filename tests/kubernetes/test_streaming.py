@@ -134,30 +134,43 @@ def test_streamed_ledger_matches_the_baseline(name: str, ledger: Ledger) -> None
     assert got == path.read_text()
 
 
-def test_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
-    """Periods done and records written, as the backfill commits; nothing in a pipe or log."""
-    import io
-
-    from rich.console import Console
-
+def test_progress_is_reported_after_each_committed_period(tmp_path: Path) -> None:
+    """The progress hook (the command line draws it as a bar on a terminal) hears of each period
+    once it is committed, with the records metered so far; at each call the watermark already
+    stands at the end of the periods reported done."""
+    calls: list[tuple[int, int, str, str]] = []
     scenario = {"now": "2026-11-02T11:05:00Z", "objects": gpu_cloud()}
-    outputs, rows = [], 0
-    for terminal in (True, False):
-        out = io.StringIO()
-        console = Console(file=out, force_terminal=terminal, width=120)
-        with SimServer(Scenario.from_dict(scenario)) as sim, Ledger.open(str(tmp_path / f"{terminal}.db")) as ledger:
-            collect_kubernetes(
-                config=Config(),
-                ledger=ledger,
-                cluster="gpu-east",
-                api_client=sim.api_client(),
-                clock=lambda sim=sim: sim.now,
-                start=parse_time("2026-11-02T08:00:00Z"),
-                end=parse_time("2026-11-02T11:00:00Z"),
-                console=console,
+    with SimServer(Scenario.from_dict(scenario)) as sim, Ledger.open(str(tmp_path / "l.db")) as ledger:
+
+        def hook(done: int, total: int, description: str) -> None:
+            mark = ledger.watermark("kubernetes", "gpu-east", "gpu_hours")
+            calls.append((done, total, description, format_time(mark) if mark else "-"))
+
+        collect_kubernetes(
+            config=Config(),
+            ledger=ledger,
+            cluster="gpu-east",
+            api_client=sim.api_client(),
+            clock=lambda: sim.now,
+            start=parse_time("2026-11-02T08:00:00Z"),
+            end=parse_time("2026-11-02T11:00:00Z"),
+            progress=hook,
+        )
+        per_period = [
+            len(
+                list(
+                    ledger.records(
+                        start=parse_time(f"2026-11-02T{h:02d}:00:00Z"), end=parse_time(f"2026-11-02T{h + 1:02d}:00:00Z")
+                    )
+                )
             )
-            rows = len(list(ledger.records()))
-        outputs.append(out.getvalue())
-    # 3 periods (08-11); the bar's last state counts every record metered, i.e. every row.
-    assert "3/3" in outputs[0] and f"periods, {rows:,} records" in outputs[0]
-    assert "periods, " not in outputs[1] and "3 period(s)" in outputs[1]
+            for h in (8, 9, 10)
+        ]
+    # Records so far = the rows of the periods committed so far (every record is new here).
+    so_far = [sum(per_period[:n]) for n in (1, 2, 3)]
+    assert calls == [
+        (1, 3, f"kubernetes: periods, {so_far[0]:,} records", "2026-11-02T09:00:00Z"),
+        (2, 3, f"kubernetes: periods, {so_far[1]:,} records", "2026-11-02T10:00:00Z"),
+        (3, 3, f"kubernetes: periods, {so_far[2]:,} records", "2026-11-02T11:00:00Z"),
+    ]
+    assert so_far[2] == 30  # the 30 rows of baseline-cloud (the same cluster and hours)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from kubetally.cli.common import console, console_err
-from kubetally.config import load_config
 from kubetally.errors import ConfigError
 
 
@@ -22,18 +21,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Exit 0 when every file is valid; otherwise list every problem and exit 1."""
+        from kubetally.app.validate import validate as check
+
         try:
-            config = load_config(files)
+            result = check(files, prometheus=prometheus)
         except ConfigError as exc:
             for problem in exc.problems:
                 console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
             console_err.print(f"{len(exc.problems)} problem(s) found")
             raise typer.Exit(1) from None
-        problems: list[str] = []
-        if prometheus:
-            from kubetally.sources.prometheus.check import check_queries
-
-            problems = check_queries(config, prometheus)
+        config, problems = result.config, result.problems
         for problem in problems:
             console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
         for warning in config.warnings:

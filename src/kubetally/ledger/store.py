@@ -11,7 +11,6 @@ Writing is the one operation every source shares, so its rules live here and now
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.migrate import upgrade
+from kubetally.ledger.rows import record_from_row
 from kubetally.record import UsageRecord, json_string, normalize
 from kubetally.redact import redact_url as redact  # database URLs fit for messages
 
@@ -138,26 +138,8 @@ def _labels_json(labels: dict[str, str]) -> str:
     return "{" + ",".join([f"{json_string(k)}:{json_string(v)}" for k, v in sorted(labels.items())]) + "}"
 
 
-def _row_to_record(row: Any) -> UsageRecord:
-    return UsageRecord(
-        id=row.id,
-        kind=row.kind,
-        category=row.category,
-        item=row.item,
-        name=row.name,
-        namespace=row.namespace,
-        cluster=row.cluster,
-        project=row.project,
-        tenant=row.tenant,
-        labels=json.loads(row.labels),
-        date=row.date,
-        period=row.period,
-        start=row.start,
-        end=row.end,
-        usage=row.usage,
-        unit=row.unit,
-        revision=row.revision,
-    )
+#: Rows become records in one place (see :mod:`kubetally.ledger.rows`).
+_row_to_record = record_from_row
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -179,7 +179,8 @@ def list_objects(
         server_time = server_time or parse_http_date(response.headers.get("Date"))
         if not isinstance(body, Mapping) or not isinstance(body.get("items", []), list):
             raise ListFailed(resource.name, 0, "response is not a list object")
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+        raw_metadata = body.get("metadata")
+        metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
         page = [item for item in body.get("items") or [] if isinstance(item, dict)]
         del body
         items.extend(page if keep is None else map(keep, page))
