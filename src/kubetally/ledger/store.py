@@ -311,7 +311,9 @@ class Ledger:
             return out
         with self._by_id_index(conn):
             for query, params in self._lookups(ids):
-                for rid, revision, is_current, usage, labels, unit in conn.exec_driver_sql(query, params).fetchall():
+                row: Any
+                for row in conn.exec_driver_sql(query, params).fetchall():
+                    rid, revision, is_current, usage, labels, unit = row
                     if is_current:
                         # SQLite keeps the canonical text, PostgreSQL a NUMERIC: compared as Decimals.
                         out[rid] = (revision, usage if isinstance(usage, Decimal) else Decimal(usage), labels, unit)
@@ -333,7 +335,7 @@ class Ledger:
         if self.dialect != "postgresql":
             yield
             return
-        previous = conn.exec_driver_sql("SELECT current_setting('enable_seqscan')").scalar_one()
+        previous: str = conn.exec_driver_sql("SELECT current_setting('enable_seqscan')").scalar_one()
         conn.exec_driver_sql("SELECT set_config('enable_seqscan', 'off', true)")
         try:
             yield
