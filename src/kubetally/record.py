@@ -50,6 +50,37 @@ def normalize(value: Decimal) -> Decimal:
     return normalized
 
 
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
+#: JSON text of strings that repeat across records (tenants, items, SKUs, label keys …).
+_ENCODED: dict[str, str] = {}
+_ENCODED_MAX = 200_000
+
+
+def json_string(value: str) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` of a string, cached: ids and label JSON are
+    written for every record from a few thousand distinct strings."""
+    out = _ENCODED.get(value)
+    if out is None:
+        out = _json_string(value)
+        if len(_ENCODED) >= _ENCODED_MAX:  # names of short-lived pods must not pile up forever
+            _ENCODED.clear()
+        _ENCODED[value] = out
+    return out
+
+
+_START_TEXT: dict[datetime, str] = {}
+
+
+def _start_text(start: datetime) -> str:
+    """``format_time`` of a period start; a run has few distinct starts, each used per record."""
+    out = _START_TEXT.get(start)
+    if out is None:
+        if len(_START_TEXT) >= 10_000:
+            _START_TEXT.clear()
+        out = _START_TEXT[start] = format_time(start)
+    return out
+
+
 def record_id(
     *,
     cluster: str,
@@ -64,19 +95,37 @@ def record_id(
     start: datetime,
     dimensions: Mapping[str, str] | None = None,
 ) -> str:
-    """Deterministic 32-hex id of a measurement (docs/architecture.md, "The record contract")."""
+    """Deterministic 32-hex id of a measurement (docs/architecture.md, "The record contract").
+
+    The hashed text is the canonical JSON (sorted keys, no spaces, UTF-8) of cluster, kind,
+    category, item, name, namespace, project, tenant, period, start and dimensions; it is written
+    here key by key in that sorted order, with the JSON of repeated strings cached, because this
+    runs once per record (``tests/core/test_record.py`` checks it against ``json.dumps``)."""
+    dims = ",".join(f"{json_string(k)}:{json_string(v)}" for k, v in sorted(dimensions.items())) if dimensions else ""
+    canonical = (
+        f'{{"category":{json_string(category)},"cluster":{json_string(cluster)},"dimensions":{{{dims}}},'
+        f'"item":{json_string(item)},"kind":{json_string(kind)},"name":{json_string(name)},"namespace":{json_string(namespace)},'
+        f'"period":{json_string(str(PeriodKind.parse(str(period))))},"project":{json_string(project)},'
+        f'"start":"{_start_text(start)}","tenant":{json_string(tenant)}}}'
+    )
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+def record_id_reference(**fields: Any) -> str:
+    """The id as first specified (one ``json.dumps`` of the payload): the test oracle of
+    :func:`record_id`, kept so the fast form can never drift from it unnoticed."""
     payload = {
-        "cluster": cluster,
-        "kind": kind,
-        "category": category,
-        "item": item,
-        "name": name,
-        "namespace": namespace,
-        "project": project,
-        "tenant": tenant,
-        "period": str(PeriodKind.parse(str(period))),
-        "start": format_time(start),
-        "dimensions": dict(sorted((dimensions or {}).items())),
+        "cluster": fields["cluster"],
+        "kind": fields["kind"],
+        "category": fields["category"],
+        "item": fields["item"],
+        "name": fields["name"],
+        "namespace": fields["namespace"],
+        "project": fields["project"],
+        "tenant": fields["tenant"],
+        "period": str(PeriodKind.parse(str(fields["period"]))),
+        "start": format_time(fields["start"]),
+        "dimensions": dict(sorted((fields.get("dimensions") or {}).items())),
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
@@ -86,6 +135,20 @@ def record_id(
 #: a node's capacity, its down and cordoned time, its idle remainder and over-commit. They are
 #: not a tenant's usage, so delivery skips them unless a destination asks for them.
 PROVIDER_KINDS = frozenset({"NodeCapacity", "NodeDown", "NodeCordoned", "NodeIdle", "NodeOvercommit"})
+
+
+_BOUNDS: dict[tuple[datetime, datetime], tuple[datetime, datetime, datetime]] = {}
+
+
+def _bounds(period: Period) -> tuple[datetime, datetime, datetime]:
+    """(start, day, last second) of a period in UTC, computed once per period, not per record."""
+    key = (period.start, period.end)
+    out = _BOUNDS.get(key)
+    if out is None:
+        if len(_BOUNDS) >= 10_000:
+            _BOUNDS.clear()
+        out = _BOUNDS[key] = (utc(period.start), utc(period.day), utc(period.last_second))
+    return out
 
 
 class UsageRecord(BaseModel):
@@ -155,7 +218,11 @@ class UsageRecord(BaseModel):
         ``labels`` only enrich it. Both end up in ``labels``; dimensions win on conflict."""
         dims = {k: str(v) for k, v in (dimensions or {}).items()}
         merged = {k: str(v) for k, v in (labels or {}).items()} | dims
-        return cls(
+        kind_of_period = period_kind if isinstance(period_kind, PeriodKind) else PeriodKind.parse(period_kind)
+        start, date, end = _bounds(period)
+        # Every field is built and normalised here exactly as the validators would, so the model
+        # is constructed without re-validating (this runs once per record).
+        return cls._trusted(
             id=record_id(
                 cluster=cluster,
                 kind=kind,
@@ -165,8 +232,8 @@ class UsageRecord(BaseModel):
                 namespace=namespace,
                 project=project,
                 tenant=tenant,
-                period=period_kind,
-                start=period.start,
+                period=kind_of_period,
+                start=start,
                 dimensions=dims,
             ),
             kind=kind,
@@ -178,13 +245,26 @@ class UsageRecord(BaseModel):
             project=project,
             tenant=tenant,
             labels=merged,
-            date=period.day,
-            period=period_kind,
-            start=period.start,
-            end=period.last_second,
-            usage=usage,
+            date=date,
+            period=kind_of_period,
+            start=start,
+            end=end,
+            usage=normalize(to_decimal(usage)),
             unit=unit,
+            revision=0,
         )
+
+    @classmethod
+    def _trusted(cls, **values: Any) -> UsageRecord:
+        """What ``model_construct`` does for this model (every field given, no extras, no private
+        attributes), without its per-call generality: ``measure`` runs once per record."""
+        record = cls.__new__(cls)
+        _set = object.__setattr__
+        _set(record, "__dict__", values)
+        _set(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
+        _set(record, "__pydantic_extra__", None)
+        _set(record, "__pydantic_private__", None)
+        return record
 
     @property
     def period_window(self) -> Period:
@@ -220,6 +300,9 @@ class UsageRecord(BaseModel):
     @classmethod
     def from_json(cls, line: str) -> UsageRecord:
         return cls.model_validate(json.loads(line, parse_float=Decimal))
+
+
+_ALL_FIELDS = frozenset(UsageRecord.model_fields)
 
 
 def _encode_exact(value: Any) -> str:

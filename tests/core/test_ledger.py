@@ -96,3 +96,36 @@ def test_reopen_keeps_data_and_migrations_are_idempotent(ledger_url: str) -> Non
         first.write([rec("4")])
     with Ledger.open(ledger_url) as second:
         assert [r.usage for r in second.records()] == [Decimal("4")]
+
+
+def test_the_revision_check_uses_the_unique_id_index(ledger: Ledger) -> None:
+    """The duplicate/revision check looks records up by id on the (id, revision) index, on both
+    databases, also while the ledger grows faster than PostgreSQL's statistics follow (no
+    ANALYZE here: the planner believes the table is tiny and would scan it sequentially) and with
+    many current rows of other periods (SQLite once picked the (current, start) index)."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    start = parse_time("2026-11-01T00:00:00Z")
+    for hour in range(4):
+        period = Period(start + timedelta(hours=hour), start + timedelta(hours=hour + 1))
+        ledger.write([rec(str(i), name=f"gpu-{i}", period=period) for i in range(1500)])
+    ids = [rec("1", name=f"gpu-{i}", period=H10).id for i in range(600)]  # two chunks
+    plan = "\n".join(ledger.lookup_plan(ids))
+    if ledger.dialect == "sqlite":
+        # SQLite names the index of UNIQUE (id, revision) itself; check that it is that one.
+        with ledger.engine.connect() as conn:
+            index = conn.execute(text("SELECT name FROM pragma_index_list('records') WHERE origin = 'u'")).scalar_one()
+            assert [c for c in conn.execute(text(f"SELECT name FROM pragma_index_info('{index}')")).scalars()] == [
+                "id",
+                "revision",
+            ]
+        assert plan.count(f"SEARCH records USING INDEX {index} (id=?)") == 2, plan
+    else:
+        assert "Seq Scan" not in plan and plan.count("Index Cond: ((id)::text = ANY") == 2, plan
+        assert plan.count("uq_records_id_revision") == 2, plan
+    # The setting is put back: later statements of a transaction plan as usual.
+    if ledger.dialect == "postgresql":
+        with ledger.engine.connect() as conn:
+            assert conn.execute(text("SHOW enable_seqscan")).scalar_one() == "on"

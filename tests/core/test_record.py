@@ -93,3 +93,60 @@ def test_seconds_to_hours_nine_places() -> None:
     assert seconds_to_hours(1) == Decimal("0.000277778")
     assert seconds_to_hours(3600) == Decimal("1.000000000")
     assert seconds_to_hours(1200) == Decimal("0.333333333")
+
+
+def test_fast_record_id_is_the_canonical_json_hash() -> None:
+    """The per-record id is written field by field for speed; it must hash the very bytes of
+    ``json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, including
+    quotes, backslashes, control characters and non-ASCII text, and dimensions in key order."""
+    import json
+    import random
+
+    from kubetally.ledger.store import _labels_json
+    from kubetally.record import record_id_reference
+
+    rng = random.Random(7)
+    alphabet = 'ab"\\\n\t\x01/é中🙂 -_.:{}[],'
+    for _ in range(2000):
+        word = lambda: "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 8)))  # noqa: E731
+        fields = dict(
+            cluster=word(),
+            kind=word(),
+            category=word(),
+            item=word(),
+            name=word(),
+            namespace=word(),
+            project=word(),
+            tenant=word(),
+            period=rng.choice(["hourly", "Daily", "5m"]),
+            start=HOUR.start,
+            dimensions={word(): word() for _ in range(rng.randrange(0, 4))} or rng.choice([None, {}]),
+        )
+        assert record_id(**fields) == record_id_reference(**fields)  # type: ignore[arg-type]
+        labels = {word(): word() for _ in range(rng.randrange(0, 5))}
+        assert _labels_json(labels) == json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # The pinned id of the test above, through the reference too.
+    assert (
+        record_id_reference(
+            cluster="default-cluster",
+            kind="Vgpu",
+            category="VgpuCore",
+            item="VgpuCoreUsed",
+            name="GPU-2eec4202-80dc-870f-3ca5-25879d96eca7",
+            namespace="cpaas-system",
+            project="cpaas-system",
+            tenant="",
+            period="Hourly",
+            start=HOUR.start,
+        )
+        == make().id
+    )
+
+
+def test_measure_builds_the_same_record_as_validation() -> None:
+    """``measure`` skips re-validation; the record must equal the validated one field by field."""
+    r = make(Decimal("1.2500"), labels={"a": "1"}, dimensions={"gpu_sku": "x"}, tenant="t", unit="hours")
+    assert r == UsageRecord.model_validate(r.model_dump())
+    assert (r.usage, str(r.usage)) == (Decimal("1.25"), "1.25")
+    assert r.end == parse_time("2024-04-29T00:59:59Z") and r.date.tzinfo is not None
+    assert r.model_copy(update={"usage": Decimal(2)}).usage == Decimal(2) and r.usage == Decimal("1.25")

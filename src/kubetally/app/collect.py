@@ -126,6 +126,7 @@ class Collection:
             start=s.start,
             end=s.end,
             warn=self.warn,
+            progress=self.progress,
         )
         return self.result.kubernetes
 

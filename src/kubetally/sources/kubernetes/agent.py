@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from kubetally.config import Config
@@ -34,6 +35,7 @@ from kubetally.sources.kubernetes.client import METERED, RESOURCES, list_with_re
 from kubetally.sources.kubernetes.lease import Lease, LeaseHeld, new_holder
 from kubetally.sources.kubernetes.run import discover_tenants, new_session
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
+from kubetally.sources.kubernetes.tracker import slim
 from kubetally.sources.kubernetes.watch import BOOKMARK, ERROR, HEALTHY, SYNC, Watcher, WatchItem, rv_at_least
 
 log = logging.getLogger("kubetally.agent")
@@ -105,7 +107,7 @@ class KubernetesAgent:
             self.reconcile(at)
             for name in METERED:
                 resource = RESOURCES[name]
-                listing = list_with_retry(self.api, resource, log=self.session.warn)
+                listing = list_with_retry(self.api, resource, log=self.session.warn, keep=partial(slim, resource.kind))
                 self.session.resync(resource.kind, listing.items, at)
                 if listing.resource_version:
                     self.processed_rv[name] = listing.resource_version

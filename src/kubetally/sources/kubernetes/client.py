@@ -143,8 +143,17 @@ def describe_api_error(exc: Exception) -> tuple[int, str]:
     return 0, f"{type(exc).__name__}: {exc}"
 
 
-def list_objects(api: k8s.ApiClient, resource: Resource, *, timeout: float = 60.0) -> Listing:
-    """LIST all objects of ``resource`` (paged), as dicts. Raises :class:`ListFailed`."""
+def list_objects(
+    api: k8s.ApiClient,
+    resource: Resource,
+    *,
+    timeout: float = 60.0,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Listing:
+    """LIST all objects of ``resource`` (paged), as dicts. Raises :class:`ListFailed`.
+
+    ``keep`` reduces each object as its page arrives (the tracker's ``slim``), so whole API
+    objects are never all held at once: at 100k pods they are most of a collector's memory."""
     function = resource.call(api)
     items: list[dict[str, Any]] = []
     token: str | None = None
@@ -170,9 +179,12 @@ def list_objects(api: k8s.ApiClient, resource: Resource, *, timeout: float = 60.
         server_time = server_time or parse_http_date(response.headers.get("Date"))
         if not isinstance(body, Mapping) or not isinstance(body.get("items", []), list):
             raise ListFailed(resource.name, 0, "response is not a list object")
-        items.extend(item for item in body.get("items") or [] if isinstance(item, dict))
         raw_metadata = body.get("metadata")
         metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
+        page = [item for item in body.get("items") or [] if isinstance(item, dict)]
+        del body
+        items.extend(page if keep is None else map(keep, page))
+        del page
         rv = rv or metadata.get("resourceVersion")
         token = metadata.get("continue") or None
         if not token:
@@ -187,12 +199,13 @@ def list_with_retry(
     attempts: int = 3,
     backoff: float | None = None,
     log: Callable[[str], None] = lambda message: None,
+    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Listing:
     """:func:`list_objects` retried with exponential backoff on 5xx, 429 and transport errors."""
     delay = RETRY_BACKOFF if backoff is None else backoff
     for attempt in range(1, attempts + 1):
         try:
-            return list_objects(api, resource)
+            return list_objects(api, resource, keep=keep)
         except ListFailed as exc:
             retryable = exc.status in (0, 429) or exc.status >= 500
             if attempt == attempts or not retryable:

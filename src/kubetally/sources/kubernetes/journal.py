@@ -17,6 +17,7 @@ from kubetally.sources.kubernetes.meter import Segment
 from kubetally.sources.kubernetes.tables import segments as t
 
 _CHUNK = 500
+_INSERT_SLICE = 5_000
 
 
 def _segment(row: Any) -> Segment:
@@ -81,26 +82,29 @@ def insert(conn: Connection, cluster: str, segment: Segment, last_seen: datetime
 
 
 def insert_many(conn: Connection, cluster: str, rows: Sequence[tuple[Segment, datetime, str | None]]) -> list[int]:
-    """Insert segments in one statement; their new ``seq`` in the same order."""
-    if not rows:
-        return []
-    params = [
-        {
-            "cluster": cluster,
-            "uid": s.uid,
-            "role": s.role,
-            "tenant": s.billed.tenant,
-            "signature": s.billed.signature,
-            "billed": s.billed.to_json(),
-            "started_at": s.start,
-            "ended_at": s.end,
-            "last_seen_at": seen,
-            "end_reason": reason,
-        }
-        for s, seen, reason in rows
-    ]
-    result = conn.execute(t.insert().returning(t.c.seq, sort_by_parameter_order=True), params)
-    return [int(row[0]) for row in result]
+    """Insert segments (a few statements of many rows); their new ``seq`` in the same order."""
+    seqs: list[int] = []
+    # In slices: a first sync of a large cluster journals every object at once, and the
+    # statement's parameters (each with its billed JSON) would otherwise all be held together.
+    for i in range(0, len(rows), _INSERT_SLICE):
+        params = [
+            {
+                "cluster": cluster,
+                "uid": s.uid,
+                "role": s.role,
+                "tenant": s.billed.tenant,
+                "signature": s.billed.signature,
+                "billed": s.billed.to_json(),
+                "started_at": s.start,
+                "ended_at": s.end,
+                "last_seen_at": seen,
+                "end_reason": reason,
+            }
+            for s, seen, reason in rows[i : i + _INSERT_SLICE]
+        ]
+        result = conn.execute(t.insert().returning(t.c.seq, sort_by_parameter_order=True), params)
+        seqs.extend(int(row[0]) for row in result)
+    return seqs
 
 
 def close(conn: Connection, seq: int, end: datetime, reason: str) -> None:

@@ -47,7 +47,13 @@ def exact_hours(unit_seconds: Fraction | int) -> Decimal:
     """Quantity-seconds → hours, rounded half-even to 9 places, exactly (no float, no Decimal
     context precision involved: the rounding is done in integers on the exact fraction)."""
     value = Fraction(unit_seconds)
-    numerator, denominator = value.numerator * _SCALE, value.denominator * 3600
+    return _exact_hours(value.numerator, value.denominator)
+
+
+def _exact_hours(numerator: int, denominator: int) -> Decimal:
+    """:func:`exact_hours` of ``numerator / denominator`` (need not be reduced: same rational,
+    same rounding)."""
+    numerator, denominator = numerator * _SCALE, denominator * 3600
     quotient, remainder = divmod(numerator, denominator)
     twice = 2 * remainder
     if twice > denominator or (twice == denominator and quotient % 2 == 1):
@@ -119,10 +125,18 @@ def meter_period(
             acc.labels.update(b.labels)  # later segments win: the newest enrichment
             acc.labels.update(meter.labels)
     records = []
-    for acc in accs.values():
-        unit_seconds = acc.unit_seconds + _union_seconds(acc.intervals)
-        if unit_seconds <= 0:
-            continue
+    while accs:  # popped, so each accumulator is freed as its record is made (records are sorted below)
+        _key, acc = accs.popitem()
+        if len(acc.numerators) == 1 and not acc.intervals:  # the common case, in plain integers
+            ((denominator, numerator),) = acc.numerators.items()
+            if numerator <= 0:
+                continue
+            usage = _exact_hours(numerator, denominator)
+        else:
+            unit_seconds = acc.unit_seconds + _union_seconds(acc.intervals)
+            if unit_seconds <= 0:
+                continue
+            usage = exact_hours(unit_seconds)
         b = acc.billed
         records.append(
             UsageRecord.measure(
@@ -136,7 +150,7 @@ def meter_period(
                 tenant=b.tenant,
                 period_kind=period_kind,
                 period=period,
-                usage=exact_hours(unit_seconds),
+                usage=usage,
                 unit=UNIT,
                 dimensions=acc.dimensions,
                 labels=acc.labels,

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from kubetally.config import Config
@@ -33,6 +34,7 @@ from kubetally.sources.kubernetes.client import (
 from kubetally.sources.kubernetes.lease import Lease, new_holder
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
 from kubetally.sources.kubernetes.tenancy import Discovery, discover
+from kubetally.sources.kubernetes.tracker import slim
 
 log = logging.getLogger("kubetally.kubernetes")
 
@@ -112,12 +114,16 @@ def collect_kubernetes(
     api_client: Any = None,
     clock: Clock | None = None,
     warn: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> KubernetesCollection:
     """Meter every closed period in ``[start, end)`` (see module doc). Without ``start``, resume
     from the watermark (bounded by ``collection.max_backfill``); without ``end``, up to the last
     closed period. Raises :class:`~kubetally.errors.SourceError` when a metered resource cannot
     be listed: nothing is written then, and the next run catches up. Warnings (an object that
-    cannot be metered exactly, a skipped period) go to ``warn`` (default: the log)."""
+    cannot be metered exactly, a skipped period) go to ``warn`` (default: the log).
+
+    Periods are metered and committed one at a time (see :meth:`MeteringSession.close_periods`);
+    ``progress(done, total, description)`` is called after each with the records so far."""
     api = api_client if api_client is not None else make_api_client(kubeconfig, context)
     warn = warn if warn is not None else log.warning
 
@@ -130,8 +136,16 @@ def collect_kubernetes(
         discovery = discover_tenants(api, session, now)
         for name in METERED:
             resource = RESOURCES[name]
-            listing = list_with_retry(api, resource, log=warn)
+            listing = list_with_retry(api, resource, log=warn, keep=partial(slim, resource.kind))
             session.resync(resource.kind, listing.items, now)
+            del listing
+
+        def committed(done: int, total: int, records: int) -> None:
+            lease.acquire()  # renewed per committed period: a long backfill keeps its lease
+            if progress is not None:
+                progress(done, total, f"kubernetes: periods, {records:,} records")
+
+        session.progress = committed
         result = session.close_periods(now, start=start, end=end)
     finally:
         lease.release()

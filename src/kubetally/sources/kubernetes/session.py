@@ -35,6 +35,8 @@ from kubetally.sources.kubernetes.tracker import KINDS, Tracker
 
 log = logging.getLogger("kubetally.kubernetes")
 
+#: Records per ``Ledger.write`` call while closing a period.
+WRITE_SLICE = 20_000
 #: Watermark of the journal horizon: periods before it are final (their segments are pruned).
 HORIZON_SOURCE = "kubernetes.journal"
 HORIZON_ITEM = "horizon"
@@ -46,10 +48,16 @@ class CloseResult:
 
     periods: list[Period] = field(default_factory=list)
     revisited: list[Period] = field(default_factory=list)
-    records: list[UsageRecord] = field(default_factory=list)
+    #: Records metered (written, revised or unchanged); they are not kept: see ``close_periods``.
+    records_written: int = 0
     written: WriteResult = field(default_factory=WriteResult)
     until: datetime | None = None
     skipped: list[str] = field(default_factory=list)
+
+
+def _batches(periods: list[Period], size: int) -> Iterator[list[Period]]:
+    for i in range(0, len(periods), max(size, 1)):
+        yield periods[i : i + max(size, 1)]
 
 
 class MeteringSession:
@@ -77,6 +85,10 @@ class MeteringSession:
         self.namespace_labels: dict[str, dict[str, str]] = {}
         self.tracker = Tracker(cluster=cluster, config=config, resolver=TenantResolver([], {}, config), warn=self.warn)
         self._resolver_fingerprint: object = None
+        #: Periods metered and committed per transaction (see :meth:`close_periods`).
+        self.batch_periods = 1
+        #: Called after each committed batch with (periods done, periods in all, records so far).
+        self.progress: Callable[[int, int, int], None] | None = None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -226,31 +238,49 @@ class MeteringSession:
                 for p in periods_between(floor_to(dirty, length), wm, length)
                 if p.start not in chosen and (horizon is None or p.start >= horizon)
             ]
+        chosen_starts = {p.start for p in periods}
         result.periods, result.revisited = periods, revisit
         every = sorted(periods + revisit)
-        horizon_after = horizon
+        # The journal first, in its own transaction: the periods below are metered from it.
         with self.journal_transaction() as conn:
             self.tracker.flush(conn)
             self.tracker.touch(conn)
-            if every:
-                segments = journal.overlapping(conn, self.cluster, every[0].start, every[-1].end)
-                records = meter_periods(segments, every, cluster=self.cluster, period_kind=self.period_kind)
-                records += self._withdrawn(records, [p for p in every if wm is not None and p.start < wm])
-                result.records = records
-                new_wm = (
-                    max(periods[-1].end, wm) if periods and wm is not None else (periods[-1].end if periods else wm)
-                )
+            segments = journal.overlapping(conn, self.cluster, every[0].start, every[-1].end) if every else []
+        # Then one bounded batch of periods per transaction, freed before the next: memory follows
+        # the cluster (its segments, one batch of records), not the window. The watermark moves
+        # with each committed batch, so an interrupted backfill resumes after the last one.
+        done = 0
+        for batch in _batches(every, self.batch_periods):
+            with self.journal_transaction() as conn:
+                first, last = batch[0].start, batch[-1].end
+                relevant = [s for s in segments if s.start < last and (s.end is None or s.end > first)]
+                records = meter_periods(relevant, batch, cluster=self.cluster, period_kind=self.period_kind)
+                records += self._withdrawn(records, [p for p in batch if wm is not None and p.start < wm])
+                new = [p for p in batch if p.start in chosen_starts]
+                new_wm = self.tracker.watermark
+                if new:
+                    new_wm = max(new[-1].end, new_wm) if new_wm is not None else new[-1].end
                 marks = [Watermark(SOURCE, self.cluster, item, new_wm) for item in ITEMS] if new_wm else []
-                result.written = self.ledger.write(records, watermarks=marks, conn=conn)
-                result.until = new_wm
-                if new_wm is not None:
-                    horizon_after = self._prune(conn, new_wm)
-        # Only once committed: a failed transaction leaves the tracker ready to try again.
+                # Written in slices (one transaction still): the driver's rows for a slice at a
+                # time, not for the whole period. Ids are unique within a period, so slicing cannot
+                # turn a duplicate into a revision.
+                written = WriteResult()
+                for i in range(0, len(records), WRITE_SLICE):
+                    written += self.ledger.write(records[i : i + WRITE_SLICE], conn=conn)
+                written += self.ledger.write([], watermarks=marks, conn=conn)
+                horizon_after = self._prune(conn, new_wm) if new_wm is not None else self.tracker.horizon
+            # Only once committed: a failed transaction leaves the tracker ready to try again.
+            result.written += written
+            result.records_written += len(records)
+            self.tracker.horizon = horizon_after
+            if new_wm is not None:
+                self.tracker.watermark = result.until = new_wm
+            done += len(batch)
+            if self.progress is not None:
+                self.progress(done, len(every), result.records_written)
+            del records
         if self.tracker.dirty_since == dirty:
             self.tracker.dirty_since = None
-        self.tracker.horizon = horizon_after
-        if result.until is not None:
-            self.tracker.watermark = result.until
         return result
 
     def _withdrawn(self, records: list[UsageRecord], periods: list[Period]) -> list[UsageRecord]:

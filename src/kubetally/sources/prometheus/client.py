@@ -207,12 +207,25 @@ class PrometheusClient:
         if kind not in expected:
             raise self._fail(what, f"the query returns a {kind}, not an instant vector of series", query)
         series: list[Series] = []
+        # Every series of a range query shares the step grid, and values repeat (0, 1, a device's
+        # memory size): each distinct timestamp and value is parsed once per response and the
+        # (immutable) result shared, instead of two new objects per point.
+        times: dict[Any, datetime] = {}
+        values: dict[Any, Decimal] = {}
         try:
             for entry in data.get("result") or []:
                 labels = {str(k): str(v) for k, v in (entry.get("metric") or {}).items()}
                 raw_points = (entry.get("values") or []) if kind == "matrix" else [entry["value"]]
-                points = tuple((_parse_time(ts), _parse_value(value)) for ts, value in raw_points)
-                series.append(Series(labels=labels, points=points))
+                points = []
+                for ts, value in raw_points:
+                    at = times.get(ts)
+                    if at is None:
+                        at = times[ts] = _parse_time(ts)
+                    number = values.get(value)
+                    if number is None:
+                        number = values[value] = _parse_value(value)
+                    points.append((at, number))
+                series.append(Series(labels=labels, points=tuple(points)))
         except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
             raise self._fail(what, f"malformed result ({type(exc).__name__}: {exc})", query) from None
         warnings = [str(w) for w in body.get("warnings") or []]
