@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
         chosen, cfg = _destinations(config, to, url, path, name, only)
         if db is None and cfg is not None:
             db = cfg.settings.db
-        with Ledger.open(db) as ledger:
+        with Ledger.open(db, migrate=False) as ledger:
             known = [c.destination for c in all_destinations(ledger)]
             names = [d.name for d in chosen] or known
             if dead_letters:

@@ -62,7 +62,7 @@ def focus(
         fail("--format parquet needs --output FILE")
     config, pricebook, db = pricing_inputs(config_files, prices, db)
     since, until = resolve_range(start, end)
-    with Ledger.open(db) as ledger:
+    with Ledger.open(db, migrate=False) as ledger:
         result = export_focus(
             ledger,
             pricebook,

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from kubetally.cli import agent, collect, deliver, demo, export, records, report, sim, validate
+from kubetally.cli import agent, collect, deliver, demo, export, migrate, records, report, sim, validate
 from kubetally.cli.common import console_err, fail
 from kubetally.errors import KubetallyError
 
@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (demo, validate, collect, agent, records, report, deliver):
+for module in (demo, validate, collect, agent, records, report, deliver, migrate):
     module.register(app)
 app.add_typer(export.app, name="export")
 app.add_typer(sim.app, name="sim")

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         if since and until and since >= until:
             fail("--from must be before --to")
         out = sys.stdout
-        with Ledger.open(db) as ledger:
+        with Ledger.open(db, migrate=False) as ledger:
             for record in ledger.records(
                 start=since,
                 end=until,

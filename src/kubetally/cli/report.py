@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--format must be table, csv or json, not {fmt!r}")
         config, pricebook, db = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
-        with Ledger.open(db) as ledger:
+        with Ledger.open(db, migrate=False) as ledger:
             result = build_report(
                 ledger,
                 pricebook,
