@@ -6,10 +6,12 @@ section of ``--config``, else from vBilling's ``LAGO_API_KEY``/``LAGO_API_URL`` 
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -68,7 +70,7 @@ def _print_summary(summary: DeliverySummary, *, title: str = "delivery") -> None
     for column in ("destination", "delivered", "existed", "dead", "skipped", "pending", "status"):
         table.add_column(column, justify="left" if column in ("destination", "status") else "right", overflow="fold")
     for d in summary.destinations:
-        status = d.error or ("stopped" if d.stopped else "ok")
+        status = d.status
         if d.offboarded:
             status += f"; offboarded {', '.join(d.offboarded)}"
         label = d.name if d.name == d.kind else f"{d.name} ({d.kind})"
@@ -167,8 +169,16 @@ def register(app: typer.Typer) -> None:
             typer.Option("--requeue", help="Re-queue dead letters ('all' or an event id, repeatable), then deliver."),
         ] = None,
         status: Annotated[bool, typer.Option("--status", help="Show each outbox's cursor and pending rows.")] = False,
+        fmt: Annotated[
+            str, typer.Option("--format", help="With --status: text|json (lag, pending, dead letters per destination).")
+        ] = "text",
     ) -> None:
-        """Deliver ledger records to billing backends: exactly once in effect, dead letters kept."""
+        """Deliver ledger records to billing backends: exactly once in effect, dead letters kept.
+
+        Exits 1 when a destination failed (e.g. 401/403) or anything was dead-lettered in this run.
+        """
+        if fmt not in ("text", "json"):
+            fail(f"--format must be text or json, not {fmt!r}")
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
             wait = parse_duration(max_wait)
@@ -185,13 +195,21 @@ def register(app: typer.Typer) -> None:
                 _print_dead_letters(ledger, names, as_json)
                 return
             if status:
-                for state in all_destinations(ledger):
-                    if state.destination in names:
-                        pending = Outbox(ledger, state.destination).pending()
-                        console.print(
-                            f"{state.destination}: cursor {state.cursor}, delivered {state.delivered}, "
-                            f"already there {state.duplicates}, dead {state.dead}, pending {pending}"
-                        )
+                now = datetime.now(UTC)
+                rows = [Outbox(ledger, n).status(now) for n in names]
+                if fmt == "json":
+                    sys.stdout.write(json.dumps({"destinations": rows}, sort_keys=True) + "\n")
+                    return
+                for row in rows:
+                    lag = "-" if row["lag_seconds"] is None else f"{row['lag_seconds']}s"
+                    console.print(
+                        f"{row['destination']}: cursor {row['cursor']}, delivered {row['delivered']}, "
+                        f"already there {row['duplicates']}, dead {row['dead_letters']}, pending {row['pending']}, "
+                        f"lag {lag}",
+                        highlight=False,
+                        soft_wrap=True,
+                        markup=False,
+                    )
                 return
             if requeue:
                 ids = None if "all" in requeue else list(requeue)

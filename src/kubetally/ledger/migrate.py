@@ -75,6 +75,4 @@ class SchemaTooNew(Exception):
 
     def __init__(self, state: SchemaState) -> None:
         self.state = state
-        super().__init__(
-            f"schema revision {', '.join(sorted(state.unknown))} is newer than this kubetally understands"
-        )
+        super().__init__(f"schema revision {', '.join(sorted(state.unknown))} is newer than this kubetally understands")
