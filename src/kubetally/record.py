@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,14 +38,42 @@ def seconds_to_hours(seconds: int | Decimal) -> Decimal:
     return (Decimal(seconds) / Decimal(3600)).quantize(HOURS_PLACES)
 
 
+#: The ledger stores a quantity exactly when it has at most this many digits before and after
+#: the decimal point (a SQLite cell holds 64 characters; PostgreSQL NUMERIC would hold more, but
+#: both backends must agree). 10^24 GPU-seconds is far beyond any real bill.
+MAX_INTEGER_DIGITS = 24
+MAX_FRACTION_DIGITS = 30
+
+
+def exact_problem(value: Decimal) -> str | None:
+    """Why ``value`` cannot be a ledger quantity (``None``: it can), for messages that name it."""
+    if not value.is_finite():
+        return f"{value} is not a finite number"
+    if value == 0:
+        return None
+    _sign, digits, exponent = value.normalize(Context(prec=len(value.as_tuple().digits) + 1)).as_tuple()
+    assert isinstance(exponent, int)
+    integer_digits = len(digits) + exponent
+    if integer_digits > MAX_INTEGER_DIGITS:
+        return (
+            f"{value} is too large to be stored exactly (at most {MAX_INTEGER_DIGITS} digits before the decimal point)"
+        )
+    if -exponent > MAX_FRACTION_DIGITS:
+        return f"{value} has more than {MAX_FRACTION_DIGITS} decimal places and would not be stored exactly"
+    return None
+
+
 def normalize(value: Decimal) -> Decimal:
-    """Canonical form for storage and comparison: no exponent noise, no trailing zeros."""
+    """Canonical form for storage and comparison: no exponent noise, no trailing zeros.
+    Exact at any size (the default 28-digit context would round silently)."""
     if value == 0:
         return Decimal(0)
-    normalized = value.normalize()
+    context = Context(prec=max(len(value.as_tuple().digits), 1) + 1)
+    normalized = value.normalize(context)
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
-    if normalized.as_tuple().exponent > 0:
-        return normalized.quantize(Decimal(1))
+    exponent = normalized.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        return normalized.quantize(Decimal(1), context=Context(prec=len(normalized.as_tuple().digits) + exponent + 1))
     return normalized
 
 
@@ -112,7 +140,11 @@ class UsageRecord(BaseModel):
     @field_validator("usage", mode="before")
     @classmethod
     def _exact_usage(cls, value: Any) -> Decimal:
-        return normalize(to_decimal(value))
+        exact = to_decimal(value)
+        problem = exact_problem(exact)
+        if problem:
+            raise ValueError(f"usage {problem}")
+        return normalize(exact)
 
     @field_validator("period", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console_err, fail
+from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console_err, fail
 from kubetally.cli.report import PricesOption, pricing_inputs, resolve_range
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
@@ -60,6 +60,7 @@ def focus(
         fail(f"--rows must be sku or resource, not {rows!r}")
     if fmt == "parquet" and not output:
         fail("--format parquet needs --output FILE")
+    check_output(output)
     config, pricebook, db = pricing_inputs(config_files, prices, db)
     since, until = resolve_range(start, end)
     with Ledger.open(db, migrate=False) as ledger:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console, console_err, fail
+from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console, console_err, fail
 from kubetally.cli.common import parse_time_option as _parse_time
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json, not {fmt!r}")
+        check_output(output)
         config, pricebook, db = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
         with Ledger.open(db, migrate=False) as ledger:

@@ -84,6 +84,9 @@ class CollectionItem(Strict):
     unit: str = ""
     settle_delay: timedelta | None = None
     dimensions: list[str] = Field(default_factory=list)
+    #: Negative usage is refused unless the item meters real credits (a gauge below zero is
+    #: otherwise a broken exporter, and would silently lower a bill).
+    allow_negative: bool = False
 
     @field_validator("period", mode="before")
     @classmethod

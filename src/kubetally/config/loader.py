@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from kubetally import yamlfile
 from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
 from kubetally.config.types import Duration
 from kubetally.errors import ConfigError
@@ -187,9 +188,9 @@ def _configmap_payload(source: str, doc: dict[str, Any], problems: list[str]) ->
     if not isinstance(text, str):
         return text
     try:
-        return yaml.safe_load(text)
+        return yamlfile.load(text)
     except yaml.YAMLError as exc:
-        problems.append(f"{source}: data.config is not valid YAML: {exc}")
+        problems.append(f"{source}: data.config is not valid YAML: {yamlfile.describe(exc)}")
         return None
 
 
@@ -373,9 +374,9 @@ def load_config(paths: Iterable[str | Path], *, extra_documents: Iterable[tuple[
             builder.problems.append(f"{source}: cannot read: {exc.strerror or exc}")
             continue
         try:
-            documents = list(yaml.safe_load_all(text))
+            documents = yamlfile.load_all(text)
         except yaml.YAMLError as exc:
-            builder.problems.append(f"{source}: not valid YAML: {exc}")
+            builder.problems.append(f"{source}: not valid YAML: {yamlfile.describe(exc)}")
             continue
         for doc in documents:
             builder.add_document(source, doc)

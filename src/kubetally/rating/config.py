@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from kubetally import yamlfile
 from kubetally.config.costmodel import Strict
 from kubetally.errors import ConfigError
 from kubetally.periods import parse_time
@@ -345,9 +346,9 @@ def load_pricebook_file(path: str | Path) -> PriceBookConfig:
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {yamlfile.describe(exc)}"]) from None
     where = source
     if isinstance(doc, dict) and "pricing" in doc and "currency" not in doc:
         doc, where = doc["pricing"], f"{source}: pricing"

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from kubetally.errors import SourceError
+from kubetally.errors import KubetallyError, SourceError
 from kubetally.periods import utc
 from kubetally.redact import redact_text, redact_url
 
@@ -92,6 +92,14 @@ class PrometheusClient:
         self.url = url.rstrip("/")
         #: The URL as messages show it: a userinfo password is never printed.
         self.shown_url = redact_url(self.url)
+        try:
+            parsed = httpx.URL(self.url)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise KubetallyError(f"Prometheus URL {self.shown_url}: not a valid URL ({exc})") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise KubetallyError(
+                f"Prometheus URL {self.shown_url}: expected http(s)://HOST[:PORT][/PATH], e.g. http://prometheus:9090"
+            )
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.timeout = seconds
         self.bearer_token_file = Path(bearer_token_file) if bearer_token_file else None

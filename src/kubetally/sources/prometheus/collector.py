@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from kubetally.config.costmodel import CollectionItem
 from kubetally.errors import SourceError
 from kubetally.periods import Period, format_time
-from kubetally.record import UsageRecord
+from kubetally.record import UsageRecord, exact_problem
 from kubetally.sources.prometheus.client import PrometheusClient, Series
 from kubetally.sources.prometheus.evaluate import aggregate, on_grid, range_window
 from kubetally.sources.prometheus.join import LabelIndex, dimension_labels, join_fields
@@ -113,6 +113,7 @@ class Collector:
             labels = {}
             if label_index is not None:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
+            usage = self._usage(item, key, values, period)
             collected.records.append(
                 UsageRecord.measure(
                     cluster=key.cluster,
@@ -125,13 +126,32 @@ class Collector:
                     tenant=self._tenant(key),
                     period_kind=item.period,
                     period=period,
-                    usage=aggregate(values, item.aggregation, step),
+                    usage=usage,
                     unit=item.unit,
                     dimensions=dict(key.dimensions),
                     labels=labels,
                 )
             )
         return collected
+
+    def _usage(self, item: CollectionItem, key: _RecordKey, values: list[Decimal], period: Period) -> Decimal:
+        """The period's quantity, refused by name when the ledger cannot hold it exactly or when a
+        gauge went negative (usage is never negative unless the item says credits are real)."""
+        where = f"item {item.item!r} {key.name or '(no name)'} in namespace {key.namespace or '(none)'} for {period}"
+        try:
+            usage = aggregate(values, item.aggregation, item.usage.step)
+        except (InvalidOperation, OverflowError):
+            usage = None
+        problem = "beyond any exact quantity" if usage is None else exact_problem(usage)
+        if problem:
+            raise SourceError(f"{where}: usage {problem}; nothing was written for this period — fix usage.query")
+        assert usage is not None
+        if usage < 0 and not item.allow_negative:
+            raise SourceError(
+                f"{where}: usage is negative ({usage}); nothing was written for this period — fix usage.query, "
+                "or set allow_negative: true on the item if negative usage is a real credit"
+            )
+        return usage
 
     def _label_index(self, item: CollectionItem, period: Period, warnings: list[str]) -> LabelIndex | None:
         """The item's label series over the same grid, indexed for the join (None: no label query)."""
