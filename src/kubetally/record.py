@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Context, Decimal
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,12 +25,27 @@ HOURS_PLACES = Decimal("0.000000001")
 
 
 def to_decimal(value: Any) -> Decimal:
-    """Convert a number to Decimal without binary-float noise (floats go through ``repr``)."""
+    """Convert a number to Decimal without binary-float noise (floats go through ``repr``).
+    Anything else (``true``, ``[]``, ``abc``) is a ``ValueError`` a message can name."""
     if isinstance(value, Decimal):
         return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"not a number: {value!r}")
     if isinstance(value, float):
         return Decimal(repr(value))
-    return Decimal(str(value))
+    try:
+        return Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+
+
+def exact_number(value: Any) -> Decimal:
+    """A finite number the ledger and the price book can hold exactly (else ``ValueError``)."""
+    number = to_decimal(value)
+    problem = exact_problem(number)
+    if problem:
+        raise ValueError(problem)
+    return number
 
 
 def seconds_to_hours(seconds: int | Decimal) -> Decimal:

@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
         prometheus_url = prometheus or config.settings.prometheus.url or os.environ.get("PROMETHEUS_URL")
         if not kubernetes and not prometheus_url:
             fail("nothing to collect from: pass --prometheus URL and/or --kubernetes")
+        if prometheus_url:
+            from kubetally.sources.prometheus.client import check_url
+
+            check_url(prometheus_url)  # before the ledger is created: a typo must leave nothing behind
         with Ledger.open(db or config.settings.db) as ledger:
             if kubernetes:
                 from kubetally.sources.kubernetes.run import collect_kubernetes

@@ -154,7 +154,9 @@ class DisplayMethod(Strict):
     @field_validator("divisor", mode="before")
     @classmethod
     def _exact_divisor(cls, value: Any) -> Decimal:
-        divisor = Decimal(str(value))
+        from kubetally.record import exact_number
+
+        divisor = exact_number(value)
         if divisor <= 0:
             raise ValueError("must be positive")
         return divisor

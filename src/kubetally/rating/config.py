@@ -41,7 +41,7 @@ from kubetally import yamlfile
 from kubetally.config.costmodel import Strict
 from kubetally.errors import ConfigError
 from kubetally.periods import parse_time
-from kubetally.record import to_decimal
+from kubetally.record import exact_problem, to_decimal
 
 #: Reserved name of the fallback (non-group) price.
 DEFAULT_GROUP = "default"
@@ -57,6 +57,9 @@ def _amount(value: Any) -> Decimal:
         raise ValueError(f"not a number: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
+    problem = exact_problem(amount)
+    if problem:
+        raise ValueError(problem)
     return amount
 
 

@@ -78,6 +78,19 @@ def _parse_value(raw: Any) -> Decimal:
     return Decimal(str(raw))
 
 
+def check_url(url: str) -> None:
+    """Refuse a Prometheus URL that cannot work, before anything is opened or written."""
+    shown = redact_url(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise KubetallyError(f"Prometheus URL {shown}: not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise KubetallyError(
+            f"Prometheus URL {shown}: expected http(s)://HOST[:PORT][/PATH], e.g. http://prometheus:9090"
+        )
+
+
 class PrometheusClient:
     """Queries one Prometheus (or a compatible server such as VictoriaMetrics or Thanos)."""
 
@@ -92,14 +105,7 @@ class PrometheusClient:
         self.url = url.rstrip("/")
         #: The URL as messages show it: a userinfo password is never printed.
         self.shown_url = redact_url(self.url)
-        try:
-            parsed = httpx.URL(self.url)
-        except (httpx.InvalidURL, ValueError, TypeError) as exc:
-            raise KubetallyError(f"Prometheus URL {self.shown_url}: not a valid URL ({exc})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise KubetallyError(
-                f"Prometheus URL {self.shown_url}: expected http(s)://HOST[:PORT][/PATH], e.g. http://prometheus:9090"
-            )
+        check_url(self.url)
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.timeout = seconds
         self.bearer_token_file = Path(bearer_token_file) if bearer_token_file else None
