@@ -124,6 +124,23 @@ def record_id(
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
+#: Longest text each record field may hold: the ledger's column widths (ledger/schema.py), which
+#: cover every name Kubernetes allows (object names ≤ 253, namespaces ≤ 63). Checked on every
+#: record so SQLite (which ignores widths) and PostgreSQL (which enforces them) agree, and a
+#: 20,000-character Prometheus label is refused by name instead of failing in the database.
+FIELD_LIMITS = {
+    "kind": 128,
+    "category": 128,
+    "item": 128,
+    "name": 512,
+    "namespace": 253,
+    "cluster": 253,
+    "project": 253,
+    "tenant": 253,
+    "unit": 64,
+}
+
+
 class UsageRecord(BaseModel):
     """One measured quantity for one thing, one tenant and one closed period."""
 
@@ -151,6 +168,18 @@ class UsageRecord(BaseModel):
     @classmethod
     def _parse_times(cls, value: Any) -> datetime:
         return parse_time(value) if isinstance(value, str) else utc(value)
+
+    @field_validator("kind", "category", "item", "name", "namespace", "cluster", "project", "tenant", "unit")
+    @classmethod
+    def _storable_text(cls, value: str, info: Any) -> str:
+        limit = FIELD_LIMITS[info.field_name]
+        if len(value) > limit:
+            raise ValueError(
+                f"{len(value)} characters long; the ledger holds at most {limit} (Kubernetes names are at most 253)"
+            )
+        if "\x00" in value:
+            raise ValueError("contains a NUL character, which no database stores")
+        return value
 
     @field_validator("usage", mode="before")
     @classmethod

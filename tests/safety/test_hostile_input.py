@@ -83,6 +83,10 @@ FILES: dict[str, str] = {
     "float-max.yaml": item_config(vector("1.7e308")),  # near float max; 12 steps sum beyond any ledger
     "negative.yaml": item_config(vector("-5")),
     "tiny.yaml": item_config(vector("1e-40")),
+    "long-namespace.yaml": item_config(
+        'label_replace(label_replace(vector(1), "deviceuuid", "gpu-x", "", ""), '
+        f'"podnamespace", "{"n" * 20000}", "", "")'
+    ),
 }
 
 CASES: list[tuple[str, list[str], str]] = [
@@ -121,13 +125,13 @@ CASES: list[tuple[str, list[str], str]] = [
     (
         "collect 1e27",
         ["collect", "-c", "huge-value.yaml", "--prometheus", "{prom}", "--cluster", "gpu-east", *RANGE],
-        "item 'HostileItem' gpu-x in namespace team-a for [2026-03-02T10:00:00Z, 2026-03-02T11:00:00Z): usage "
+        "item 'HostileItem' name 'gpu-x' in namespace 'team-a' for [2026-03-02T10:00:00Z, 2026-03-02T11:00:00Z): usage "
         "12000000000000000000000000000 is too large to be stored exactly",
     ),
     (
         "collect 1.8e308",
         ["collect", "-c", "float-max.yaml", "--prometheus", "{prom}", "--cluster", "gpu-east", *RANGE],
-        "item 'HostileItem' gpu-x in namespace team-a",
+        "item 'HostileItem' name 'gpu-x' in namespace 'team-a'",
     ),
     (
         "collect 1e-40",

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from pydantic import ValidationError
+
 from kubetally.config.costmodel import CollectionItem
 from kubetally.errors import SourceError
 from kubetally.periods import Period, format_time
@@ -56,6 +58,11 @@ class CollectedPeriod:
     records: list[UsageRecord]
     series: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A name from a series, fit for a one-line message: quoted, escaped, and cut when long."""
+    return repr(value[:limit]) + (f"… ({len(value)} characters)" if len(value) > limit else "")
 
 
 def _series_text(labels: dict[str, str]) -> str:
@@ -114,8 +121,8 @@ class Collector:
             if label_index is not None:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
             usage = self._usage(item, key, values, period)
-            collected.records.append(
-                UsageRecord.measure(
+            try:
+                record = UsageRecord.measure(
                     cluster=key.cluster,
                     kind=item.kind,
                     category=item.category,
@@ -131,13 +138,19 @@ class Collector:
                     dimensions=dict(key.dimensions),
                     labels=labels,
                 )
-            )
+            except ValidationError as exc:
+                problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise SourceError(
+                    f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}: "
+                    f"{problem}; nothing was written for this period"
+                ) from None
+            collected.records.append(record)
         return collected
 
     def _usage(self, item: CollectionItem, key: _RecordKey, values: list[Decimal], period: Period) -> Decimal:
         """The period's quantity, refused by name when the ledger cannot hold it exactly or when a
         gauge went negative (usage is never negative unless the item says credits are real)."""
-        where = f"item {item.item!r} {key.name or '(no name)'} in namespace {key.namespace or '(none)'} for {period}"
+        where = f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}"
         try:
             usage = aggregate(values, item.aggregation, item.usage.step)
         except (InvalidOperation, OverflowError):
