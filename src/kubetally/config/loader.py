@@ -43,10 +43,24 @@ SECTION_MODELS: dict[str, tuple[str, str]] = {
 
 
 class PrometheusSettings(Strict):
+    """How to reach Prometheus, Thanos, Mimir, Cortex or VictoriaMetrics. Secrets only from files
+    or the environment, never inline."""
+
     url: str | None = None
     timeout: Duration = timedelta(seconds=60)
     #: File holding a bearer token (e.g. a projected service-account token); never inline.
     bearer_token_file: str | None = None
+    #: Basic auth user; the password from ``password_file``, else the variable ``password_env``.
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str = "PROMETHEUS_PASSWORD"
+    #: PEM bundle of the CA(s) that signed the server's certificate (a private CA).
+    ca_file: str | None = None
+    #: Client certificate and key (PEM) for servers that require mutual TLS.
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: Extra request headers, e.g. ``X-Scope-OrgID: tenant-1`` for Mimir/Cortex/Thanos tenants.
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class CollectionSettings(Strict):

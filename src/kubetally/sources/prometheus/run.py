@@ -365,7 +365,7 @@ def collect_prometheus(
     settings = config.settings.prometheus
     own_client = client is None
     if client is None:
-        client = PrometheusClient(url, timeout=settings.timeout, bearer_token_file=settings.bearer_token_file)
+        client = PrometheusClient.from_settings(url, settings)
     start = utc(start) if start else None
     end = utc(end) if end else None
     runner = PrometheusRun(
