@@ -6,6 +6,7 @@ package (``kubetally.sources.prometheus``, ``kubetally.sources.kubernetes``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Annotated
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """
         config = load_config(config_files or [])
         for warning in config.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            logging.getLogger("kubetally.config").warning("%s", warning)
         name = resolve_cluster(cluster, config)
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")

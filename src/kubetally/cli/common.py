@@ -29,6 +29,14 @@ ToOption = Annotated[str | None, typer.Option("--to", help="End, RFC 3339 (exclu
 
 def fail(reason: str, code: int = 1) -> NoReturn:
     """Exit non-zero with a one-line reason on stderr."""
+    from kubetally import logs
+
+    if logs.state["format"] == "json":
+        # A log pipeline parses every stderr line: the error is one more JSON line.
+        import logging
+
+        logging.getLogger("kubetally").error("%s", reason)
+        sys.exit(code)
     # The reason is text, never markup: "[::1]" or "[/PATH]" in it must print as written.
     console_err.print(f"[bold red]error:[/] {escape(reason)}", highlight=False, soft_wrap=True)
     sys.exit(code)

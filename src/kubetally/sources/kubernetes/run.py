@@ -119,7 +119,7 @@ def collect_kubernetes(
     api = api_client if api_client is not None else make_api_client(kubeconfig, context)
 
     def warn(message: str) -> None:
-        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        log.warning("%s", message, extra={"cluster": cluster})
 
     session = new_session(config, ledger, cluster, warn)
     lease = Lease(ledger, cluster, new_holder(), session.config.writer_lease)

@@ -25,6 +25,7 @@ restart. The first pass fails fast, so a wrong URL or a bad query is seen at onc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from kubetally.ledger.store import Ledger, Watermark
 from kubetally.periods import Period, format_time, periods_between, utc
 from kubetally.sources.prometheus.client import PrometheusClient, PrometheusUnreachable, QueryFailed
 from kubetally.sources.prometheus.collector import SOURCE, Collector, TenantOf
+
+log = logging.getLogger("kubetally.prometheus")
 
 #: Backoff between failed passes in ``--follow`` mode (seconds), the last one repeating.
 RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
@@ -221,8 +224,9 @@ class PrometheusRun:
     # -- doing ---------------------------------------------------------------------------------
 
     def _warn(self, message: str) -> None:
+        # A diagnostic, not data: to the log (stderr, text or JSON), never into the summary table.
         self.summary.warnings.append(message)
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        log.warning("%s", message, extra={"cluster": self.cluster})
 
     def _collect_one(self, period: Period, state: _ItemState) -> None:
         item = state.item
