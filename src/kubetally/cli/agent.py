@@ -24,7 +24,7 @@ import typer
 
 from kubetally.cli.collect import resolve_cluster
 from kubetally.cli.common import ConfigOption, DbOption, console, console_err, fail, parse_time_option
-from kubetally.config import Config, load_config
+from kubetally.config import Config, discover_config_files, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_duration
 from kubetally.redact import redact_url
@@ -248,7 +248,7 @@ def register(app: typer.Typer) -> None:
         if clock not in ("wall", "apiserver"):
             fail(f"--clock must be wall or apiserver, not {clock!r}")
         stop_at = parse_time_option(until, "--until")
-        config = load_config(config_files or [])
+        config = load_config(discover_config_files(config_files))
         for warning in config.warnings:
             log.warning("%s", warning)
         name = resolve_cluster(cluster, config)

@@ -22,7 +22,7 @@ from kubetally.cli.common import (
     fail,
     parse_time_option,
 )
-from kubetally.config import Config, load_config
+from kubetally.config import Config, discover_config_files, load_config
 from kubetally.ledger.store import Ledger
 
 
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
         Without --from, resume from the ledger's watermark (bounded by collection.max_backfill).
         """
-        config = load_config(config_files or [])
+        config = load_config(discover_config_files(config_files))
         for warning in config.warnings:
             logging.getLogger("kubetally.config").warning("%s", warning)
         name = resolve_cluster(cluster, config)

@@ -21,7 +21,11 @@ DbOption = Annotated[
 ]
 ConfigOption = Annotated[
     list[str] | None,
-    typer.Option("--config", "-c", help="kubetally.yaml or Alauda ConfigMap file (repeatable)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="kubetally.yaml or Alauda ConfigMap file (repeatable; default: $KUBETALLY_CONFIG, else ./kubetally.yaml).",
+    ),
 ]
 FromOption = Annotated[str | None, typer.Option("--from", help="Start, RFC 3339 (inclusive).")]
 ToOption = Annotated[str | None, typer.Option("--to", help="End, RFC 3339 (exclusive).")]

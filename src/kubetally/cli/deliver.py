@@ -43,6 +43,9 @@ def _destinations(
     only: list[str] | None,
 ) -> tuple[list[DestinationBase], Any]:
     config = None
+    from kubetally.config import discover_config_files
+
+    config_paths = discover_config_files(config_paths)
     if config_paths:
         from kubetally.config import load_config
 

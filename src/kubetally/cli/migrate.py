@@ -23,8 +23,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Create the ledger if it is missing and upgrade its schema to this kubetally's."""
+        from kubetally.config import discover_config_files
         from kubetally.ledger.store import Ledger, LedgerError
 
+        config_files = discover_config_files(config_files)
         if db is None and config_files:
             from kubetally.config import load_config
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console, console_err, fail
 from kubetally.cli.common import parse_time_option as _parse_time
-from kubetally.config import Config, load_config
+from kubetally.config import Config, discover_config_files, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
@@ -32,6 +32,7 @@ def pricing_inputs(
     config_files: list[str] | None, prices: str | None, db: str | None
 ) -> tuple[Config | None, PriceBook, str | None]:
     """Config, price book and ledger for the pricing commands (report, export focus)."""
+    config_files = discover_config_files(config_files)
     config = load_config(config_files) if config_files else None
     pricebook, is_example = resolve_pricebook(prices, config)
     if is_example:

@@ -14,6 +14,7 @@ without reading our code.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -397,3 +398,25 @@ def load_config(paths: Iterable[str | Path], *, extra_documents: Iterable[tuple[
     for source, doc in extra_documents:
         builder.add_document(source, doc)
     return builder.finish()
+
+
+#: The file every command reads when neither ``-c`` nor ``$KUBETALLY_CONFIG`` names one.
+DEFAULT_CONFIG = "kubetally.yaml"
+CONFIG_VARIABLE = "KUBETALLY_CONFIG"
+
+
+def discover_config_files(given: Sequence[str | Path] | None, cwd: Path | None = None) -> list[str]:
+    """Which configuration files a command reads: ``-c`` (repeatable), else ``$KUBETALLY_CONFIG``
+    (one path, or several separated by ``os.pathsep``), else ``./kubetally.yaml`` when it exists,
+    else none. A file named by the variable must exist: a typo there must not fall back silently."""
+    if given:
+        return [str(p) for p in given]
+    variable = os.environ.get(CONFIG_VARIABLE, "").strip()
+    if variable:
+        paths = [p for p in variable.split(os.pathsep) if p.strip()]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise ConfigError([f"${CONFIG_VARIABLE}: {', '.join(missing)}: no such file"])
+        return paths
+    default = (cwd or Path.cwd()) / DEFAULT_CONFIG
+    return [DEFAULT_CONFIG] if default.is_file() else []
