@@ -61,3 +61,13 @@ def test_bad_log_options_are_one_line(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert done.stderr.strip().splitlines() == [done.stderr.strip()]
         assert option in done.stderr
+
+
+def test_help_lists_every_choice_at_80_columns() -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetally.cli.main", "deliver", "--help"], env=env, capture_output=True, text=True
+    )
+    words = " ".join(done.stdout.replace("│", " ").split())
+    for kind in ("lago,", "stripe,", "metronome,", "openmeter,", "webhook,", "file."):
+        assert kind in words, words

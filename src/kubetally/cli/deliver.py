@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--to",
-                help=f"One-off destination without a config file: {'|'.join(DESTINATION_TYPES)}. Keys from "
+                help=f"One-off destination without a config file, one of: {', '.join(DESTINATION_TYPES)}. Keys from "
                 + ", ".join(f"{v} ({k})" for k, v in KEY_VARIABLES.items())
                 + ".",
             ),

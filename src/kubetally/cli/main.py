@@ -41,10 +41,10 @@ def _global_options(
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     log_level: Annotated[
-        str, typer.Option("--log-level", help=f"Diagnostics on stderr from this level: {'|'.join(logs.LEVELS)}.")
+        str, typer.Option("--log-level", help=f"Diagnostics on stderr from this level: {', '.join(logs.LEVELS)}.")
     ] = "warning",
     log_format: Annotated[
-        str, typer.Option("--log-format", help="Diagnostics as text lines or JSON lines: text|json.")
+        str, typer.Option("--log-format", help="Diagnostics as text lines or JSON lines: text, json.")
     ] = "text",
 ) -> None:
     """Usage-based metering for multi-tenant Kubernetes GPU clouds."""
