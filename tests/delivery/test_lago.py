@@ -292,3 +292,45 @@ def test_garbage_answer_is_retried_not_fatal(sqlite_ledger: Ledger, lago: Any) -
     result = run(sqlite_ledger, lago)
     assert (result.delivered, result.retries, result.error) == (4, 1, None)
     assert totals(lago) == ledger_totals(sqlite_ledger)
+
+
+VC_TENANT = "vcluster/vc-ns/team-a"
+#: "/" written "~2f" (its UTF-8 byte in hex): one URL path segment, the same on every run.
+VC_ID = "kt-vcluster~2fvc-ns~2fteam-a"
+
+
+def test_a_tenant_id_with_slashes_is_offboarded_through_a_url_safe_id(sqlite_ledger: Ledger, lago: Any) -> None:
+    sqlite_ledger.write([record(VC_TENANT, "gpu_hours", h, "1") for h in range(3)])
+    sqlite_ledger.write([record("staying", "gpu_hours", h, "1") for h in range(30)])
+    result = run(sqlite_ledger, lago, destinations=[cfg(lago, offboard_grace=timedelta(hours=24))])
+    assert result.offboarded == [VC_TENANT]
+    subs = lago.objects["subscriptions"]
+    assert (subs[VC_ID]["status"], subs["kt-staying"]["status"]) == ("terminated", "active")
+    assert subs[VC_ID]["name"] == VC_TENANT  # the readable tenant id stays on the subscription
+    assert {e["external_subscription_id"] for e in lago.events.values()} == {VC_ID, "kt-staying"}
+    deletes = [r.path for r in lago.requests if r.method == "DELETE"]
+    assert deletes == [f"/api/v1/subscriptions/{VC_ID}"]
+    assert lago.violations == []
+
+
+def test_a_404_on_terminate_is_checked_not_assumed(sqlite_ledger: Ledger, lago: Any) -> None:
+    from kubetally.delivery.destinations.base import DeliveryError
+    from kubetally.delivery.destinations.lago import LagoDestination
+
+    sqlite_ledger.write([record(VC_TENANT, "gpu_hours", 0, "1")])
+    assert run(sqlite_ledger, lago).delivered == 1  # customer and subscription exist, active
+    lago_dest = LagoDestination(cfg(lago), environ=env(lago))
+    try:
+        # The DELETE answers 404 although the subscription is active (a proxy, a wrong id):
+        # offboarding fails loudly instead of counting the tenant as terminated.
+        lago.fail_next(404)
+        with pytest.raises(DeliveryError, match="still active after a 404"):
+            lago_dest.offboard(VC_TENANT)
+        assert lago.objects["subscriptions"][VC_ID]["status"] == "active"
+        lago_dest.offboard(VC_TENANT)  # terminates
+        assert lago.objects["subscriptions"][VC_ID]["status"] == "terminated"
+        # Terminated already: Lago's 404 is confirmed by finding it terminated, and accepted.
+        lago_dest.offboard(VC_TENANT)
+    finally:
+        lago_dest.close()
+    assert lago.violations == []

@@ -239,7 +239,8 @@ def test_a_failed_list_never_offboards_and_grace_is_respected(tmp_path: Path) ->
     assert state[TEAM_A].offboarded_at is None
 
 
-def test_a_late_status_update_revises_the_written_period(tmp_path: Path) -> None:
+def late_statuses() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """At 11:01:30 two jobs still show Running; their finish statuses arrive at 11:02:00."""
     objects = [
         namespace("vcluster-team-a"),
         vcluster("team-a", "vcluster-team-a"),
@@ -259,6 +260,11 @@ def test_a_late_status_update_revises_the_written_period(tmp_path: Path) -> None
             "object": gpu_pod("early-x-ml-x-team-a", "a100", "1", started=t("09:30:00"), finished=t("09:59:30")),
         },
     ]
+    return objects, events
+
+
+def test_a_late_status_update_revises_the_written_period(tmp_path: Path) -> None:
+    objects, events = late_statuses()
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("11:01:30"), objects, events) as sim:
         with running(sim, ledger, config(settle_delay=timedelta(minutes=1), backfill="1h")) as agent:
             agent.tick()  # 11:01:30: 10:00–11:00 written with both jobs still running → 1 GPU-hour each
@@ -291,7 +297,8 @@ def usage_of(tmp_path: Path, hour: str) -> dict[str, Decimal]:
         return {r.name: r.usage for r in ledger.records(item="gpu_hours", start=start, end=start + timedelta(hours=1))}
 
 
-def test_short_windows_for_near_real_time_records(tmp_path: Path) -> None:
+def short_job() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A job running 10:02:30–10:13:10 on a shared A100."""
     objects = [
         namespace("vcluster-team-a"),
         vcluster("team-a", "vcluster-team-a"),
@@ -309,6 +316,11 @@ def test_short_windows_for_near_real_time_records(tmp_path: Path) -> None:
             "object": gpu_pod("job-x-ml-x-team-a", "a100", "1", started=t("10:02:30"), finished=t("10:13:10")),
         },
     ]
+    return objects, events
+
+
+def test_short_windows_for_near_real_time_records(tmp_path: Path) -> None:
+    objects, events = short_job()
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:00:00"), objects, events) as sim:
         cfg = config(window=timedelta(minutes=5), settle_delay=timedelta(0), backfill="15m")
         with running(sim, ledger, cfg) as agent:
@@ -361,7 +373,9 @@ def test_one_writer_per_cluster(tmp_path: Path) -> None:
         assert result.written.revised == 0
 
 
-def test_a_node_dedicated_late_and_released_is_never_billed_twice(tmp_path: Path) -> None:
+def dedicated_late() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An L4 node joins at 10:10 labelled for vCluster "late" (discovered at 10:10:40) and is
+    released (label removed) at 10:30; a pod runs on it from 10:10:30."""
     l4 = {"nvidia.com/gpu.product": "NVIDIA-L4", "node.kubernetes.io/instance-type": "g2-standard-8"}
     joined = node(
         "l4-late",
@@ -387,6 +401,11 @@ def test_a_node_dedicated_late_and_released_is_never_billed_twice(tmp_path: Path
         {"at": t("10:10:40"), "type": "ADDED", "object": vcluster("late", "vcluster-late")},
         {"at": t("10:30:00"), "type": "MODIFIED", "object": released},  # the operator releases the node
     ]
+    return objects, events
+
+
+def test_a_node_dedicated_late_and_released_is_never_billed_twice(tmp_path: Path) -> None:
+    objects, events = dedicated_late()
     late = "vcluster/vcluster-late/late"
     with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:00:00"), objects, events) as sim:
         with running(sim, ledger, config(backfill="2h", settle_delay=timedelta(0))) as agent:

@@ -22,6 +22,7 @@ from kubetally.sources.kubernetes.config import KubernetesConfig
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
 SHARED = ("billing_mode=shared", "capacity_type=spot")
+PROM_ITEMS = ["GpuUtilization", "NetworkEgressBytes", "GpuAllocation"]
 
 
 def cluster() -> list[dict]:
@@ -204,3 +205,45 @@ def test_kubernetes_section_is_validated_with_locations(tmp_path: Path) -> None:
     problems = "\n".join(error.value.problems)
     assert f"{bad}: kubernetes: window: no period kind is 7m long" in problems
     assert f"{bad}: kubernetes: tenancy.namespace_lable: unknown key" in problems
+
+
+def test_agent_with_only_vbillings_prometheus_url_collects_what_vbilling_meters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, prometheus
+) -> None:  # type: ignore[no-untyped-def]
+    """PROMETHEUS_URL from vBilling's environment, no cost-model items, max_backfill of one hour:
+    the agent collects GPU utilisation (DCGM) and egress (cAdvisor), as vBilling does, for the
+    last closed hour. The Prometheus series are tests/prometheus/prom_scenario.py's (hour
+    2026-03-02 10:00–11:00); the simulated cluster's clock is 11:05 that day."""
+    db = str(tmp_path / "ledger.db")
+    monkeypatch.setenv("PROMETHEUS_URL", prometheus.url)
+    monkeypatch.delenv("LAGO_API_KEY", raising=False)
+    caplog.set_level(logging.INFO)
+    day = "2026-03-02"
+    objects = [
+        namespace("team-a", {"kubetally.io/tenant": "true"}),
+        namespace("team-b", {"kubetally.io/tenant": "true"}),
+        node("cpu-system"),
+    ]
+    with serve(t("11:05:00", day), objects) as sim:
+        kubeconfig = sim.kubeconfig(tmp_path / "kubeconfig")
+        config = tmp_path / "kubetally.yaml"
+        config.write_text("collection:\n  max_backfill: 1h\n  settle_delay: 2m\n")
+        args = ["agent", "--once", "--clock", "apiserver", "-c", str(config), "--kubeconfig", str(kubeconfig)]
+        result = CliRunner().invoke(app, [*args, "--cluster", "gpu-east", "--db", db])
+    assert result.exit_code == 0, result.output
+    with Ledger.open(db) as ledger:
+        got = {(r.item, r.name, r.tenant): r.usage for r in ledger.records(item=PROM_ITEMS)}
+        hours = {r.start for r in ledger.records(item=PROM_ITEMS)}
+    assert hours == {parse_time(f"{day}T10:00:00Z")}  # max_backfill 1h still reaches the closed hour
+    assert got == {
+        # DCGM_FI_PROF_GR_ENGINE_ACTIVE 0.5 for the hour (as in test_prometheus_presets)
+        ("GpuUtilization", "GPU-11111111-1111-4111-8111-111111111111", "namespace/team-a"): Decimal("0.5"),
+        # GPU_UTIL 75 % for 20 minutes: 0.75 × 1/3
+        ("GpuUtilization", "GPU-22222222-2222-4222-8222-222222222222", "namespace/team-b"): Decimal("0.25"),
+        # the MIG instance's GR_ENGINE_ACTIVE 0.25 × 1 h
+        ("GpuUtilization", "GPU-33333333-3333-4333-8333-333333333333", "namespace/team-a"): Decimal("0.25"),
+        # 1024 B/s × 3600 s and 2048 B/s × 1200 s
+        ("NetworkEgressBytes", "web-1", "namespace/team-a"): Decimal(3686400),
+        ("NetworkEgressBytes", "batch-1", "namespace/team-b"): Decimal(2457600),
+    }
+    assert "collecting vBilling's Prometheus items GpuUtilization, NetworkEgressBytes" in caplog.text

@@ -8,12 +8,17 @@ import pytest
 
 from kubetally.sources.kubernetes.sku import (
     GpuSharing,
+    HamiDevice,
+    advertised_gpus,
     gpu_share,
     gpu_sharing,
+    hami_devices,
+    hami_share,
     identify_gpu,
     mig_fraction,
     parse_model,
     physical_gpus,
+    physical_gpus_from,
 )
 
 # Raw label values as real clusters show them (../shared/reference/realdata.md §1.2, §2).
@@ -60,6 +65,13 @@ SAME_MODEL = [
     # AMD
     ({"amd.com/gpu.product-name": "AMD_Instinct_MI300X"}, "amd-mi300x-192gb"),
     ({"amd.com/gpu.product-name": "AMD Instinct MI250X / MI250"}, "amd-mi250x-128gb"),
+    # AMD labeller, older beta.amd.com/* keys: product name, or only the PCI device id (+ VRAM).
+    ({"beta.amd.com/gpu.product-name": "AMD_Instinct_MI210"}, "amd-mi210-64gb"),
+    (
+        {"beta.amd.com/gpu.device-id": "740f", "beta.amd.com/gpu.vram": "64G", "beta.amd.com/gpu.family": "AI"},
+        "amd-mi210-64gb",
+    ),
+    ({"amd.com/gpu.device-id": "74a1"}, "amd-mi300x-192gb"),
 ]
 
 
@@ -188,3 +200,74 @@ def test_physical_gpus_of_a_dedicated_node() -> None:
     assert physical_gpus({}, {"nvidia.com/gpu": "16"}, None, GpuSharing(replicas=4)) == 4
     assert physical_gpus({}, {"nvidia.com/gpu": "8"}, None, GpuSharing()) == 8
     assert physical_gpus({}, {"cpu": "8"}, None, GpuSharing()) == 0
+
+
+def test_time_sliced_mig_slices_are_fractions_of_the_slice() -> None:
+    a100 = parse_model("NVIDIA-A100-SXM4-80GB")
+    labels = {"nvidia.com/mig.strategy": "mixed", "nvidia.com/mig-1g.10gb.replicas": "2"}
+    sharing = gpu_sharing(labels)
+    assert sharing.mig_replicas == (("1g.10gb", 2),)
+    # 1g.10gb = 1/7 of the GPU, shared 2 ways → 1/14; other profiles are not time-sliced.
+    assert gpu_share("nvidia.com/mig-1g.10gb", Fraction(1), a100, sharing)[0].gpus == Fraction(1, 14)
+    assert gpu_share("nvidia.com/mig-3g.40gb", Fraction(1), a100, sharing)[0].gpus == Fraction(3, 7)
+    # A dedicated node advertising 14 replicas of 7 slices holds 1 GPU, not 2.
+    assert physical_gpus({}, {"nvidia.com/mig-1g.10gb": "14"}, a100, sharing) == 1
+    # MIG single strategy time-sliced (gpu.replicas 2): nvidia.com/gpu 1 is 1/7 / 2.
+    single = gpu_sharing(
+        {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb", "nvidia.com/gpu.replicas": "2"}
+    )
+    assert gpu_share("nvidia.com/gpu", Fraction(1), a100, single)[0].gpus == Fraction(1, 14)
+    assert physical_gpus({}, {"nvidia.com/gpu": "112"}, a100, single) == 8  # 8 GPUs × 7 slices × 2
+
+
+CSV = "GPU-a,10,81920,100,NVIDIA-NVIDIA A100-SXM4-80GB,0,true:GPU-b,10,81920,100,NVIDIA-NVIDIA A100-SXM4-80GB,0,true:"
+JSON = '[{"id":"GPU-a","count":4,"devmem":24576,"devcore":100,"type":"NVIDIA-NVIDIA L4","health":true}]'
+
+
+def test_hami_device_register_in_both_forms() -> None:
+    device = HamiDevice(10, 81920, 100, "NVIDIA-NVIDIA A100-SXM4-80GB")
+    assert hami_devices({"hami.io/node-nvidia-register": CSV}) == [device, device]
+    assert hami_devices({"hami.io/node-nvidia-register": JSON}) == [HamiDevice(4, 24576, 100, "NVIDIA-NVIDIA L4")]
+    assert hami_devices({}) is None
+    assert hami_devices({"hami.io/node-nvidia-register": "[{not json"}) is None
+
+
+def test_physical_gpus_of_a_hami_node_and_where_the_count_came_from() -> None:
+    capacity = {"nvidia.com/gpu": "20"}  # 2 GPUs × 10 vGPU splits
+    register = {"hami.io/node-nvidia-register": CSV}
+    assert advertised_gpus(capacity) == 20
+    assert physical_gpus_from({}, capacity, None, GpuSharing(), annotations=register) == (
+        2,
+        "annotation hami.io/node-nvidia-register",
+    )
+    # GFD's count wins over HAMi's register; the operator's label wins over both.
+    gfd = {"nvidia.com/gpu.count": "2"}
+    assert (
+        physical_gpus_from(gfd, capacity, None, GpuSharing(), annotations=register)[1] == "label nvidia.com/gpu.count"
+    )
+    operator = {"kubetally.io/gpu-count": "3", **gfd}
+    assert physical_gpus_from(
+        operator, capacity, None, GpuSharing(), annotations=register, count_label="kubetally.io/gpu-count"
+    ) == (3, "label kubetally.io/gpu-count")
+    # Nothing says otherwise: the capacity, as advertised.
+    assert physical_gpus_from({}, capacity, None, GpuSharing()) == (20, "capacity")
+
+
+@pytest.mark.parametrize(
+    ("requests", "memory_mib", "share"),
+    [
+        ({"nvidia.com/gpucores": Fraction(30)}, None, Fraction(3, 10)),  # cores first
+        ({"nvidia.com/gpucores": Fraction(30), "nvidia.com/gpumem": Fraction(40960)}, 81920, Fraction(3, 10)),
+        ({"nvidia.com/gpumem-percentage": Fraction(25)}, None, Fraction(1, 4)),
+        ({"nvidia.com/gpumem": Fraction(20480)}, 81920, Fraction(1, 4)),  # 20 GiB of 80 GiB
+        ({"nvidia.com/gpucores": Fraction(150)}, None, Fraction(1)),  # never more than the GPU
+        ({}, 81920, None),  # neither: a whole GPU
+    ],
+)
+def test_hami_vgpu_share_rule(requests: dict[str, Fraction], memory_mib: int | None, share: Fraction | None) -> None:
+    assert hami_share(requests, memory_mib)[0] == share
+
+
+def test_hami_memory_share_without_known_memory_is_reported() -> None:
+    share, _, problem = hami_share({"nvidia.com/gpumem": Fraction(8000)}, None)
+    assert share is None and "memory is unknown" in problem

@@ -357,3 +357,43 @@ def test_follow_fails_fast_on_the_first_pass(ledger: Ledger, prometheus, write_c
             sleep=clock.sleep,
         )
     assert clock.slept == []
+
+
+def test_first_start_with_max_backfill_at_or_below_one_period() -> None:
+    hour = timedelta(hours=1)
+    now = datetime(2026, 3, 2, 11, 30, tzinfo=UTC)
+    # now - 1 h = 10:30 lies inside the last closed hour (10:00–11:00, settled at 11:02): that hour
+    # is still collected, or no whole period would ever start after the bound.
+    for backfill in (hour, timedelta(minutes=30), timedelta(minutes=1)):
+        assert first_start(
+            now=now, watermark=None, max_backfill=backfill, length=hour, settle=timedelta(minutes=2)
+        ) == (
+            datetime(2026, 3, 2, 10, tzinfo=UTC),
+            None,
+        )
+    # At 11:01 the 10:00 hour has not settled (2 min): the 09:00 hour is the last closed one.
+    early = datetime(2026, 3, 2, 11, 1, tzinfo=UTC)
+    assert first_start(now=early, watermark=None, max_backfill=hour, length=hour, settle=timedelta(minutes=2)) == (
+        datetime(2026, 3, 2, 9, tzinfo=UTC),
+        None,
+    )
+
+
+def test_an_agent_ticking_with_max_backfill_of_one_period_collects_every_hour(  # type: ignore[no-untyped-def]
+    ledger: Ledger, prometheus, write_config
+) -> None:
+    """The agent calls collect_prometheus every tick with max_backfill 1h: H10 and H11 arrive."""
+    config = seed_config(write_config, "collection:\n  settle_delay: 2m\n  max_backfill: 1h\n")
+    clock = Clock(datetime(2026, 3, 2, 11, 30, tzinfo=UTC))
+    written = []
+    for minute in (30, 45, 63, 90):  # 11:30, 11:45, 12:03, 12:30
+        clock.now = datetime(2026, 3, 2, 11, 0, tzinfo=UTC) + timedelta(minutes=minute)
+        summary = collect_prometheus(
+            config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
+        )
+        written.append(summary.periods)
+    # 11:30: H10 for both items; 11:45: nothing new; 12:03: H11 for both; 12:30: nothing new.
+    assert written == [2, 0, 2, 0]
+    # The same totals as the explicit run of test_explicit_range_and_rerun_without_duplicates.
+    assert usage_by_period(ledger) == {H10.start: Decimal("13.5"), H11.start: Decimal("10.5")}
+    assert marks(ledger) == {"VgpuCoreUsed": H11.end, "VgpuMemoryUsed": H11.end}

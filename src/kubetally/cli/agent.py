@@ -256,6 +256,13 @@ def register(app: typer.Typer) -> None:
             env = vbilling_environment(os.environ, kubernetes_config(config))
         except ValueError as exc:
             fail(str(exc))
+        if env.prometheus_url and not (prometheus or config.settings.prometheus.url) and not config.items:
+            # vBilling's PROMETHEUS_URL alone: meter what vBilling meters with it.
+            from kubetally.sources.prometheus.vbilling import VBILLING_ITEMS, vbilling_documents
+
+            config = load_config(config_files or [], extra_documents=vbilling_documents())
+            names = ", ".join(name for names in VBILLING_ITEMS.values() for name in names)
+            env.notes.append(f"PROMETHEUS_URL without cost-model items: collecting vBilling's Prometheus items {names}")
         for note in env.notes:
             log.info("%s", note)
         config.sections["kubernetes"] = env.kubernetes

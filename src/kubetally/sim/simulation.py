@@ -38,7 +38,7 @@ class Simulation:
         self._base_wall = time.monotonic()
         with self.store.batch():
             for obj in scenario.objects:
-                self.store.apply("ADDED", obj, scenario.now, validate=False)
+                self.store.apply("ADDED", obj, scenario.now, validate=False, track=False)
             self._apply_due(scenario.now)
 
     def start_clock(self) -> None:

@@ -56,6 +56,61 @@ class Change:
     prev: dict[str, Any] | None
 
 
+#: Who writes an object's status in a real cluster, for the managedFields entry the store records
+#: when a scenario event changes the status without giving managedFields itself.
+STATUS_MANAGERS = {
+    "Pod": "kubelet",
+    "Node": "kubelet",
+    "PersistentVolumeClaim": "kube-controller-manager",
+    "Service": "service-controller",
+}
+
+
+def track_managed_fields(kind: str, prev: dict[str, Any] | None, new: dict[str, Any], at: datetime) -> None:
+    """Maintain ``metadata.managedFields`` as the apiserver does for a write that does not send
+    them: the previous entries are kept, and the top-level status fields whose value changed are
+    now owned by the kind's status writer (:data:`STATUS_MANAGERS`), in one ``Update`` entry of
+    the ``status`` subresource stamped ``at``; other entries lose those fields (a field has one
+    owner among Update managers). A write that gives managedFields is served as given."""
+    meta = new["metadata"]
+    if "managedFields" in meta:
+        return
+    entries = json_copy((prev or {}).get("metadata", {}).get("managedFields") or [])
+    old_status = (prev or {}).get("status") or {}
+    new_status = new.get("status") or {}
+    changed = sorted(k for k in set(old_status) | set(new_status) if old_status.get(k) != new_status.get(k))
+    changed = [k for k in changed if k in new_status]
+    if changed:
+        manager = STATUS_MANAGERS.get(kind, "kube-controller-manager")
+        owned = {f"f:{k}": {} for k in changed}
+        kept = []
+        for entry in entries:
+            status = (entry.get("fieldsV1") or {}).get("f:status")
+            if isinstance(status, dict):
+                for key in owned:
+                    status.pop(key, None)
+            if entry.get("manager") == manager and entry.get("subresource") == "status":
+                owned = {**(status or {}), **owned}
+                continue
+            if isinstance(status, dict) and not status and len(entry.get("fieldsV1") or {}) == 1:
+                continue  # owns nothing any more
+            kept.append(entry)
+        kept.append(
+            {
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": new.get("apiVersion", "v1"),
+                "time": format_time(at),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:status": owned},
+                "subresource": "status",
+            }
+        )
+        entries = kept
+    if entries:
+        meta["managedFields"] = entries
+
+
 def object_key(rtype: ResourceType, obj: dict[str, Any]) -> Key:
     meta = obj["metadata"]
     return (meta.get("namespace") or "" if rtype.namespaced else "", meta["name"])
@@ -133,10 +188,15 @@ class ObjectStore:
             if changed:
                 self._notify()
 
-    def apply(self, event_type: str, obj: dict[str, Any], at: datetime, validate: bool = True) -> Change:
+    def apply(
+        self, event_type: str, obj: dict[str, Any], at: datetime, validate: bool = True, track: bool = True
+    ) -> Change:
         """Apply one ADDED/MODIFIED/DELETED change; ``at`` fills a missing creationTimestamp.
 
         ``validate=False`` skips the manifest checks for objects a loaded Scenario already checked.
+        ``track=False`` (a scenario's initial objects, whose history is unknown) serves the object's
+        managedFields as given; otherwise a status change is recorded in them
+        (:func:`track_managed_fields`).
         """
         if event_type not in EVENT_TYPES:
             raise ScenarioError([f"event type must be one of {', '.join(EVENT_TYPES)}, not {event_type!r}"])
@@ -173,6 +233,8 @@ class ObjectStore:
                 new = json_copy(prev)
                 new["metadata"].update(json_copy(obj["metadata"]))
                 meta = new["metadata"]
+            if track and event_type != "DELETED":
+                track_managed_fields(rtype.kind, prev, new, at)
             old_meta = prev["metadata"] if prev is not None else {}
             meta.setdefault("uid", old_meta.get("uid") or deterministic_uid(rtype.kind, ns, meta["name"]))
             meta.setdefault("creationTimestamp", old_meta.get("creationTimestamp") or format_time(at))

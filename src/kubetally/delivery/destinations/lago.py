@@ -26,11 +26,19 @@ Setup (``bootstrap: true``), all idempotent and retried until Lago answers:
   Existing charges and prices are kept when items or values are added;
 * a customer ``kt-<tenant>`` and a subscription ``kt-<tenant>`` when a tenant first appears
   (``external_id`` is Lago's idempotency key), terminated by :meth:`offboard`.
+
+External ids. Lago addresses customers and subscriptions by ``external_id`` in the URL path
+(``DELETE /subscriptions/{external_id}``), and tenant ids hold ``/`` (``vcluster/ns/name``),
+which a path segment cannot carry reliably (``%2F`` is decoded, rejected or routed elsewhere by
+servers and proxies). So every character outside ``[A-Za-z0-9._-]`` is written ``~`` + its UTF-8
+bytes in hex: ``vcluster/ns/a`` → ``kt-vcluster~2fns~2fa``. The mapping is deterministic and
+one-to-one (``~`` itself is escaped), and ids without such characters are unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,6 +61,8 @@ from kubetally.delivery.destinations.base import (
 )
 from kubetally.delivery.events import Event
 
+log = logging.getLogger("kubetally.delivery")
+
 MAX_BATCH = 100
 QUANTITY_FIELD = "quantity"
 
@@ -72,6 +82,15 @@ class _Metric:
     field_name: str
     name: str
     filters: dict[str, set[str]] = field(default_factory=dict)
+
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def path_safe(value: str) -> str:
+    """``value`` with every character outside ``[A-Za-z0-9._-]`` as ``~<hex of its UTF-8>``:
+    usable as one URL path segment as is, deterministic and reversible (module doc)."""
+    return "".join(c if c in _SAFE else "".join(f"~{b:02x}" for b in c.encode()) for c in value)
 
 
 def _is_duplicate(detail: Any) -> bool:
@@ -98,6 +117,9 @@ class LagoDestination(HttpDestination):
         self._tenants: set[str] = set()
 
     # -- events ------------------------------------------------------------------------------
+
+    def customer_id(self, tenant: str) -> str:
+        return path_safe(super().customer_id(tenant))
 
     def event_body(self, event: Event) -> dict[str, Any]:
         code = self.code(event.item)
@@ -403,10 +425,29 @@ class LagoDestination(HttpDestination):
             self._tenants.discard(tenant)  # not kubetally's subscription: never terminated by it
             return
         cid = self.customer_id(tenant)
-        response = self.request("DELETE", f"/subscriptions/{quote(cid, safe='')}", passthrough=(404,))
-        if response.status_code not in (200, 404):  # 404: terminated already
+        path = f"/subscriptions/{quote(cid, safe='')}"
+        response = self.request("DELETE", path, passthrough=(404,))
+        if response.status_code == 404:
+            # Lago answers 404 both for "terminated already" and for "no such id": tell them apart
+            # instead of assuming, or a subscription that was never reached stays active.
+            if self._subscription_status(path, "terminated"):
+                self._tenants.discard(tenant)
+                return
+            if self._subscription_status(path, "active"):
+                raise self.unexpected(f"terminate subscription {cid} (still active after a 404)", response)
+            log.info("lago: tenant %s has no subscription %s to terminate", tenant, cid)
+        elif response.status_code != 200:
             raise self.unexpected(f"terminate subscription {cid}", response)
         self._tenants.discard(tenant)
+
+    def _subscription_status(self, path: str, status: str) -> bool:
+        """Whether Lago has the subscription at ``path`` in ``status`` (GET with ``?status=``)."""
+        response = self.request("GET", path, params={"status": status}, passthrough=(404,))
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise self.unexpected(f"find subscription ({status})", response)
+        return True
 
 
 def _filters(filters: Mapping[str, set[str]]) -> list[dict[str, Any]]:

@@ -95,6 +95,10 @@ class KubernetesConfig(Strict):
     capacity_type_label: str = "kubetally.io/capacity-type"
     #: Node label that overrides GPU model detection with a SKU written by the operator.
     gpu_sku_label: str = "kubetally.io/gpu-sku"
+    #: Node label holding the node's physical GPU count, written by the operator; it wins over
+    #: GFD's ``nvidia.com/gpu.count``, HAMi's device register and the advertised capacity (for
+    #: device plugins that advertise virtual devices and say nothing else).
+    gpu_count_label: str = "kubetally.io/gpu-count"
 
     @field_validator("window")
     @classmethod

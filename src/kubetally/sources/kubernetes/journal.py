@@ -104,6 +104,15 @@ def close(conn: Connection, seq: int, end: datetime, reason: str) -> None:
     conn.execute(update(t).where(t.c.seq == seq).values(ended_at=end, end_reason=reason))
 
 
+def restart_many(conn: Connection, starts: Sequence[tuple[int, datetime]]) -> None:
+    """Move the start of open segments back (their object dated them earlier; see the tracker)."""
+    if starts:
+        conn.execute(
+            update(t).where(t.c.seq == bindparam("b_seq")).values(started_at=bindparam("b_start")),
+            [{"b_seq": seq, "b_start": start} for seq, start in starts],
+        )
+
+
 def close_many(conn: Connection, closes: Sequence[tuple[int, datetime, str]]) -> None:
     """End several segments in one executemany."""
     if closes:

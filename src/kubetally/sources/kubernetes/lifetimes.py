@@ -30,24 +30,35 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from kubetally.periods import parse_time
+from kubetally.periods import format_time, parse_time
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.capacity import capacity_type, is_recognised
 from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.quantity import GIB, QuantityError, parse_quantity
 from kubetally.sources.kubernetes.sku import (
+    GFD_MEMORY,
+    HAMI_CORES,
+    HAMI_MEMORY,
+    HAMI_MEMORY_PERCENT,
+    HAMI_REGISTER,
+    NVIDIA_GPU,
     GpuIdentity,
     GpuSharing,
+    advertised_gpus,
     gpu_share,
     gpu_sharing,
+    hami_devices,
+    hami_share,
     identify_gpu,
     is_gpu_resource,
-    physical_gpus,
+    parse_model,
+    physical_gpus_from,
 )
 from kubetally.sources.kubernetes.tenancy import TenantResolver, labels_of
 
 # Roles: one object can hold several independent presences (a control-plane pod both keeps its
 # vCluster "up" and, if configured, holds requests).
+HAMI_REGISTER_HINT = "hami.io/"
 ROLE_NODE = "node"
 ROLE_POD = "pod"
 ROLE_CONTROL_PLANE = "control-plane"
@@ -60,6 +71,11 @@ ROLES_BY_KIND = {
     "PersistentVolumeClaim": (ROLE_PVC,),
     "Service": (ROLE_LB,),
 }
+
+#: A container's HAMi vGPUs, already turned into physical GPUs (see :func:`sku.hami_share`).
+VGPU_KEY = "kubetally.io/vgpu"
+#: Pod-level resources (``spec.resources``, Kubernetes >= 1.34) the scheduler honours.
+POD_LEVEL_RESOURCES = ("cpu", "memory")
 
 INSTANCE_TYPE_LABELS = (
     "node.kubernetes.io/instance-type",
@@ -168,6 +184,16 @@ class Presence:
     start: datetime | None
     start_exact: bool
     end: datetime | None = None
+    #: When the *current* billed attributes took effect, if the object records it and it is
+    #: later than ``start`` (a PVC resize written at 10:30): a tracked segment of other
+    #: attributes changes there, not when the change is noticed.
+    since: datetime | None = None
+    #: Earlier closed stretches of the same billed state that the object still records (the
+    #: run before a control plane's last restart), oldest first.
+    past: tuple[tuple[datetime, datetime], ...] = ()
+    #: What the object cannot tell (an earlier size with no trace); said once when the tracker
+    #: has nothing of its own to fill the gap with.
+    caveat: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +207,8 @@ class NodeInfo:
     capacity_raw: str
     instance_type: str
     dedicated_to: str = ""
+    #: Memory of one physical GPU (MiB), for HAMi ``gpumem`` shares; None when unknown.
+    gpu_memory_mib: int | None = None
 
 
 def host_namespace(tenant_id: str) -> str:
@@ -202,6 +230,17 @@ def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
 
 
 def _list(value: Any) -> list[Any]:
@@ -260,6 +299,12 @@ class Deriver:
         name = str(meta(node).get("name") or "")
         capacity = {str(k): str(v) for k, v in _mapping(_mapping(node.get("status")).get("capacity")).items()}
         gpu = identify_gpu(labels, override_label=self.config.gpu_sku_label)
+        devices = hami_devices(_strings(meta(node).get("annotations")))
+        if gpu.model is None and not gpu.raw and devices:
+            # A HAMi node without GFD labels: HAMi registers each device's model name.
+            model = parse_model(devices[0].type, memory_mib=devices[0].memory_mib or None)
+            if model is not None:
+                gpu = GpuIdentity(model.sku, model, devices[0].type, HAMI_REGISTER)
         kind, raw = capacity_type(labels, override_label=self.config.capacity_type_label)
         if not is_recognised(raw):
             self.warn(
@@ -270,7 +315,19 @@ class Deriver:
         if problem:
             self.warn(f"Node {name}: {problem}")
         instance = next((labels[k] for k in INSTANCE_TYPE_LABELS if labels.get(k)), "")
-        return NodeInfo(name, gpu, gpu_sharing(labels, capacity), kind, raw, instance, tenant)
+        return NodeInfo(
+            name, gpu, gpu_sharing(labels, capacity), kind, raw, instance, tenant, self._gpu_memory(node, gpu)
+        )
+
+    def _gpu_memory(self, node: Mapping[str, Any], gpu: GpuIdentity) -> int | None:
+        devices = hami_devices(_strings(meta(node).get("annotations")))
+        if devices and devices[0].memory_mib:
+            return devices[0].memory_mib
+        labels = labels_of(node)
+        try:
+            return int(str(labels.get(GFD_MEMORY, "")).strip())
+        except ValueError:
+            return gpu.model.memory_gb * 1024 if gpu.model else None
 
     def node(self, node: Mapping[str, Any], info: NodeInfo | None = None) -> dict[str, Presence | None]:
         """A dedicated node's whole capacity; shared nodes hold nothing themselves."""
@@ -292,7 +349,30 @@ class Deriver:
         )
         if memory:
             meters.append(Meter(it.COMPUTE, it.MEMORY_GIB_HOURS, memory / GIB, _dims(**mode)))
-        gpus = physical_gpus(labels, capacity, info.gpu.model, info.sharing)
+        gpus, source = physical_gpus_from(
+            labels,
+            capacity,
+            info.gpu.model,
+            info.sharing,
+            annotations=_strings(m.get("annotations")) if (m := meta(node)) else {},
+            count_label=self.config.gpu_count_label,
+        )
+        advertised = advertised_gpus(capacity)
+        if advertised and advertised != gpus:
+            self.warn(
+                f"Node {info.name}: advertises {advertised} GPU devices but has {gpus} physical GPUs "
+                f"(from {source}); billed {gpus} to {info.dedicated_to}"
+            )
+        elif (
+            advertised
+            and source == "capacity"
+            and (labels.get("gpu") == "on" or HAMI_REGISTER_HINT in str(meta(node).get("annotations")))
+        ):
+            self.warn(
+                f"Node {info.name}: advertises {advertised} GPU devices and looks like a HAMi node, but no "
+                f"physical GPU count is recorded (nvidia.com/gpu.count, hami.io/node-nvidia-register or "
+                f"{self.config.gpu_count_label}); billed {gpus}"
+            )
         if gpus:
             meters.append(
                 Meter(
@@ -332,19 +412,34 @@ class Deriver:
                 out[str(key)] = quantity
         return out
 
-    def effective_requests(self, pod: Mapping[str, Any]) -> dict[str, Fraction]:
+    def _vgpu(self, requests: dict[str, Fraction], memory_mib: int | None, desc: str) -> dict[str, Fraction]:
+        """A container's HAMi vGPUs as physical GPUs (``VGPU_KEY``): ``nvidia.com/gpu`` devices
+        times the share each holds (:func:`sku.hami_share`). The share resources themselves are
+        not billed."""
+        hami = {key: requests.pop(key) for key in (HAMI_CORES, HAMI_MEMORY, HAMI_MEMORY_PERCENT) if key in requests}
+        if not hami or NVIDIA_GPU not in requests:
+            return requests
+        share, _profile, problem = hami_share(hami, memory_mib)
+        if problem:
+            self.warn(f"{desc}: {problem}")
+        if share is not None:
+            requests[VGPU_KEY] = requests.pop(NVIDIA_GPU) * share
+        return requests
+
+    def effective_requests(self, pod: Mapping[str, Any], gpu_memory_mib: int | None = None) -> dict[str, Fraction]:
         """The scheduler's effective pod request: max(app containers + sidecars, each init
-        container + the sidecars started before it) + overhead."""
+        container + the sidecars started before it), with pod-level ``spec.resources``
+        (Kubernetes >= 1.34) replacing the container sum for the resources it sets, + overhead."""
         spec = _mapping(pod.get("spec"))
         desc = describe("Pod", pod)
         total: dict[str, Fraction] = {}
         for container in _list(spec.get("containers")):
-            for key, value in self._requests(_mapping(container), desc).items():
+            for key, value in self._vgpu(self._requests(_mapping(container), desc), gpu_memory_mib, desc).items():
                 total[key] = total.get(key, Fraction(0)) + value
         sidecars: dict[str, Fraction] = {}
         init_peak: dict[str, Fraction] = {}
         for container in _list(spec.get("initContainers")):
-            requests = self._requests(_mapping(container), desc)
+            requests = self._vgpu(self._requests(_mapping(container), desc), gpu_memory_mib, desc)
             if _mapping(container).get("restartPolicy") == "Always":
                 for key, value in requests.items():
                     sidecars[key] = sidecars.get(key, Fraction(0)) + value
@@ -358,6 +453,18 @@ class Deriver:
             key: max(total.get(key, Fraction(0)), init_peak.get(key, Fraction(0)))
             for key in set(total) | set(init_peak)
         }
+        # Pod-level resources: the apiserver defaults a missing pod-level request to its limit,
+        # and the scheduler then takes the pod-level value instead of the containers' sum.
+        pod_level = _mapping(spec.get("resources"))
+        pod_requests = dict(_mapping(pod_level.get("requests")))
+        for key, value in _mapping(pod_level.get("limits")).items():
+            pod_requests.setdefault(key, value)
+        for key, value in pod_requests.items():
+            if str(key) not in POD_LEVEL_RESOURCES:
+                continue
+            quantity = self._quantity(value, f"spec.resources request {key}", desc)
+            if quantity is not None:
+                effective[str(key)] = quantity
         for key, value in _mapping(spec.get("overhead")).items():
             quantity = self._quantity(value, f"spec.overhead {key}", desc)
             if quantity:
@@ -390,6 +497,14 @@ class Deriver:
             if finished is not None:
                 finishes.append(finished)
         start = min(starts) if starts else None
+        restarts = sum(_count(cs.get("restartCount")) for cs in statuses)
+        if start is not None and restarts:
+            # A restarted container's first start is gone from the status (only the last run and
+            # the one before are kept); the pod has held its requests since the kubelet started
+            # it, which status.startTime records.
+            since = self._time(status.get("startTime"), "status.startTime", desc)
+            if since is not None and since < start:
+                start = since
         if start is None and status.get("phase") in ("Running", "Succeeded", "Failed"):
             # The pod ran but shows no container status (trimmed or garbage object): bill it from
             # when the kubelet accepted it rather than lose it, and say so.
@@ -446,6 +561,12 @@ class Deriver:
         node_name = str(_mapping(pod.get("spec")).get("nodeName") or "")
         node = self.nodes.get(node_name)
         if node is not None and node.dedicated_to:
+            if node.dedicated_to != resolution.tenant and start is not None:
+                self.warn(
+                    f"{describe('Pod', pod)} of tenant {resolution.tenant} runs on node {node_name}, dedicated to "
+                    f"tenant {node.dedicated_to}: its time is billed to {node.dedicated_to} (the node), "
+                    f"not to {resolution.tenant}"
+                )
             return out  # the dedicated node is billed whole; its pods are not billed again
         if start is None:
             return out
@@ -458,11 +579,15 @@ class Deriver:
         return out
 
     def _pod_meters(self, pod: Mapping[str, Any], node: NodeInfo | None) -> tuple[Meter, ...]:
-        requests = self.effective_requests(pod)
+        requests = self.effective_requests(pod, node.gpu_memory_mib if node else None)
         capacity = node.capacity_type if node else "on-demand"
         mode = dict(billing_mode=it.SHARED, capacity_type=capacity)
         gpu_totals: dict[tuple[tuple[str, str], ...], Fraction] = {}
         for resource, count in sorted(requests.items()):
+            if resource == VGPU_KEY and count > 0:
+                dims = _dims(gpu_sku=node.gpu.sku if node else "unknown", gpu_profile="vgpu", **mode)
+                gpu_totals[dims] = gpu_totals.get(dims, Fraction(0)) + count
+                continue
             if not is_gpu_resource(resource) or count <= 0:
                 continue
             if node is None:
@@ -504,10 +629,48 @@ class Deriver:
         if pod_end is not None:
             return Presence(ROLE_CONTROL_PLANE, billed, None, True, pod_end)
         if ready:
-            return Presence(ROLE_CONTROL_PLANE, billed, since or self.created("Pod", pod), since is not None)
+            past, caveat = self._run_before_restart(pod, since)
+            return Presence(
+                ROLE_CONTROL_PLANE,
+                billed,
+                since or self.created("Pod", pod),
+                since is not None,
+                past=past,
+                caveat=caveat,
+            )
         if since is not None:  # became unready at `since`: ends an open segment exactly there
             return Presence(ROLE_CONTROL_PLANE, billed, None, True, since)
         return None
+
+    def _run_before_restart(
+        self, pod: Mapping[str, Any], ready_since: datetime | None
+    ) -> tuple[tuple[tuple[datetime, datetime], ...], str]:
+        """The run a restarted control plane had before its last restart, as the container
+        status keeps it (``lastState.terminated``): up from its start to its finish, down from
+        there until Ready again. Only the last restart is kept; earlier outages are a caveat."""
+        if ready_since is None:
+            return (), ""
+        desc = describe("Pod", pod)
+        runs: list[tuple[datetime, datetime]] = []
+        restarts = 0
+        for cs in _list(_mapping(pod.get("status")).get("containerStatuses")):
+            cs = _mapping(cs)
+            restarts = max(restarts, _count(cs.get("restartCount")))
+            last = _mapping(_mapping(cs.get("lastState")).get("terminated"))
+            began = self._time(last.get("startedAt"), "lastState.terminated.startedAt", desc)
+            ended = self._time(last.get("finishedAt"), "lastState.terminated.finishedAt", desc)
+            if began is not None and ended is not None and began <= ended < ready_since:
+                runs.append((began, ended))
+        if not runs:
+            return (), ""
+        began, ended = max(runs, key=lambda run: run[1])
+        caveat = ""
+        if restarts > 1:
+            caveat = (
+                f"{desc}: restarted {restarts} times; the pod records only its last outage "
+                f"({format_time(ended)} to {format_time(ready_since)}), earlier ones are billed as up"
+            )
+        return ((began, ended),), caveat
 
     # -- PVCs and Services -----------------------------------------------------------------
 
@@ -537,7 +700,29 @@ class Deriver:
         )
         meters = (Meter(it.STORAGE, it.STORAGE_GIB_HOURS, size / GIB, _dims(storage_class=storage_class)),)
         billed = Billed(it.PVC, name, namespace, resolution.tenant, resolution.project, meters)
-        return {ROLE_PVC: Presence(ROLE_PVC, billed, self.created("PersistentVolumeClaim", pvc), False)}
+        bound = self._status_written(pvc, "PersistentVolumeClaim", "f:phase")
+        sized = self._status_written(pvc, "PersistentVolumeClaim", "f:capacity")
+        start = bound or self.created("PersistentVolumeClaim", pvc)
+        since, caveat = None, ""
+        if sized is not None and start is not None and sized > start:
+            since = sized
+            caveat = (
+                f"{desc}: its size changed to {raw_size} at {format_time(sized)} (managedFields); the size "
+                f"before is not recorded in the object, so {raw_size} is billed from {format_time(start)}. "
+                "Run the agent, or collect every period, to meter resizes exactly"
+            )
+        return {ROLE_PVC: Presence(ROLE_PVC, billed, start, bound is not None, since=since, caveat=caveat)}
+
+    def _status_written(self, obj: Mapping[str, Any], kind: str, field_name: str) -> datetime | None:
+        """When ``status.<field>`` was last written: the time of the managedFields entry that owns
+        it (the controller's status update). A field is owned by its last writer only, so this
+        dates the current value (the bind for ``f:phase``, the last resize for ``f:capacity``)."""
+        for entry in _list(meta(obj).get("managedFields")):
+            entry = _mapping(entry)
+            status = _mapping(_mapping(entry.get("fieldsV1")).get("f:status"))
+            if field_name in status:
+                return self._time(entry.get("time"), "managedFields time", describe(kind, obj))
+        return None
 
     def _ingress_since(self, svc: Mapping[str, Any]) -> datetime | None:
         """When the load balancer address was written: the managedFields entry owning

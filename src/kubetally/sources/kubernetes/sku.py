@@ -19,6 +19,7 @@ MIG slices count as compute slices / 7 (/ 4 on the A30), time-sliced or MPS repl
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -36,6 +37,16 @@ GFD_MEMORY = "nvidia.com/gpu.memory"
 GFD_REPLICAS = "nvidia.com/gpu.replicas"
 GFD_MIG_STRATEGY = "nvidia.com/mig.strategy"
 AMD_PRODUCT = "amd.com/gpu.product-name"
+#: The AMD node labeller's older label prefix (``beta.amd.com/gpu.*``), still common.
+AMD_PRODUCT_BETA = "beta.amd.com/gpu.product-name"
+AMD_DEVICE_ID_LABELS = ("amd.com/gpu.device-id", "beta.amd.com/gpu.device-id")
+AMD_VRAM_LABELS = ("amd.com/gpu.vram", "beta.amd.com/gpu.vram")
+#: HAMi's node annotation listing the physical devices it splits into vGPUs.
+HAMI_REGISTER = "hami.io/node-nvidia-register"
+#: HAMi's per-container vGPU share resources (requests/limits next to ``nvidia.com/gpu``).
+HAMI_CORES = "nvidia.com/gpucores"
+HAMI_MEMORY = "nvidia.com/gpumem"
+HAMI_MEMORY_PERCENT = "nvidia.com/gpumem-percentage"
 GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"
 GKE_SHARED_CLIENTS = "cloud.google.com/gke-max-shared-clients-per-gpu"
 GKE_PARTITION = "cloud.google.com/gke-gpu-partition-size"
@@ -45,7 +56,18 @@ KARPENTER_GPU_MEMORY = "karpenter.k8s.aws/instance-gpu-memory"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 INSTANCE_TYPE_BETA = "beta.kubernetes.io/instance-type"
 
-MODEL_LABELS = (GFD_PRODUCT, AMD_PRODUCT, GKE_ACCELERATOR, EKS_ACCELERATOR, KARPENTER_GPU_NAME)
+MODEL_LABELS = (GFD_PRODUCT, AMD_PRODUCT, AMD_PRODUCT_BETA, GKE_ACCELERATOR, EKS_ACCELERATOR, KARPENTER_GPU_NAME)
+
+#: PCI device ids the AMD labeller writes (``gpu.device-id``) → model, for nodes labelled with
+#: nothing else (Instinct generations only; a consumer card is not a cloud GPU SKU).
+AMD_DEVICE_IDS = {
+    "738c": "mi100",
+    "740c": "mi250x",
+    "740f": "mi210",
+    "74a0": "mi300a",
+    "74a1": "mi300x",
+    "74a5": "mi325x",
+}
 
 NVIDIA_GPU = "nvidia.com/gpu"
 NVIDIA_GPU_SHARED = "nvidia.com/gpu.shared"
@@ -272,6 +294,15 @@ def _int_label(labels: Mapping[str, str], key: str) -> int | None:
         return None
 
 
+def _amd_vram_mib(labels: Mapping[str, str]) -> int | None:
+    """The AMD labeller's ``gpu.vram`` (``64G``) in MiB; None when absent or unreadable."""
+    for key in AMD_VRAM_LABELS:
+        match = re.match(r"^(\d+)\s*(G|GB|Gi|GiB)?$", str(labels.get(key) or "").strip(), re.IGNORECASE)
+        if match:
+            return int(match.group(1)) * 1024
+    return None
+
+
 def identify_gpu(labels: Mapping[str, str], *, override_label: str | None = None) -> GpuIdentity:
     """The canonical SKU of a node's GPUs from its labels (see module doc for the order)."""
     if override_label and labels.get(override_label):
@@ -283,10 +314,20 @@ def identify_gpu(labels: Mapping[str, str], *, override_label: str | None = None
         if not raw:
             continue
         first_raw = first_raw or (raw, key)
-        memory = _int_label(labels, GFD_MEMORY if key == GFD_PRODUCT else KARPENTER_GPU_MEMORY)
-        model = parse_model(raw, memory_mib=memory if key in (GFD_PRODUCT, KARPENTER_GPU_NAME) else None)
+        if key in (AMD_PRODUCT, AMD_PRODUCT_BETA):
+            memory = _amd_vram_mib(labels)
+        else:
+            memory = _int_label(labels, GFD_MEMORY if key == GFD_PRODUCT else KARPENTER_GPU_MEMORY)
+        model = parse_model(raw, memory_mib=memory if key not in (GKE_ACCELERATOR, EKS_ACCELERATOR) else None)
         if model is not None:
             return GpuIdentity(model.sku, model, raw, key)
+    for key in AMD_DEVICE_ID_LABELS:
+        raw = str(labels.get(key) or "").strip().lower()
+        name = AMD_DEVICE_IDS.get(raw.removeprefix("0x"))
+        if name is not None:
+            model = parse_model(name, memory_mib=_amd_vram_mib(labels))
+            if model is not None:
+                return GpuIdentity(model.sku, model, str(labels[key]), key)
     for key in (INSTANCE_TYPE, INSTANCE_TYPE_BETA):
         raw = str(labels.get(key) or "").strip()
         model = _instance_model(raw) if raw else None
@@ -310,11 +351,19 @@ class GpuSharing:
     replicas: int = 1
     #: MIG ``single`` strategy (or GKE partitions): every ``nvidia.com/gpu`` is this profile.
     single_profile: str | None = None
+    #: MIG profiles that are themselves time-sliced (GFD ``nvidia.com/mig-<profile>.replicas``).
+    mig_replicas: tuple[tuple[str, int], ...] = ()
+
+    def replicas_of(self, profile: str) -> int:
+        return dict(self.mig_replicas).get(profile.lower(), 1)
+
+
+_MIG_REPLICAS_LABEL = re.compile(r"^nvidia\.com/mig-(\d+g\.\d+gb(?:\+me)?)\.replicas$", re.IGNORECASE)
 
 
 def gpu_sharing(labels: Mapping[str, str], capacity: Mapping[str, str] | None = None) -> GpuSharing:
-    """Read sharing from GFD (``gpu.replicas``, ``-SHARED``/``-MIG-`` product suffixes) and GKE
-    (``gke-max-shared-clients-per-gpu``, ``gke-gpu-partition-size``) labels."""
+    """Read sharing from GFD (``gpu.replicas``, ``mig-<profile>.replicas``, ``-SHARED``/``-MIG-``
+    product suffixes) and GKE (``gke-max-shared-clients-per-gpu``, ``gke-gpu-partition-size``)."""
     product = str(labels.get(GFD_PRODUCT) or "")
     _, profile = strip_sharing_suffix(product) if product else ("", None)
     partition = str(labels.get(GKE_PARTITION) or "").strip().lower()
@@ -329,7 +378,54 @@ def gpu_sharing(labels: Mapping[str, str], capacity: Mapping[str, str] | None = 
         advertised = parse_count(capacity.get(NVIDIA_GPU) or capacity.get(NVIDIA_GPU_SHARED) or "0")
         if count and advertised and advertised % count == 0:
             replicas = advertised // count
-    return GpuSharing(replicas=max(replicas, 1), single_profile=profile)
+    mig_replicas = []
+    for key in sorted(labels):
+        match = _MIG_REPLICAS_LABEL.match(key)
+        value = _int_label(labels, key) if match else None
+        if match and value is not None and value > 1:
+            mig_replicas.append((match.group(1).lower(), value))
+    return GpuSharing(replicas=max(replicas, 1), single_profile=profile, mig_replicas=tuple(mig_replicas))
+
+
+@dataclass(frozen=True)
+class HamiDevice:
+    """One physical GPU as HAMi registers it on its node (``hami.io/node-nvidia-register``)."""
+
+    splits: int
+    memory_mib: int
+    cores: int
+    type: str
+
+
+def hami_devices(annotations: Mapping[str, str]) -> list[HamiDevice] | None:
+    """The physical GPUs HAMi registered on a node, from either form it writes: the CSV form
+    ``GPU-<uuid>,<splits>,<mem MiB>,<cores>,<type>,<numa>,<healthy>:`` (one per device, ``:``
+    separated) or the JSON list of ``{id, count, devmem, devcore, type, health}``. ``None`` when
+    the annotation is absent or cannot be read."""
+    raw = str(annotations.get(HAMI_REGISTER) or "").strip()
+    if not raw:
+        return None
+    devices: list[HamiDevice] = []
+    try:
+        if raw.startswith("["):
+            for entry in json.loads(raw):
+                devices.append(
+                    HamiDevice(
+                        int(entry.get("count") or 1),
+                        int(entry.get("devmem") or 0),
+                        int(entry.get("devcore") or 100),
+                        str(entry.get("type") or ""),
+                    )
+                )
+        else:
+            for entry in raw.split(":"):
+                fields = [f.strip() for f in entry.split(",")]
+                if len(fields) < 5 or not fields[0]:
+                    continue
+                devices.append(HamiDevice(int(fields[1]), int(fields[2]), int(fields[3]), fields[4]))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return devices or None
 
 
 def mig_fraction(profile: str, model: GpuModel | None) -> Fraction | None:
@@ -369,13 +465,15 @@ def gpu_share(resource: str, count: Fraction, model: GpuModel | None, sharing: G
         fraction = mig_fraction(profile, model)
         if fraction is None:
             return GpuShare(count, profile, resource), f"MIG profile {profile!r} not understood; billed as whole GPUs"
-        return GpuShare(count * fraction, profile, resource), problem
+        # A time-sliced MIG slice: each replica holds 1/replicas of the slice.
+        return GpuShare(count * fraction / sharing.replicas_of(profile), profile, resource), problem
     if resource == NVIDIA_GPU and sharing.single_profile:
         fraction = mig_fraction(sharing.single_profile, model)
         if fraction is None:
             problem = f"MIG profile {sharing.single_profile!r} not understood; billed as whole GPUs"
             fraction = Fraction(1)
-        return GpuShare(count * fraction, sharing.single_profile, resource), problem
+        replicas = max(sharing.replicas, sharing.replicas_of(sharing.single_profile))
+        return GpuShare(count * fraction / replicas, sharing.single_profile, resource), problem
     if resource == NVIDIA_GPU_SHARED or (resource == NVIDIA_GPU and sharing.replicas > 1):
         if sharing.replicas <= 1:
             return GpuShare(count, "shared", resource), (
@@ -385,28 +483,87 @@ def gpu_share(resource: str, count: Fraction, model: GpuModel | None, sharing: G
     return GpuShare(count, None, resource), problem
 
 
-def physical_gpus(
-    labels: Mapping[str, str], capacity: Mapping[str, str], model: GpuModel | None, sharing: GpuSharing
-) -> int:
-    """Whole GPUs in a node (a dedicated node is billed for all of them, shared or sliced).
+def advertised_gpus(capacity: Mapping[str, str]) -> int:
+    """Every GPU device a node advertises (whole GPUs, time-sliced replicas, MIG slices, vGPU
+    splits): what a naive reading would bill for a dedicated node."""
+    total = 0
+    for resource, value in capacity.items():
+        if is_gpu_resource(resource):
+            total += parse_count(value)
+    return total
 
-    MIG ``single`` nodes advertise slices as ``nvidia.com/gpu``; time-sliced nodes advertise
-    ``GPUs × replicas``; GFD's ``nvidia.com/gpu.count`` is the physical count otherwise."""
+
+def physical_gpus(
+    labels: Mapping[str, str],
+    capacity: Mapping[str, str],
+    model: GpuModel | None,
+    sharing: GpuSharing,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    count_label: str | None = None,
+) -> int:
+    """:func:`physical_gpus_from` without the source."""
+    return physical_gpus_from(labels, capacity, model, sharing, annotations=annotations, count_label=count_label)[0]
+
+
+def physical_gpus_from(
+    labels: Mapping[str, str],
+    capacity: Mapping[str, str],
+    model: GpuModel | None,
+    sharing: GpuSharing,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    count_label: str | None = None,
+) -> tuple[int, str]:
+    """Whole GPUs in a node (a dedicated node is billed for all of them, shared or sliced), and
+    where the number came from.
+
+    In order of trust: the operator's ``count_label``; GFD's ``nvidia.com/gpu.count``; HAMi's
+    device register (HAMi advertises every physical GPU as ``splits`` vGPUs: 8 A100s × 10 = 80);
+    then the capacity, undoing MIG ``single`` slices (advertised as ``nvidia.com/gpu``),
+    time-slicing replicas (``GPUs × replicas``) and MIG mixed slices."""
     nvidia = parse_count(capacity.get(NVIDIA_GPU) or "0")
     shared = parse_count(capacity.get(NVIDIA_GPU_SHARED) or "0")
     amd = parse_count(capacity.get(AMD_GPU) or "0")
+    if count_label and _int_label(labels, count_label) is not None:
+        return max(_int_label(labels, count_label) or 0, 0), f"label {count_label}"
     mig_total = Fraction(0)
     for resource, value in capacity.items():
         if resource.startswith(NVIDIA_MIG_PREFIX):
-            fraction = mig_fraction(resource[len(NVIDIA_MIG_PREFIX) :], model) or Fraction(1)
-            mig_total += parse_count(value) * fraction
-    if sharing.single_profile and nvidia:
-        fraction = mig_fraction(sharing.single_profile, model) or Fraction(1)
-        per_gpu = max(int(1 / fraction), 1)
-        return math.ceil(nvidia / per_gpu) + amd
+            profile = resource[len(NVIDIA_MIG_PREFIX) :]
+            fraction = mig_fraction(profile, model) or Fraction(1)
+            mig_total += parse_count(value) * fraction / sharing.replicas_of(profile)
     has_nvidia = bool(nvidia or shared or mig_total)
     count = _int_label(labels, GFD_COUNT)
     if has_nvidia and count is not None and count > 0:
-        return count + amd
+        return count + amd, f"label {GFD_COUNT}"
+    devices = hami_devices(annotations or {})
+    if has_nvidia and devices is not None:
+        return len(devices) + amd, f"annotation {HAMI_REGISTER}"
+    if sharing.single_profile and nvidia:
+        fraction = mig_fraction(sharing.single_profile, model) or Fraction(1)
+        per_gpu = max(int(1 / fraction), 1) * max(sharing.replicas, sharing.replicas_of(sharing.single_profile))
+        return math.ceil(Fraction(nvidia, per_gpu)) + amd, "capacity (MIG single)"
     whole = math.ceil(Fraction(nvidia + shared, sharing.replicas)) + math.ceil(mig_total)
-    return whole + amd
+    return whole + amd, "capacity" if sharing.replicas == 1 else f"capacity / {GFD_REPLICAS}"
+
+
+def hami_share(container_requests: Mapping[str, Fraction], memory_mib: int | None) -> tuple[Fraction | None, str, str]:
+    """What one HAMi vGPU of a container holds of its physical GPU, as an exact fraction.
+
+    The rule (README, "HAMi vGPU shares"): by ``nvidia.com/gpucores`` (percent of the GPU's
+    compute) when the container sets it; else by ``nvidia.com/gpumem-percentage``; else by
+    ``nvidia.com/gpumem`` (MiB) over the device's memory; a vGPU with neither is a whole GPU
+    (HAMi then lets it use all cores and all memory). Returns (share or None, profile, problem)."""
+    cores = container_requests.get(HAMI_CORES)
+    if cores:
+        return min(cores / 100, Fraction(1)), f"vgpu-cores-{cores}", ""
+    percent = container_requests.get(HAMI_MEMORY_PERCENT)
+    if percent:
+        return min(percent / 100, Fraction(1)), f"vgpu-mem-{percent}pct", ""
+    memory = container_requests.get(HAMI_MEMORY)
+    if memory:
+        if not memory_mib:
+            return None, "", f"{HAMI_MEMORY} {memory} MiB requested but the GPU memory is unknown; billed as whole GPUs"
+        return min(memory / memory_mib, Fraction(1)), f"vgpu-mem-{memory}mib", ""
+    return None, "", ""

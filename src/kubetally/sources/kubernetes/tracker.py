@@ -44,7 +44,7 @@ from kubetally.sources.kubernetes.lifetimes import (
     meta,
 )
 from kubetally.sources.kubernetes.meter import Segment
-from kubetally.sources.kubernetes.sku import UNKNOWN_SKU, GpuIdentity, GpuSharing
+from kubetally.sources.kubernetes.sku import HAMI_REGISTER, UNKNOWN_SKU, GpuIdentity, GpuSharing
 from kubetally.sources.kubernetes.tenancy import TenantResolver, labels_of
 
 Key = tuple[str, str]
@@ -73,6 +73,10 @@ def _uid(obj: Mapping[str, Any]) -> str:
     return str(meta(obj).get("uid") or "")
 
 
+#: Annotations metering reads (a PVC's legacy storage class, HAMi's device register).
+KEPT_ANNOTATIONS = ("volume.beta.kubernetes.io/storage-class", HAMI_REGISTER)
+
+
 def _slim_meta(obj: Mapping[str, Any], keep_managed_fields: bool) -> dict[str, Any]:
     m = meta(obj)
     out = {
@@ -81,10 +85,8 @@ def _slim_meta(obj: Mapping[str, Any], keep_managed_fields: bool) -> dict[str, A
         if k in m
     }
     annotations = m.get("annotations")
-    if isinstance(annotations, Mapping) and "volume.beta.kubernetes.io/storage-class" in annotations:
-        out["annotations"] = {
-            "volume.beta.kubernetes.io/storage-class": annotations["volume.beta.kubernetes.io/storage-class"]
-        }
+    if isinstance(annotations, Mapping) and any(k in annotations for k in KEPT_ANNOTATIONS):
+        out["annotations"] = {k: annotations[k] for k in KEPT_ANNOTATIONS if k in annotations}
     if keep_managed_fields and "managedFields" in m:
         out["managedFields"] = m["managedFields"]
     return out
@@ -94,7 +96,7 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     """Only the fields metering reads, so thousands of tracked pods stay small in memory."""
     spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
     status = obj.get("status") if isinstance(obj.get("status"), Mapping) else {}
-    out: dict[str, Any] = {"metadata": _slim_meta(obj, kind == "Service")}
+    out: dict[str, Any] = {"metadata": _slim_meta(obj, kind in ("Service", "PersistentVolumeClaim"))}
     if kind == "Node":
         out["status"] = {"capacity": status.get("capacity") or {}}
     elif kind == "Pod":
@@ -111,6 +113,7 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
             "containers": containers("containers"),
             "initContainers": containers("initContainers"),
             "overhead": spec.get("overhead"),
+            "resources": spec.get("resources"),
         }
         out["status"] = {
             k: status[k]
@@ -157,6 +160,7 @@ class Tracker:
         self.horizon: datetime | None = None
         self.dirty_since: datetime | None = None
         self._dirty: dict[int, _Row] = {}
+        self._redated: dict[int, _Row] = {}
         self._inflight: list[_Row] = []
         self._assigned: list[_Row] = []
 
@@ -403,12 +407,29 @@ class Tracker:
                 self._close(key, row, at, "ended")
             return
         end = presence.end
-        if row is not None:
-            if row.billed == presence.billed:
+        if row is not None and row.billed == presence.billed:
+            ended = next((e for s, e in presence.past if row.start < e <= at), None)
+            if ended is not None:
+                # The object records that this state ended (a restart) and began again: what
+                # the row held ends there; the stretches after it open below.
+                self._close(key, row, ended, "ended")
+                row = None
+            else:
+                if presence.start_exact and presence.start is not None and presence.start < row.start:
+                    self._redate(key, row, presence.start)
                 if end is not None:
                     self._close(key, row, end, "finished")
                 return
+        if row is not None:
             change_at = min(at, end) if end is not None else at
+            if (
+                presence.since is not None
+                and row.start <= presence.since < change_at
+                and replace(row.billed, meters=presence.billed.meters) == presence.billed
+            ):
+                # Only the quantities changed, and the object dates that change (a resize's
+                # status write): the old segment ends there, not when the change is noticed.
+                change_at = presence.since
             self._close(key, row, change_at, "changed")
             start = max(change_at, row.start)
         else:
@@ -416,22 +437,49 @@ class Tracker:
                 return
             last = self.closed.get(key)
             trusted = presence.start_exact or (first and last is None)
+            if last is None and presence.caveat:
+                self.warn(presence.caveat)
+            for began, ended in presence.past:
+                if last is not None and last.end is not None and ended <= last.end:
+                    continue
+                since = max(began, last.end) if last is not None and last.end is not None else began
+                self._add(uid, role, presence.billed, since, ended, at)
+                last = self.closed.get(key)
             start = presence.start if trusted else at
             if last is not None and last.end is not None:
                 if end is not None and end <= last.end:
                     return  # this finished stretch is already journaled
                 start = max(start, last.end)
+        self._add(uid, role, presence.billed, start, end, at)
+
+    def _add(self, uid: str, role: str, billed: Billed, start: datetime, end: datetime | None, at: datetime) -> None:
         if end is not None and end <= start:
             return
         if end is not None and self.horizon is not None and end <= self.horizon:
             return  # entirely before the journal horizon: those periods are final
-        new = _Row(uid, role, presence.billed, start, end, None, at, "finished" if end is not None else None)
+        new = _Row(uid, role, billed, start, end, None, at, "finished" if end is not None else None)
         if end is None:
-            self.open[key] = new
+            self.open[(uid, role)] = new
         else:
-            self.closed[key] = new
+            self.closed[(uid, role)] = new
         self._dirty[id(new)] = new
         self._mark(start, end)
+
+    def _redate(self, key: Key, row: _Row, start: datetime) -> None:
+        """The object now dates the row's state earlier than it was opened (a pod that restarted
+        is billed from ``status.startTime``): move the start back, unless an earlier segment of
+        the object or the journal horizon is in the way."""
+        last = self.closed.get(key)
+        floor = max((t for t in (last.end if last else None, self.horizon) if t is not None), default=None)
+        if floor is not None:
+            start = max(start, floor)
+        if start >= row.start:
+            return
+        row.start = start
+        if row.seq is not None:
+            self._redated[id(row)] = row
+        self._dirty[id(row)] = row
+        self._mark(start)
 
     def _close(self, key: Key, row: _Row, end: datetime, reason: str) -> None:
         end = max(end, row.start)
@@ -457,6 +505,10 @@ class Tracker:
             row.seq = seq
         self._assigned = new
         inserted = {id(row) for row in new}
+        journal.restart_many(
+            conn,
+            [(row.seq, row.start) for row in self._redated.values() if row.seq is not None and id(row) in self._dirty],
+        )
         journal.close_many(
             conn,
             [
@@ -479,6 +531,7 @@ class Tracker:
     def flush_committed(self) -> None:
         for row in self._inflight:
             self._dirty.pop(id(row), None)
+            self._redated.pop(id(row), None)
         self._inflight, self._assigned = [], []
 
     def flush_failed(self) -> None:

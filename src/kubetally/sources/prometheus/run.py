@@ -39,7 +39,7 @@ from rich.table import Table
 from kubetally.config import CollectionItem, Config
 from kubetally.errors import KubetallyError, SourceError
 from kubetally.ledger.store import Ledger, Watermark
-from kubetally.periods import Period, format_time, periods_between, utc
+from kubetally.periods import Period, floor_to, format_time, periods_between, utc
 from kubetally.sources.prometheus.client import PrometheusClient, PrometheusUnreachable, QueryFailed
 from kubetally.sources.prometheus.collector import SOURCE, Collector, TenantOf
 
@@ -117,10 +117,21 @@ def select_items(config: Config, names: Sequence[str] | None) -> list[Collection
 
 
 def first_start(
-    *, now: datetime, watermark: datetime | None, max_backfill: timedelta, length: timedelta
+    *,
+    now: datetime,
+    watermark: datetime | None,
+    max_backfill: timedelta,
+    length: timedelta,
+    settle: timedelta = timedelta(0),
 ) -> tuple[datetime, str | None]:
-    """Where a resumed item starts, and a warning when ``max_backfill`` cuts off a gap."""
-    bound = now - max_backfill
+    """Where a resumed item starts, and a warning when ``max_backfill`` cuts off a gap.
+
+    The last period closed at ``now`` (its end + ``settle`` passed) is always inside the bound:
+    with ``max_backfill`` at or below one period, ``now - max_backfill`` would otherwise fall
+    inside that period on every run, so no whole period ever started after it and an agent
+    calling this every tick would never collect anything."""
+    last_closed = floor_to(now - settle, length) - length
+    bound = min(now - max_backfill, last_closed)
     if watermark is None:
         return bound, None
     if watermark >= bound:
@@ -193,7 +204,11 @@ class PrometheusRun:
                     state.cursor = start
                 else:
                     state.cursor, warning = first_start(
-                        now=now, watermark=state.watermark, max_backfill=self.max_backfill, length=length
+                        now=now,
+                        watermark=state.watermark,
+                        max_backfill=self.max_backfill,
+                        length=length,
+                        settle=state.settle,
                     )
                     if warning:
                         # The operator is told about the gap; collection continues after it.
