@@ -53,6 +53,21 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (a test runner may swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup(level: str = "warning", fmt: str = "text") -> None:
     """Route every log record to stderr in ``fmt``; replaces handlers set before (idempotent)."""
     level = level.lower()
@@ -60,7 +75,7 @@ def setup(level: str = "warning", fmt: str = "text") -> None:
         raise ValueError(f"--log-level must be one of {', '.join(LEVELS)}, not {level!r}")
     if fmt not in FORMATS:
         raise ValueError(f"--log-format must be text or json, not {fmt!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.kubetally = True  # type: ignore[attr-defined]
     root = logging.getLogger()

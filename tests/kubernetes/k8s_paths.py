@@ -111,23 +111,26 @@ def run_agent(
 
 
 def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, **kwargs: object) -> None:
+    import io
+
     from rich.console import Console
 
-    class _Console(Console):
-        def print(self, *objects: object, **_: object) -> None:  # type: ignore[override]
-            text = " ".join(str(o) for o in objects)
-            if text.startswith("[yellow]warning:[/] "):
-                warnings(text.removeprefix("[yellow]warning:[/] "))
-
-    collect_kubernetes(
-        config=config(),
-        ledger=ledger,
-        cluster=CLUSTER,
-        api_client=sim.api_client(),
-        clock=lambda: sim.now,
-        console=_Console(),
-        **kwargs,  # type: ignore[arg-type]
-    )
+    # collect's warnings are log records (stderr, text or JSON lines), like the agent's.
+    sink = _Sink(warnings)
+    logger = logging.getLogger("kubetally.kubernetes")
+    logger.addHandler(sink)
+    try:
+        collect_kubernetes(
+            config=config(),
+            ledger=ledger,
+            cluster=CLUSTER,
+            api_client=sim.api_client(),
+            clock=lambda: sim.now,
+            console=Console(file=io.StringIO()),
+            **kwargs,  # type: ignore[arg-type]
+        )
+    finally:
+        logger.removeHandler(sink)
 
 
 def collect_hourly(scenario: Scenario, ledger: Ledger, end: datetime) -> Warnings:
