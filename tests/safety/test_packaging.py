@@ -15,7 +15,7 @@ REPO = Path(__file__).parents[2]
 #: Loaded by name, never imported: SQLAlchemy picks the PostgreSQL driver from the URL scheme.
 LOADED_BY_NAME = {"psycopg"}
 #: Test-only modules next to the tests (``prom_helpers``, ``k8s_builders``, conftest helpers).
-LOCAL = {"kubetally", "prom_helpers", "k8s_builders", "prom_scenario", "helpers", "conftest"}
+LOCAL = {"kubetally", "conftest", *(p.stem for p in (REPO / "tests").rglob("*.py"))}
 
 
 def _name(requirement: str) -> str:
