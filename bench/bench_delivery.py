@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from kubetally.delivery.config import LagoConfig
+from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.lago import LagoDestination
 from kubetally.delivery.engine import Deliverer
 from kubetally.delivery.events import events_for

@@ -12,16 +12,17 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from rich.console import Console
-
-from kubetally.demo import run_demo
+import kubetally
+from kubetally.app.demo import run_demo
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
 TEAM_B = "vcluster/vcluster-team-b/team-b"
 
 
 def test_demo_meters_delivers_and_prices_the_hour(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", Console(file=open(tmp_path / "out.txt", "w")))  # noqa: SIM115
+    said: list[str] = []
+    result = run_demo(tmp_path / "demo", said.append)
+    assert "   27 usage records in the ledger" in "\n".join(said)
     rows = {(r.group["tenant"], r.group["item"]): r for r in result.report.rows}
 
     # team-a GPUs: its dedicated H100 node, 8 GPUs x 3600 s = 8 h, plus the notebook (1 A100 GPU on a
@@ -54,7 +55,8 @@ def test_demo_command_prints_the_cost_table(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        # The package under test (this checkout), whatever the installed one points at.
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(kubetally.__file__).parents[1])},
     )
     assert proc.returncode == 0, proc.stderr
     assert "27 usage records in the ledger" in proc.stdout

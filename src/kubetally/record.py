@@ -106,7 +106,7 @@ def record_id(
     start: datetime,
     dimensions: Mapping[str, str] | None = None,
 ) -> str:
-    """Deterministic 32-hex id of a measurement (see DESIGN.md, UsageRecord ``id``)."""
+    """Deterministic 32-hex id of a measurement (docs/architecture.md, "The record contract")."""
     payload = {
         "cluster": cluster,
         "kind": kind,
@@ -255,7 +255,7 @@ class UsageRecord(BaseModel):
         return Period(self.start, self.start + self.period.length)
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md wire shape, with ``usage`` left as a Decimal."""
+        """The wire shape of docs/architecture.md ("The record contract"), with ``usage`` left as a Decimal."""
         return {
             "id": self.id,
             "kind": self.kind,

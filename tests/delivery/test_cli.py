@@ -11,7 +11,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from kubetally.delivery.__main__ import app
+from kubetally.cli.main import app
 from kubetally.ledger.store import Ledger
 
 from .helpers import fleet, ledger_totals, record, sum_by
@@ -132,7 +132,7 @@ def test_failures_exit_non_zero_with_a_reason(tmp_path: Path, lago: Any) -> None
     assert wrong.exit_code == 1
     assert "HTTP 401" in wrong.output and "not-the-key" not in wrong.output
     missing = subprocess.run(
-        [sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "--to", "stripe"],
+        [sys.executable, "-m", "kubetally.cli.main", "deliver", "--db", db, "--to", "stripe"],
         env={k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"},
         capture_output=True,
         text=True,
@@ -154,7 +154,7 @@ def test_follow_delivers_new_records_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "kubetally.delivery",
+            "kubetally.cli.main",
             "deliver",
             "--db",
             db,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubetally.config import load_config
-from kubetally.delivery.config import (
+from kubetally.config.destinations import (
     DestinationsConfig,
     FileConfig,
     LagoConfig,
@@ -73,7 +73,7 @@ def test_duplicate_names_are_refused() -> None:
 def test_loaded_config_exposes_the_validated_section(tmp_path: Path) -> None:
     config = tmp_path / "kubetally.yaml"
     config.write_text("destinations:\n  lago:\n    url: http://lago:3000\n    plan_code: gpu\n")
-    section = load_config([config]).section("destinations")
+    section = load_config([config]).destinations
     assert isinstance(section, DestinationsConfig)
     assert section.get("lago").plan_code == "gpu"  # type: ignore[attr-defined]
 

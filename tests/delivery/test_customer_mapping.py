@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from kubetally.delivery.config import LagoConfig, StripeConfig
+from kubetally.config.destinations import LagoConfig, StripeConfig
 from kubetally.delivery.engine import deliver_once
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to

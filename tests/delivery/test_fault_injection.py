@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _deliver(db: str, config: Path, lago: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LAGO_API_KEY": lago.api_key, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(
-        [sys.executable, "-m", "kubetally.delivery", "deliver", "--db", db, "-c", str(config), "--max-wait", "60s"],
+        [sys.executable, "-m", "kubetally.cli.main", "deliver", "--db", db, "-c", str(config), "--max-wait", "60s"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

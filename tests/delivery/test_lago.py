@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubetally.delivery.config import LagoConfig
+from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.base import ItemSpec
 from kubetally.delivery.engine import deliver_once
 from kubetally.delivery.outbox import Outbox

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from kubetally.config.destinations import FileConfig, MetronomeConfig, OpenMeterConfig, WebhookConfig
 from kubetally.delivery import signing
-from kubetally.delivery.config import FileConfig, MetronomeConfig, OpenMeterConfig, WebhookConfig
 from kubetally.delivery.destinations.base import ItemSpec
 from kubetally.delivery.engine import deliver_once
 from kubetally.delivery.outbox import Outbox

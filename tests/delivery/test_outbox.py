@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert, select
 
+from kubetally.config.destinations import FileConfig
 from kubetally.delivery import tables
-from kubetally.delivery.config import FileConfig
 from kubetally.delivery.engine import Deliverer, deliver_once
 from kubetally.delivery.events import events_for
 from kubetally.delivery.outbox import DeadLetter, Outbox, all_destinations

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from kubetally.delivery.config import StripeConfig
+from kubetally.config.destinations import StripeConfig
 from kubetally.delivery.engine import Deliverer, build_all, deliver_once
 from kubetally.delivery.outbox import Outbox
 from kubetally.ledger.store import Ledger

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kubetally.config import Config
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.config.loader import CollectionSettings, Settings
 from kubetally.ledger.store import Ledger
 from kubetally.periods import floor_to
 from kubetally.sim import Scenario, SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.run import collect_kubernetes
 
 CLUSTER = "gpu-east"
@@ -33,7 +33,7 @@ SETTLE = timedelta(minutes=2)
 
 def config(backfill: str = "6h") -> Config:
     collection = CollectionSettings(max_backfill=backfill, settle_delay="2m")
-    return Config(settings=Settings(collection=collection), sections={"kubernetes": KubernetesConfig()})
+    return Config(settings=Settings(collection=collection, kubernetes=KubernetesConfig()))
 
 
 @dataclass
@@ -111,26 +111,15 @@ def run_agent(
 
 
 def _collect(sim: SimServer, ledger: Ledger, warnings: Warnings, **kwargs: object) -> None:
-    import io
-
-    from rich.console import Console
-
-    # collect's warnings are log records (stderr, text or JSON lines), like the agent's.
-    sink = _Sink(warnings)
-    logger = logging.getLogger("kubetally.kubernetes")
-    logger.addHandler(sink)
-    try:
-        collect_kubernetes(
-            config=config(),
-            ledger=ledger,
-            cluster=CLUSTER,
-            api_client=sim.api_client(),
-            clock=lambda: sim.now,
-            console=Console(file=io.StringIO()),
-            **kwargs,  # type: ignore[arg-type]
-        )
-    finally:
-        logger.removeHandler(sink)
+    collect_kubernetes(
+        config=config(),
+        ledger=ledger,
+        cluster=CLUSTER,
+        api_client=sim.api_client(),
+        clock=lambda: sim.now,
+        warn=warnings,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def collect_hourly(scenario: Scenario, ledger: Ledger, end: datetime) -> Warnings:

@@ -17,10 +17,10 @@ import pytest
 from k8s_builders import usage
 from k8s_paths import collect_hourly, collect_once, run_agent
 
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
 from kubetally.sim import Scenario
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.lifetimes import VGPU_KEY, Billed, Deriver, Meter, Presence
 from kubetally.sources.kubernetes.tenancy import TenantResolver
 from kubetally.sources.kubernetes.tracker import Tracker

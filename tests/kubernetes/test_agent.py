@@ -16,12 +16,12 @@ from k8s_builders import control_plane_pod, namespace, node, pod, serve, t, usag
 from sqlalchemy import select
 
 from kubetally.config import Config
+from kubetally.config.kubernetes import KubernetesConfig, TenancyConfig
 from kubetally.config.loader import CollectionSettings, Settings
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
 from kubetally.sim import SimServer
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.config import KubernetesConfig, TenancyConfig
 from kubetally.sources.kubernetes.lease import LeaseHeld
 from kubetally.sources.kubernetes.registry import known_tenants
 from kubetally.sources.kubernetes.run import collect_kubernetes
@@ -36,7 +36,7 @@ SYNCED = "vcluster.loft.sh/managed-by"
 
 def config(*, backfill: str = "2h", **kubernetes: Any) -> Config:
     collection = CollectionSettings(max_backfill=backfill)
-    return Config(settings=Settings(collection=collection), sections={"kubernetes": KubernetesConfig(**kubernetes)})
+    return Config(settings=Settings(collection=collection, kubernetes=KubernetesConfig(**kubernetes)))
 
 
 @contextmanager

@@ -12,13 +12,13 @@ import pytest
 from k8s_builders import control_plane_pod, namespace, node, pod, serve, t, usage, vcluster
 from typer.testing import CliRunner
 
-from kubetally.cli.agent import vbilling_environment
+from kubetally.app.settings import vbilling_environment
 from kubetally.cli.main import app
 from kubetally.config import load_config
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.errors import ConfigError, SourceError
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
-from kubetally.sources.kubernetes.config import KubernetesConfig
 
 TEAM_A = "vcluster/vcluster-team-a/team-a"
 SHARED = ("billing_mode=shared", "capacity_type=spot")
@@ -190,7 +190,7 @@ def test_kubernetes_section_is_validated_with_locations(tmp_path: Path) -> None:
         "kubernetes:\n  window: 5m\n  tenancy:\n    namespace_label: example.com/customer\n"
         "    offboard_grace: 2h\n  dedicated_nodes:\n    vcluster_label: null\n"
     )
-    section = load_config([good]).section("kubernetes")
+    section = load_config([good]).kubernetes
     assert isinstance(section, KubernetesConfig)
     assert (section.window, section.tenancy.offboard_grace, section.dedicated_nodes.vcluster_label) == (
         timedelta(minutes=5),

@@ -9,9 +9,9 @@ import pytest
 from k8s_builders import node, t
 from sqlalchemy import func, select
 
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.ledger.store import Ledger
 from kubetally.periods import parse_time
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.session import MeteringSession
 from kubetally.sources.kubernetes.tables import segments
 from kubetally.sources.kubernetes.tenancy import Tenant

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from k8s_builders import namespace, vci, vcluster
 
-from kubetally.sources.kubernetes.config import KubernetesConfig, TenancyConfig
+from kubetally.config.kubernetes import KubernetesConfig, TenancyConfig
 from kubetally.sources.kubernetes.tenancy import (
     TenantResolver,
     discover,

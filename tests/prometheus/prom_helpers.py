@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import os
 import subprocess
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rich.console import Console
-
+import kubetally as package
 from kubetally.periods import Period
 from kubetally.record import UsageRecord
 
@@ -22,12 +19,15 @@ H10 = Period(datetime(2026, 3, 2, 10, tzinfo=UTC), datetime(2026, 3, 2, 11, tzin
 H11 = Period(H10.end, H10.end + timedelta(hours=1))
 
 
-def quiet_console() -> Console:
-    return Console(file=io.StringIO(), width=200)
+class Said(list[str]):
+    """Collects what a run reports through its ``warn``/``notify`` callbacks."""
+
+    def __call__(self, message: str) -> None:
+        self.append(message)
 
 
-def printed(console: Console) -> str:
-    return console.file.getvalue()  # type: ignore[attr-defined]
+def printed(said: Said) -> str:
+    return "\n".join(said)
 
 
 def by_name(records: Iterable[UsageRecord]) -> dict[tuple[str, str], UsageRecord]:
@@ -51,11 +51,11 @@ def kubetally(*args: str | Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        # The package under test (this checkout), whatever the installed one points at.
         env={
             "PATH": "/usr/bin:/bin",
             "COLUMNS": "200",
             "HOME": str(Path.home()),
-            # the checkout under test, when it is not the installed one
-            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
+            "PYTHONPATH": str(Path(package.__file__).parents[1]),
         },
     )

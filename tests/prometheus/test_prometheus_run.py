@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from prom_helpers import H10, H11, SEED_FILES, printed, quiet_console
+from prom_helpers import H10, H11, SEED_FILES, Said, printed
 
 from kubetally.config import Config, load_config
 from kubetally.errors import KubetallyError, SourceError
@@ -70,7 +70,6 @@ def test_explicit_range_and_rerun_without_duplicates(ledger: Ledger, prometheus,
         cluster=CLUSTER,
         start=H10.start,
         end=H11.end,
-        console=quiet_console(),
     )
     # 2 items × 2 hours; H10: 4 core + 3 memory records, H11: 3 + 2 (the 20-minute pod is gone).
     assert (summary.periods, summary.records, summary.inserted) == (4, 12, 12)
@@ -86,7 +85,6 @@ def test_explicit_range_and_rerun_without_duplicates(ledger: Ledger, prometheus,
         cluster=CLUSTER,
         start=H10.start,
         end=H11.end,
-        console=quiet_console(),
     )
     assert (again.periods, again.inserted, again.revised, again.unchanged) == (4, 0, 0, 12)
     assert sorted(r.id for r in ledger.records(history=True)) == first_ids  # not one more row
@@ -97,23 +95,17 @@ def test_resume_from_the_watermark(ledger: Ledger, prometheus, write_config) -> 
     # 11:01, first run: from now - max_backfill = 08:01, so the hours from 09:00 on. The 09:00 hour
     # is collectable; H10 has closed but its 2-minute settle delay has not passed.
     clock = Clock(datetime(2026, 3, 2, 11, 1, tzinfo=UTC))
-    first = collect_prometheus(
-        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
-    )
+    first = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, clock=clock)
     assert first.periods == 2  # 09:00 for both items
     assert marks(ledger) == {"VgpuCoreUsed": H10.start, "VgpuMemoryUsed": H10.start}
     # 11:02: H10 is collectable.
     clock.now = datetime(2026, 3, 2, 11, 2, tzinfo=UTC)
-    settled = collect_prometheus(
-        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
-    )
+    settled = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, clock=clock)
     assert settled.periods == 2
     assert marks(ledger) == {"VgpuCoreUsed": H10.end, "VgpuMemoryUsed": H10.end}
     # Down until 13:30; the next run collects H11 and 12:00 (the latter holds 10 minutes of data).
     clock.now = datetime(2026, 3, 2, 13, 30, tzinfo=UTC)
-    second = collect_prometheus(
-        config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
-    )
+    second = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, clock=clock)
     assert second.periods == 4
     assert marks(ledger) == {
         "VgpuCoreUsed": H11.end + timedelta(hours=1),
@@ -128,18 +120,19 @@ def test_resume_from_the_watermark(ledger: Ledger, prometheus, write_config) -> 
     assert totals[H10.start - timedelta(hours=1)] == Decimal("1.75")
 
 
-def test_max_backfill_bounds_a_long_outage(ledger: Ledger, prometheus, write_config, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_max_backfill_bounds_a_long_outage(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     config = seed_config(write_config)
     ledger.set_watermark(Watermark("prometheus", CLUSTER, "VgpuCoreUsed", datetime(2026, 3, 2, 2, tzinfo=UTC)))
     clock = Clock(datetime(2026, 3, 2, 12, 5, tzinfo=UTC))
-    console = quiet_console()
+    said = Said()
     summary = collect_prometheus(
         config=config,
         ledger=ledger,
         url=prometheus.url,
         cluster=CLUSTER,
         items=["VgpuCoreUsed"],
-        console=console,
+        warn=said,
+        notify=said,
         clock=clock,
     )
     # max_backfill 3h from 12:05 = 09:05 → the hours 10:00 and 11:00 only.
@@ -150,11 +143,7 @@ def test_max_backfill_bounds_a_long_outage(ledger: Ledger, prometheus, write_con
         "collection.max_backfill (3:00:00) and were skipped; collect them with --from 2026-03-02T02:00:00Z "
         "--to 2026-03-02T10:00:00Z while Prometheus still holds them"
     ]
-    # A diagnostic goes to the log (stderr), not into the printed summary (data).
-    assert [r.getMessage() for r in caplog.records if "max_backfill" in r.getMessage()] == [
-        w for w in summary.warnings if "max_backfill" in w
-    ]
-    assert "max_backfill" not in printed(console)
+    assert "max_backfill" in printed(said)
 
 
 def test_first_start() -> None:
@@ -181,7 +170,6 @@ def test_unreachable_prometheus_writes_nothing(ledger: Ledger, write_config) -> 
             cluster=CLUSTER,
             start=H10.start,
             end=H11.end,
-            console=quiet_console(),
         )
     message = str(caught.value)
     assert message.startswith(f"Prometheus {url}: item 'VgpuCoreUsed' usage.query for {H10}: unreachable (")
@@ -211,7 +199,6 @@ def test_a_failure_midway_keeps_finished_periods_and_resumes_exactly(
             cluster=CLUSTER,
             start=H10.start,
             end=H11.end,
-            console=quiet_console(),
         )
     # Periods run in time order, items in config order: VgpuCoreUsed H10 was written, then
     # VgpuMemoryUsed H10 failed and stopped the run.
@@ -219,9 +206,7 @@ def test_a_failure_midway_keeps_finished_periods_and_resumes_exactly(
     assert {r.item for r in ledger.records()} == {"VgpuCoreUsed"}
     # Fixed config, resumed from the watermarks at 12:05: each item continues where it stopped.
     clock = Clock(datetime(2026, 3, 2, 12, 5, tzinfo=UTC))
-    resumed = collect_prometheus(
-        config=good, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
-    )
+    resumed = collect_prometheus(config=good, ledger=ledger, url=prometheus.url, cluster=CLUSTER, clock=clock)
     assert {name: p.periods for name, p in resumed.items.items()} == {
         "VgpuCoreUsed": 1,  # H11
         "VgpuMemoryUsed": 2,  # H10 was never written (max_backfill 3h reaches back to 09:05)
@@ -242,7 +227,6 @@ def test_a_later_range_does_not_hide_a_gap(ledger: Ledger, prometheus, write_con
         items=["VgpuCoreUsed"],
         start=H11.start,
         end=H11.end,
-        console=quiet_console(),
     )
     assert summary.periods == 1
     assert marks(ledger) == {"VgpuCoreUsed": datetime(2026, 3, 2, 8, tzinfo=UTC)}  # 08:00-11:00 still missing
@@ -257,14 +241,13 @@ def test_unknown_item_is_refused(ledger: Ledger, prometheus, write_config) -> No
             url=prometheus.url,
             cluster=CLUSTER,
             items=["Nope"],
-            console=quiet_console(),
         )
 
 
 def test_follow_collects_each_period_as_it_closes(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
     config = seed_config(write_config)
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC), stop_after=2)
-    console = quiet_console()
+    said = Said()
     summary = collect_prometheus(
         config=config,
         ledger=ledger,
@@ -272,7 +255,8 @@ def test_follow_collects_each_period_as_it_closes(ledger: Ledger, prometheus, wr
         cluster=CLUSTER,
         start=H10.start,
         follow=True,
-        console=console,
+        warn=said,
+        notify=said,
         clock=clock,
         sleep=clock.sleep,
     )
@@ -282,7 +266,7 @@ def test_follow_collects_each_period_as_it_closes(ledger: Ledger, prometheus, wr
     assert summary.interrupted
     assert sorted(usage_by_period(ledger)) == [H10.start, H11.start, H11.end]
     assert marks(ledger)["VgpuCoreUsed"] == H11.end + timedelta(hours=1)
-    assert "stopped" in printed(console)
+    assert "stopped" in printed(said)
 
 
 def test_follow_stops_at_to(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
@@ -295,7 +279,6 @@ def test_follow_stops_at_to(ledger: Ledger, prometheus, write_config) -> None:  
         start=H10.start,
         end=H11.end,
         follow=True,
-        console=quiet_console(),
         clock=clock,
         sleep=clock.sleep,
     )
@@ -333,7 +316,6 @@ def test_follow_rides_out_a_prometheus_outage(ledger: Ledger, prometheus, write_
             start=H10.start,
             end=H11.end,
             follow=True,
-            console=quiet_console(),
             clock=clock,
             sleep=clock.sleep,
             client=client,
@@ -356,7 +338,6 @@ def test_follow_fails_fast_on_the_first_pass(ledger: Ledger, prometheus, write_c
             cluster=CLUSTER,
             start=H10.start,
             follow=True,
-            console=quiet_console(),
             clock=clock,
             sleep=clock.sleep,
         )
@@ -392,9 +373,7 @@ def test_an_agent_ticking_with_max_backfill_of_one_period_collects_every_hour(  
     written = []
     for minute in (30, 45, 63, 90):  # 11:30, 11:45, 12:03, 12:30
         clock.now = datetime(2026, 3, 2, 11, 0, tzinfo=UTC) + timedelta(minutes=minute)
-        summary = collect_prometheus(
-            config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, console=quiet_console(), clock=clock
-        )
+        summary = collect_prometheus(config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, clock=clock)
         written.append(summary.periods)
     # 11:30: H10 for both items; 11:45: nothing new; 12:03: H11 for both; 12:30: nothing new.
     assert written == [2, 0, 2, 0]

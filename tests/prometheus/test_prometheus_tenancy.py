@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prom_helpers import RANGE, SEED_FILES, kubetally
 
-from kubetally.cli.collect import ledger_tenant_of
+from kubetally.app.collect import ledger_tenant_of
 from kubetally.config import load_config
 from kubetally.ledger.store import Ledger
 from kubetally.sources.kubernetes import registry

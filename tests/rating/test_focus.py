@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from kubetally.config.pricing import PriceBookConfig
 from kubetally.ledger.store import Ledger
-from kubetally.rating.config import PriceBookConfig
 from kubetally.rating.pricebook import PriceBook
 from kubetally.reports.focus import COLUMNS, SCHEMA, FocusError, export_focus, read_focus_json
 

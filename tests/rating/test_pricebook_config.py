@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kubetally.config import load_config
+from kubetally.config.pricing import PriceBookConfig, load_pricebook_file
 from kubetally.errors import ConfigError
-from kubetally.rating.config import PriceBookConfig, load_pricebook_file
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.pricebook import PriceBook, PriceMatch, example_pricebook
 from kubetally.rating.resolve import resolve_pricebook
@@ -80,7 +80,7 @@ pricing:
         "kubetally.yaml",
     )
     config = load_config([path])
-    assert isinstance(config.section("pricing"), PriceBookConfig)
+    assert isinstance(config.pricing, PriceBookConfig)
     assert resolve_pricebook(None, config)[0].currency == "EUR"
     # --prices wins over the section
     other = write(tmp_path, "currency: CNY\nprices: [{category: n, item: i, price: 1}]\n")

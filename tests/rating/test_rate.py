@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from kubetally.rating.config import PriceBookConfig
+from kubetally.config.pricing import PriceBookConfig
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rate import Charge, Rater, UsageLine, freeze_labels
 

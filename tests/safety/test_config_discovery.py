@@ -88,4 +88,5 @@ def test_the_annotated_example_covers_every_section_and_validates(tmp_path: Path
     assert all(f"{name}:" in text for name in PrometheusSettings.model_fields)
     config = load_config([example])
     assert [i.item for i in config.items] == ["VgpuCoreUsed"]
-    assert [d.name for d in config.section("destinations").enabled()] == ["lago", "stripe", "audit"]
+    assert config.destinations is not None
+    assert [d.name for d in config.destinations.enabled()] == ["lago", "stripe", "audit"]

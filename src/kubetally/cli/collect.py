@@ -1,14 +1,12 @@
-"""``kubetally collect``: closed periods from the configured sources into the ledger.
+"""``kubetally collect``: parse options, run :class:`kubetally.app.collect.Collection`, show results.
 
-This module only parses options and opens things; each source's collection lives in its own
-package (``kubetally.sources.prometheus``, ``kubetally.sources.kubernetes``).
+Each source's collection lives in its own package (``kubetally.sources.prometheus``,
+``kubetally.sources.kubernetes``); what to collect is resolved by :mod:`kubetally.app.settings`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -22,31 +20,12 @@ from kubetally.cli.common import (
     fail,
     parse_time_option,
 )
-from kubetally.config import Config, discover_config_files, load_config
-from kubetally.ledger.store import Ledger
+from kubetally.errors import ConfigError
 
 
-def resolve_cluster(cluster: str | None, config: Config) -> str:
-    name = cluster or config.settings.cluster or os.environ.get("KUBETALLY_CLUSTER")
-    if not name:
-        fail("no cluster name: pass --cluster, set `cluster:` in kubetally.yaml or KUBETALLY_CLUSTER")
-    return name
-
-
-def ledger_tenant_of(ledger: Ledger, cluster: str, config: Config) -> Callable[[str], str | None] | None:
-    """Namespace → tenant from the tenants the Kubernetes source recorded in the ledger for
-    ``cluster`` (by ``kubetally collect --kubernetes`` or the agent), for Prometheus records.
-
-    ``None`` when the ledger knows no active tenant there: records keep the project/namespace
-    default instead of every one losing its tenant.
-    """
-    from kubetally.sources.kubernetes.registry import load_resolver
-    from kubetally.sources.kubernetes.run import kubernetes_config
-
-    resolver = load_resolver(ledger, cluster, kubernetes_config(config))
-    if not resolver.tenants:
-        return None
-    return lambda namespace: resolver.tenant_for(namespace) or None
+def _log_warning(message: str) -> None:
+    # A diagnostic: to the log (stderr, text or JSON lines), never between the data on stdout.
+    logging.getLogger("kubetally.collect").warning("%s", message)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,51 +57,44 @@ def register(app: typer.Typer) -> None:
 
         Without --from, resume from the ledger's watermark (bounded by collection.max_backfill).
         """
-        config = load_config(discover_config_files(config_files))
-        for warning in config.warnings:
+        from kubetally.app.collect import collect_settings, open_collection
+        from kubetally.app.settings import SettingsResolver
+        from kubetally.cli import render
+
+        resolver = SettingsResolver.load(config_files)
+        for warning in resolver.warnings:
             logging.getLogger("kubetally.config").warning("%s", warning)
-        name = resolve_cluster(cluster, config)
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")
-        if since and until and since >= until:
-            fail("--from must be before --to")
-        prometheus_url = prometheus or config.settings.prometheus.url or os.environ.get("PROMETHEUS_URL")
-        if not kubernetes and not prometheus_url:
-            fail("nothing to collect from: pass --prometheus URL and/or --kubernetes")
-        if prometheus_url:
-            from kubetally.sources.prometheus.client import check_url
+        try:
+            settings = collect_settings(
+                resolver,
+                cluster=cluster,
+                db=db,
+                prometheus=prometheus,
+                kubernetes=kubernetes,
+                kubeconfig=kubeconfig,
+                context=context,
+                start=since,
+                end=until,
+                items=item,
+                follow=follow,
+            )
+        except ConfigError as exc:
+            fail(str(exc))
+        with (
+            render.progress_bar(console) as progress,
+            open_collection(settings, warn=_log_warning, notify=render.notifier(console), progress=progress) as run,
+        ):
+            if settings.kubernetes:
+                render.kubernetes_collection(console, run.collect_kubernetes())
+            if settings.prometheus_url:
+                from kubetally.errors import SourceError
 
-            check_url(prometheus_url)  # before the ledger is created: a typo must leave nothing behind
-        with Ledger.open(db or config.settings.db) as ledger:
-            if kubernetes:
-                from kubetally.sources.kubernetes.run import collect_kubernetes
-
-                collect_kubernetes(
-                    config=config,
-                    ledger=ledger,
-                    kubeconfig=kubeconfig,
-                    context=context,
-                    cluster=name,
-                    start=since,
-                    end=until,
-                    console=console,
-                )
-            if prometheus_url:
-                if not config.items:
-                    fail("no cost-model items configured: pass -c with a collection ConfigMap or kubetally.yaml")
-                from kubetally.sources.prometheus.run import collect_prometheus
-
-                # Read after the Kubernetes step (when it ran), so its discoveries count too.
-                tenant_of = ledger_tenant_of(ledger, name, config)
-                collect_prometheus(
-                    config=config,
-                    ledger=ledger,
-                    url=prometheus_url,
-                    cluster=name,
-                    start=since,
-                    end=until,
-                    items=item or None,
-                    follow=follow,
-                    console=console,
-                    tenant_of=tenant_of,
-                )
+                try:
+                    summary = run.collect_prometheus()
+                except SourceError:
+                    if run.result.prometheus is not None:
+                        render.prometheus_summary(console, run.result.prometheus, written_only=True)
+                    raise
+                render.prometheus_summary(console, summary)

@@ -1,4 +1,4 @@
-"""``kubetally demo``: the whole pipeline on a simulated GPU cloud (see :mod:`kubetally.demo`)."""
+"""``kubetally demo``: the whole pipeline on a simulated GPU cloud (see :mod:`kubetally.app.demo`)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,18 @@ def register(app: typer.Typer) -> None:
 
         No cluster, Prometheus or billing backend is needed; everything runs on this machine.
         """
-        from kubetally.demo import run_demo
+        from kubetally.app.demo import run_demo
+        from kubetally.reports.render import render_table
 
-        result = run_demo(out, console)
+        def say(message: str) -> None:
+            number, _, rest = message.partition(". ")
+            if number.isdigit():
+                console.print(f"[bold]{number}.[/] {rest}", highlight=False, soft_wrap=True)
+            else:
+                console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+        result = run_demo(out, say)
+        render_table(result.report, console)
         db = result.ledger_path
         console.print("\nTry next:", highlight=False)
         console.print(f"  kubetally records --db {db} --item gpu_hours", highlight=False)

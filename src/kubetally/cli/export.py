@@ -9,10 +9,7 @@ import typer
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console_err, fail
 from kubetally.cli.report import PricesOption, pricing_inputs, resolve_range
-from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time
-from kubetally.rating.money import format_money
-from kubetally.reports.focus import export_focus
 
 app = typer.Typer(help="Export priced usage in standard formats.", no_args_is_help=True)
 
@@ -60,27 +57,20 @@ def focus(
         fail(f"--rows must be sku or resource, not {rows!r}")
     if fmt == "parquet" and not output:
         fail("--format parquet needs --output FILE")
+    from kubetally.app.report import export_focus
+    from kubetally.rating.money import format_money
+
     check_output(output)
-    config, pricebook, db = pricing_inputs(config_files, prices, db)
+    inputs = pricing_inputs(config_files, prices, db)
     since, until = resolve_range(start, end)
-    with Ledger.open(db, migrate=False) as ledger:
-        result = export_focus(
-            ledger,
-            pricebook,
-            config,
-            since,
-            until,
-            output or sys.stdout,
-            fmt=fmt,
-            grain=per,
-            rows=rows,
-            skip_unpriced=skip_unpriced,
-        )
+    result = export_focus(
+        inputs, since, until, output or sys.stdout, fmt=fmt, grain=per, rows=rows, skip_unpriced=skip_unpriced
+    )
     for where, usage in sorted(result.skipped.items()):
         console_err.print(f"[yellow]skipped unpriced[/]: {usage} of {where}", highlight=False, soft_wrap=True)
     if output:
         console_err.print(
             f"{result.rows} FOCUS rows for [{format_time(since)}, {format_time(until)}) → {output} "
-            f"(BilledCost {format_money(result.billed_micros)} {pricebook.currency})",
+            f"(BilledCost {format_money(result.billed_micros)} {inputs.pricebook.currency})",
             highlight=False,
         )

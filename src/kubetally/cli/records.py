@@ -1,4 +1,4 @@
-"""``kubetally records``: the ledger as JSON lines, in the DESIGN.md record shape."""
+"""``kubetally records``: the ledger as JSON lines, in the record shape of docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from kubetally.cli.common import DbOption, FromOption, ToOption, fail, parse_time_option
-from kubetally.ledger.store import Ledger
 
 
 def register(app: typer.Typer) -> None:
@@ -26,20 +25,22 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Print records whose period starts in [--from, --to) as JSON lines."""
+        from kubetally.app.records import records as stored
+
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")
         if since and until and since >= until:
             fail("--from must be before --to")
         out = sys.stdout
-        with Ledger.open(db, migrate=False) as ledger:
-            for record in ledger.records(
-                start=since,
-                end=until,
-                item=item or None,
-                namespace=namespace,
-                tenant=tenant,
-                cluster=cluster,
-                history=history,
-            ):
-                out.write(record.to_json())
-                out.write("\n")
+        for record in stored(
+            db=db,
+            start=since,
+            end=until,
+            items=item,
+            namespace=namespace,
+            tenant=tenant,
+            cluster=cluster,
+            history=history,
+        ):
+            out.write(record.to_json())
+            out.write("\n")

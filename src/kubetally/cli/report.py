@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console, console_err, fail
-from kubetally.cli.common import parse_time_option as _parse_time
-from kubetally.config import Config, discover_config_files, load_config
-from kubetally.ledger.store import Ledger
-from kubetally.rating.pricebook import PriceBook
-from kubetally.rating.resolve import EXAMPLE_WARNING, resolve_pricebook
-from kubetally.reports import build_report, render_csv, render_json, render_table
-from kubetally.reports.buckets import month_start, next_month
+from kubetally.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kubetally.app.report import PricingInputs
 
 PricesOption = Annotated[
     str | None,
@@ -28,31 +25,25 @@ PricesOption = Annotated[
 ]
 
 
-def pricing_inputs(
-    config_files: list[str] | None, prices: str | None, db: str | None
-) -> tuple[Config | None, PriceBook, str | None]:
-    """Config, price book and ledger for the pricing commands (report, export focus)."""
-    config_files = discover_config_files(config_files)
-    config = load_config(config_files) if config_files else None
-    pricebook, is_example = resolve_pricebook(prices, config)
-    if is_example:
+def pricing_inputs(config_files: list[str] | None, prices: str | None, db: str | None) -> PricingInputs:
+    """:func:`kubetally.app.report.pricing_inputs`, warning when the example prices are used."""
+    from kubetally.app.report import pricing_inputs as resolve
+    from kubetally.rating.resolve import EXAMPLE_WARNING
+
+    inputs = resolve(config_files, prices, db)
+    if inputs.is_example:
         console_err.print(f"[yellow]warning[/]: {EXAMPLE_WARNING}", highlight=False, soft_wrap=True)
-    return config, pricebook, db or (config.settings.db if config is not None else None)
+    return inputs
 
 
 def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
-    """``--from``/``--to`` with calendar-month defaults: neither → this UTC month; only
-    ``--from`` → to the end of its month; only ``--to`` → from the start of its last day's month."""
-    since = _parse_time(start, "--from")
-    until = _parse_time(end, "--to")
-    if since is None and until is None:
-        since = month_start(datetime.now(UTC))
-    if until is None:
-        assert since is not None
-        until = next_month(since)
-    if since is None:
-        since = month_start(until - timedelta(days=1))
-    return since, until
+    """:func:`kubetally.app.report.resolve_range`, a bad date ending the command with one line."""
+    from kubetally.app.report import resolve_range as resolve
+
+    try:
+        return resolve(start, end)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:
@@ -83,23 +74,13 @@ def register(app: typer.Typer) -> None:
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
         if fmt not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json, not {fmt!r}")
+        from kubetally.app.report import report as build
+        from kubetally.reports.render import render_csv, render_json, render_table
+
         check_output(output)
-        config, pricebook, db = pricing_inputs(config_files, prices, db)
+        inputs = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
-        with Ledger.open(db, migrate=False) as ledger:
-            result = build_report(
-                ledger,
-                pricebook,
-                config,
-                since,
-                until,
-                by=by,
-                per=per,
-                unit=unit,
-                lang=lang,
-                tenants=tenant,
-                items=item,
-            )
+        result = build(inputs, since, until, by=by, per=per, unit=unit, lang=lang, tenants=tenant, items=item)
         if fmt == "table":
             if output:
                 with Path(output).open("w", encoding="utf-8") as stream:

@@ -10,14 +10,16 @@ import signal
 from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kubetally.cli.common import console, fail
 from kubetally.errors import KubetallyError
 from kubetally.periods import format_time
-from kubetally.sim.scenario import Scenario, ScenarioError, packaged_scenarios, resolve_scenario_path
+
+if TYPE_CHECKING:  # the simulator is imported when a sim command runs, not for --help
+    from kubetally.sim.scenario import Scenario
 
 app = typer.Typer(help="Simulated Kubernetes API server for demos and tests.", no_args_is_help=True)
 
@@ -28,6 +30,8 @@ ScenarioOption = Annotated[
 
 
 def _load(scenario: str) -> Scenario:
+    from kubetally.sim.scenario import Scenario, ScenarioError, resolve_scenario_path
+
     try:
         return Scenario.load(resolve_scenario_path(scenario))
     except ScenarioError as exc:
@@ -108,5 +112,7 @@ def check(scenario: ScenarioOption) -> None:
 @app.command("list")
 def list_scenarios() -> None:
     """List the scenarios shipped with kubetally."""
+    from kubetally.sim.scenario import packaged_scenarios
+
     for name, path in packaged_scenarios().items():
         console.print(f"{name}\t{path}", highlight=False, soft_wrap=True)

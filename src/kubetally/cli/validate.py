@@ -9,7 +9,6 @@ import typer
 from rich.markup import escape
 
 from kubetally.cli.common import console, console_err
-from kubetally.config import load_config
 from kubetally.errors import ConfigError
 
 
@@ -25,49 +24,19 @@ def register(app: typer.Typer) -> None:
             typer.Option("--prometheus", help="Also have this Prometheus parse every PromQL query."),
         ] = None,
     ) -> None:
-        """Exit 0 when every file is valid; otherwise list every problem and exit 1.
+        """Exit 0 when every file is valid; otherwise list every problem and exit 1."""
+        from kubetally.app.validate import validate as check
 
-        Each file is checked as the kind it is (said on its line): kubetally.yaml and Alauda
-        ConfigMaps together (they cross-check), each price book and scenario on its own.
-        """
-        from kubetally.config import kinds
-
-        found = {path: kinds.detect(path) for path in files}
-        configs = [p for p in files if found[p] in (kinds.KUBETALLY_YAML, kinds.CONFIGMAP)]
-        failures: list[str] = []
-        for path in files:
-            if found[path] == kinds.PRICE_BOOK:
-                from kubetally.rating.config import load_pricebook_file
-
-                try:
-                    load_pricebook_file(path)
-                except ConfigError as exc:
-                    failures.extend(exc.problems)
-            elif found[path] == kinds.SCENARIO:
-                from kubetally.sim.scenario import Scenario
-
-                try:
-                    Scenario.load(path)
-                except ConfigError as exc:
-                    failures.extend(exc.problems)
         try:
-            config = load_config(configs)
+            result = check(files, prometheus=prometheus)
         except ConfigError as exc:
-            failures.extend(exc.problems)
-            config = None
-        if failures:
-            for problem in failures:
+            for problem in exc.problems:
                 console_err.print(f"[red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)
-            console_err.print(f"{len(failures)} problem(s) found")
+            console_err.print(f"{len(exc.problems)} problem(s) found")
             raise typer.Exit(1) from None
-        assert config is not None
-        for path in files:
-            console.print(f"[green]✓[/] {escape(str(path))}: {found[path]}", highlight=False, soft_wrap=True)
-        problems: list[str] = []
-        if prometheus:
-            from kubetally.sources.prometheus.check import check_queries
-
-            problems = check_queries(config, prometheus)
+        config, problems = result.config, result.problems
+        for path, kind in result.kinds:
+            console.print(f"[green]✓[/] {escape(path)}: {kind}", highlight=False, soft_wrap=True)
         for problem in problems:
             console_err.print(f"[red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)
         for warning in config.warnings:

@@ -2,7 +2,7 @@
 
 Accepted files, in any combination:
 
-* ``kubetally.yaml`` — a mapping with the sections of :class:`Settings`;
+* ``kubetally.yaml`` — a mapping with the sections of :class:`KubetallyConfig`;
 * Alauda collection ConfigMaps (label ``cpaas.io/slark.collection.config: "true"``);
 * Alauda display ConfigMaps (label ``cpaas.io/slark.display.config: "true"``);
 * several of the above as documents of one multi-document YAML file.
@@ -13,10 +13,9 @@ without reading our code.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -27,20 +26,17 @@ from pydantic import BaseModel, Field, ValidationError
 
 from kubetally import yamlfile
 from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
+from kubetally.config.destinations import DestinationsConfig
+from kubetally.config.kubernetes import KubernetesConfig
+from kubetally.config.pricing import PriceBookConfig
 from kubetally.config.types import Duration
 from kubetally.errors import ConfigError
 
 COLLECTION_LABEL = "cpaas.io/slark.collection.config"
 DISPLAY_LABEL = "cpaas.io/slark.display.config"
 
-#: Sections owned by other parts of kubetally: (module, model). Each part validates its own
-#: section with its own model, so this loader never needs to know their fields.
-SECTION_MODELS: dict[str, tuple[str, str]] = {
-    "kubernetes": ("kubetally.sources.kubernetes.config", "KubernetesConfig"),
-    "pricing": ("kubetally.rating.config", "PriceBookConfig"),
-    "destinations": ("kubetally.delivery.config", "DestinationsConfig"),
-    "server": ("kubetally.server.config", "ServerConfig"),
-}
+#: Sections whose problems are reported as ``file: section: path`` (their own models' paths).
+SECTIONS = ("kubernetes", "pricing", "destinations")
 
 
 class PrometheusSettings(Strict):
@@ -75,8 +71,12 @@ class CollectionSettings(Strict):
     presets: list[str] = Field(default_factory=list)
 
 
-class Settings(Strict):
-    """The sections of ``kubetally.yaml``."""
+class KubetallyConfig(Strict):
+    """``kubetally.yaml``: the one typed root of kubetally's configuration.
+
+    Every section has its own model in :mod:`kubetally.config`; every unknown key, at any depth,
+    is an error naming the file and the path. ``items``/``display`` stay raw here: the loader
+    validates them entry by entry, so each problem names its item."""
 
     cluster: str | None = None
     db: str | None = None
@@ -84,21 +84,25 @@ class Settings(Strict):
     collection: CollectionSettings = Field(default_factory=CollectionSettings)
     items: list[dict[str, Any]] = Field(default_factory=list)
     display: list[dict[str, Any]] = Field(default_factory=list)
-    kubernetes: dict[str, Any] | None = None
-    tenancy: dict[str, Any] | None = None
-    pricing: dict[str, Any] | None = None
-    destinations: list[dict[str, Any]] | dict[str, Any] | None = None
-    server: dict[str, Any] | None = None
+    #: The Kubernetes source (defaults fit a vCluster GPU cloud, so the section is optional).
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    #: The price book; ``None``: none configured (commands then need ``--prices``).
+    pricing: PriceBookConfig | None = None
+    #: Billing backends; ``None``: none configured (the agent then reads vBilling's variables).
+    destinations: DestinationsConfig | None = None
+
+
+#: The former name of :class:`KubetallyConfig`.
+Settings = KubetallyConfig
 
 
 @dataclass
 class Config:
     """Everything loaded from a set of files, cross-checked."""
 
-    settings: Settings = field(default_factory=Settings)
+    settings: KubetallyConfig = field(default_factory=KubetallyConfig)
     items: list[CollectionItem] = field(default_factory=list)
     display: list[DisplayItem] = field(default_factory=list)
-    sections: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     #: Collection item name → the file (or preset) that defined it, for located messages.
@@ -117,9 +121,23 @@ class Config:
                     return DisplayEntry(category=entry, method=method)
         return None
 
-    def section(self, name: str) -> Any:
-        """A validated section owned by another part (``pricing``, ``destinations`` …)."""
-        return self.sections.get(name)
+    @property
+    def kubernetes(self) -> KubernetesConfig:
+        return self.settings.kubernetes
+
+    @property
+    def pricing(self) -> PriceBookConfig | None:
+        return self.settings.pricing
+
+    @property
+    def destinations(self) -> DestinationsConfig | None:
+        return self.settings.destinations
+
+    def with_settings(self, **updates: Any) -> Config:
+        """A copy whose settings have these fields replaced (e.g. the agent's resolved
+        ``kubernetes``), validated like the file was."""
+        settings = self.settings.model_validate({**dict(self.settings), **updates})
+        return replace(self, settings=settings)
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -139,9 +157,16 @@ def pydantic_problems(where: str, exc: ValidationError) -> list[str]:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            if tuple(err["loc"]) == ("tenancy",):
+                msg += " (tenancy is configured under kubernetes.tenancy)"
         elif err["type"] == "missing":
             msg = "required field is missing"
         loc = err["loc"]
+        if len(loc) >= 1 and loc[0] in SECTIONS:
+            # A section's problems read as that section's own paths: ``file: pricing: prices[0]``.
+            section, loc = f"{where}: {loc[0]}", loc[1:]
+            problems.append(f"{section}: {_loc(loc)}: {msg}" if loc else f"{section}: {msg}")
+            continue
         # Whole-model checks (e.g. a step that does not divide the period) name their fields
         # in the message itself.
         problems.append(f"{where}: {_loc(loc)}: {msg}" if loc else f"{where}: {msg}")
@@ -283,8 +308,9 @@ class _Builder:
             return
         self.settings_from = source
         failed: set[str] = set()
+        settings: KubetallyConfig | None
         try:
-            settings = Settings.model_validate(doc)
+            settings = KubetallyConfig.model_validate(doc)
         except ValidationError as exc:
             self.problems.extend(pydantic_problems(source, exc))
             # Keep checking the sections that are fine, so one run reports every problem.
@@ -305,21 +331,6 @@ class _Builder:
             self.add_items(source, doc.get("items") or [])
         if "display" not in failed and doc.get("display"):
             self.add_display(source, doc["display"])
-        for section, (module_name, model_name) in SECTION_MODELS.items():
-            raw = doc.get(section)
-            if raw is None or section in failed:
-                continue
-            try:
-                model = getattr(importlib.import_module(module_name), model_name)
-            except (ImportError, AttributeError):
-                self.config.sections[section] = raw  # part not built in this version
-                continue
-            try:
-                self.config.sections[section] = model.model_validate(raw)
-            except ValidationError as exc:
-                self.problems.extend(pydantic_problems(f"{source}: {section}", exc))
-        if doc.get("tenancy") is not None and "tenancy" not in failed:
-            self.config.sections["tenancy"] = doc["tenancy"]
 
     def add_document(self, source: str, doc: Any) -> None:
         if doc is None:

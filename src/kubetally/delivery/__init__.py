@@ -2,5 +2,5 @@
 
 Entry points: :func:`kubetally.delivery.engine.deliver_once` (one drain of every destination),
 :class:`kubetally.delivery.engine.Deliverer` (long-running), and
-:func:`kubetally.delivery.config.destinations_from_env` (vBilling's variables).
+:func:`kubetally.config.destinations.destinations_from_env` (vBilling's variables).
 """

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from kubetally.delivery.config import DestinationBase, DestinationsConfig
+from kubetally.config.destinations import DestinationBase, DestinationsConfig
 from kubetally.delivery.destinations import build_destination
 from kubetally.delivery.destinations.base import (
     BatchRejected,
@@ -327,7 +327,8 @@ class DestinationRunner:
             if not events and not letters:
                 counts.skipped += 1
         if to_send:
-            refused = self._retrying("prepare", lambda: self.dest.prepare(to_send)) or {}
+            refusals = self._retrying("prepare", lambda: self.dest.prepare(to_send))
+            refused: Mapping[str, str] = refusals or {}
             if refused:
                 dead.extend(DeadLetter(e, refused[e.id]) for e in to_send if e.id in refused)
                 to_send = [e for e in to_send if e.id not in refused]
@@ -522,11 +523,12 @@ def build_all(
     if isinstance(destinations, DestinationsConfig):
         configs: list[DestinationBase] = destinations.enabled()
     else:
-        items = list(destinations)
+        items: list[DestinationBase | Destination] = list(destinations)
         if items and not isinstance(items[0], DestinationBase):
-            return list(items), [getattr(d, "config", None) for d in items], False  # type: ignore[misc]
+            given = [d for d in items if not isinstance(d, DestinationBase)]
+            return given, [getattr(d, "config", None) for d in given], False
         configs = [c for c in items if isinstance(c, DestinationBase) and c.enabled]
-    built = []
+    built: list[Destination] = []
     try:
         for cfg in configs:
             built.append(build_destination(cfg, environ))
@@ -535,47 +537,6 @@ def build_all(
             dest.close()
         raise
     return built, list(configs), True
-
-
-#: Deliverers kept between :func:`deliver_once` calls of a loop (see there).
-_KEPT: dict[str, Deliverer] = {}
-_KEPT_LOCK = threading.Lock()
-_KEPT_MAX = 8
-
-
-def _kept_key(
-    ledger: Ledger,
-    configs: Sequence[DestinationBase | None],
-    items: Sequence[ItemSpec],
-    policy: RetryPolicy | None,
-    page_size: int,
-    max_wait: timedelta | None,
-    clock: Clock,
-    stop: threading.Event | None,
-    environ: Mapping[str, str] | None,
-) -> str:
-    import hashlib
-    import json
-    import os
-
-    env = os.environ if environ is None else environ
-    material = json.dumps(
-        {
-            "ledger": id(ledger),
-            "stop": id(stop),
-            "clock": id(clock),
-            "policy": id(policy),
-            "page_size": page_size,
-            "max_wait": str(max_wait),
-            "items": [repr(i) for i in items],
-            "configs": [c.model_dump(mode="json") if c is not None else None for c in configs],
-            # secrets only enter a digest held in memory, so a rotated key builds new adapters
-            "env": sorted(env.items()),
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def deliver_once(
@@ -589,41 +550,11 @@ def deliver_once(
     clock: Clock = utcnow,
     stop: threading.Event | None = None,
     environ: Mapping[str, str] | None = None,
-    keep: bool = True,
 ) -> DeliverySummary:
-    """Drain every destination's outbox once (the agent loop calls this every cycle).
-
-    With ``keep`` (default), adapters built from configs are kept for the next call with the
-    same ledger, configs and environment, so a loop does not redo setup (plan, metrics, one
-    request per tenant) every cycle; :func:`close_kept` releases them.
+    """Drain every destination's outbox once, with adapters built for this call and closed
+    after it. A loop keeps one :class:`Deliverer` instead (the agent runner does), so backend
+    set-up (plan, metrics, one request per tenant) is not redone every cycle.
     """
-    if isinstance(destinations, DestinationsConfig):
-        configs: list[DestinationBase | None] = list(destinations.enabled())
-    else:
-        configs = [d if isinstance(d, DestinationBase) else None for d in destinations]
-    from_configs = bool(configs) and all(c is not None for c in configs)
-    if keep and from_configs:
-        key = _kept_key(ledger, configs, items, policy, page_size, max_wait, clock, stop, environ)
-        with _KEPT_LOCK:
-            deliverer = _KEPT.get(key)
-        if deliverer is None:
-            built, built_configs, _ = build_all(destinations, environ)
-            deliverer = Deliverer(
-                ledger,
-                built,
-                built_configs,
-                items=items,
-                policy=policy,
-                page_size=page_size,
-                max_wait=max_wait,
-                clock=clock,
-                stop=stop,
-            )
-            with _KEPT_LOCK:
-                _KEPT[key] = deliverer
-                while len(_KEPT) > _KEPT_MAX:
-                    _KEPT.pop(next(iter(_KEPT))).close()
-        return deliverer.run_once()
     built, built_configs, owned = build_all(destinations, environ)
     deliverer = Deliverer(
         ledger,
@@ -641,12 +572,3 @@ def deliver_once(
     finally:
         if owned:
             deliverer.close()
-
-
-def close_kept() -> None:
-    """Close the adapters :func:`deliver_once` kept between calls."""
-    with _KEPT_LOCK:
-        kept = list(_KEPT.values())
-        _KEPT.clear()
-    for deliverer in kept:
-        deliverer.close()

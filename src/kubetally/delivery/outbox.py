@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from kubetally.delivery import tables
 from kubetally.delivery.events import Event
 from kubetally.ledger import schema
+from kubetally.ledger.rows import record_from_row
 from kubetally.ledger.store import Ledger
-from kubetally.periods import PeriodKind
 from kubetally.record import UsageRecord
 
 Clock = Callable[[], datetime]
@@ -69,29 +69,8 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
-def _record(row: Any) -> UsageRecord:
-    """A ledger row as a record. The ledger validated it on the way in and its column types
-    return exact Decimals and aware UTC datetimes, so validation is skipped here: reading is
-    the hot path of delivery."""
-    return UsageRecord.model_construct(
-        id=row.id,
-        kind=row.kind,
-        category=row.category,
-        item=row.item,
-        name=row.name,
-        namespace=row.namespace,
-        cluster=row.cluster,
-        project=row.project,
-        tenant=row.tenant,
-        labels=json.loads(row.labels),
-        date=row.date,
-        period=PeriodKind(row.period),
-        start=row.start,
-        end=row.end,
-        usage=row.usage,
-        unit=row.unit,
-        revision=row.revision,
-    )
+#: Rows become records in one place (see :mod:`kubetally.ledger.rows`).
+_record = record_from_row
 
 
 @dataclass

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.migrate import SchemaTooNew, schema_state, upgrade
+from kubetally.ledger.rows import record_from_row
 from kubetally.record import UsageRecord
 from kubetally.redact import redact_url as redact  # database URLs fit for messages
 
@@ -82,26 +83,8 @@ def _labels_json(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _row_to_record(row: Any) -> UsageRecord:
-    return UsageRecord(
-        id=row.id,
-        kind=row.kind,
-        category=row.category,
-        item=row.item,
-        name=row.name,
-        namespace=row.namespace,
-        cluster=row.cluster,
-        project=row.project,
-        tenant=row.tenant,
-        labels=json.loads(row.labels),
-        date=row.date,
-        period=row.period,
-        start=row.start,
-        end=row.end,
-        usage=row.usage,
-        unit=row.unit,
-        revision=row.revision,
-    )
+#: Rows become records in one place (see :mod:`kubetally.ledger.rows`).
+_row_to_record = record_from_row
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -4,7 +4,7 @@ Rating never changes a metered quantity; it only prices it (``rate``), exactly
 (``money``), from rollups kept current by a ledger cursor (``rollups``).
 """
 
-from kubetally.rating.config import PriceBookConfig, load_pricebook_file
+from kubetally.config.pricing import PriceBookConfig, load_pricebook_file
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.pricebook import PriceBook, PriceMatch, Unpriced, example_pricebook, example_pricebook_path
 from kubetally.rating.rate import Charge, Rater, UsageLine

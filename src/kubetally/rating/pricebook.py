@@ -22,7 +22,7 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
-from kubetally.rating.config import (
+from kubetally.config.pricing import (
     DEFAULT_GROUP,
     LabelGroup,
     PriceBookConfig,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from kubetally.config.loader import Config
 from kubetally.errors import ConfigError
-from kubetally.rating.config import PriceBookConfig
 from kubetally.rating.pricebook import PriceBook, example_pricebook
 
 #: ``--prices example``: the built-in example price book, asked for by name, never implied.
@@ -30,9 +29,8 @@ def resolve_pricebook(
         return example_pricebook(), True
     if prices is not None:
         return PriceBook.load(prices), False
-    section = config.section("pricing") if config is not None else None
-    if isinstance(section, PriceBookConfig):
-        return PriceBook(section), False
+    if config is not None and config.pricing is not None:
+        return PriceBook(config.pricing), False
     if example_fallback:
         return example_pricebook(), True
     raise ConfigError(

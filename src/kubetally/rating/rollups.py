@@ -69,11 +69,12 @@ class _Projector(dict[str, str]):
 
     def __init__(self, keys: frozenset[str]):
         super().__init__()
-        self.keys = keys
+        # Not ``keys``: that would shadow dict.keys() for anyone treating this as a dict.
+        self.kept = keys
 
     def __missing__(self, text: str) -> str:
         labels = json.loads(text)
-        projected = labels_json({k: v for k, v in labels.items() if k in self.keys})
+        projected = labels_json({k: v for k, v in labels.items() if k in self.kept})
         self[text] = projected
         return projected
 
@@ -103,7 +104,8 @@ def exact_sum(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[Dec
     """``SUM(column)`` that never rounds: NUMERIC on PostgreSQL, the Python aggregate on SQLite."""
     if conn.dialect.name == "postgresql":
         return func.sum(column, type_=ExactDecimal())
-    return getattr(func, _SQLITE_SUM)(column, type_=ExactDecimal())
+    total: ColumnElement[Decimal] = getattr(func, _SQLITE_SUM)(column, type_=ExactDecimal())
+    return total
 
 
 def rollup_key(grain: str, start: datetime, dims: Sequence[str]) -> str:
@@ -142,7 +144,11 @@ def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple
     rows_in_range = 0
     for query, sign in ((added, 1), (superseded, -1)):
         for row in conn.execute(query):
-            day, *values, usage, count = row
+            fields: tuple[Any, ...] = tuple(row)
+            day: datetime = fields[0]
+            values: list[Any] = list(fields[1:-2])
+            usage: Decimal = fields[-2]
+            count: int = fields[-1]
             values[-1] = project[values[-1]]  # labels are the last dimension
             if sign > 0:
                 rows_in_range += count
@@ -220,7 +226,9 @@ def _reset(conn: Connection, keys: Iterable[str]) -> None:
 
 def rollup_label_keys(ledger: Ledger) -> frozenset[str]:
     with ledger.engine.connect() as conn:
-        text = conn.execute(select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)).scalar_one()
+        text: str = conn.execute(
+            select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)
+        ).scalar_one()
         return frozenset(json.loads(text))
 
 
@@ -294,4 +302,4 @@ def summed_usage(
     result = conn.execute(query.group_by(*cols)).all()
     if sqlite:
         return [(*row[:-1], Decimal(row[-1])) for row in result]
-    return result
+    return list(result)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from kubetally.rating.config import Tier
+from kubetally.config.pricing import Tier
 from kubetally.rating.money import EXACT
 
 

@@ -228,7 +228,7 @@ def build_report(
     context_start = month_start(start) if pricebook.has_tiers else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
-    filters = {
+    filters: dict[str, Sequence[str] | None] = {
         "tenant": list(tenants) if tenants is not None else None,
         "item": list(items) if items is not None else None,
     }

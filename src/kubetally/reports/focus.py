@@ -396,6 +396,7 @@ class FocusBuilder:
         effective = match.effective.strftime("%Y-%m-%d") if match.effective else "base"
         billing_start = month_start(line.start)
         quantity = _scaled(charge.quantity, "PricingQuantity")
+        assert quantity is not None  # a charge always has a quantity
         split = labels.get(SHARED_MODE_LABEL) == SHARED_MODE_VALUE and bool(labels.get(SHARED_NODE_LABEL))
         own_id = _resource_id(cluster, namespace, name)
         tier_text = f", tier {charge.tier + 1}" if match.tiered else ""
@@ -495,7 +496,7 @@ class FocusBuilder:
         """Resource rows of one charge period → one row per tenant × item × SKU (× unit)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
-            key = (
+            key: tuple[str, ...] = (
                 row["SubAccountId"],
                 row["x_Category"],
                 row["x_Item"],
@@ -648,7 +649,7 @@ def export_focus(
             for batch in batches:
                 writer.write(batch)
             spool.seek(0)
-            shutil.copyfileobj(spool, output)  # type: ignore[misc]
+            shutil.copyfileobj(spool, output)
         return result
     target = Path(output)
     if not target.parent.is_dir():
@@ -680,4 +681,4 @@ def export_focus(
 
 def read_focus_json(value: str | None) -> Any:
     """Parse a JSON column value (``Tags``, ``AllocatedMethodDetails``) exactly."""
-    return None if value in (None, "") else json.loads(value, parse_float=Decimal)
+    return json.loads(value, parse_float=Decimal) if value else None

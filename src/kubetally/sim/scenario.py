@@ -84,7 +84,8 @@ def describe(obj: Any) -> str:
     """``Pod team-a/trainer-0`` (or as much of it as the object has) for error messages."""
     if not isinstance(obj, Mapping):
         return "object"
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    raw_meta = obj.get("metadata")
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
     name = meta.get("name") if isinstance(meta.get("name"), str) else "?"
     ns = meta.get("namespace")
     kind = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"

@@ -82,7 +82,7 @@ def track_managed_fields(kind: str, prev: dict[str, Any] | None, new: dict[str, 
     changed = [k for k in changed if k in new_status]
     if changed:
         manager = STATUS_MANAGERS.get(kind, "kube-controller-manager")
-        owned = {f"f:{k}": {} for k in changed}
+        owned: dict[str, dict[str, Any]] = {f"f:{k}": {} for k in changed}
         kept = []
         for entry in entries:
             status = (entry.get("fieldsV1") or {}).get("f:status")

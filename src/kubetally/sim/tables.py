@@ -8,7 +8,7 @@ AGE, with age measured on the virtual clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from kubetally.sim.selectors import field_value
 
 
 def wants_table(accept: str | None) -> bool:
-    return bool(accept) and "as=Table" in accept and "g=meta.k8s.io" in accept
+    return accept is not None and "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
 def human_duration(seconds: int) -> str:
@@ -99,7 +99,7 @@ _EXTRA: dict[str, list[Column]] = {
 
 
 def table(
-    rtype: ResourceType, objects: list[Mapping[str, Any]], now: datetime, list_meta: dict[str, Any] | None = None
+    rtype: ResourceType, objects: Sequence[Mapping[str, Any]], now: datetime, list_meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A Table of ``objects`` with PartialObjectMetadata row objects (kubectl's default)."""
     columns: list[Column] = [

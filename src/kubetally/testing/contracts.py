@@ -81,10 +81,12 @@ def contracts_dir() -> Path:
 def _load_document(path: Path) -> dict[str, Any]:
     if path.suffix == ".json":
         with path.open("rb") as fh:
-            return json.load(fh)
+            document: dict[str, Any] = json.load(fh)
+            return document
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open("rb") as fh:
-        return yaml.load(fh, Loader=loader)
+        document = yaml.load(fh, Loader=loader)
+        return document
 
 
 def _pointer(document: Any, ref: str) -> Any:

@@ -90,11 +90,11 @@ class OpenMetrics:
         family = self._families.setdefault(family_name, _Family(kind))
         if family.kind != kind:
             raise ValueError(f"{family_name}: declared both {family.kind} and {kind}")
-        key = tuple(sorted((k, str(v)) for k, v in labels.items() if str(v) != ""))
-        points = family.series.setdefault(key, {})
+        series_key = tuple(sorted((k, str(v)) for k, v in labels.items() if str(v) != ""))
+        points = family.series.setdefault(series_key, {})
         for ts, value in samples:
             if ts in points:
-                raise ValueError(f"{name}{dict(key)}: two samples at {ts}")
+                raise ValueError(f"{name}{dict(series_key)}: two samples at {ts}")
             points[int(ts)] = str(value)
 
     def render(self) -> str:

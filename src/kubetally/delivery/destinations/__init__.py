@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kubetally.delivery.config import DestinationBase
+from kubetally.config.destinations import (
+    DestinationBase,
+    FileConfig,
+    LagoConfig,
+    MetronomeConfig,
+    OpenMeterConfig,
+    StripeConfig,
+    WebhookConfig,
+)
 from kubetally.delivery.destinations.base import Destination
 
 
@@ -14,27 +22,33 @@ def build_destination(config: DestinationBase, environ: Mapping[str, str] | None
     if kind == "lago":
         from kubetally.delivery.destinations.lago import LagoDestination
 
-        return LagoDestination(config, environ)  # type: ignore[arg-type]
+        assert isinstance(config, LagoConfig)
+        return LagoDestination(config, environ)
     if kind == "stripe":
         from kubetally.delivery.destinations.stripe import StripeDestination
 
-        return StripeDestination(config, environ)  # type: ignore[arg-type]
+        assert isinstance(config, StripeConfig)
+        return StripeDestination(config, environ)
     if kind == "metronome":
         from kubetally.delivery.destinations.metronome import MetronomeDestination
 
-        return MetronomeDestination(config, environ)  # type: ignore[arg-type]
+        assert isinstance(config, MetronomeConfig)
+        return MetronomeDestination(config, environ)
     if kind == "openmeter":
         from kubetally.delivery.destinations.openmeter import OpenMeterDestination
 
-        return OpenMeterDestination(config, environ)  # type: ignore[arg-type]
+        assert isinstance(config, OpenMeterConfig)
+        return OpenMeterDestination(config, environ)
     if kind == "webhook":
         from kubetally.delivery.destinations.webhook import WebhookDestination
 
-        return WebhookDestination(config, environ)  # type: ignore[arg-type]
+        assert isinstance(config, WebhookConfig)
+        return WebhookDestination(config, environ)
     if kind == "file":
         from kubetally.delivery.destinations.file import FileDestination
 
-        return FileDestination(config)  # type: ignore[arg-type]
+        assert isinstance(config, FileConfig)
+        return FileDestination(config)
     raise ValueError(f"unknown destination type {kind!r}")
 
 

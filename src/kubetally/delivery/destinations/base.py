@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from kubetally.delivery.config import DestinationBase, customer_ref
+from kubetally.config.destinations import DestinationBase, customer_ref
 from kubetally.delivery.events import Event
 from kubetally.delivery.retry import retry_after_from
 from kubetally.errors import ConfigError, KubetallyError
@@ -112,8 +112,11 @@ class Destination(Protocol):
         """Reason why this backend can never accept ``event`` (then it is dead-lettered
         without a request), or None."""
 
-    def prepare(self, events: Sequence[Event]) -> None:
-        """Make sure what ``events`` refer to exists (metrics, filter values, customers)."""
+    def prepare(self, events: Sequence[Event]) -> Mapping[str, str] | None:
+        """Make sure what ``events`` refer to exists (metrics, filter values, customers).
+
+        Returns the refusals: event id → why the backend will never take that event (e.g. a
+        customer it cannot create); the engine dead-letters those and sends the rest."""
 
     def send(self, events: Sequence[Event]) -> SendResult:
         """Deliver one batch (``len(events) <= max_batch``)."""
@@ -141,8 +144,8 @@ def metric_code(item: str, prefix: str = "") -> str:
     return snake(prefix + item) if prefix else snake(item)
 
 
-def dimension_values(event: Event, keys: Sequence[str]) -> list[tuple[str, str]]:
-    return [(k, event.labels[k]) for k in keys if event.labels.get(k)]
+def dimension_values(event: Event, keys: Iterable[str] | None) -> list[tuple[str, str]]:
+    return [(k, event.labels[k]) for k in keys or () if event.labels.get(k)]
 
 
 # -- secrets -----------------------------------------------------------------------------------
@@ -296,7 +299,7 @@ class HttpDestination:
     def bootstrap(self, items: Sequence[ItemSpec]) -> None:
         return None
 
-    def prepare(self, events: Sequence[Event]) -> None:
+    def prepare(self, events: Sequence[Event]) -> Mapping[str, str] | None:
         return None
 
     def check(self, event: Event) -> str | None:

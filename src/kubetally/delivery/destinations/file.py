@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from kubetally.delivery.config import FileConfig
+from kubetally.config.destinations import FileConfig
 from kubetally.delivery.destinations.base import FatalError, ItemSpec, ObjectStore, SendResult
 from kubetally.delivery.events import Event
 from kubetally.errors import ConfigError
@@ -24,7 +24,7 @@ class FileDestination:
     kind = "file"
     max_batch = 1000
     max_age: timedelta | None = None
-    label_keys = None
+    label_keys: Collection[str] | None = None
 
     def __init__(self, config: FileConfig):
         self.config = config

@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kubetally.delivery.config import LagoConfig, customer_ref
+from kubetally.config.destinations import LagoConfig, customer_ref
 from kubetally.delivery.destinations.base import (
     BatchRejected,
     HttpDestination,

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
-from kubetally.delivery.config import MetronomeConfig
+from kubetally.config.destinations import MetronomeConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     ItemSpec,
@@ -109,7 +109,7 @@ class MetronomeDestination(HttpDestination):
                 "aggregation_key": QUANTITY,
                 "event_type_filter": {"in_values": [code]},
                 "property_filters": [{"name": QUANTITY, "exists": True}],
-                "group_keys": [[key] for key in self.label_keys],
+                "group_keys": [[key] for key in self.label_keys or ()],
             }
             response = self.request(
                 "POST",

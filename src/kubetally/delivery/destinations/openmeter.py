@@ -26,7 +26,7 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
-from kubetally.delivery.config import OpenMeterConfig
+from kubetally.config.destinations import OpenMeterConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     ItemSpec,
@@ -136,7 +136,7 @@ class OpenMeterDestination(HttpDestination):
                 "aggregation": "SUM",
                 "eventType": slug,
                 "valueProperty": "$.quantity",
-                "groupBy": {key: f"$.{key}" for key in self.label_keys if key.replace("_", "").isalnum()},
+                "groupBy": {key: f"$.{key}" for key in self.label_keys or () if key.replace("_", "").isalnum()},
             }
             created = self.request("POST", "/api/v1/meters", json=body, passthrough=(409,))
             if created.status_code not in (200, 201, 409):  # 409: created meanwhile

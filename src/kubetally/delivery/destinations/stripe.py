@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from kubetally.delivery.config import StripeConfig, customer_ref
+from kubetally.config.destinations import StripeConfig, customer_ref
 from kubetally.delivery.destinations.base import (
     BatchRejected,
     FatalError,
@@ -84,9 +84,8 @@ def form_encode(data: Mapping[str, Any]) -> str:
 
 
 def _error(body: Any) -> Mapping[str, Any]:
-    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
-        return body["error"]
-    return {}
+    error = body.get("error") if isinstance(body, Mapping) else None
+    return error if isinstance(error, Mapping) else {}
 
 
 class StripeDestination(HttpDestination):

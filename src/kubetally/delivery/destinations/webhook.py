@@ -20,9 +20,10 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from kubetally.config.destinations import WebhookConfig
 from kubetally.delivery import signing
-from kubetally.delivery.config import WebhookConfig
 from kubetally.delivery.destinations.base import (
     HttpDestination,
     SendResult,
@@ -65,6 +66,7 @@ class WebhookDestination(HttpDestination):
             )
             for e in events
         ]
+        payload: dict[str, Any] | list[dict[str, Any]]
         if self.max_batch == 1 and len(bodies) == 1:
             payload, content_type = bodies[0], "application/cloudevents+json"
         else:

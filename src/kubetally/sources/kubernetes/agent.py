@@ -1,4 +1,4 @@
-"""The long-running Kubernetes metering agent (``kubetally agent``).
+"""The Kubernetes source of the long-running agent (``kubetally agent``).
 
 Start: load the journal, discover tenants, LIST every metered resource (nodes first) and reconcile
 with the journal's open segments — objects that vanished while the agent was down are ended at
@@ -7,9 +7,11 @@ per metered resource keeps the state current (:mod:`watch`), while the main loop
 
 * applies events in order and flushes them to the journal,
 * re-discovers tenants every ``reconcile_interval`` (vBilling ``RECONCILE_INTERVAL``),
-* every ``tick_interval`` (vBilling ``COLLECTION_INTERVAL``) writes the periods that have
-  settled, then runs the other per-tick steps (Prometheus collection, delivery) — each step
-  isolated, so one failing backend never stops metering.
+* :meth:`KubernetesAgent.tick` writes the periods that have settled.
+
+Scheduling (how often to tick and re-discover, the other per-tick steps such as Prometheus
+collection and delivery) belongs to :class:`kubetally.app.agent.AgentRunner`, which owns this
+source for the agent's lifetime.
 
 Time comes from an injectable clock (tests pass the simulator's virtual clock); waiting uses the
 wall clock.
@@ -21,8 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,14 +45,6 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Step:
-    """A per-tick step of the agent (Prometheus collection, delivery …)."""
-
-    name: str
-    run: Callable[[datetime], Any]
-
-
 class KubernetesAgent:
     """List+watch metering of one cluster into one ledger (see module doc)."""
 
@@ -63,14 +56,12 @@ class KubernetesAgent:
         cluster: str,
         api_client: Any,
         clock: Clock | None = None,
-        steps: Sequence[Step] = (),
     ):
         self.config = config
         self.ledger = ledger
         self.cluster = cluster
         self.api = api_client
         self.clock = clock or wall_clock
-        self.steps = list(steps)
         self.session: MeteringSession = new_session(config, ledger, cluster)
         self.settings = self.session.config
         self.queue: queue.Queue[WatchItem] = queue.Queue()
@@ -82,6 +73,10 @@ class KubernetesAgent:
         self._started = False
 
     # -- time ------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started
 
     def now(self) -> datetime:
         return self.clock().astimezone(UTC).replace(microsecond=0)
@@ -220,7 +215,7 @@ class KubernetesAgent:
         return dirty
 
     def tick(self) -> CloseResult:
-        """Write settled periods (after applying what is queued), then run the other steps."""
+        """Write settled periods (after applying what is queued)."""
         self.lease.acquire()  # renew; LeaseHeld if another writer took over (we were stalled)
         self.pump()
         now = self.now()
@@ -238,57 +233,4 @@ class KubernetesAgent:
                 result.written.inserted,
                 result.written.revised,
             )
-        for step in self.steps:
-            try:
-                step.run(now)
-            except Exception as exc:  # a backend failing must not stop metering
-                log.error("step %s failed: %s", step.name, exc)
         return result
-
-    def run(self, *, until: datetime | None = None, once: bool = False) -> None:
-        """The main loop (see module doc). ``once``: start, one tick, stop. ``until``: stop after
-        the first tick at or after that (clock) time."""
-        if not self._started:
-            self.start()
-        try:
-            if once:
-                self.tick()
-                return
-            tick_every = self.settings.tick_interval.total_seconds()
-            reconcile_every = self.settings.reconcile_interval.total_seconds()
-            next_tick = time.monotonic() + tick_every
-            next_reconcile = time.monotonic() + reconcile_every
-            failures = 0
-            while not self.stop_event.is_set():
-                try:
-                    self.pump(timeout=min(0.5, max(next_tick - time.monotonic(), 0)))
-                    if time.monotonic() >= next_reconcile:
-                        self.reconcile()
-                        next_reconcile = time.monotonic() + reconcile_every
-                    if time.monotonic() >= next_tick:
-                        self.tick()
-                        next_tick = time.monotonic() + tick_every
-                        if until is not None and self.now() >= until:
-                            break
-                    failures = 0
-                except LeaseHeld:
-                    raise  # another writer owns the journal now: continuing would double count
-                except Exception as exc:  # the ledger or the API is down: keep state, retry later
-                    failures += 1
-                    pause = min(2**failures, 60)
-                    log.error("agent loop: %s; retrying in %ds (observations are kept and written later)", exc, pause)
-                    self.stop_event.wait(pause)
-                for name, watcher in list(self.watchers.items()):
-                    if not watcher.is_alive() and not self.stop_event.is_set():
-                        log.error("watcher %s died; restarting it", name)
-                        replacement = Watcher(
-                            self.api,
-                            RESOURCES[name],
-                            self.queue,
-                            timeout_seconds=watcher.timeout_seconds,
-                            resource_version=None,
-                        )
-                        self.watchers[name] = replacement
-                        replacement.start()
-        finally:
-            self.stop()

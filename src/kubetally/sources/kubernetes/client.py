@@ -171,7 +171,8 @@ def list_objects(api: k8s.ApiClient, resource: Resource, *, timeout: float = 60.
         if not isinstance(body, Mapping) or not isinstance(body.get("items", []), list):
             raise ListFailed(resource.name, 0, "response is not a list object")
         items.extend(item for item in body.get("items") or [] if isinstance(item, dict))
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+        raw_metadata = body.get("metadata")
+        metadata: Mapping[str, Any] = raw_metadata if isinstance(raw_metadata, Mapping) else {}
         rv = rv or metadata.get("resourceVersion")
         token = metadata.get("continue") or None
         if not token:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
@@ -18,15 +19,15 @@ from kubetally.sources.kubernetes.tables import segments as t
 _CHUNK = 500
 
 
-def _segment(row: object) -> Segment:
+def _segment(row: Any) -> Segment:
     return Segment(
         uid=row.uid,
         role=row.role,
-        billed=Billed.from_json(row.billed),  # type: ignore[attr-defined]
+        billed=Billed.from_json(row.billed),
         start=row.started_at,
         end=row.ended_at,
         id=row.seq,
-    )  # type: ignore[attr-defined]
+    )
 
 
 def open_segments(conn: Connection, cluster: str) -> list[tuple[Segment, datetime]]:
@@ -74,7 +75,9 @@ def insert(conn: Connection, cluster: str, segment: Segment, last_seen: datetime
             end_reason=reason,
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def insert_many(conn: Connection, cluster: str, rows: Sequence[tuple[Segment, datetime, str | None]]) -> list[int]:

@@ -30,10 +30,10 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.periods import format_time, parse_time
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.capacity import capacity_type, is_recognised
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.quantity import GIB, QuantityError, parse_quantity
 from kubetally.sources.kubernetes.sku import (
     GFD_MEMORY,

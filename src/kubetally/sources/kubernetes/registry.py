@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
-from kubetally.sources.kubernetes.config import KubernetesConfig
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.tables import tenants as t
 from kubetally.sources.kubernetes.tenancy import Discovery, Tenant, TenantResolver
 
@@ -41,17 +42,9 @@ class RegistryChange:
     returned: list[str]
 
 
-def _row_tenant(row: object) -> Tenant:
-    sources = tuple(s for s in row.sources.split(",") if s)  # type: ignore[attr-defined]
-    return Tenant(
-        row.tenant,
-        row.kind,
-        row.namespace,
-        row.name,
-        row.project,  # type: ignore[attr-defined]
-        row.display_name,
-        sources,
-    )  # type: ignore[attr-defined]
+def _row_tenant(row: Any) -> Tenant:
+    sources = tuple(s for s in row.sources.split(",") if s)
+    return Tenant(row.tenant, row.kind, row.namespace, row.name, row.project, row.display_name, sources)
 
 
 def load(conn: Connection, cluster: str) -> list[KnownTenant]:

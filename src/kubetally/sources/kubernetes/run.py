@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
-
 from kubetally.config import Config
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.ledger.store import Ledger
-from kubetally.periods import format_time
 from kubetally.sources.kubernetes.client import (
     METERED,
     RESOURCES,
@@ -31,7 +30,6 @@ from kubetally.sources.kubernetes.client import (
     list_with_retry,
     make_api_client,
 )
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.lease import Lease, new_holder
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
 from kubetally.sources.kubernetes.tenancy import Discovery, discover
@@ -43,12 +41,7 @@ Clock = Callable[[], datetime]
 
 def kubernetes_config(config: Config) -> KubernetesConfig:
     """The validated ``kubernetes:`` section (defaults when absent)."""
-    section = config.section("kubernetes")
-    if section is None:
-        return KubernetesConfig()
-    if isinstance(section, KubernetesConfig):
-        return section
-    return KubernetesConfig.model_validate(section)
+    return config.kubernetes
 
 
 def new_session(
@@ -98,6 +91,15 @@ def now_from(api: Any, clock: Clock | None) -> datetime:
     return (server or datetime.now(UTC)).replace(microsecond=0)
 
 
+@dataclass
+class KubernetesCollection(CloseResult):
+    """What one ``collect --kubernetes`` run did: the periods it closed, and for the summary
+    line how many tenants the discovery found and the cluster's "now" it closed up to."""
+
+    tenants: int = 0
+    now: datetime | None = None
+
+
 def collect_kubernetes(
     *,
     config: Config,
@@ -107,19 +109,17 @@ def collect_kubernetes(
     cluster: str,
     start: datetime | None = None,
     end: datetime | None = None,
-    console: Console | None = None,
     api_client: Any = None,
     clock: Clock | None = None,
-) -> CloseResult:
+    warn: Callable[[str], None] | None = None,
+) -> KubernetesCollection:
     """Meter every closed period in ``[start, end)`` (see module doc). Without ``start``, resume
     from the watermark (bounded by ``collection.max_backfill``); without ``end``, up to the last
     closed period. Raises :class:`~kubetally.errors.SourceError` when a metered resource cannot
-    be listed: nothing is written then, and the next run catches up."""
-    console = console or Console(stderr=True)
+    be listed: nothing is written then, and the next run catches up. Warnings (an object that
+    cannot be metered exactly, a skipped period) go to ``warn`` (default: the log)."""
     api = api_client if api_client is not None else make_api_client(kubeconfig, context)
-
-    def warn(message: str) -> None:
-        log.warning("%s", message, extra={"cluster": cluster})
+    warn = warn if warn is not None else log.warning
 
     session = new_session(config, ledger, cluster, warn)
     lease = Lease(ledger, cluster, new_holder(), session.config.writer_lease)
@@ -137,15 +137,4 @@ def collect_kubernetes(
         lease.release()
     for reason in result.skipped:
         warn(reason)
-    tenants = len(discovery.ids())
-    if result.periods:
-        span = f"{format_time(result.periods[0].start)} … {format_time(result.periods[-1].end)}"
-        console.print(
-            f"kubernetes: {len(result.periods)} period(s) {span}, {tenants} tenant(s): "
-            f"{result.written.inserted} new, {result.written.revised} revised, "
-            f"{result.written.unchanged} unchanged record(s)",
-            highlight=False,
-        )
-    else:
-        console.print(f"kubernetes: no closed period to collect (now {format_time(now)})", highlight=False)
-    return result
+    return KubernetesCollection(**vars(result), tenants=len(discovery.ids()), now=now)

@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.ledger.store import Ledger, Watermark, WriteResult
 from kubetally.periods import Period, floor_to, format_time, periods_between
 from kubetally.record import UsageRecord
 from kubetally.sources.kubernetes import journal, registry
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.items import ITEMS, SOURCE, UNIT
 from kubetally.sources.kubernetes.meter import meter_periods
 from kubetally.sources.kubernetes.tenancy import Discovery, TenantResolver

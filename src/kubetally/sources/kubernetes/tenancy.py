@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetally.sources.kubernetes.config import VCLUSTER_MANAGED_BY, KubernetesConfig
+from kubetally.config.kubernetes import VCLUSTER_MANAGED_BY, KubernetesConfig
 
 VCLUSTER = "vcluster"
 NAMESPACE = "namespace"
@@ -100,9 +100,12 @@ class Discovery:
         return {t.id for t in self.tenants}
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
+    return _mapping(obj.get("metadata"))
 
 
 def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -191,8 +194,8 @@ def discover(
         for vci in objects.get("virtualclusterinstances", ()):
             meta = _meta(vci)
             where = f"VirtualClusterInstance {meta.get('namespace')}/{meta.get('name')}"
-            spec = vci.get("spec") if isinstance(vci.get("spec"), Mapping) else {}
-            ref = spec.get("clusterRef") if isinstance(spec.get("clusterRef"), Mapping) else {}
+            spec = _mapping(vci.get("spec"))
+            ref = _mapping(spec.get("clusterRef"))
             cluster = str(ref.get("cluster") or "")
             if tenancy.platform_cluster and cluster and cluster != tenancy.platform_cluster:
                 continue

@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes import journal
-from kubetally.sources.kubernetes.config import KubernetesConfig
 from kubetally.sources.kubernetes.lifetimes import (
     ROLE_NODE,
     ROLE_POD,

@@ -122,7 +122,9 @@ class Watcher(threading.Thread):
                 self.healthy = False
                 self.failures += 1
                 status, reason = (
-                    describe_api_error(exc.__cause__ or exc) if isinstance(exc, ListFailed) else describe_api_error(exc)
+                    describe_api_error(exc.__cause__ if isinstance(exc.__cause__, Exception) else exc)
+                    if isinstance(exc, ListFailed)
+                    else describe_api_error(exc)
                 )
                 message = f"watch {self.resource.name}: {reason}; retrying in {backoff:.1f}s"
                 log.warning("%s", message)
@@ -194,7 +196,8 @@ class Watcher(threading.Thread):
             if code == 410:
                 raise Gone(str(obj.get("message") or "resource version expired"))
             raise ApiException(status=int(code or 0), reason=str(obj.get("message") or obj))
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+        raw_meta = obj.get("metadata")
+        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
         rv = meta.get("resourceVersion")
         if kind == BOOKMARK:
             if rv:

@@ -1,6 +1,6 @@
 """The evaluation grid of a PromQL item, and how its points become one usage quantity.
 
-Grid (DESIGN.md, "Usage semantics for PromQL items")
+Grid (docs/architecture.md, "Usage semantics for PromQL items")
 ----------------------------------------------------
 For a period ``[T, T+P)`` and step ``s`` the usage query is evaluated by one range query from
 ``T+s`` to ``T+P`` at step ``s``: for an hour at 5m that is T+5m, T+10m … T+60m, twelve points.

@@ -1,6 +1,6 @@
 """A namespace's project, from the namespace label kube-state-metrics exports.
 
-``mappers.project: ""`` means "derived from the namespace" (DESIGN.md). On Alauda ACP a
+``mappers.project: ""`` means "derived from the namespace" (docs/architecture.md). On Alauda ACP a
 namespace belongs to a project through its label ``cpaas.io/project``; any platform with a
 similar convention sets ``collection.project_label``. kube-state-metrics publishes namespace
 labels as ``kube_namespace_labels{namespace, label_<sanitised key>}`` (the key must be in its

@@ -31,11 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
 from kubetally.config import CollectionItem, Config
 from kubetally.errors import KubetallyError, SourceError
 from kubetally.ledger.store import Ledger, Watermark
@@ -44,6 +39,10 @@ from kubetally.sources.prometheus.client import PrometheusClient, PrometheusUnre
 from kubetally.sources.prometheus.collector import SOURCE, Collector, TenantOf
 
 log = logging.getLogger("kubetally.prometheus")
+
+#: ``progress(done, total, description)``: called before each item-period of a pass and once
+#: at its end (``done == total``), so a command line can draw a progress bar.
+ProgressHook = Callable[[int, int, str], None]
 
 #: Backoff between failed passes in ``--follow`` mode (seconds), the last one repeating.
 RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
@@ -155,7 +154,8 @@ def _with_resume_point(exc: SourceError, where: str) -> SourceError:
 
 
 class PrometheusRun:
-    """The collection loop; :func:`collect_prometheus` is its command-line face."""
+    """The collection loop; :func:`collect_prometheus` is its plain entry. It returns results
+    and reports through callbacks (``warn``, ``notify``, ``progress``); it never draws."""
 
     def __init__(
         self,
@@ -165,22 +165,27 @@ class PrometheusRun:
         client: PrometheusClient,
         cluster: str,
         items: list[CollectionItem],
-        console: Console,
         tenant_of: TenantOf | None = None,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+        notify: Callable[[str], None] | None = None,
+        progress: ProgressHook | None = None,
+        summary: RunSummary | None = None,
     ):
         self.config = config
         self.ledger = ledger
         self.client = client
         self.cluster = cluster
-        self.console = console
+        self.warn = warn if warn is not None else log.warning
+        self.notify = notify if notify is not None else log.info
+        self.progress = progress
         self.clock = clock or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
         settings = config.settings.collection
         self.max_backfill = settings.max_backfill
         self.collector = Collector(client, cluster=cluster, project_label=settings.project_label, tenant_of=tenant_of)
-        self.summary = RunSummary()
+        self.summary = summary if summary is not None else RunSummary()
         self.states = [
             _ItemState(
                 item=item,
@@ -241,7 +246,7 @@ class PrometheusRun:
     def _warn(self, message: str) -> None:
         # A diagnostic, not data: to the log (stderr, text or JSON), never into the summary table.
         self.summary.warnings.append(message)
-        log.warning("%s", message, extra={"cluster": self.cluster})
+        self.warn(message)
 
     def _collect_one(self, period: Period, state: _ItemState) -> None:
         item = state.item
@@ -282,20 +287,12 @@ class PrometheusRun:
         self.summary.passes += 1
         if not tasks:
             return 0
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,
-        ) as progress:
-            bar = progress.add_task("collecting", total=len(tasks))
-            for period, state in tasks:
-                progress.update(bar, description=f"{state.item.item} {format_time(period.start)}")
-                self._collect_one(period, state)
-                progress.advance(bar)
+        for done, (period, state) in enumerate(tasks):
+            if self.progress is not None:
+                self.progress(done, len(tasks), f"{state.item.item} {format_time(period.start)}")
+            self._collect_one(period, state)
+        if self.progress is not None:
+            self.progress(len(tasks), len(tasks), "")
         return len(tasks)
 
     def follow(self, start: datetime | None, end: datetime | None) -> None:
@@ -310,9 +307,7 @@ class PrometheusRun:
             if failures:
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
             if delay > 0:
-                self.console.print(
-                    f"next collection at {format_time(utc(self.clock()) + timedelta(seconds=delay))}", highlight=False
-                )
+                self.notify(f"next collection at {format_time(utc(self.clock()) + timedelta(seconds=delay))}")
                 self.sleep(delay)
             try:
                 written = self.run_pass(None, end)
@@ -322,38 +317,7 @@ class PrometheusRun:
                 continue
             failures = 0
             if written:
-                self.console.print(
-                    f"{format_time(utc(self.clock()))}: collected {written} item-period(s)", highlight=False
-                )
-
-    def print_summary(self, *, written_only: bool = False) -> None:
-        """The per-item table; ``written_only`` (after a failure): only items that wrote periods,
-        and nothing at all when none did."""
-        if self.summary.periods == 0:
-            if not written_only:
-                self.console.print("no closed period to collect", highlight=False)
-            return
-        # Single-space columns: the table fits 80 columns with item names up to ~24 characters.
-        table = Table(
-            title="Prometheus collection", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0)
-        )
-        table.add_column("item", no_wrap=True, overflow="ellipsis")
-        for column in ("periods", "records", "new", "revised", "same"):
-            table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
-        table.add_column("collected until", no_wrap=True, min_width=20)
-        for progress in self.summary.items.values():
-            if written_only and not progress.periods:
-                continue
-            table.add_row(
-                progress.item,
-                str(progress.periods),
-                str(progress.records),
-                str(progress.inserted),
-                str(progress.revised),
-                str(progress.unchanged),
-                format_time(progress.watermark) if progress.watermark else "-",
-            )
-        self.console.print(table)
+                self.notify(f"{format_time(utc(self.clock()))}: collected {written} item-period(s)")
 
 
 def collect_prometheus(
@@ -366,20 +330,23 @@ def collect_prometheus(
     end: datetime | None = None,
     items: Sequence[str] | None = None,
     follow: bool = False,
-    console: Console | None = None,
     tenant_of: TenantOf | None = None,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
     client: PrometheusClient | None = None,
+    warn: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    progress: ProgressHook | None = None,
+    summary: RunSummary | None = None,
 ) -> RunSummary:
     """Collect every closed period of the configured items from Prometheus into ``ledger``.
 
     ``tenant_of`` maps a namespace to its tenant (Kubernetes tenancy rules); ``clock``,
     ``sleep`` and ``client`` exist so tests can drive the loop without waiting for real hours.
     Raises :class:`SourceError` (one-shot, or the first ``--follow`` pass) when Prometheus is
-    unreachable or rejects a query; every period written before that stays written.
+    unreachable or rejects a query; every period written before that stays written, and
+    ``summary`` (when the caller passes one, filled in as the run goes) says which.
     """
-    console = console or Console()
     selected = select_items(config, items)
     settings = config.settings.prometheus
     own_client = client is None
@@ -393,10 +360,13 @@ def collect_prometheus(
         client=client,
         cluster=cluster,
         items=selected,
-        console=console,
         tenant_of=tenant_of,
         clock=clock,
         sleep=sleep,
+        warn=warn,
+        notify=notify,
+        progress=progress,
+        summary=summary,
     )
     try:
         if follow:
@@ -404,16 +374,10 @@ def collect_prometheus(
                 runner.follow(start, end)
             except KeyboardInterrupt:
                 runner.summary.interrupted = True
-                console.print("stopped", highlight=False)
+                runner.notify("stopped")
         else:
             runner.run_pass(start, end)
-    except SourceError:
-        # Only what was written before the failure (if anything): "no closed period to collect"
-        # would contradict the error that follows.
-        runner.print_summary(written_only=True)
-        raise
     finally:
         if own_client:
             client.close()
-    runner.print_summary()
     return runner.summary

@@ -31,7 +31,8 @@ def decode_form(body: bytes | str) -> dict[str, Any]:
             raise FormError(f"malformed form key {key!r}")
         path: list[str] = [match.group(1), *_SEGMENT.findall(match.group(2))]
         _assign(root, path, value, key)
-    return _listify(root)
+    form: dict[str, Any] = _listify(root)
+    return form
 
 
 def _assign(node: dict[str, Any], path: list[str], value: str, key: str) -> None:

@@ -149,7 +149,8 @@ class LagoBackend(FakeBackend):
         handler = self._handlers.get(call.operation_id)
         if handler is None:
             return self.not_implemented(call)
-        return handler(self, call)
+        response: Response = handler(self, call)
+        return response
 
     # -- events ---------------------------------------------------------------------------------
     def _event_problem(self, call: Call, event: Mapping[str, Any]) -> dict[str, list[str]] | None:

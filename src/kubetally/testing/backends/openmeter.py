@@ -107,7 +107,8 @@ class OpenMeterBackend(FakeBackend):
         handler = self._handlers.get(call.operation_id)
         if handler is None:
             return self.not_implemented(call)
-        return handler(self, call)
+        response: Response = handler(self, call)
+        return response
 
     # -- events ---------------------------------------------------------------------------------
     def _ingest(self, call: Call) -> Response:

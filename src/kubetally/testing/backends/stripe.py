@@ -262,7 +262,8 @@ class StripeBackend(FakeBackend):
             return self.not_implemented(call)
         if call.method == "POST" and call.path.startswith("/v1/"):
             return self._idempotency.run(call, lambda c: handler(self, c), self._idempotency_conflict)
-        return handler(self, call)
+        response: Response = handler(self, call)
+        return response
 
     def _idempotency_conflict(self, call: Call) -> Response:
         return self.error(
@@ -275,7 +276,7 @@ class StripeBackend(FakeBackend):
     def _meter_by_event_name(self, event_name: str) -> dict[str, Any] | None:
         meters = [m for m in self.objects.get("meters", {}).values() if m["event_name"] == event_name]
         active = [m for m in meters if m["status"] == "active"]
-        return (active or meters or [None])[0]
+        return (active or meters)[0] if meters else None
 
     def _create_meter(self, call: Call) -> Response:
         body = call.payload
@@ -317,7 +318,7 @@ class StripeBackend(FakeBackend):
         return json_response(meter)
 
     def _list_meters(self, call: Call) -> Response:
-        status = (call.query.get("status") or [None])[0]
+        status = call.query["status"][0] if call.query.get("status") else None
         meters = [m for m in self.objects.get("meters", {}).values() if status in (None, m["status"])]
         return json_response({"object": "list", "data": meters, "has_more": False, "url": "/v1/billing/meters"})
 
@@ -413,7 +414,7 @@ class StripeBackend(FakeBackend):
             "metadata": body.get("metadata") or {},
             "livemode": False,
         }
-        self.store_object("customers", customer["id"], customer)
+        self.store_object("customers", str(customer["id"]), customer)
         return json_response(customer)
 
     # -- meter events ---------------------------------------------------------------------------

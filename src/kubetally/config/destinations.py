@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from kubetally.config.costmodel import Strict
+from kubetally.config.names import DESTINATION_TYPES
 from kubetally.config.types import Duration
 from kubetally.periods import parse_time
 
@@ -214,7 +215,7 @@ DestinationConfig = Annotated[
     Field(discriminator="type"),
 ]
 
-DESTINATION_TYPES = ("lago", "stripe", "metronome", "openmeter", "webhook", "file")
+# DESTINATION_TYPES and KEY_VARIABLES live in kubetally.config.names (cheap to import for --help).
 
 
 class DestinationsConfig(Strict):
@@ -282,16 +283,6 @@ def destinations_from_env(environ: Mapping[str, str] | None = None) -> Destinati
         api_key_env="LAGO_API_KEY",
     )
     return DestinationsConfig(destinations=[lago])
-
-
-#: Where each one-off ``--to`` destination reads its key (see ``kubetally deliver --help``).
-KEY_VARIABLES = {
-    "lago": "LAGO_API_KEY",
-    "stripe": "STRIPE_API_KEY",
-    "metronome": "METRONOME_API_TOKEN",
-    "openmeter": "OPENMETER_API_KEY",
-    "webhook": "KUBETALLY_WEBHOOK_SECRET",
-}
 
 
 def one_off_config(
