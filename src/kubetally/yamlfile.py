@@ -12,13 +12,12 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import Node
 
 
 class Loader(yaml.SafeLoader):
     """SafeLoader whose timestamps that cannot exist are a YAML error with a position."""
 
-    def construct_yaml_timestamp(self, node: Node) -> Any:
+    def construct_yaml_timestamp(self, node: Any) -> Any:
         try:
             return super().construct_yaml_timestamp(node)
         except (ValueError, OverflowError) as exc:

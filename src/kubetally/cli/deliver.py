@@ -129,12 +129,7 @@ def register(app: typer.Typer) -> None:
                 _print_dead_letters(use.dead_letters(ledger, names), as_json)
                 return
             if status:
-                from datetime import UTC, datetime
-
-                from kubetally.delivery.outbox import Outbox
-
-                now = datetime.now(UTC)
-                rows = [Outbox(ledger, n).status(now) for n in names]
+                rows = use.status_rows(ledger, names)
                 if fmt == "json":
                     sys.stdout.write(json.dumps({"destinations": rows}, sort_keys=True) + "\n")
                     return

@@ -23,8 +23,10 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Create the ledger if it is missing and upgrade its schema to this kubetally's."""
+        from kubetally.app.migrate import check as check_ledger
+        from kubetally.app.migrate import migrate as upgrade
         from kubetally.config import discover_config_files
-        from kubetally.ledger.store import Ledger, LedgerError
+        from kubetally.errors import KubetallyError
 
         config_files = discover_config_files(config_files)
         if db is None and config_files:
@@ -33,15 +35,10 @@ def register(app: typer.Typer) -> None:
             db = load_config(config_files).settings.db
         if check:
             try:
-                Ledger.open(db, migrate=False).close()
-            except LedgerError as exc:
+                check_ledger(db)
+            except KubetallyError as exc:
                 console.print(str(exc), highlight=False, soft_wrap=True, markup=False)
                 raise typer.Exit(1) from None
             console.print("ledger schema is up to date")
             return
-        with Ledger.open(db, migrate=True) as ledger:
-            from kubetally.ledger.migrate import schema_state
-
-            with ledger.engine.connect() as conn:
-                state = schema_state(conn)
-        console.print(f"ledger schema at {', '.join(sorted(state.current))}", highlight=False)
+        console.print(f"ledger schema at {', '.join(upgrade(db))}", highlight=False)

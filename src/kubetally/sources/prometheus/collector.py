@@ -120,7 +120,7 @@ class Collector:
             labels = {}
             if label_index is not None:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
-            usage = self._usage(item, key, values, period)
+            quantity = self._usage(item, key, values, period)
             try:
                 record = UsageRecord.measure(
                     cluster=key.cluster,
@@ -133,7 +133,7 @@ class Collector:
                     tenant=self._tenant(key),
                     period_kind=item.period,
                     period=period,
-                    usage=usage,
+                    usage=quantity,
                     unit=item.unit,
                     dimensions=dict(key.dimensions),
                     labels=labels,
