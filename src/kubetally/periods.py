@@ -57,13 +57,20 @@ _PERIOD_LENGTHS = {
 
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse Prometheus-style durations (``5m``, ``1h30m``, ``90s``, ``7d``)."""
-    if isinstance(text, int | float):
-        return timedelta(seconds=text)
-    match = _DURATION.match(str(text).strip())
-    if not match or not any(match.groups()):
-        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 1h, 7d)")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        if isinstance(text, int | float):
+            return timedelta(seconds=text)
+        match = _DURATION.match(str(text).strip())
+        if not match or not any(match.groups()):
+            raise ValueError
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration too long: {text!r} (at most {timedelta.max.days} days)") from None
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 1h, 7d)") from None
 
 
 def format_duration(delta: timedelta) -> str:
@@ -83,15 +90,24 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+#: Times kubetally accepts: Unix time onwards, and far enough before ``datetime.max`` that a
+#: month, a billing time zone or a backfill added to any accepted time never overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def parse_time(text: str) -> datetime:
     """Parse RFC 3339 / ISO 8601 (``2026-11-01``, ``2026-11-01T10:00:00Z``) into UTC."""
     value = text.strip()
     if value.endswith("Z") or value.endswith("z"):
         value = value[:-1] + "+00:00"
     try:
-        return utc(datetime.fromisoformat(value))
-    except ValueError:
+        parsed = utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):
         raise ValueError(f"not a time: {text!r} (expected RFC 3339, e.g. 2026-11-01T10:00:00Z)") from None
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError(f"out of range: {text!r} (kubetally handles times from {EARLIEST.year} to {LATEST.year - 1})")
+    return parsed
 
 
 def format_time(value: datetime) -> str:

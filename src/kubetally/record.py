@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,12 +25,27 @@ HOURS_PLACES = Decimal("0.000000001")
 
 
 def to_decimal(value: Any) -> Decimal:
-    """Convert a number to Decimal without binary-float noise (floats go through ``repr``)."""
+    """Convert a number to Decimal without binary-float noise (floats go through ``repr``).
+    Anything else (``true``, ``[]``, ``abc``) is a ``ValueError`` a message can name."""
     if isinstance(value, Decimal):
         return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"not a number: {value!r}")
     if isinstance(value, float):
         return Decimal(repr(value))
-    return Decimal(str(value))
+    try:
+        return Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+
+
+def exact_number(value: Any) -> Decimal:
+    """A finite number the ledger and the price book can hold exactly (else ``ValueError``)."""
+    number = to_decimal(value)
+    problem = exact_problem(number)
+    if problem:
+        raise ValueError(problem)
+    return number
 
 
 def seconds_to_hours(seconds: int | Decimal) -> Decimal:
@@ -38,15 +53,42 @@ def seconds_to_hours(seconds: int | Decimal) -> Decimal:
     return (Decimal(seconds) / Decimal(3600)).quantize(HOURS_PLACES)
 
 
+#: The ledger stores a quantity exactly when it has at most this many digits before and after
+#: the decimal point (a SQLite cell holds 64 characters; PostgreSQL NUMERIC would hold more, but
+#: both backends must agree). 10^24 GPU-seconds is far beyond any real bill.
+MAX_INTEGER_DIGITS = 24
+MAX_FRACTION_DIGITS = 30
+
+
+def exact_problem(value: Decimal) -> str | None:
+    """Why ``value`` cannot be a ledger quantity (``None``: it can), for messages that name it."""
+    if not value.is_finite():
+        return f"{value} is not a finite number"
+    if value == 0:
+        return None
+    _sign, digits, exponent = value.normalize(Context(prec=len(value.as_tuple().digits) + 1)).as_tuple()
+    assert isinstance(exponent, int)
+    integer_digits = len(digits) + exponent
+    if integer_digits > MAX_INTEGER_DIGITS:
+        return (
+            f"{value} is too large to be stored exactly (at most {MAX_INTEGER_DIGITS} digits before the decimal point)"
+        )
+    if -exponent > MAX_FRACTION_DIGITS:
+        return f"{value} has more than {MAX_FRACTION_DIGITS} decimal places and would not be stored exactly"
+    return None
+
+
 def normalize(value: Decimal) -> Decimal:
-    """Canonical form for storage and comparison: no exponent noise, no trailing zeros."""
+    """Canonical form for storage and comparison: no exponent noise, no trailing zeros.
+    Exact at any size (the default 28-digit context would round silently)."""
     if value == 0:
         return Decimal(0)
-    normalized = value.normalize()
+    context = Context(prec=max(len(value.as_tuple().digits), 1) + 1)
+    normalized = value.normalize(context)
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
     exponent = normalized.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
-        return normalized.quantize(Decimal(1))
+        return normalized.quantize(Decimal(1), context=Context(prec=len(normalized.as_tuple().digits) + exponent + 1))
     return normalized
 
 
@@ -151,6 +193,23 @@ def _bounds(period: Period) -> tuple[datetime, datetime, datetime]:
     return out
 
 
+#: Longest text each record field may hold: the ledger's column widths (ledger/schema.py), which
+#: cover every name Kubernetes allows (object names ≤ 253, namespaces ≤ 63). Checked on every
+#: record so SQLite (which ignores widths) and PostgreSQL (which enforces them) agree, and a
+#: 20,000-character Prometheus label is refused by name instead of failing in the database.
+FIELD_LIMITS = {
+    "kind": 128,
+    "category": 128,
+    "item": 128,
+    "name": 512,
+    "namespace": 253,
+    "cluster": 253,
+    "project": 253,
+    "tenant": 253,
+    "unit": 64,
+}
+
+
 class UsageRecord(BaseModel):
     """One measured quantity for one thing, one tenant and one closed period."""
 
@@ -179,16 +238,29 @@ class UsageRecord(BaseModel):
     def _parse_times(cls, value: Any) -> datetime:
         return parse_time(value) if isinstance(value, str) else utc(value)
 
+    @field_validator("kind", "category", "item", "name", "namespace", "cluster", "project", "tenant", "unit")
+    @classmethod
+    def _storable_text(cls, value: str, info: Any) -> str:
+        limit = FIELD_LIMITS[info.field_name]
+        if len(value) > limit:
+            raise ValueError(
+                f"{len(value)} characters long; the ledger holds at most {limit} (Kubernetes names are at most 253)"
+            )
+        if "\x00" in value:
+            raise ValueError("contains a NUL character, which no database stores")
+        return value
+
     @field_validator("usage", mode="before")
     @classmethod
     def _exact_usage(cls, value: Any) -> Decimal:
         try:
-            usage = to_decimal(value)
+            exact = to_decimal(value)
         except ArithmeticError:  # decimal.InvalidOperation: pydantic reports ValueErrors only
             raise ValueError(f"not a decimal number: {value!r}") from None
-        if not usage.is_finite():
-            raise ValueError(f"not a finite number: {value!r}")
-        return normalize(usage)
+        problem = exact_problem(exact)
+        if problem:
+            raise ValueError(f"usage {problem}")
+        return normalize(exact)
 
     @field_validator("period", mode="before")
     @classmethod

@@ -57,7 +57,7 @@ def test_file_dead_letters_and_requeue(tmp_path: Path, lago: Any) -> None:
     lago.reject_events(lambda e: e["transaction_id"] == f"{bad.id}-0")
     env = {"LAGO_API_KEY": lago.api_key}
     first = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url], env=env)
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output  # a dead letter in the run fails the run (issue 16)
     assert "1 × lago: HTTP 422" in first.output
     listed = runner.invoke(app, ["deliver", "--db", db, "--dead-letters", "--json"])
     [letter] = [json.loads(line) for line in listed.output.splitlines()]
@@ -97,6 +97,29 @@ def test_config_file_with_two_destinations(tmp_path: Path, lago: Any) -> None:
     assert "audit: cursor 4, delivered 4, already there 0, dead 0, pending 0" in status.output
     only = runner.invoke(app, ["deliver", "-c", str(config), "-d", "nope"])
     assert only.exit_code == 1
+
+
+def test_a_backend_refusing_every_event_fails_the_run_and_status_json_says_so(tmp_path: Path, lago: Any) -> None:
+    recs = fleet(3, 3)  # 3 tenants x 3 hours x 2 items = 18 records, one Lago event each
+    db = _db(tmp_path, recs)
+    events = len(recs)
+    assert events == 18
+    lago.reject_events(lambda e: True)
+    env = {"LAGO_API_KEY": lago.api_key, "COLUMNS": "200"}
+    pending = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--status", "--format", "json"], env=env)
+    assert pending.exit_code == 0, pending.output
+    [row] = json.loads(pending.output)["destinations"]
+    assert (row["destination"], row["pending"], row["dead_letters"], row["delivered"]) == ("lago", events, 0, 0)
+    assert row["lag_seconds"] is not None and row["lag_seconds"] >= 0 and row["oldest_pending"].endswith("Z")
+    run = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url], env=env)
+    assert run.exit_code == 1, run.output
+    assert f"dead letters: {events}" in run.output and " ok" not in run.output
+    after = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--status", "--format", "json"], env=env)
+    [row] = json.loads(after.output)["destinations"]
+    assert (row["pending"], row["dead_letters"], row["delivered"], row["lag_seconds"]) == (0, events, 0, None)
+    # A second run with nothing new dead-letters nothing: it is green again (the dead letters stay listed).
+    again = runner.invoke(app, ["deliver", "--db", db, "--to", "lago", "--url", lago.base_url], env=env)
+    assert again.exit_code == 0, again.output
 
 
 def test_failures_exit_non_zero_with_a_reason(tmp_path: Path, lago: Any) -> None:

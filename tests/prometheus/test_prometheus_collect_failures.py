@@ -66,16 +66,20 @@ def test_a_failure_midway_prints_what_was_written_and_the_error(
     )
     assert done.returncode == 1
     # VgpuCoreUsed H10 was written before VgpuMemoryUsed H10 failed; VgpuMemoryUsed wrote nothing.
+    # Data on stdout; the warning (a diagnostic) on stderr, before the error (issue 16).
     assert done.stdout == (
-        "warning: item 'VgpuCoreUsed': labels.query: several label sets for "
-        f"('GPU-2eec4202-80dc-870f-3ca5-25879d96eca7', 'yulin-2') in {H10}; kept the one present longest\n"
         "Prometheus collection                                             \n"
         "item         periods records new revised same collected until     \n"
         "──────────────────────────────────────────────────────────────────\n"
         "VgpuCoreUsed       1       4   4       0    0 2026-03-02T11:00:00Z\n"
     )
+    warning, error = done.stderr.splitlines()
+    assert warning == (
+        "warning: item 'VgpuCoreUsed': labels.query: several label sets for "
+        f"('GPU-2eec4202-80dc-870f-3ca5-25879d96eca7', 'yulin-2') in {H10}; kept the one present longest"
+    )
     shown = prometheus.url.replace("http://", "http://admin:***@", 1)
-    assert done.stderr.startswith(
+    assert error.startswith(
         f"error: Prometheus {shown}: item 'VgpuMemoryUsed' usage.query for {H10}: HTTP 400 bad_data: "
     )
     # (the parse error's wording is the Prometheus version's own)

@@ -175,6 +175,7 @@ def test_export_focus_failure_on_the_command_line(tmp_path: Path) -> None:
 def test_command_line_error_is_one_line(tmp_path: Path) -> None:
     """The real entry point: a bad option value exits 1 with a one-line reason."""
     db = tmp_path / "ledger.db"
+    Ledger.open(str(db)).close()  # readers refuse a missing ledger; this test is about --by
     proc = subprocess.run(
         [
             sys.executable,

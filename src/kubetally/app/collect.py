@@ -60,6 +60,10 @@ def collect_settings(
     if start and end and start >= end:
         raise ConfigError(["--from must be before --to"])
     url = resolver.prometheus_url(prometheus)
+    if url:
+        from kubetally.sources.prometheus.client import check_url
+
+        check_url(url)  # before the ledger is created: a typo must leave nothing behind
     if not kubernetes and not url:
         raise ConfigError(["nothing to collect from: pass --prometheus URL and/or --kubernetes"])
     if url and not resolver.config.items:

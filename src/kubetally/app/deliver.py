@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from kubetally.app.settings import SettingsResolver
 from kubetally.config import Config
@@ -64,7 +65,7 @@ def deliver_settings(
 
 @contextmanager
 def open_ledger(settings: DeliverSettings) -> Iterator[Ledger]:
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings.db, migrate=False) as ledger:
         yield ledger
 
 
@@ -146,3 +147,13 @@ class Delivery:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def status_rows(ledger: Ledger, names: list[str]) -> list[dict[str, Any]]:
+    """Per destination: cursor, counts, dead letters, pending rows and lag (for --status)."""
+    from datetime import UTC, datetime
+
+    from kubetally.delivery.outbox import Outbox
+
+    now = datetime.now(UTC)
+    return [Outbox(ledger, name).status(now) for name in names]

@@ -23,7 +23,7 @@ def records(
 ) -> Iterator[UsageRecord]:
     """Records whose period starts in ``[start, end)``, oldest first; ``history`` includes every
     superseded revision. The ledger stays open while the iterator is consumed."""
-    with Ledger.open(SettingsResolver().db(db)) as ledger:
+    with Ledger.open(SettingsResolver().db(db), migrate=False) as ledger:
         yield from ledger.records(
             start=start,
             end=end,

@@ -36,8 +36,10 @@ class PricingInputs:
 
 def pricing_inputs(config_files: Sequence[str | Path] | None, prices: str | None, db: str | None) -> PricingInputs:
     """Config, price book and ledger for the pricing commands (report, export focus)."""
+    from kubetally.config.loader import discover_config_files
     from kubetally.rating.resolve import resolve_pricebook
 
+    config_files = discover_config_files(list(config_files) if config_files else None)
     resolver = SettingsResolver.load(config_files) if config_files else SettingsResolver()
     config = resolver.config if config_files else None
     pricebook, is_example = resolve_pricebook(prices, config)
@@ -85,7 +87,7 @@ def report(
     from kubetally.ledger.store import Ledger
     from kubetally.reports import build_report
 
-    with Ledger.open(inputs.db) as ledger:
+    with Ledger.open(inputs.db, migrate=False) as ledger:
         return build_report(
             ledger,
             inputs.pricebook,
@@ -115,7 +117,7 @@ def export_focus(
     from kubetally.ledger.store import Ledger
     from kubetally.reports.focus import export_focus as export
 
-    with Ledger.open(inputs.db) as ledger:
+    with Ledger.open(inputs.db, migrate=False) as ledger:
         return export(
             ledger,
             inputs.pricebook,

@@ -106,7 +106,9 @@ class SettingsResolver:
     @classmethod
     def load(cls, files: Iterable[str | Path] | None, environ: Mapping[str, str] | None = None) -> SettingsResolver:
         """Load and cross-check the configuration files (:class:`ConfigError` with every problem)."""
-        paths = list(files or [])
+        from kubetally.config.loader import discover_config_files
+
+        paths: list[str | Path] = list(discover_config_files(list(files) if files else None))
         return cls(load_config(paths), environ, paths)
 
     @property

@@ -20,6 +20,13 @@ log = logging.getLogger("kubetally.agent")
 def _setup_logging(level: str) -> None:
     from rich.logging import RichHandler
 
+    from kubetally import logs
+
+    if logs.state["format"] == "json" or not console_err.is_terminal:
+        # Log pipelines and files get JSON lines or plain unwrapped lines, never a padded table.
+        logs.setup(level, logs.state["format"])
+        return
+
     logging.basicConfig(
         level=level.upper(),
         format="%(message)s",

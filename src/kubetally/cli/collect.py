@@ -6,6 +6,7 @@ Each source's collection lives in its own package (``kubetally.sources.prometheu
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -20,6 +21,11 @@ from kubetally.cli.common import (
     parse_time_option,
 )
 from kubetally.errors import ConfigError
+
+
+def _log_warning(message: str) -> None:
+    # A diagnostic: to the log (stderr, text or JSON lines), never between the data on stdout.
+    logging.getLogger("kubetally.collect").warning("%s", message)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         resolver = SettingsResolver.load(config_files)
         for warning in resolver.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            logging.getLogger("kubetally.config").warning("%s", warning)
         since = parse_time_option(start, "--from")
         until = parse_time_option(end, "--to")
         try:
@@ -78,9 +84,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         with (
             render.progress_bar(console) as progress,
-            open_collection(
-                settings, warn=render.warner(console), notify=render.notifier(console), progress=progress
-            ) as run,
+            open_collection(settings, warn=_log_warning, notify=render.notifier(console), progress=progress) as run,
         ):
             if settings.kubernetes:
                 render.kubernetes_collection(console, run.collect_kubernetes())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -64,7 +66,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--to",
-                help=f"One-off destination without a config file: {'|'.join(DESTINATION_TYPES)}. Keys from "
+                help=f"One-off destination without a config file, one of: {', '.join(DESTINATION_TYPES)}. Keys from "
                 + ", ".join(f"{v} ({k})" for k, v in KEY_VARIABLES.items())
                 + ".",
             ),
@@ -94,8 +96,16 @@ def register(app: typer.Typer) -> None:
             typer.Option("--requeue", help="Re-queue dead letters ('all' or an event id, repeatable), then deliver."),
         ] = None,
         status: Annotated[bool, typer.Option("--status", help="Show each outbox's cursor and pending rows.")] = False,
+        fmt: Annotated[
+            str, typer.Option("--format", help="With --status: text|json (lag, pending, dead letters per destination).")
+        ] = "text",
     ) -> None:
-        """Deliver ledger records to billing backends: exactly once in effect, dead letters kept."""
+        """Deliver ledger records to billing backends: exactly once in effect, dead letters kept.
+
+        Exits 1 when a destination failed (e.g. 401/403) or anything was dead-lettered in this run.
+        """
+        if fmt not in ("text", "json"):
+            fail(f"--format must be text or json, not {fmt!r}")
         from kubetally.app import deliver as use
         from kubetally.app.settings import SettingsResolver
         from kubetally.cli import render
@@ -119,10 +129,19 @@ def register(app: typer.Typer) -> None:
                 _print_dead_letters(use.dead_letters(ledger, names), as_json)
                 return
             if status:
-                for state in use.outbox_status(ledger, names):
+                rows = use.status_rows(ledger, names)
+                if fmt == "json":
+                    sys.stdout.write(json.dumps({"destinations": rows}, sort_keys=True) + "\n")
+                    return
+                for row in rows:
+                    lag = "-" if row["lag_seconds"] is None else f"{row['lag_seconds']}s"
                     console.print(
-                        f"{state.destination}: cursor {state.cursor}, delivered {state.delivered}, "
-                        f"already there {state.duplicates}, dead {state.dead}, pending {state.pending}"
+                        f"{row['destination']}: cursor {row['cursor']}, delivered {row['delivered']}, "
+                        f"already there {row['duplicates']}, dead {row['dead_letters']}, pending {row['pending']}, "
+                        f"lag {lag}",
+                        highlight=False,
+                        soft_wrap=True,
+                        markup=False,
                     )
                 return
             if requeue:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console_err, fail
+from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console_err, fail
 from kubetally.cli.report import PricesOption, pricing_inputs, resolve_range
 from kubetally.periods import format_time
 
@@ -60,6 +60,7 @@ def focus(
     from kubetally.app.report import export_focus
     from kubetally.rating.money import format_money
 
+    check_output(output)
     inputs = pricing_inputs(config_files, prices, db)
     since, until = resolve_range(start, end)
     result = export_focus(

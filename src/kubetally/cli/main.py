@@ -4,10 +4,25 @@ this file only wires them together and turns errors into one-line reasons and ex
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
-from kubetally.cli import agent, collect, deliver, demo, export, reconcile, records, report, server, sim, validate
+from kubetally import logs
+from kubetally.cli import (
+    agent,
+    collect,
+    deliver,
+    demo,
+    export,
+    migrate,
+    reconcile,
+    records,
+    report,
+    server,
+    sim,
+    validate,
+)
 from kubetally.cli.common import console_err, fail
 from kubetally.errors import KubetallyError
 
@@ -20,7 +35,40 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (demo, validate, collect, agent, records, report, deliver, reconcile, server):
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("kubetally")
+        except PackageNotFoundError:
+            number = "unknown"
+        sys.stdout.write(f"kubetally {number}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help=f"Diagnostics on stderr from this level: {', '.join(logs.LEVELS)}.")
+    ] = "warning",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Diagnostics as text lines or JSON lines: text, json.")
+    ] = "text",
+) -> None:
+    """Usage-based metering for multi-tenant Kubernetes GPU clouds."""
+    try:
+        logs.setup(log_level, log_format)
+    except ValueError as exc:
+        fail(str(exc))
+    logs.state.update(level=log_level.lower(), format=log_format)
+
+
+for module in (demo, validate, collect, agent, records, report, deliver, reconcile, migrate, server):
     module.register(app)
 app.add_typer(export.app, name="export")
 app.add_typer(sim.app, name="sim")

@@ -119,7 +119,7 @@ def delivery_summary(console: Console, summary: DeliverySummary, *, title: str =
     for column in ("destination", "delivered", "existed", "dead", "skipped", "pending", "status"):
         table.add_column(column, justify="left" if column in ("destination", "status") else "right", overflow="fold")
     for d in summary.destinations:
-        status = d.error or ("stopped" if d.stopped else "ok")
+        status = d.status
         if d.offboarded:
             status += f"; offboarded {', '.join(d.offboarded)}"
         label = d.name if d.name == d.kind else f"{d.name} ({d.kind})"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, console, console_err, fail
+from kubetally.cli.common import ConfigOption, DbOption, FromOption, ToOption, check_output, console, console_err, fail
 from kubetally.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         from kubetally.app.report import report as build
         from kubetally.reports.render import render_csv, render_json, render_table
 
+        check_output(output)
         if view not in ("usage", "capacity", "efficiency"):
             fail(f"--view must be usage, capacity or efficiency, not {view!r}")
         inputs = pricing_inputs(config_files, prices, db)

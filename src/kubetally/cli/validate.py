@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from kubetally.cli.common import console, console_err
 from kubetally.errors import ConfigError
@@ -14,7 +15,10 @@ from kubetally.errors import ConfigError
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
-        files: Annotated[list[Path], typer.Argument(help="kubetally.yaml and/or Alauda ConfigMap files.")],
+        files: Annotated[
+            list[Path],
+            typer.Argument(help="kubetally.yaml, Alauda ConfigMaps, price books and/or simulator scenarios."),
+        ],
         prometheus: Annotated[
             str | None,
             typer.Option("--prometheus", help="Also have this Prometheus parse every PromQL query."),
@@ -27,12 +31,14 @@ def register(app: typer.Typer) -> None:
             result = check(files, prometheus=prometheus)
         except ConfigError as exc:
             for problem in exc.problems:
-                console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+                console_err.print(f"[red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)
             console_err.print(f"{len(exc.problems)} problem(s) found")
             raise typer.Exit(1) from None
         config, problems = result.config, result.problems
+        for path, kind in result.kinds:
+            console.print(f"[green]✓[/] {escape(path)}: {kind}", highlight=False, soft_wrap=True)
         for problem in problems:
-            console_err.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+            console_err.print(f"[red]✗[/] {escape(problem)}", highlight=False, soft_wrap=True)
         for warning in config.warnings:
             console.print(f"[yellow]![/] {warning}", highlight=False)
         if problems:

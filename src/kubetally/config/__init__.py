@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubetally.config.costmodel import Aggregation, CollectionItem, DisplayItem, DisplayMethod
-    from kubetally.config.loader import Config, KubetallyConfig, Settings, load_config
+    from kubetally.config.loader import Config, KubetallyConfig, Settings, discover_config_files, load_config
 
 _EXPORTS = {
     "Aggregation": "kubetally.config.costmodel",
@@ -20,6 +20,7 @@ _EXPORTS = {
     "KubetallyConfig": "kubetally.config.loader",
     "Settings": "kubetally.config.loader",
     "load_config": "kubetally.config.loader",
+    "discover_config_files": "kubetally.config.loader",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DisplayMethod",
     "KubetallyConfig",
     "Settings",
+    "discover_config_files",
     "load_config",
 ]
 

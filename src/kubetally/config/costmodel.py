@@ -88,6 +88,9 @@ class CollectionItem(Strict):
     #: and ``coverage_steps``, exact ``points/steps``): for gauges where missing samples are
     #: missing, not zero (a GPU's utilisation before CUDA starts), so a reader can tell.
     coverage: bool = False
+    #: Negative usage is refused unless the item meters real credits (a gauge below zero is
+    #: otherwise a broken exporter, and would silently lower a bill).
+    allow_negative: bool = False
 
     @field_validator("period", mode="before")
     @classmethod
@@ -155,7 +158,9 @@ class DisplayMethod(Strict):
     @field_validator("divisor", mode="before")
     @classmethod
     def _exact_divisor(cls, value: Any) -> Decimal:
-        divisor = Decimal(str(value))
+        from kubetally.record import exact_number
+
+        divisor = exact_number(value)
         if divisor <= 0:
             raise ValueError("must be positive")
         return divisor

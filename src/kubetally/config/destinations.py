@@ -34,6 +34,18 @@ DEFAULT_PLAN_CODE = "vcluster-standard"
 DEFAULT_CURRENCY = "USD"
 
 
+class CustomerRef(Strict):
+    """A customer the billing backend already has, for one tenant."""
+
+    #: The backend's customer: Stripe ``cus_…``, Lago external customer id, Metronome ingest
+    #: alias, OpenMeter subject.
+    customer: str
+    #: Lago: the tenant's existing subscription (external id); nothing is created or terminated.
+    subscription: str | None = None
+    #: Lago: the plan to subscribe the existing customer to (default: the destination's plan).
+    plan: str | None = None
+
+
 class DestinationBase(Strict):
     """Settings every destination has."""
 
@@ -45,6 +57,10 @@ class DestinationBase(Strict):
     timeout: Duration = timedelta(seconds=30)
     #: Customer / subscription / subject ids are ``<customer_prefix><tenant>``.
     customer_prefix: str = "kt-"
+    #: Tenant → the backend's existing customer (a string) or ``{customer, subscription, plan}``.
+    #: Usage of a listed tenant goes to that customer and no customer is created for it; other
+    #: tenants use ``<customer_prefix><tenant>``.
+    customers: dict[str, str | CustomerRef] = Field(default_factory=dict)
     #: Metric codes are ``<metric_prefix><item in snake_case>``.
     metric_prefix: str = ""
     #: Record labels the backend prices or groups by (Lago filters, Stripe meters per value,
@@ -111,6 +127,16 @@ class SecretSettings(HttpSettings):
 
     api_key_env: str | None = None
     api_key_file: str | None = None
+
+
+def customer_ref(config: DestinationBase, tenant: str) -> CustomerRef | None:
+    """The existing customer ``tenant`` is mapped to (``None``: the ``kt-<tenant>`` convention)."""
+    ref = config.customers.get(tenant)
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        return CustomerRef(customer=ref)
+    return ref if isinstance(ref, CustomerRef) else CustomerRef.model_validate(ref)
 
 
 class LagoConfig(DestinationBase, SecretSettings):

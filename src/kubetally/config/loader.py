@@ -13,6 +13,7 @@ without reading our code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from kubetally import yamlfile
 from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
 from kubetally.config.destinations import DestinationsConfig
 from kubetally.config.kubernetes import KubernetesConfig
@@ -39,10 +41,24 @@ SECTIONS = ("kubernetes", "pricing", "destinations")
 
 
 class PrometheusSettings(Strict):
+    """How to reach Prometheus, Thanos, Mimir, Cortex or VictoriaMetrics. Secrets only from files
+    or the environment, never inline."""
+
     url: str | None = None
     timeout: Duration = timedelta(seconds=60)
     #: File holding a bearer token (e.g. a projected service-account token); never inline.
     bearer_token_file: str | None = None
+    #: Basic auth user; the password from ``password_file``, else the variable ``password_env``.
+    username: str | None = None
+    password_file: str | None = None
+    password_env: str = "PROMETHEUS_PASSWORD"
+    #: PEM bundle of the CA(s) that signed the server's certificate (a private CA).
+    ca_file: str | None = None
+    #: Client certificate and key (PEM) for servers that require mutual TLS.
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: Extra request headers, e.g. ``X-Scope-OrgID: tenant-1`` for Mimir/Cortex/Thanos tenants.
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class CollectionSettings(Strict):
@@ -215,9 +231,9 @@ def _configmap_payload(source: str, doc: dict[str, Any], problems: list[str]) ->
     if not isinstance(text, str):
         return text
     try:
-        return yaml.safe_load(text)
+        return yamlfile.load(text)
     except yaml.YAMLError as exc:
-        problems.append(f"{source}: data.config is not valid YAML: {exc}")
+        problems.append(f"{source}: data.config is not valid YAML: {yamlfile.describe(exc)}")
         return None
 
 
@@ -387,12 +403,34 @@ def load_config(paths: Iterable[str | Path], *, extra_documents: Iterable[tuple[
             builder.problems.append(f"{source}: cannot read: {exc.strerror or exc}")
             continue
         try:
-            documents = list(yaml.safe_load_all(text))
+            documents = yamlfile.load_all(text)
         except yaml.YAMLError as exc:
-            builder.problems.append(f"{source}: not valid YAML: {exc}")
+            builder.problems.append(f"{source}: not valid YAML: {yamlfile.describe(exc)}")
             continue
         for doc in documents:
             builder.add_document(source, doc)
     for source, doc in extra_documents:
         builder.add_document(source, doc)
     return builder.finish()
+
+
+#: The file every command reads when neither ``-c`` nor ``$KUBETALLY_CONFIG`` names one.
+DEFAULT_CONFIG = "kubetally.yaml"
+CONFIG_VARIABLE = "KUBETALLY_CONFIG"
+
+
+def discover_config_files(given: Sequence[str | Path] | None, cwd: Path | None = None) -> list[str]:
+    """Which configuration files a command reads: ``-c`` (repeatable), else ``$KUBETALLY_CONFIG``
+    (one path, or several separated by ``os.pathsep``), else ``./kubetally.yaml`` when it exists,
+    else none. A file named by the variable must exist: a typo there must not fall back silently."""
+    if given:
+        return [str(p) for p in given]
+    variable = os.environ.get(CONFIG_VARIABLE, "").strip()
+    if variable:
+        paths = [p for p in variable.split(os.pathsep) if p.strip()]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise ConfigError([f"${CONFIG_VARIABLE}: {', '.join(missing)}: no such file"])
+        return paths
+    default = (cwd or Path.cwd()) / DEFAULT_CONFIG
+    return [DEFAULT_CONFIG] if default.is_file() else []

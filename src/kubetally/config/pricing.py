@@ -37,10 +37,11 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from kubetally import yamlfile
 from kubetally.config.costmodel import Strict
 from kubetally.errors import ConfigError
 from kubetally.periods import parse_time
-from kubetally.record import to_decimal
+from kubetally.record import exact_problem, to_decimal
 
 #: Reserved name of the fallback (non-group) price.
 DEFAULT_GROUP = "default"
@@ -56,6 +57,9 @@ def _amount(value: Any) -> Decimal:
         raise ValueError(f"not a number: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
+    problem = exact_problem(amount)
+    if problem:
+        raise ValueError(problem)
     return amount
 
 
@@ -345,9 +349,9 @@ def load_pricebook_file(path: str | Path) -> PriceBookConfig:
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlfile.load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {yamlfile.describe(exc)}"]) from None
     where = source
     if isinstance(doc, dict) and "pricing" in doc and "currency" not in doc:
         doc, where = doc["pricing"], f"{source}: pricing"

@@ -100,6 +100,21 @@ class DestinationSummary:
     stopped: bool = False
     seconds: float = 0.0
 
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.dead_lettered
+
+    @property
+    def status(self) -> str:
+        """One word (and the reason) for tables and logs."""
+        if self.error:
+            return self.error
+        if self.stopped:
+            return "stopped"
+        if self.dead_lettered:
+            return f"dead letters: {self.dead_lettered}"
+        return "ok"
+
     def merge(self, other: DestinationSummary) -> None:
         """Accumulate another drain into this one (follow mode totals)."""
         self.delivered += other.delivered
@@ -123,7 +138,10 @@ class DeliverySummary:
 
     @property
     def ok(self) -> bool:
-        return all(d.error is None for d in self.destinations)
+        """Everything this run handled reached its backend: no destination failed or was
+        stopped by the backend (401/403, gave up) and nothing was dead-lettered. A cron job
+        exits non-zero otherwise, so a backend that refuses every event never looks green."""
+        return all(d.ok for d in self.destinations)
 
     @property
     def delivered(self) -> int:

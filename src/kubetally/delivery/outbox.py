@@ -512,6 +512,38 @@ class Outbox:
 
         return pending, done
 
+    def oldest_pending(self) -> datetime | None:
+        """When the oldest row this destination has not handled yet was written to the ledger;
+        ``now - oldest_pending()`` is the delivery lag an alert should watch (``None``: caught up)."""
+        r, d = schema.records, tables.dead_letters
+        c, g = tables.outbox_cursors, tables.outbox_gaps
+        with self.ledger.engine.connect() as conn:
+            cursor = conn.execute(select(c.c.cursor).where(c.c.destination == self.destination)).scalar()
+            conds = [r.c.seq > (cursor or 0)]
+            gaps = conn.execute(select(g.c.lo, g.c.hi).where(g.c.destination == self.destination)).all()
+            conds += [r.c.seq.between(gap.lo, gap.hi) for gap in gaps]
+            requeued = select(d.c.seq).where(and_(d.c.destination == self.destination, d.c.state == "requeued"))
+            conds.append(r.c.seq.in_(requeued))
+            return conn.execute(select(func.min(r.c.recorded_at)).where(or_(*conds))).scalar()
+
+    def status(self, now: datetime) -> dict[str, Any]:
+        """What a script or an alert needs about this destination, as plain JSON-able values."""
+        state = self.state()
+        dead = len(self.dead_letters("dead"))
+        oldest = self.oldest_pending()
+        return {
+            "destination": self.destination,
+            "cursor": state.cursor if state else 0,
+            "delivered": state.delivered if state else 0,
+            "duplicates": state.duplicates if state else 0,
+            "skipped": state.skipped if state else 0,
+            "dead_letters": dead,
+            "pending": self.pending(),
+            "lag_seconds": None if oldest is None else max(0, int((now - oldest).total_seconds())),
+            "oldest_pending": None if oldest is None else oldest.isoformat().replace("+00:00", "Z"),
+            "last_update": state.updated_at.isoformat().replace("+00:00", "Z") if state else None,
+        }
+
     # -- dead letters ------------------------------------------------------------------------
 
     def dead_letters(self, state: str | None = None) -> list[DeadLetterRow]:

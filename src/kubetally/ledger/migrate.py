@@ -1,7 +1,11 @@
-"""Schema migrations (Alembic), applied whenever a ledger is opened."""
+"""Schema migrations (Alembic). Only the commands that own a ledger (``collect``, ``agent``, the
+server and ``kubetally migrate``) apply them; every other command only checks that the schema is
+the one it understands, so a newer CLI used for a report never upgrades production behind
+anyone's back."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -21,11 +25,54 @@ def alembic_config(conn: Connection | None = None) -> Config:
     return config
 
 
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a ledger's schema stands against the migrations this kubetally ships."""
+
+    current: frozenset[str]
+    heads: frozenset[str]
+    #: revisions in the database that this kubetally does not know (written by a newer one)
+    unknown: frozenset[str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.current
+
+    @property
+    def newer(self) -> bool:
+        return bool(self.unknown)
+
+    @property
+    def older(self) -> bool:
+        return not self.empty and not self.newer and self.current != self.heads
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.heads
+
+
+def schema_state(conn: Connection) -> SchemaState:
+    """Read the ledger's Alembic revisions without changing anything."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = frozenset(script.get_heads())
+    known = {rev.revision for rev in script.walk_revisions()}
+    current = frozenset(MigrationContext.configure(conn).get_current_heads())
+    return SchemaState(current=current, heads=heads, unknown=frozenset(current - known))
+
+
 def upgrade(conn: Connection) -> None:
     """Bring the schema to every head. Parts of kubetally branch from the core revision
     independently, so there may be several heads; all of them are applied."""
-    config = alembic_config(conn)
-    heads = set(ScriptDirectory.from_config(config).get_heads())
-    current = set(MigrationContext.configure(conn).get_current_heads())
-    if current != heads:
-        command.upgrade(config, "heads")
+    state = schema_state(conn)
+    if state.newer:
+        raise SchemaTooNew(state)
+    if not state.up_to_date:
+        command.upgrade(alembic_config(conn), "heads")
+
+
+class SchemaTooNew(Exception):
+    """The ledger was migrated by a newer kubetally; downgrading is never done implicitly."""
+
+    def __init__(self, state: SchemaState) -> None:
+        self.state = state
+        super().__init__(f"schema revision {', '.join(sorted(state.unknown))} is newer than this kubetally understands")

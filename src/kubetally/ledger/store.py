@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, create_engine, event, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
-from kubetally.ledger.migrate import upgrade
+from kubetally.ledger.migrate import SchemaTooNew, schema_state, upgrade
 from kubetally.ledger.rows import record_from_row
 from kubetally.record import UsageRecord, json_string, normalize
 from kubetally.redact import redact_url as redact  # database URLs fit for messages
@@ -171,28 +171,72 @@ class Ledger:
 
     @classmethod
     def open(cls, db: str | None = None, *, migrate: bool = True) -> Ledger:
+        """Open the ledger at ``db`` (``--db``, else ``$KUBETALLY_DB``, else ./kubetally.db).
+
+        ``migrate=True`` is for the commands that own a ledger (collect, agent, server,
+        ``kubetally migrate``): a missing ledger is created and an older schema upgraded.
+        ``migrate=False`` is for everything else: a missing ledger, an empty database or a schema
+        older or newer than this kubetally is refused with the command that fixes it, and nothing
+        is created or changed — a typo'd ``--db`` must not print an empty, plausible bill.
+        """
+        spelled = db or os.environ.get("KUBETALLY_DB") or DEFAULT_DB
         url = database_url(db)
+        shown = redact(spelled)
+        fix = f"`kubetally migrate --db {shown}`"
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             if url != "sqlite://":
                 path = Path(url.removeprefix("sqlite:///"))
                 if path.parent and not path.parent.exists():
                     raise LedgerError(f"ledger {path}: directory {path.parent} does not exist")
+                if not migrate and not path.exists():
+                    raise LedgerError(
+                        f"ledger {path} does not exist (a typo?); create it with {fix} or `kubetally collect`"
+                    )
+                if path.exists() and path.is_dir():
+                    raise LedgerError(f"ledger {path}: is a directory, not a SQLite file")
             kwargs["connect_args"] = {"isolation_level": None, "check_same_thread": False}
-        engine = create_engine(url, **kwargs)
+        try:
+            engine = create_engine(url, **kwargs)
+        except (ArgumentError, ImportError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LedgerError(
+                f"--db {shown}: not a usable ledger URL ({reason}); use a SQLite path or postgresql://USER@HOST:PORT/DB"
+            ) from None
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
         ledger = cls(engine)
-        if migrate:
-            try:
-                with ledger.transaction() as conn:
+        try:
+            with ledger.transaction() as conn:
+                if migrate:
                     upgrade(conn)
-            except Exception as exc:  # reported with the (redacted) URL, then re-raised
+                else:
+                    state = schema_state(conn)
+        except SchemaTooNew as exc:
+            engine.dispose()
+            raise LedgerError(f"ledger {shown}: {exc}; use that kubetally (or newer) with this ledger") from None
+        except Exception as exc:  # reported with the (redacted) URL, then re-raised
+            engine.dispose()
+            # The driver's own message, first line only: one-line reasons on the command line.
+            text = str(getattr(exc, "orig", None) or exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+            raise LedgerError(f"ledger {redact(url)}: cannot open: {reason}") from exc
+        if not migrate:
+            problem = None
+            if state.empty:
+                problem = "is not a kubetally ledger (no schema)"
+            elif state.newer:
                 engine.dispose()
-                # The driver's own message, first line only: one-line reasons on the command line.
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                raise LedgerError(f"ledger {redact(url)}: cannot open: {reason}") from exc
+                raise LedgerError(
+                    f"ledger {shown}: schema revision {', '.join(sorted(state.unknown))} is newer than this "
+                    "kubetally understands; use the kubetally that migrated it (or newer)"
+                )
+            elif state.older:
+                problem = "has an older schema than this kubetally"
+            if problem:
+                engine.dispose()
+                raise LedgerError(f"ledger {shown} {problem}; run {fix} first")
         return ledger
 
     def close(self) -> None:

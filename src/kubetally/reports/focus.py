@@ -76,6 +76,7 @@ from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rate import Charge, Rater, UsageLine
 from kubetally.record import UsageRecord, dumps_exact, normalize
 from kubetally.reports.buckets import is_midnight, month_start, next_month
+from kubetally.reports.csvsafe import neutralise
 from kubetally.sources.kubernetes.provider import CAPACITY, CORDONED, DOWN, OVERCOMMIT
 
 FOCUS_VERSION = "1.3"
@@ -591,7 +592,7 @@ def _csv_value(value: Any) -> str:
         return format_time(value)
     if isinstance(value, Decimal):
         return format(value, "f")
-    return str(value)
+    return neutralise(str(value))
 
 
 class CsvWriter:
@@ -666,6 +667,10 @@ def export_focus(
             shutil.copyfileobj(spool, output)
         return result
     target = Path(output)
+    if not target.parent.is_dir():
+        raise FocusError(f"--output {target}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise FocusError(f"--output {target}: is a folder; give a file name")
     # A unique hidden name in the target's folder (so the rename is atomic and concurrent
     # exports to one folder never share it), created exclusively with the usual permissions.
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")

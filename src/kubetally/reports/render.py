@@ -29,6 +29,7 @@ from kubetally.rating.money import format_money, format_money_fixed
 from kubetally.record import normalize
 from kubetally.reports.buckets import bucket_label
 from kubetally.reports.build import Report, ReportRow
+from kubetally.reports.csvsafe import neutralise
 
 _NINE = Decimal("0.000000001")
 
@@ -266,7 +267,10 @@ def _row_fields(report: Report, row: ReportRow) -> dict[str, Any]:
 def render_csv(report: Report) -> str:
     """One CSV line per report row; costs with six decimals (exact micro-units), empty when unpriced."""
     out = io.StringIO()
-    rows = [_row_fields(report, row) for row in report.rows]
+    rows = [
+        {k: neutralise(v) if isinstance(v, str) else v for k, v in _row_fields(report, row).items()}
+        for row in report.rows
+    ]
     writer = csv.DictWriter(out, fieldnames=csv_header(report), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -142,13 +143,24 @@ class PrometheusServer:
     port: int
     root: Path
     process: subprocess.Popen[bytes]
+    #: "https" when started with a web config holding ``tls_server_config``
+    scheme: str = "http"
+    #: httpx keyword arguments the readiness probe needs (verify=, auth=, cert=)
+    probe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, openmetrics: str | Path | None = None, *, ready_timeout: float = 60.0) -> PrometheusServer:
+    def start(
+        cls,
+        openmetrics: str | Path | None = None,
+        *,
+        ready_timeout: float = 60.0,
+        web_config: str | None = None,
+        probe: dict[str, Any] | None = None,
+    ) -> PrometheusServer:
         """Build the TSDB (if data is given), start the server and wait until it is ready.
 
         Raises :class:`MissingPart` before doing anything when the binaries are absent, so
@@ -164,6 +176,12 @@ class PrometheusServer:
                 data.mkdir()
             config = root / "prometheus.yml"
             config.write_text("global:\n  evaluation_interval: 1h\nscrape_configs: []\n", encoding="utf-8")
+            extra = []
+            if web_config is not None:
+                # Prometheus' own TLS and basic auth (``--web.config.file``), as operators run it.
+                web = root / "web.yml"
+                web.write_text(web_config, encoding="utf-8")
+                extra.append(f"--web.config.file={web}")
             port = free_port()
             log = (root / "prometheus.log").open("wb")
             process = subprocess.Popen(
@@ -174,6 +192,7 @@ class PrometheusServer:
                     f"--storage.tsdb.retention.time={TEST_RETENTION}",
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--log.level=warn",
+                    *extra,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -182,7 +201,8 @@ class PrometheusServer:
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
-        server = cls(port=port, root=root, process=process)
+        scheme = "https" if web_config is not None and "tls_server_config" in web_config else "http"
+        server = cls(port=port, root=root, process=process, scheme=scheme, probe=dict(probe or {}))
         try:
             server.wait_ready(ready_timeout)
         except BaseException:
@@ -196,7 +216,7 @@ class PrometheusServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"prometheus exited with {self.process.returncode}: {self.log()[-2000:]}")
             with suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0, **self.probe).status_code == 200:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"prometheus not ready after {timeout}s: {self.log()[-2000:]}")

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from kubetally.config.destinations import DestinationBase
+from kubetally.config.destinations import DestinationBase, customer_ref
 from kubetally.delivery.events import Event
 from kubetally.delivery.retry import retry_after_from
 from kubetally.errors import ConfigError, KubetallyError
@@ -258,7 +258,15 @@ class HttpDestination:
         self.client.close()
 
     def customer_id(self, tenant: str) -> str:
-        return f"{self.config.customer_prefix}{tenant}"
+        ref = customer_ref(self.config, tenant)
+        return ref.customer if ref is not None else f"{self.config.customer_prefix}{tenant}"
+
+    def subscription_id(self, tenant: str) -> str:
+        """Where a tenant's usage is attached in backends with subscriptions (Lago)."""
+        ref = customer_ref(self.config, tenant)
+        if ref is not None and ref.subscription:
+            return ref.subscription
+        return self.customer_id(tenant)
 
     def code(self, item: str) -> str:
         return metric_code(item, self.config.metric_prefix)

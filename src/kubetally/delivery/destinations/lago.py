@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kubetally.config.destinations import LagoConfig
+from kubetally.config.destinations import LagoConfig, customer_ref
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -143,7 +143,7 @@ class LagoDestination(HttpDestination):
         }
         return {
             "transaction_id": event.id,
-            "external_subscription_id": self.customer_id(event.tenant),
+            "external_subscription_id": self.subscription_id(event.tenant),
             "code": code,
             "timestamp": int(event.timestamp.timestamp()),
             "properties": properties,
@@ -388,16 +388,22 @@ class LagoDestination(HttpDestination):
     def _ensure_tenant(self, tenant: str) -> str | None:
         """Customer + subscription; returns a reason when Lago refuses them for good."""
         cid = self.customer_id(tenant)
-        customer = {"customer": {"external_id": cid, "name": tenant, "currency": self.lago.currency}}
-        response = self.request("POST", "/customers", json=customer)
-        if response.status_code != 200:
-            if response.status_code == 422:
-                return f"lago refused customer {cid}: {body_text(response)}"
-            raise self.unexpected(f"create customer {cid}", response)
+        ref = customer_ref(self.config, tenant)
+        if ref is not None and ref.subscription:
+            self._tenants.add(tenant)  # customer and subscription exist in Lago: nothing to create
+            return None
+        if ref is None:
+            # POST /customers updates an existing customer: only kubetally's own are written.
+            customer = {"customer": {"external_id": cid, "name": tenant, "currency": self.lago.currency}}
+            response = self.request("POST", "/customers", json=customer)
+            if response.status_code != 200:
+                if response.status_code == 422:
+                    return f"lago refused customer {cid}: {body_text(response)}"
+                raise self.unexpected(f"create customer {cid}", response)
         subscription = {
             "subscription": {
                 "external_customer_id": cid,
-                "plan_code": self.lago.plan_code,
+                "plan_code": (ref.plan if ref is not None and ref.plan else self.lago.plan_code),
                 "external_id": cid,
                 "name": tenant,
             }
@@ -452,6 +458,10 @@ class LagoDestination(HttpDestination):
         return usage
 
     def offboard(self, tenant: str) -> None:
+        ref = customer_ref(self.config, tenant)
+        if ref is not None and ref.subscription:
+            self._tenants.discard(tenant)  # not kubetally's subscription: never terminated by it
+            return
         cid = self.customer_id(tenant)
         path = f"/subscriptions/{quote(cid, safe='')}"
         response = self.request("DELETE", path, passthrough=(404,))

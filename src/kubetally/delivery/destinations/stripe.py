@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from kubetally.config.destinations import StripeConfig
+from kubetally.config.destinations import StripeConfig, customer_ref
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -207,6 +207,9 @@ class StripeDestination(HttpDestination):
 
     def _customer(self, tenant: str) -> str:
         assert self.store is not None
+        ref = customer_ref(self.config, tenant)
+        if ref is not None:
+            return ref.customer  # an existing Stripe customer: never create a second one
         known = self.store.get_object("customer", tenant)
         if known:
             return known

@@ -33,6 +33,29 @@ def new_holder() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"[:253]
 
 
+def holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` was a process on this host that no longer exists.
+
+    A ``collect`` killed in its first seconds (SIGKILL, OOM) cannot release its lease; without
+    this the re-run would be refused until the lease expired and the ledger would stay behind an
+    uninterrupted run's. A holder on another host is only ever given up by expiry.
+    """
+    host, _, rest = holder.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @dataclass
 class Lease:
     ledger: Ledger
@@ -53,7 +76,7 @@ class Lease:
                         )
                     )
                     return
-                if row.holder != self.holder and row.expires_at > now:
+                if row.holder != self.holder and row.expires_at > now and not holder_is_dead(row.holder):
                     raise LeaseHeld(
                         f"kubernetes: cluster {self.cluster} is being metered by {row.holder} (lease until "
                         f"{format_time(row.expires_at)}); two writers would bill objects twice — stop it, or "

@@ -24,7 +24,7 @@ def check_queries(config: Config, url: str, *, client: PrometheusClient | None =
     settings = config.settings.prometheus
     own = client is None
     if client is None:
-        client = PrometheusClient(url, timeout=settings.timeout, bearer_token_file=settings.bearer_token_file)
+        client = PrometheusClient.from_settings(url, settings)
     problems: list[str] = []
     try:
         checks: list[tuple[str, str, str]] = []

@@ -13,6 +13,9 @@ rotate; the token itself never appears in a message.
 
 from __future__ import annotations
 
+import os
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -21,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from kubetally.errors import SourceError
+from kubetally.errors import KubetallyError, SourceError
 from kubetally.periods import utc
 from kubetally.redact import redact_text, redact_url
 
@@ -78,6 +81,24 @@ def _parse_value(raw: Any) -> Decimal:
     return Decimal(str(raw))
 
 
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def check_url(url: str) -> None:
+    """Refuse a Prometheus URL that cannot work, before anything is opened or written."""
+    shown = redact_url(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise KubetallyError(f"Prometheus URL {shown}: not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise KubetallyError(
+            f"Prometheus URL {shown}: expected http(s)://HOST[:PORT][/PATH], e.g. http://prometheus:9090"
+        )
+
+
 class PrometheusClient:
     """Queries one Prometheus (or a compatible server such as VictoriaMetrics or Thanos)."""
 
@@ -88,14 +109,73 @@ class PrometheusClient:
         timeout: timedelta | float = 60.0,
         bearer_token_file: str | Path | None = None,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+        auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         self.url = url.rstrip("/")
         #: The URL as messages show it: a userinfo password is never printed.
         self.shown_url = redact_url(self.url)
+        check_url(self.url)
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.timeout = seconds
         self.bearer_token_file = Path(bearer_token_file) if bearer_token_file else None
-        self._http = httpx.Client(timeout=seconds, transport=transport, follow_redirects=True)
+        self.extra_headers = dict(headers or {})
+        self._http = httpx.Client(timeout=seconds, transport=transport, follow_redirects=True, verify=verify, auth=auth)
+
+    @classmethod
+    def from_settings(
+        cls, url: str, settings: Any, *, transport: httpx.BaseTransport | None = None
+    ) -> PrometheusClient:
+        """A client for the ``prometheus:`` section: bearer token, basic auth (password from a
+        file or the environment), a private CA bundle, a client certificate and extra headers
+        (``X-Scope-OrgID`` for Mimir, Cortex and Thanos tenants). A setting that cannot work is
+        one line naming it, before any query."""
+        verify: ssl.SSLContext | bool = True
+        ca_file = getattr(settings, "ca_file", None)
+        cert_file = getattr(settings, "cert_file", None)
+        key_file = getattr(settings, "key_file", None)
+        if key_file and not cert_file:
+            raise KubetallyError("prometheus.key_file needs prometheus.cert_file")
+        if ca_file or cert_file:
+            try:
+                context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise KubetallyError(f"prometheus.ca_file {ca_file}: {_reason(exc)}") from None
+            if cert_file:
+                try:
+                    context.load_cert_chain(cert_file, key_file)
+                except (OSError, ssl.SSLError) as exc:
+                    raise KubetallyError(
+                        f"prometheus.cert_file {cert_file} / key_file {key_file}: {_reason(exc)}"
+                    ) from None
+            verify = context
+        auth = None
+        username = getattr(settings, "username", None)
+        if username:
+            password_file = getattr(settings, "password_file", None)
+            variable = getattr(settings, "password_env", None) or "PROMETHEUS_PASSWORD"
+            if password_file:
+                try:
+                    password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+                except OSError as exc:
+                    raise KubetallyError(f"prometheus.password_file {password_file}: {_reason(exc)}") from None
+            elif os.environ.get(variable) is not None:
+                password = os.environ[variable]
+            else:
+                raise KubetallyError(
+                    f"prometheus.username is set but there is no password: set prometheus.password_file or ${variable}"
+                )
+            auth = (username, password)
+        return cls(
+            url,
+            timeout=settings.timeout,
+            bearer_token_file=getattr(settings, "bearer_token_file", None),
+            transport=transport,
+            verify=verify,
+            auth=auth,
+            headers=getattr(settings, "headers", None) or {},
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -170,14 +250,14 @@ class PrometheusClient:
 
     def _headers(self, what: str) -> dict[str, str]:
         if self.bearer_token_file is None:
-            return {}
+            return dict(self.extra_headers)
         try:
             token = self.bearer_token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise self._unreachable(
                 what, f"cannot read bearer_token_file {self.bearer_token_file}: {exc.strerror or exc}", None
             ) from None
-        return {"Authorization": f"Bearer {token}"}
+        return {**self.extra_headers, "Authorization": f"Bearer {token}"}
 
     def _post(self, path: str, form: dict[str, str], *, query: str, what: str) -> dict[str, Any]:
         headers = self._headers(what)

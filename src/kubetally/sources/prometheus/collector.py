@@ -22,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from pydantic import ValidationError
 
 from kubetally.config.costmodel import CollectionItem
 from kubetally.errors import SourceError
 from kubetally.periods import Period, format_time
-from kubetally.record import UsageRecord, normalize
+from kubetally.record import UsageRecord, exact_problem, normalize
 from kubetally.sources.prometheus.client import PrometheusClient, Series
 from kubetally.sources.prometheus.evaluate import aggregate, grid, on_grid, range_window
 from kubetally.sources.prometheus.join import LabelIndex, dimension_labels, join_fields
@@ -64,6 +66,11 @@ def coverage_labels(present: int, steps: int) -> dict[str, str]:
     exact ``coverage_steps`` it comes from."""
     share = (Decimal(present) / Decimal(steps)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
     return {"coverage": format(normalize(share), "f"), "coverage_steps": f"{present}/{steps}"}
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A name from a series, fit for a one-line message: quoted, escaped, and cut when long."""
+    return repr(value[:limit]) + (f"… ({len(value)} characters)" if len(value) > limit else "")
 
 
 def _series_text(labels: dict[str, str]) -> str:
@@ -126,8 +133,9 @@ class Collector:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
             if item.coverage:
                 labels = {**labels, **coverage_labels(len(instants[key]), len(grid(period, step)))}
-            collected.records.append(
-                UsageRecord.measure(
+            quantity = self._usage(item, key, values, period)
+            try:
+                record = UsageRecord.measure(
                     cluster=key.cluster,
                     kind=item.kind,
                     category=item.category,
@@ -138,13 +146,38 @@ class Collector:
                     tenant=self._tenant(key),
                     period_kind=item.period,
                     period=period,
-                    usage=aggregate(values, item.aggregation, step),
+                    usage=quantity,
                     unit=item.unit,
                     dimensions=dict(key.dimensions),
                     labels=labels,
                 )
-            )
+            except ValidationError as exc:
+                problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                raise SourceError(
+                    f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}: "
+                    f"{problem}; nothing was written for this period"
+                ) from None
+            collected.records.append(record)
         return collected
+
+    def _usage(self, item: CollectionItem, key: _RecordKey, values: list[Decimal], period: Period) -> Decimal:
+        """The period's quantity, refused by name when the ledger cannot hold it exactly or when a
+        gauge went negative (usage is never negative unless the item says credits are real)."""
+        where = f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}"
+        try:
+            usage = aggregate(values, item.aggregation, item.usage.step)
+        except (InvalidOperation, OverflowError):
+            usage = None
+        problem = "beyond any exact quantity" if usage is None else exact_problem(usage)
+        if problem:
+            raise SourceError(f"{where}: usage {problem}; nothing was written for this period — fix usage.query")
+        assert usage is not None
+        if usage < 0 and not item.allow_negative:
+            raise SourceError(
+                f"{where}: usage is negative ({usage}); nothing was written for this period — fix usage.query, "
+                "or set allow_negative: true on the item if negative usage is a real credit"
+            )
+        return usage
 
     def _label_index(self, item: CollectionItem, period: Period, warnings: list[str]) -> LabelIndex | None:
         """The item's label series over the same grid, indexed for the join (None: no label query)."""

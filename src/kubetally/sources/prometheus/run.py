@@ -244,6 +244,7 @@ class PrometheusRun:
     # -- doing ---------------------------------------------------------------------------------
 
     def _warn(self, message: str) -> None:
+        # A diagnostic, not data: to the log (stderr, text or JSON), never into the summary table.
         self.summary.warnings.append(message)
         self.warn(message)
 
@@ -350,7 +351,7 @@ def collect_prometheus(
     settings = config.settings.prometheus
     own_client = client is None
     if client is None:
-        client = PrometheusClient(url, timeout=settings.timeout, bearer_token_file=settings.bearer_token_file)
+        client = PrometheusClient.from_settings(url, settings)
     start = utc(start) if start else None
     end = utc(end) if end else None
     runner = PrometheusRun(

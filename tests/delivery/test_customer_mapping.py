@@ -1,0 +1,100 @@
+"""Usage attached to the customers a provider already has: per destination, tenant → existing
+customer (and Lago subscription/plan); unmapped tenants keep the ``kt-<tenant>`` convention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from kubetally.config.destinations import LagoConfig, StripeConfig
+from kubetally.delivery.engine import deliver_once
+from kubetally.ledger.store import Ledger
+from kubetally.periods import floor_to
+
+from .helpers import FAST, record
+
+RECENT = floor_to(datetime.now(UTC) - timedelta(days=3), timedelta(days=1))
+
+
+def test_stripe_tenant_mapped_to_an_existing_customer_gets_usage_and_none_is_created(
+    sqlite_ledger: Ledger, stripe: Any
+) -> None:
+    made = httpx.post(
+        f"{stripe.base_url}/v1/customers",
+        data={"name": "Acme Corp (billing since 2019)"},
+        headers={"Authorization": f"Bearer {stripe.api_key}"},
+    )
+    assert made.status_code == 200, made.text
+    existing = made.json()["id"]
+    sqlite_ledger.write(
+        [
+            record("acme", "gpu_hours", 0, "1.5", start=RECENT, sku="H100"),
+            record("acme", "gpu_hours", 1, "2", start=RECENT, sku="H100"),
+            record("beta", "gpu_hours", 0, "1", start=RECENT, sku="H100"),
+        ]
+    )
+    config = StripeConfig(
+        type="stripe",
+        url=stripe.base_url,
+        stream_url=stripe.stream_base_url,
+        retry_initial=timedelta(milliseconds=20),
+        scale="3600",
+        customers={"acme": existing},
+    )
+    for _ in range(2):  # a second run must not create anything either
+        summary = deliver_once(sqlite_ledger, [config], environ={"STRIPE_API_KEY": stripe.api_key}, policy=FAST)
+        assert summary.ok, summary.destinations[0].error
+    customers = stripe.objects["customers"]
+    # acme: the existing customer only; beta (unmapped): one customer created by kubetally
+    assert sorted(c["name"] for c in customers.values()) == ["Acme Corp (billing since 2019)", "beta"]
+    by_customer: dict[str, Decimal] = {}
+    for event in stripe.events.values():
+        payload = event["payload"]
+        by_customer[payload["stripe_customer_id"]] = by_customer.get(payload["stripe_customer_id"], 0) + Decimal(
+            payload["value"]
+        )
+    beta_id = next(c["id"] for c in customers.values() if c["name"] == "beta")
+    # scale 3600: 1.5 h + 2 h = 12600 s for acme, 1 h = 3600 s for beta
+    assert by_customer == {existing: Decimal(12600), beta_id: Decimal(3600)}
+
+
+def test_lago_existing_customer_and_subscription_are_used_not_created(sqlite_ledger: Ledger, lago: Any) -> None:
+    sqlite_ledger.write([record("acme", "gpu_hours", 0, "1.5"), record("beta", "gpu_hours", 0, "1")])
+    config = LagoConfig(
+        type="lago",
+        url=lago.base_url,
+        retry_initial=timedelta(milliseconds=20),
+        customers={"acme": {"customer": "crm-0042", "plan": "vcluster-standard"}},
+    )
+    headers = {"Authorization": f"Bearer {lago.api_key}"}
+    made = httpx.post(
+        f"{lago.base_url}/customers",
+        json={"customer": {"external_id": "crm-0042", "name": "Acme Corp", "currency": "USD"}},
+        headers=headers,
+    )
+    assert made.status_code == 200, made.text
+    summary = deliver_once(sqlite_ledger, [config], environ={"LAGO_API_KEY": lago.api_key}, policy=FAST)
+    assert summary.ok, summary.destinations[0].error
+    customers = lago.objects["customers"]
+    assert sorted(customers) == ["crm-0042", "kt-beta"]
+    assert customers["crm-0042"]["name"] == "Acme Corp"  # never overwritten by kubetally
+    assert sorted(lago.objects["subscriptions"]) == ["crm-0042", "kt-beta"]
+    got = {e["external_subscription_id"]: e["properties"]["quantity"] for e in lago.events.values()}
+    assert got == {"crm-0042": "1.5", "kt-beta": "1"}
+    # Mapped to an existing subscription: nothing is created and offboarding never terminates it.
+    sqlite_ledger.write([record("gamma", "gpu_hours", 1, "2")])
+    mapped = LagoConfig(
+        type="lago",
+        url=lago.base_url,
+        retry_initial=timedelta(milliseconds=20),
+        customers={
+            "acme": {"customer": "crm-0042", "plan": "vcluster-standard"},
+            "gamma": {"customer": "crm-7", "subscription": "crm-0042"},
+        },
+    )
+    assert deliver_once(sqlite_ledger, [mapped], environ={"LAGO_API_KEY": lago.api_key}, policy=FAST).ok
+    assert sorted(lago.objects["customers"]) == ["crm-0042", "kt-beta"]
+    assert [e["external_subscription_id"] for e in lago.events.values()].count("crm-0042") == 2
