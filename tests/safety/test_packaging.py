@@ -59,7 +59,8 @@ def test_dependencies_are_declared_exactly_as_imported() -> None:
     src = REPO / "src" / "kubetally"
     product = [p for p in src.rglob("*.py") if "testing" not in p.relative_to(src).parts]
     testing = [p for p in src.rglob("*.py") if "testing" in p.relative_to(src).parts]
-    used_at_runtime = _imports(product)
+    # psycopg is loaded by SQLAlchemy by name, and imported too (COPY on PostgreSQL).
+    used_at_runtime = _imports(product) - LOADED_BY_NAME
     assert runtime - LOADED_BY_NAME == used_at_runtime, (
         f"declared, not imported: {sorted(runtime - LOADED_BY_NAME - used_at_runtime)}; "
         f"imported, not declared: {sorted(used_at_runtime - runtime)}"
