@@ -14,8 +14,19 @@ from pathlib import Path
 REPO = Path(__file__).parents[2]
 #: Loaded by name, never imported: SQLAlchemy picks the PostgreSQL driver from the URL scheme.
 LOADED_BY_NAME = {"psycopg"}
-#: Test-only modules next to the tests (``prom_helpers``, ``k8s_builders``, conftest helpers).
-LOCAL = {"kubetally", "conftest", *(p.stem for p in (REPO / "tests").rglob("*.py"))}
+#: Test-only modules and folders next to the tests (``prom_helpers``, ``k8s_builders``, ``rating.conftest``).
+LOCAL = {
+    "kubetally",
+    "conftest",
+    *(p.stem for p in (REPO / "tests").rglob("*.py")),
+    # test folders imported as packages (``rating.conftest``), unless a distribution has the name
+    # (tests/kubernetes/ must not hide the kubernetes client)
+    *(
+        p.name
+        for p in (REPO / "tests").iterdir()
+        if p.is_dir() and p.name not in importlib.metadata.packages_distributions()
+    ),
+}
 
 
 def _name(requirement: str) -> str:
