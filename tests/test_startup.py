@@ -20,7 +20,15 @@ import kubetally
 #: typer imports it (typer._adapters) to run any sub-command; our models are checked below.
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "uvicorn", "kubernetes", "httpx", "pyarrow", "yaml")
 #: The only parts of kubetally a --help needs besides the command line.
-LIGHT = {"kubetally", "kubetally.periods", "kubetally.errors", "kubetally.config", "kubetally.config.names"}
+# kubetally.logs: the global --log-level/--log-format set-up (stdlib logging and json only)
+LIGHT = {
+    "kubetally",
+    "kubetally.periods",
+    "kubetally.errors",
+    "kubetally.config",
+    "kubetally.config.names",
+    "kubetally.logs",
+}
 
 
 def imported(*args: str) -> set[str]:

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from kubetally import logs
 from kubetally.cli import (
     agent,
     collect,
@@ -54,13 +53,15 @@ def _global_options(
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     log_level: Annotated[
-        str, typer.Option("--log-level", help=f"Diagnostics on stderr from this level: {', '.join(logs.LEVELS)}.")
+        str, typer.Option("--log-level", help="Diagnostics on stderr from this level: debug, info, warning, error.")
     ] = "warning",
     log_format: Annotated[
         str, typer.Option("--log-format", help="Diagnostics as text lines or JSON lines: text, json.")
     ] = "text",
 ) -> None:
     """Usage-based metering for multi-tenant Kubernetes GPU clouds."""
+    from kubetally import logs  # not at import time: `--help` stays light
+
     try:
         logs.setup(log_level, log_format)
     except ValueError as exc:
