@@ -293,8 +293,9 @@ class UsageRecord(BaseModel):
         kind_of_period = period_kind if isinstance(period_kind, PeriodKind) else PeriodKind.parse(period_kind)
         start, date, end = _bounds(period)
         # Every field is built and normalised here exactly as the validators would, so the model
-        # is constructed without re-validating (this runs once per record).
-        return cls._trusted(
+        # is constructed without re-validating (this runs once per record) — unless a name is one
+        # the ledger cannot hold, which the validators then refuse by field.
+        values = dict(
             id=record_id(
                 cluster=cluster,
                 kind=kind,
@@ -325,6 +326,9 @@ class UsageRecord(BaseModel):
             unit=unit,
             revision=0,
         )
+        if any(len(values[f]) > limit or "\x00" in values[f] for f, limit in FIELD_LIMITS.items()):
+            return cls(**values)
+        return cls._trusted(**values)
 
     @classmethod
     def _trusted(cls, **values: Any) -> UsageRecord:
