@@ -69,5 +69,5 @@ def test_help_lists_every_choice_at_80_columns() -> None:
         [sys.executable, "-m", "kubetally.cli.main", "deliver", "--help"], env=env, capture_output=True, text=True
     )
     words = " ".join(done.stdout.replace("│", " ").split())
-    for kind in ("lago,", "stripe,", "metronome,", "openmeter,", "webhook,", "file."):
+    for kind in ("lago,", "stripe,", "metronome,", "openmeter,", "webhook,", "file,", "kubetally."):
         assert kind in words, words
