@@ -132,7 +132,9 @@ def test_two_agents_report_and_server_totals_equal_each_ledger(server, pg_url: s
         east.write([stray, ok])
         before_west = {k: v for k, v in totals(central).items() if k[0] == "west"}
         done = deliver(east_db, server.url, east_token)
-        assert done.returncode == 0, done.stdout + done.stderr
+        # A run that dead-letters anything exits 1 (issue 16: a cron job must not stay green).
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "is for cluster 'west'; this agent token may only report 'east'" in done.stdout
         letters = Outbox(east, "kubetally").dead_letters()
         assert [(d.record_id, d.status) for d in letters] == [(stray.id, 403)]
         assert "may only report 'east'" in letters[0].reason
