@@ -295,7 +295,7 @@ class UsageRecord(BaseModel):
         # Every field is built and normalised here exactly as the validators would, so the model
         # is constructed without re-validating (this runs once per record) — unless a name is one
         # the ledger cannot hold, which the validators then refuse by field.
-        values = dict(
+        values: dict[str, Any] = dict(
             id=record_id(
                 cluster=cluster,
                 kind=kind,
