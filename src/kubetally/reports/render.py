@@ -27,6 +27,7 @@ from rich.table import Table
 from kubetally.periods import format_time
 from kubetally.rating.money import format_money, format_money_fixed
 from kubetally.record import normalize
+from kubetally.periods import zone_name
 from kubetally.reports.buckets import bucket_label
 from kubetally.reports.build import Report, ReportRow
 from kubetally.reports.csvsafe import neutralise
@@ -134,10 +135,13 @@ def render_table(report: Report, console: Console) -> None:
     show_list = any(row.list_cost != row.cost for row in report.rows if not _unpriced(row))
     show_usage = "item" in report.by
     subtotals = report.subtotals()
-    title = f"{words['title']} {report.start:%Y-%m-%d} – {report.end:%Y-%m-%d} ({report.currency})"
+    local_start, local_end = report.start.astimezone(report.zone), report.end.astimezone(report.zone)
+    zone = zone_name(report.zone)
+    where = report.currency if zone == "UTC" else f"{report.currency}, {zone}"
+    title = f"{words['title']} {local_start:%Y-%m-%d} – {local_end:%Y-%m-%d} ({where})"
     show_period = len(subtotals) > 1 or not report.by
     if len(subtotals) == 1 and not show_period:
-        title += f" · {words['period']} {bucket_label(subtotals[0][0], report.per)}"
+        title += f" · {words['period']} {bucket_label(subtotals[0][0], report.per, report.zone)}"
     # (header, justify, keeps whole) per column, in order.
     columns: list[tuple[str, str, bool]] = []
     if show_period:
@@ -154,7 +158,7 @@ def render_table(report: Report, console: Console) -> None:
     for index, (period, subtotal) in enumerate(subtotals):
         rows = [row for row in report.rows if row.period == period]
         for row in rows:
-            cells = [bucket_label(period, report.per)] if show_period else []
+            cells = [bucket_label(period, report.per, report.zone)] if show_period else []
             cells += [_group_cell(report, name, row.group[name]) for name in report.by]
             if show_usage:
                 cells += list(_usage_cells(report, row))
@@ -169,7 +173,7 @@ def render_table(report: Report, console: Console) -> None:
             cells.append(cost)
             lines.append((cells, None, False))
         if len(subtotals) > 1:
-            cells = [f"{words['subtotal']} {bucket_label(period, report.per)}"] + [""] * (labels - 1)
+            cells = [f"{words['subtotal']} {bucket_label(period, report.per, report.zone)}"] + [""] * (labels - 1)
             if show_list:
                 cells.append(format_money(sum(r.list_cost for r in rows)))
             cells.append(format_money(subtotal))
