@@ -1,6 +1,7 @@
 """Tables of the rating part (migration ``0004_rating``), on the ledger's shared metadata.
 
-``rating_rollups`` holds usage summed per day and per calendar month (local to the billing time zone) for every combination of
+``rating_rollups`` holds usage summed per local day and calendar month of the billing time zone
+(``rating_rollup_state.timezone``) for every combination of
 (tenant, project, namespace, cluster, category, item, unit, labels) — everything a report can
 group or price by, minus the resource ``name`` — where ``labels`` keeps only the label keys
 prices can depend on (``rating_rollup_state.label_keys``). ``rating_rollup_state`` also holds

@@ -24,10 +24,9 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from kubetally.periods import format_time
+from kubetally.periods import format_time, zone_name
 from kubetally.rating.money import format_money, format_money_fixed
 from kubetally.record import normalize
-from kubetally.periods import zone_name
 from kubetally.reports.buckets import bucket_label
 from kubetally.reports.build import Report, ReportRow
 from kubetally.reports.csvsafe import neutralise
