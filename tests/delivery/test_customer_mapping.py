@@ -98,3 +98,59 @@ def test_lago_existing_customer_and_subscription_are_used_not_created(sqlite_led
     assert deliver_once(sqlite_ledger, [mapped], environ={"LAGO_API_KEY": lago.api_key}, policy=FAST).ok
     assert sorted(lago.objects["customers"]) == ["crm-0042", "kt-beta"]
     assert [e["external_subscription_id"] for e in lago.events.values()].count("crm-0042") == 2
+
+
+def _stripe_customer(stripe: Any, name: str, tenant: str) -> str:
+    made = httpx.post(
+        f"{stripe.base_url}/v1/customers",
+        data={"name": name, "metadata[kubetally_tenant]": tenant},
+        headers={"Authorization": f"Bearer {stripe.api_key}"},
+    )
+    assert made.status_code == 200, made.text
+    return str(made.json()["id"])
+
+
+def _stripe_config(stripe: Any) -> StripeConfig:
+    return StripeConfig(
+        type="stripe",
+        url=stripe.base_url,
+        stream_url=stripe.stream_base_url,
+        retry_initial=timedelta(milliseconds=20),
+        scale="3600",
+    )
+
+
+def test_stripe_finds_the_customer_an_earlier_kubetally_made_instead_of_creating_another(
+    sqlite_ledger: Ledger, stripe: Any
+) -> None:
+    """A fresh ledger (its outbox knows no customers) delivering to an account where a customer
+    for ``beta`` exists already (metadata ``kubetally_tenant: beta``): usage goes to it, found
+    by Stripe's customer search, and no second ``beta`` customer is created."""
+    earlier = _stripe_customer(stripe, "beta", "beta")
+    sqlite_ledger.write([record("beta", "gpu_hours", 0, "1.5", start=RECENT, sku="H100")])
+    summary = deliver_once(
+        sqlite_ledger, [_stripe_config(stripe)], environ={"STRIPE_API_KEY": stripe.api_key}, policy=FAST
+    )
+    assert summary.ok, summary.destinations[0].error
+    assert [c["id"] for c in stripe.objects["customers"].values()] == [earlier]
+    # scale 3600: 1.5 h = 5400 s, to the customer found
+    assert [(e["payload"]["stripe_customer_id"], e["payload"]["value"]) for e in stripe.events.values()] == [
+        (earlier, "5400")
+    ]
+    assert any(r.path == "/v1/customers/search" for r in stripe.requests)
+    assert stripe.violations == []
+
+
+def test_stripe_two_customers_for_one_tenant_stop_the_destination_naming_them(
+    sqlite_ledger: Ledger, stripe: Any
+) -> None:
+    first, second = _stripe_customer(stripe, "gamma", "gamma"), _stripe_customer(stripe, "gamma (2)", "gamma")
+    sqlite_ledger.write([record("gamma", "gpu_hours", 0, "1", start=RECENT, sku="H100")])
+    summary = deliver_once(
+        sqlite_ledger, [_stripe_config(stripe)], environ={"STRIPE_API_KEY": stripe.api_key}, policy=FAST
+    )
+    assert not summary.ok
+    error = summary.destinations[0].error or ""
+    assert f"2 customers carry metadata kubetally_tenant='gamma' ({first}, {second})" in error
+    assert "map the tenant to one of them under customers:" in error
+    assert len(stripe.objects["customers"]) == 2 and stripe.events == {}
