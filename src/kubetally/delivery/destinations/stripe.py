@@ -43,7 +43,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from kubetally.config.destinations import StripeConfig, customer_ref
+from kubetally.config.destinations import StripeConfig
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -208,7 +208,7 @@ class StripeDestination(HttpDestination):
 
     def _customer(self, tenant: str) -> str:
         assert self.store is not None
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None:
             return ref.customer  # an existing Stripe customer: never create a second one
         known = self.store.get_object("customer", tenant)
