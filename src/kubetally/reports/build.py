@@ -259,7 +259,7 @@ def build_report(
         if conn.dialect.name == "postgresql":
             # One snapshot for every segment query, even if rollups refresh meanwhile.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        kept_zone = conn.execute(
+        kept_zone: str = conn.execute(
             select(rollup_state.c.timezone).where(rollup_state.c.name == ROLLUP_CURSOR)
         ).scalar_one()
         if kept_zone != zone_name(zone):
