@@ -15,7 +15,7 @@ import yaml
 
 from kubetally.config import load_config
 
-from .conftest import DEPLOY, REPO, TARGETS, pod_specs, source_files
+from .conftest import DEPLOY, REPO, pod_specs, source_files
 
 #: The Kubernetes the manifests are checked against: the oldest still supported upstream and the
 #: version the simulated API reports. Its schemas ship inside kubernetes-validate.
@@ -65,9 +65,7 @@ def test_every_base_and_overlay_renders_what_it_promises(rendered: dict[str, lis
     assert kinds(rendered["overlays/central-server"]) == sorted(
         [*SERVER, "Namespace/kubetally", *server(rendered["overlays/central-server"])]
     )
-    assert kinds(rendered["overlays/agent-to-server"]) == sorted(
-        [*AGENT, "PersistentVolumeClaim/kubetally-agent-data"]
-    )
+    assert kinds(rendered["overlays/agent-to-server"]) == sorted([*AGENT, "PersistentVolumeClaim/kubetally-agent-data"])
     assert kinds(rendered["overlays/ha-agent"]) == sorted(
         [*AGENT, "Job/kubetally-agent-migrate", "PodDisruptionBudget/kubetally-agent"]
     )
@@ -164,7 +162,10 @@ def test_probes_ports_and_commands(rendered: dict[str, list[dict[str, Any]]]) ->
     (deployment,) = [o for o in rendered["overlays/ha-agent"] if o["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 2
     (pdb,) = [o for o in single if o["kind"] == "PodDisruptionBudget"]
-    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "kubetally-server"}}}
+    assert pdb["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "kubetally-server"}},
+    }
     # The server never talks to the API: no token in its pods.
     specs = dict(pod_specs(single))
     assert specs["Deployment/kubetally-server"]["automountServiceAccountToken"] is False
@@ -250,9 +251,10 @@ def _resolves(dotted: str) -> bool:
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         module_name = ".".join(parts[:cut])
-        if not (REPO / "src" / Path(*parts[:cut])).with_suffix(".py").is_file() and not (
-            REPO / "src" / Path(*parts[:cut]) / "__init__.py"
-        ).is_file():
+        if (
+            not (REPO / "src" / Path(*parts[:cut])).with_suffix(".py").is_file()
+            and not (REPO / "src" / Path(*parts[:cut]) / "__init__.py").is_file()
+        ):
             continue
         target: Any = importlib.import_module(module_name)
         for attribute in parts[cut:]:
