@@ -167,6 +167,8 @@ class AgentRunner:
             log.info("Prometheus %s configured but no cost-model items: Prometheus collection skipped", redact_url(url))
         elif url:
             steps.append(Step("prometheus", self._collect_prometheus))
+        if config.settings.budgets.items:
+            steps.append(Step("budgets", self._budgets))
         destinations = self.settings.destinations
         if destinations is not None and destinations.enabled():
             steps.append(Step("delivery", self._deliver))
@@ -186,6 +188,31 @@ class AgentRunner:
             tenant_of=self.kubernetes.tenant_of,
             clock=self.kubernetes.now,
         )
+
+    def _budgets(self, now: datetime) -> None:
+        """Evaluate budgets with the periods committed so far; new crossings become alerts
+        (once, by id) and every pending alert is sent. Without a price book only quantity
+        budgets can be evaluated, so money budgets are then skipped with a warning."""
+        from kubetally.app.budgets import evaluate_and_notify
+        from kubetally.rating.pricebook import PriceBook
+        from kubetally.reports.budgets import committed_until
+
+        config = self.settings.config
+        if config.pricing is None and any(b.money for b in config.settings.budgets.items):
+            log.warning("budgets in money need a pricing: section; money budgets skipped")
+            budgets = config.settings.budgets.model_copy(
+                update={"items": [b for b in config.settings.budgets.items if not b.money]}
+            )
+            config = config.with_settings(budgets=budgets)
+        pricebook = PriceBook(config.pricing) if config.pricing is not None else _no_prices()
+        as_of = committed_until(self.ledger, now)
+        if as_of is None:
+            return
+        run = evaluate_and_notify(self.ledger, config, pricebook, self.settings.environ, as_of=as_of)
+        if run.new_alerts:
+            log.info("budgets: %d new alert(s)", run.new_alerts)
+        for error in run.sends.errors:
+            log.error("budget alert not sent (kept pending): %s", error)
 
     def _deliver(self, now: datetime) -> None:
         if self.deliverer is None:
@@ -279,6 +306,13 @@ class AgentRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_prices() -> Any:
+    from kubetally.config.pricing import PriceBookConfig
+    from kubetally.rating.pricebook import PriceBook
+
+    return PriceBook(PriceBookConfig.model_validate({"currency": "USD", "prices": []}))
 
 
 def install_signal_handlers(runner: AgentRunner) -> None:
