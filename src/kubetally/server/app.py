@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,7 +46,7 @@ from kubetally.record import UsageRecord
 from kubetally.reports.buckets import Per, is_midnight
 from kubetally.reports.build import ReportError
 from kubetally.reports.focus import GRAINS, ROW_GRAINS, CsvWriter, FocusBuilder, FocusError, ParquetWriter
-from kubetally.server import costs, dashboard
+from kubetally.server import budgets, costs, dashboard
 from kubetally.server.config import ServerConfig
 from kubetally.server.costs import CostQuery, CostService, QueryError, ReportCache
 from kubetally.server.costs import Scope as CostScope
@@ -303,6 +304,7 @@ def create_app(
     _costs(app, state)
     _catalogue(app, state)
     dashboard.register(app, state, READ, ADMIN, _query, _values)
+    budgets.register(app, state, READ, ADMIN, ApiError)
     return app
 
 
@@ -429,7 +431,11 @@ def _ingest(app: FastAPI, state: ServerState) -> None:
                 rejected=rejected,
             )
         result = ingest(state.ledger, body.records)
-        return JSONResponse({"applied": result.applied, "duplicates": result.duplicates, "stale": result.stale})
+        # New usage may cross a budget threshold: evaluate after the answer is sent.
+        background = BackgroundTask(budgets.evaluate_now, state) if result.applied else None
+        return JSONResponse(
+            {"applied": result.applied, "duplicates": result.duplicates, "stale": result.stale}, background=background
+        )
 
 
 def _page_answer(
