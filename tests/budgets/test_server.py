@@ -21,16 +21,19 @@ from typing import Any
 
 import httpx
 import pytest
-from server.scenario import PRICES, east_records, west_records
-from server.test_dashboard import browser, ready, screenshot, sign_in, texts  # noqa: F401 - the fixture
 
 from kubetally.ledger.store import Ledger
 from kubetally.server.ingest import ingest
 from kubetally.server.tokens import create_token
 from kubetally.testing.browser import Browser
 from kubetally.testing.server import ServerProcess
+from server import test_dashboard as dashboard
+from server.scenario import PRICES, east_records, west_records
 
 pytestmark = pytest.mark.slow
+#: The dashboard tests' headless Chromium (fails in CI when it is missing, else skips).
+browser = dashboard.browser
+sign_in, screenshot, texts = dashboard.sign_in, dashboard.screenshot, dashboard.texts
 CONFIG = """
 budgets:
   items:
@@ -130,7 +133,7 @@ def test_budgets_api_is_tenant_scoped_and_admin_only_for_changes(site: tuple[Ser
 def test_budget_panel_shows_a_tenant_only_its_own_budget(
     site: tuple[ServerProcess, dict[str, str]],
     browser: Browser,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     server, tokens = site
     shots = tmp_path / "screenshots"
@@ -156,4 +159,3 @@ def test_budget_panel_shows_a_tenant_only_its_own_budget(
     assert texts(browser, "[data-field=budget-name]") == ["team-a-month", "team-b-month"]
     screenshot(browser, shots, "budgets-admin")
     print(f"screenshots: {shots}")
-    assert ready is not None
