@@ -159,7 +159,7 @@ def test_a_month_of_usage_alerts_once_per_threshold_at_the_first_crossing(tmp_pa
         receiver.close()
 
 
-def test_corrections_never_resend_and_a_first_crossing_fires(tmp_path: Path) -> None:
+def test_corrections_never_resend_and_a_first_crossing_fires(tmp_path: Path, ledger_url: str) -> None:
     # Budget 10.00 USD. Hour 0: 1 GPU-h = 3.90 (39 %): nothing. Corrected to 2 GPU-h = 7.80 (78 %):
     # 50 % fires. Corrected back to 1 (39 %): nothing new, nothing resent. Corrected to 3 = 11.70
     # (117 %): 80 % and 100 % fire; 50 % is not sent again.
@@ -173,7 +173,8 @@ def test_corrections_never_resend_and_a_first_crossing_fires(tmp_path: Path) -> 
     try:
         cfg = config(tmp_path, receiver.url, budget)
         pricebook = PriceBook.load(PRICES)
-        with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        # On SQLite and on the real PostgreSQL (insert-if-absent is each dialect's ON CONFLICT).
+        with Ledger.open(ledger_url) as ledger:
             at = NOV + timedelta(hours=1)
             seen = []
             for gpus in ("1", "2", "1", "3"):

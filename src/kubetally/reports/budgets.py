@@ -441,8 +441,9 @@ def record_alerts(
                 "created_at": moment,
                 "message": alert_text(status, kind, threshold),
             }
-            inserted = conn.execute(_insert(conn, budget_alerts).values(**row).on_conflict_do_nothing()).rowcount
-            if not inserted:
+            # RETURNING, not rowcount: the PostgreSQL driver reports -1 for an ON CONFLICT insert.
+            statement = _insert(conn, budget_alerts).values(**row).on_conflict_do_nothing()
+            if conn.execute(statement.returning(budget_alerts.c.id)).first() is None:
                 continue
             created.append(ident)
             for target in targets:
