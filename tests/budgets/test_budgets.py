@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +35,7 @@ from typing import Any
 import httpx
 import pytest
 import standardwebhooks
+from sqlalchemy import select, update
 
 from kubetally.app.budgets import evaluate_and_notify
 from kubetally.config import load_config
@@ -42,7 +46,8 @@ from kubetally.periods import Period, PeriodKind
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.pricebook import PriceBook
 from kubetally.record import UsageRecord
-from kubetally.reports.budgets import alert_id, alert_rows, evaluate_budget, method_text
+from kubetally.reports.budget_tables import budget_alert_sends
+from kubetally.reports.budgets import alert_id, alert_rows, evaluate_budget, method_text, send_pending
 
 from .receiver import start_receiver
 
@@ -252,3 +257,42 @@ def test_unreachable_target_leaves_the_alert_pending(tmp_path: Path) -> None:
         # 3.90 of 1.00: 50/80/100 % and the forecast; each to both targets, none acknowledged.
         assert (run.new_alerts, run.sends.sent, run.sends.failed) == (4, 0, 8)
         assert httpx is not None and os.environ is not None
+
+
+def test_a_claimed_send_is_left_to_its_claimant_unless_it_died_or_expired(tmp_path: Path) -> None:
+    # Budget 1.00, 3.90 spent: 50/80/100 % → 3 alerts, 3 webhook sends. One is claimed by a
+    # live sender on another host (skipped), one by a dead process on this host (taken over),
+    # one by a claim that expired (taken over): 2 sent, 1 still pending.
+    receiver = start_receiver()
+    budget = '    - name: tiny\n      tenant: acme\n      amount: "1.00"\n'
+    cfg = config(tmp_path, receiver.url, budget)
+    cfg.settings.budgets.notify.pop()  # the webhook only
+    try:
+        with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+            ledger.write([gpu(0, "1")])
+            run = evaluate_and_notify(ledger, cfg, PriceBook.load(PRICES), {}, send=False)
+            assert run.new_alerts == 3
+            ids = [alert_id("tiny", "actual", Decimal(t), NOV) for t in (50, 80, 100)]
+            dead = subprocess.run(
+                [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+            )
+            claims = {
+                ids[0]: ("elsewhere:1:abc", datetime.now(UTC) + timedelta(minutes=5)),
+                ids[1]: (f"{socket.gethostname()}:{dead.stdout.strip()}:abc", datetime.now(UTC) + timedelta(minutes=5)),
+                ids[2]: ("elsewhere:1:abc", datetime.now(UTC) - timedelta(seconds=1)),
+            }
+            with ledger.transaction() as conn:
+                for ident, (owner, until) in claims.items():
+                    conn.execute(
+                        update(budget_alert_sends)
+                        .where(budget_alert_sends.c.alert_id == ident)
+                        .values(claimed_by=owner, claimed_until=until)
+                    )
+            summary = send_pending(ledger, cfg.settings.budgets.notify, {"BUDGET_SECRET": SECRET})
+            assert (summary.sent, summary.failed) == (2, 0)
+            with ledger.engine.connect() as conn:
+                states = dict(conn.execute(select(budget_alert_sends.c.alert_id, budget_alert_sends.c.state)).all())
+        assert states == {ids[0]: "pending", ids[1]: "sent", ids[2]: "sent"}
+        assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(ids[1:])
+    finally:
+        receiver.close()

@@ -6,7 +6,8 @@
   threshold, period start), so inserting it is idempotent: a restarted agent, a second replica
   or a later correction can never make a second alert for the same crossing.
 * ``budget_alert_sends``: the outbox of each alert per notify target, written in the same
-  transaction as the alert; ``state`` is ``pending`` until the target acknowledged it.
+  transaction as the alert; ``state`` is ``pending`` until the target acknowledged it, and a
+  sender claims a row before sending so two replicas do not both send it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ budget_alert_sends = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
+    # The process sending it now (``host:pid:nonce``) and until when its claim holds: a second
+    # replica skips a claimed send; a claim whose process died on this host, or that expired,
+    # is taken over.
+    Column("claimed_by", String(255), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
     PrimaryKeyConstraint("alert_id", "target", name="pk_budget_alert_sends"),
     Index("ix_budget_alert_sends_state", "state"),
 )

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from kubetally.config.budgets import AlertTarget, BudgetConfig, BudgetsConfig
 from kubetally.delivery.alerts import send_alert
+from kubetally.delivery.outbox import new_owner, owner_is_dead
 from kubetally.errors import KubetallyError
 from kubetally.ledger import schema
 from kubetally.ledger.store import Ledger
@@ -501,6 +502,26 @@ class SendSummary:
     errors: list[str] = field(default_factory=list)
 
 
+def _claimable(claimed_by: str | None, claimed_until: datetime | None, now: datetime) -> bool:
+    if claimed_by is None or claimed_until is None:
+        return True
+    return claimed_until.astimezone(UTC) <= now or owner_is_dead(claimed_by)
+
+
+def _claim(ledger: Ledger, alert: str, target: str, seen: str | None, owner: str, until: datetime) -> bool:
+    """Take the send over from ``seen`` (the claim read before); False when someone else was quicker."""
+    s = budget_alert_sends
+    same = s.c.claimed_by.is_(None) if seen is None else s.c.claimed_by == seen
+    with ledger.transaction() as conn:
+        taken = conn.execute(
+            update(s)
+            .where(and_(s.c.alert_id == alert, s.c.target == target, s.c.state == PENDING, same))
+            .values(claimed_by=owner, claimed_until=until)
+            .returning(s.c.alert_id)
+        ).first()
+    return taken is not None
+
+
 def send_pending(
     ledger: Ledger,
     targets: Sequence[AlertTarget],
@@ -508,19 +529,24 @@ def send_pending(
     *,
     client: httpx.Client | None = None,
 ) -> SendSummary:
-    """Send every pending alert to its target, marking each one sent as soon as it is acknowledged."""
+    """Send every pending alert to its target, marking each one sent as soon as it is acknowledged.
+
+    Each send is claimed first (``host:pid:nonce``, for the target's timeout plus a minute), so a
+    second replica evaluating at the same moment skips it; a claim left by a killed process on
+    this host is taken over at once, one from another host when it expires."""
     summary = SendSummary()
     by_key = {t.key: t for t in targets}
     s, a = budget_alert_sends, budget_alerts
     with ledger.engine.connect() as conn:
         pending = conn.execute(
-            select(s.c.alert_id, s.c.target, a)
+            select(s.c.alert_id, s.c.target, s.c.claimed_by, s.c.claimed_until, a)
             .select_from(s.join(a, a.c.id == s.c.alert_id))
             .where(s.c.state == PENDING)
             .order_by(a.c.crossed_at, s.c.alert_id, s.c.target)
         ).all()
     if not pending:
         return summary
+    owner = new_owner()
     own = client is None
     http = client or httpx.Client()
     try:
@@ -528,7 +554,14 @@ def send_pending(
             target = by_key.get(row.target)
             if target is None:
                 continue  # a target removed from the config: left pending, never guessed
+            now = datetime.now(UTC)
+            if not _claimable(row.claimed_by, row.claimed_until, now):
+                continue
+            until = now + target.timeout + timedelta(minutes=1)
+            if not _claim(ledger, row.alert_id, row.target, row.claimed_by, owner, until):
+                continue
             payload = alert_payload(row._mapping)
+            where = and_(s.c.alert_id == row.alert_id, s.c.target == row.target, s.c.claimed_by == owner)
             try:
                 send_alert(target, row.alert_id, payload, payload["message"], environ, http)
             except KubetallyError as exc:
@@ -538,15 +571,24 @@ def send_pending(
                 with ledger.transaction() as conn:
                     conn.execute(
                         update(s)
-                        .where(and_(s.c.alert_id == row.alert_id, s.c.target == row.target))
-                        .values(attempts=s.c.attempts + 1, last_error=str(exc)[:1000])
+                        .where(where)
+                        .values(
+                            attempts=s.c.attempts + 1, last_error=str(exc)[:1000], claimed_by=None, claimed_until=None
+                        )
                     )
                 continue
             with ledger.transaction() as conn:
                 conn.execute(
                     update(s)
-                    .where(and_(s.c.alert_id == row.alert_id, s.c.target == row.target))
-                    .values(state=SENT, attempts=s.c.attempts + 1, last_error=None, sent_at=datetime.now(UTC))
+                    .where(where)
+                    .values(
+                        state=SENT,
+                        attempts=s.c.attempts + 1,
+                        last_error=None,
+                        sent_at=datetime.now(UTC),
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
                 )
             summary.sent += 1
     finally:

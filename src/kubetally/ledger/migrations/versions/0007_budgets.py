@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("sent_at", UTCDateTime, nullable=True),
+        sa.Column("claimed_by", sa.String(255), nullable=True),
+        sa.Column("claimed_until", UTCDateTime, nullable=True),
         sa.PrimaryKeyConstraint("alert_id", "target", name="pk_budget_alert_sends"),
     )
     op.create_index("ix_budget_alert_sends_state", "budget_alert_sends", ["state"])
