@@ -478,7 +478,7 @@ def alert_rows(ledger: Ledger, tenant: str | None = None, limit: int = 1000) -> 
     return [alert_payload(r._mapping) for r in rows]
 
 
-def alert_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+def alert_payload(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "type": "kubetally.budget.alert",
