@@ -4,7 +4,8 @@ Tenant ``acme`` runs H100s all of November 2026 (30 days, 720 hours), priced 3.9
 GPU-hour (tests/data/server/prices.yaml): 1 GPU from Nov 1 to Nov 10 (hours 1–240, 3.90/h),
 3 GPUs from Nov 11 on (11.70/h). Budget ``acme-month``: 3000.00 USD, thresholds 50/80/100 %,
 forecast threshold 100 %. Usage is committed one hour at a time and the budgets are evaluated
-after each hour, as the agent does. ``h`` = hours committed since Nov 1 00:00.
+after each hour, as the agent does (with the usage committed by then). ``h`` = hours committed
+since Nov 1 00:00.
 
 * actual 50 % (1500.00): 240 × 3.90 = 936.00 by Nov 11 00:00; then 936 + 48 × 11.70 = 1497.60 <
   1500 and 936 + 49 × 11.70 = 1509.30 ≥ 1500 → crossed at h = 289, Nov 13 01:00.
@@ -104,9 +105,11 @@ def test_a_month_of_usage_alerts_once_per_threshold_at_the_first_crossing(tmp_pa
         pricebook = PriceBook.load(PRICES)
         first_run: dict[str, datetime] = {}
         with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+            # The month is written at once; each evaluation sees only the usage that had been
+            # committed by the end of its hour (``as_of``), as the agent's tick after each hour does.
+            ledger.write([gpu(hour, "1" if hour < 240 else "3") for hour in range(720)])
             for hour in range(720):
-                ledger.write([gpu(hour, "1" if hour < 240 else "3")])
-                run = evaluate_and_notify(ledger, cfg, pricebook, environ)
+                run = evaluate_and_notify(ledger, cfg, pricebook, environ, as_of=NOV + timedelta(hours=hour + 1))
                 assert run.sends.failed == 0
                 for crossing in run.statuses[0].crossed:
                     first_run.setdefault(f"{crossing.kind} {crossing.threshold}", crossing.crossed_at)
