@@ -24,6 +24,7 @@ since Nov 1 00:00.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -49,6 +50,7 @@ from kubetally.rating.pricebook import PriceBook
 from kubetally.record import UsageRecord
 from kubetally.reports.budget_tables import budget_alert_sends
 from kubetally.reports.budgets import alert_id, alert_rows, evaluate_budget, method_text, send_pending
+from kubetally.testing.server import cli
 
 from .receiver import start_receiver
 
@@ -299,3 +301,22 @@ def test_a_claimed_send_is_left_to_its_claimant_unless_it_died_or_expired(tmp_pa
         assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(ids[1:])
     finally:
         receiver.close()
+
+
+def test_cli_quantity_budget_needs_no_price_book(tmp_path: Path) -> None:
+    # As test_quantity_budget_and_custom_period, through `kubetally budgets` with no prices at all:
+    # 12 H100 GPU-h spent by Nov 2 12:00, forecast 12 + 36 h × 1 GPU-h/h = 48 of 40 (120 %).
+    db = str(tmp_path / "ledger.db")
+    with Ledger.open(db) as ledger:
+        ledger.write([gpu(24 + h, "1") for h in range(12)])
+    done = cli("budgets", "--db", db, "-c", str(_yaml(tmp_path)), "--at", "2026-11-02T12:00:00Z", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (status,) = json.loads(done.stdout)["budgets"]
+    assert (status["type"], status["spent"], status["forecast"], status["forecastPercent"], status["unit"]) == (
+        "quantity",
+        "12",
+        "48",
+        "120.0",
+        "GPU-hours",  # the built-in display name of gpu_hours (rating/builtin_display.yaml, divisor 1)
+    )
+    assert [(c["kind"], c["threshold"]) for c in status["crossed"]] == []  # not --evaluate: nothing recorded

@@ -195,7 +195,7 @@ class AgentRunner:
         budgets can be evaluated, so money budgets are then skipped with a warning."""
         from kubetally.app.budgets import evaluate_and_notify
         from kubetally.rating.pricebook import PriceBook
-        from kubetally.reports.budgets import committed_until
+        from kubetally.reports.budgets import committed_until, no_prices
 
         config = self.settings.config
         if config.pricing is None and any(b.money for b in config.settings.budgets.items):
@@ -204,7 +204,7 @@ class AgentRunner:
                 update={"items": [b for b in config.settings.budgets.items if not b.money]}
             )
             config = config.with_settings(budgets=budgets)
-        pricebook = PriceBook(config.pricing) if config.pricing is not None else _no_prices()
+        pricebook = PriceBook(config.pricing) if config.pricing is not None else no_prices()
         as_of = committed_until(self.ledger, now)
         if as_of is None:
             return
@@ -306,13 +306,6 @@ class AgentRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _no_prices() -> Any:
-    from kubetally.config.pricing import PriceBookConfig
-    from kubetally.rating.pricebook import PriceBook
-
-    return PriceBook(PriceBookConfig.model_validate({"currency": "USD", "prices": []}))
 
 
 def install_signal_handlers(runner: AgentRunner) -> None:

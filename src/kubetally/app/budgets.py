@@ -8,11 +8,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubetally.app.report import PricingInputs, pricing_inputs
+from kubetally.app.settings import SettingsResolver
 from kubetally.config import Config
+from kubetally.config.loader import discover_config_files
+from kubetally.errors import ConfigError
 from kubetally.ledger.store import Ledger
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.pricebook import PriceBook
-from kubetally.reports.budgets import BudgetStatus, SendSummary, committed_until, evaluate_all, send_pending
+from kubetally.reports.budgets import (
+    BudgetStatus,
+    SendSummary,
+    committed_until,
+    evaluate_all,
+    no_prices,
+    send_pending,
+)
 
 
 @dataclass
@@ -52,7 +62,16 @@ def budgets_command(
     environ: Mapping[str, str],
 ) -> BudgetRun:
     """``kubetally budgets``: status of each budget; with ``evaluate`` also alert and send."""
-    inputs: PricingInputs = pricing_inputs(config_files, prices, db)
+    try:
+        inputs: PricingInputs = pricing_inputs(config_files, prices, db)
+    except ConfigError:
+        # Quantity budgets need no prices: without a price book they can still be evaluated.
+        files = discover_config_files(list(config_files) if config_files else None)
+        resolver = SettingsResolver.load(files) if files else SettingsResolver()
+        items = resolver.config.settings.budgets.items
+        if prices is not None or not items or any(b.money for b in items):
+            raise
+        inputs = PricingInputs(resolver.config, no_prices(), False, resolver.db(db))
     config = inputs.config or Config()
     with Ledger.open(inputs.db, migrate=False) as ledger:
         if evaluate:

@@ -61,6 +61,13 @@ PENDING, SENT = "pending", "sent"
 _HUNDRED = Decimal(100)
 
 
+def no_prices(currency: str = "USD") -> PriceBook:
+    """An empty price book, for evaluating quantity budgets where no prices are configured."""
+    from kubetally.config.pricing import PriceBookConfig
+
+    return PriceBook(PriceBookConfig(currency=currency))
+
+
 def method_text(hours: int) -> str:
     """What the forecast is, printed next to every forecast."""
     return f"forecast: run rate of last {hours} h, not a bill"
