@@ -110,8 +110,9 @@ def _paths(spec: dict[str, Any], path: str, me: str) -> Iterator[str]:
         yield filled
 
 
-def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(method, params) variations for one route of the OpenAPI document."""
+def _requests(spec: dict[str, Any], path: str, me: str, *, every: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(method, params) variations for one route of the OpenAPI document (without ``every``:
+    the required parameters, then with every escape at once — per value of a path parameter)."""
     for method, op in spec["paths"][path].items():
         params = [p for p in op.get("parameters", []) if p["in"] == "query"]
         base = {}
@@ -123,7 +124,7 @@ def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, d
             if not p.get("required") and p["name"] in PRESET:
                 base[p["name"]] = PRESET[p["name"]]  # so e.g. resource rows are not all refused
         yield method, dict(base)
-        for p in params:
+        for p in params if every else ():
             name = p["name"]
             if p.get("required"):
                 continue
@@ -135,7 +136,7 @@ def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, d
         escapes = {p["name"]: ESCAPES[me][p["name"]] for p in params if p["name"] in ESCAPES[me]}
         if escapes:
             yield method, {**base, **escapes}
-            for name, value in escapes.items():
+            for name, value in escapes.items() if every else ():
                 yield method, {**base, name: value}
 
 
@@ -172,7 +173,12 @@ def test_every_route_keeps_tenants_apart(world: tuple[ServerProcess, dict[str, s
     for me, other in (("team-a", "team-b"), ("team-b", "team-a")):
         forbidden = [*MARKERS[other], ALL_TENANTS_TOTAL]
         for route in paths:
-            for path, (method, params) in itertools.product(_paths(spec, route, me), _requests(spec, route, me)):
+            # A route with path parameters is the same handler as its unscoped twin (walked in
+            # full): per path value, the plain call and the escapes are enough.
+            every = "{" not in route
+            for path, (method, params) in itertools.product(
+                _paths(spec, route, me), _requests(spec, route, me, every=every)
+            ):
                 response = _call(server, tokens[me], method, path, params)
                 walked += 1
                 where = f"{method.upper()} {path} {params} as {me}"

@@ -134,7 +134,11 @@ class Rater:
         if not found.tiered:
             if line.context:
                 return []
-            return [self._charge(line, line.usage, quantity, found, 0, found.tiers[0].price, factor)]
+            price = found.tiers[0].price
+            if factor == 1:  # the common case, inlined: one product, one rounding
+                cost = line_cost(quantity, price)
+                return [Charge(line, line.usage, quantity, found, "", 0, price, price, cost, cost)]
+            return [self._charge(line, line.usage, quantity, found, 0, price, factor)]
         counter = (line.tenant, line.category, line.item, found.group, month)
         before = self._used.get(counter, Decimal(0))
         self._used[counter] = EXACT.add(before, quantity)

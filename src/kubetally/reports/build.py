@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -156,6 +157,14 @@ def _segments(context_start: datetime, start: datetime, end: datetime, per: Per,
     return [Period(a, b) for a, b in itertools.pairwise(ordered)]
 
 
+def _getter(positions: list[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """A row → tuple of those positions (always a tuple, even for one position)."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*positions)
+
+
 class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
     def __missing__(self, text: str) -> tuple[tuple[str, str], ...]:
         value = tuple(sorted(json.loads(text).items()))
@@ -238,6 +247,8 @@ def build_report(
         at[c] for c in ("tenant", "category", "item", "unit", "labels")
     )
     key_parts = [(at[c], c == "item") for c in by]
+    # The row key of a fetched line; a plain getter when ``item`` is not part of it.
+    plain: Callable[[Any], tuple[Any, ...]] | None = None if "item" in by else _getter([at[c] for c in by])
     rater = Rater(pricebook, display.divisor)
     labels = _LabelCache()
     rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
@@ -266,7 +277,10 @@ def build_report(
         lines = []
         for row in fetched[segment]:
             category, item = row[at_category], row[at_item]
-            key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
+            if plain is not None:
+                key = plain(row)
+            else:
+                key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
             lines.append(
                 UsageLine(
                     segment.start,
