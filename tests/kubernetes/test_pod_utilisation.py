@@ -1,5 +1,7 @@
 """DCGM utilisation joined to the pod that held each GPU, against a real Prometheus and the
-simulated Kubernetes API, with both metering paths (agent and hourly ``collect``).
+simulated Kubernetes API, with both metering paths: the agent (its Kubernetes watch plus its
+per-tick Prometheus step) and ``collect`` (hourly Kubernetes runs, then the Prometheus step with
+the tenants they recorded). Both write the same records, and ``report --view pods`` gives:
 
 Prometheus serves the series of ``tests/prometheus/prom_scenario.py`` (hour 10:00–11:00 on
 2026-03-02, 5-minute steps, 12 per hour). The cluster below holds the pods those series name:
@@ -13,8 +15,8 @@ Prometheus serves the series of ``tests/prometheus/prom_scenario.py`` (hour 10:0
   300 / 3600 = 0.25, idle 0.333333333 − 0.25 = 0.083333333, unmeasured 0, share 0.25 /
   0.333333333 = 0.7500 (4 places). The other 40 minutes of the hour are not "0 % busy".
 * ``mig-0`` (team-a namespace) is in DCGM's series (a 3g.20gb instance of an A100 40GB) but not
-  in the cluster: no GPU-hours from Kubernetes, so it is listed unmatched, with its own tenant
-  (the namespace's project ``proj-a``, as the Prometheus source resolves it) and counted by its
+  in the cluster: no GPU-hours from Kubernetes, so it is listed unmatched, with the tenant of its
+  namespace (``namespace/team-a``, from the Kubernetes tenancy) and counted by its
   profile's share 3/7: measured 12/12 × 3/7 = 0.428571429, busy 0.25 × 3/7 = 0.107142857, idle
   0.428571429 − 0.107142857 = 0.321428572, share 0.107142857 / 0.428571429 = 0.2500.
 """
@@ -26,18 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from k8s_builders import namespace, node, pod, scenario, t
-from k8s_paths import CLUSTER, collect_hourly, run_agent
+from k8s_paths import CLUSTER, collect_hourly
+from k8s_paths import _instants as instants
 
-from kubetally.config import load_config
+from kubetally.app.agent import AgentRunner, AgentSettings
+from kubetally.app.collect import ledger_tenant_of
+from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import Period, parse_time
 from kubetally.reports.buckets import Per
 from kubetally.reports.capacity import pod_view
-from kubetally.sources.prometheus.client import PrometheusClient
-from kubetally.sources.prometheus.collector import Collector
+from kubetally.sim import SimServer
+from kubetally.sources.prometheus.run import collect_prometheus
 
 DAY = "2026-03-02"
 HOUR = Period(parse_time(t("10:00:00", DAY)), parse_time(t("11:00:00", DAY)))
+END = parse_time(t("11:02:01", DAY))
 
 
 def cloud() -> Any:
@@ -70,11 +76,45 @@ def cloud() -> Any:
     )
 
 
-def utilisation(prometheus: Any, tmp_path: Path) -> list[Any]:
-    (tmp_path / "dcgm.yaml").write_text("collection:\n  presets: [dcgm]\n", encoding="utf-8")
-    config = load_config([tmp_path / "dcgm.yaml"])
-    with PrometheusClient(prometheus.url, timeout=30) as client:
-        return Collector(client, cluster=CLUSTER).collect(config.item("GpuUtilization"), HOUR).records
+def config(tmp_path: Path) -> Config:
+    """The dcgm preset; 3 h of backfill (08:00–11:00) so a first run does not query a week."""
+    text = "collection:\n  presets: [dcgm]\n  max_backfill: 3h\n  settle_delay: 2m\n"
+    (tmp_path / "kubetally.yaml").write_text(text, encoding="utf-8")
+    return load_config([tmp_path / "kubetally.yaml"])
+
+
+def agent_path(prometheus: Any, tmp_path: Path, ledger: Ledger) -> None:
+    """``kubetally agent``: the Kubernetes watch and, every tick, its Prometheus step (which
+    takes tenants from the watch), stepped to every event and period end on the sim's clock."""
+    settings = AgentSettings(
+        config=config(tmp_path), cluster=CLUSTER, db=None, prometheus_url=prometheus.url, destinations=None
+    )
+    plan = cloud()
+    with SimServer(plan) as sim, AgentRunner(settings, ledger, sim.api_client(), clock=lambda: sim.now) as runner:
+        assert [step.name for step in runner.steps] == ["prometheus"]
+        runner.kubernetes.start()
+        try:
+            for at in instants(plan, END):
+                sim.advance(at)
+                runner.kubernetes.pump(timeout=10, until_rv=sim.resource_version)
+                runner.tick()
+        finally:
+            runner.kubernetes.stop()
+
+
+def collect_path(prometheus: Any, tmp_path: Path, ledger: Ledger) -> None:
+    """``kubetally collect --kubernetes`` as an hourly cron job, then its Prometheus step with
+    the tenants the Kubernetes source recorded (what ``app.collect`` does), at 11:02:01."""
+    collect_hourly(cloud(), ledger, END)
+    cfg = config(tmp_path)
+    collect_prometheus(
+        config=cfg,
+        ledger=ledger,
+        url=prometheus.url,
+        cluster=CLUSTER,
+        tenant_of=ledger_tenant_of(ledger, CLUSTER, cfg),
+        clock=lambda: END,
+    )
 
 
 def rows(ledger: Ledger) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -85,22 +125,21 @@ def rows(ledger: Ledger) -> dict[tuple[str, str], tuple[Any, ...]]:
 
 
 def test_utilisation_and_idle_per_pod_are_exact_and_the_same_on_both_paths(prometheus: Any, tmp_path: Path) -> None:
-    dcgm = utilisation(prometheus, tmp_path)
-    assert sorted((r.namespace, r.labels["pod"], r.labels["coverage_steps"]) for r in dcgm) == [
-        ("team-a", "mig-0", "12/12"),
-        ("team-a", "train-0", "12/12"),
-        ("team-b", "infer-0", "4/12"),
-    ]
-    end = parse_time(t("11:02:01", DAY))
-    found = {}
-    for path in ("agent", "collect"):
+    found, written = {}, {}
+    for path, run in (("agent", agent_path), ("collect", collect_path)):
         with Ledger.open(str(tmp_path / f"{path}.db")) as ledger:
-            if path == "agent":
-                run_agent(cloud(), ledger, end)
-            else:
-                collect_hourly(cloud(), ledger, end)
-            ledger.write(dcgm)
+            run(prometheus, tmp_path, ledger)
             found[path] = rows(ledger)
+            written[path] = {
+                (r.id, r.tenant, r.kind, r.item, r.namespace, r.name): r.usage
+                for r in ledger.records(start=HOUR.start, end=HOUR.end)
+            }
+            dcgm = [r for r in ledger.records(start=HOUR.start, end=HOUR.end) if r.item == "GpuUtilization"]
+            assert sorted((r.tenant, r.labels["pod"], r.labels["coverage_steps"], r.usage) for r in dcgm) == [
+                ("namespace/team-a", "mig-0", "12/12", Decimal("0.25")),  # 0.25 of the instance × 1 h
+                ("namespace/team-a", "train-0", "12/12", Decimal("0.5")),  # 0.5 × 1 h
+                ("namespace/team-b", "infer-0", "4/12", Decimal("0.25")),  # 0.75 × 4 × 300 / 3600
+            ]
     D = Decimal
     assert found["agent"] == {
         ("namespace/team-a", "train-0"): ("nvidia-a100-sxm-80gb", True, D(1), D(1), D("0.5"), D("0.5"), D(0), D("0.5")),
@@ -114,7 +153,7 @@ def test_utilisation_and_idle_per_pod_are_exact_and_the_same_on_both_paths(prome
             D(0),
             D("0.75"),
         ),
-        ("proj-a", "mig-0"): (
+        ("namespace/team-a", "mig-0"): (
             "nvidia-a100-sxm-40gb",
             False,
             D(0),
@@ -126,9 +165,17 @@ def test_utilisation_and_idle_per_pod_are_exact_and_the_same_on_both_paths(prome
         ),
     }
     assert found["collect"] == found["agent"]
-    # The whole day from the command line (JSON), from the agent's ledger: train-0 ran from
-    # 08:00 (the agent backfilled from its start), so Kubernetes billed 08:00–11:00 = 3 GPU-h,
-    # of which only 10:00–11:00 (1 GPU-h) has DCGM data here: unmeasured 3 − 1 = 2, idle still 0.5.
+    # Every record of the hour, Kubernetes and Prometheus, is the same on both paths.
+    assert written["collect"] == written["agent"]
+
+    # The whole day from the command line (JSON), from the agent's ledger. train-0 ran from
+    # 08:00 (the agent backfilled from its start): Kubernetes billed 08:00–11:00 = 3 GPU-h.
+    # Samples begin at 09:50, so the 09:00 hour has 3 of its 12 steps (09:50, 09:55, 10:00;
+    # each step averages the 5 minutes before it): coverage (3 + 12) / 24 = 15/24, measured
+    # 15 × 300 / 3600 = 1.25, busy 0.5 × 1.25 = 0.625, idle 1.25 − 0.625 = 0.625, unmeasured
+    # 3 − 1.25 = 1.75. mig-0 in the 09:00 hour: measured 3/12 × 3/7 = 0.107142857, busy 0.25 ×
+    # 3/12 × 3/7 = 0.026785714, idle 0.080357143; for the day 0.321428572 + 0.080357143 =
+    # 0.401785715. infer-0 only ran in the 10:00 hour.
     import json
 
     from typer.testing import CliRunner
@@ -143,7 +190,7 @@ def test_utilisation_and_idle_per_pod_are_exact_and_the_same_on_both_paths(prome
     assert {
         k: (r["allocated"], r["unmeasured"], r["idle"], r["coverage_steps"], r["matched"]) for k, r in shown.items()
     } == {
-        ("namespace/team-a", "train-0"): (D(3), D(2), D("0.5"), "12/12", True),
+        ("namespace/team-a", "train-0"): (D(3), D("1.75"), D("0.625"), "15/24", True),
         ("namespace/team-b", "infer-0"): (D("0.333333333"), D(0), D("0.083333333"), "4/12", True),
-        ("proj-a", "mig-0"): (D(0), D(0), D("0.321428572"), "12/12", False),
+        ("namespace/team-a", "mig-0"): (D(0), D(0), D("0.401785715"), "15/24", False),
     }
