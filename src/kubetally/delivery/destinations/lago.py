@@ -490,8 +490,9 @@ class LagoDestination(HttpDestination):
                 raise self.unexpected(f"past usage of {cid} (no usage_periods)", response)
             found = [_period(p) for p in body["usage_periods"]]
             periods += [p for p in found if p[0] < end and start < p[1]]
-            meta = body.get("meta") if isinstance(body.get("meta"), Mapping) else {}
-            page = int(meta["next_page"]) if meta.get("next_page") else 0
+            meta = body.get("meta")
+            following = meta.get("next_page") if isinstance(meta, Mapping) else None
+            page = int(following) if following else 0
             first = min([first, *(p[0] for p in found)]) if first is not None else None
             if any(p[0] <= start for p in found) and page:
                 first = None  # older periods exist that were not read
