@@ -37,7 +37,7 @@ from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import Period, parse_time
 from kubetally.reports.buckets import Per
-from kubetally.reports.capacity import pod_view
+from kubetally.reports.capacity import efficiency_view, pod_view
 from kubetally.sim import SimServer
 from kubetally.sources.prometheus.run import collect_prometheus
 
@@ -165,6 +165,10 @@ def test_utilisation_and_idle_per_pod_are_exact_and_the_same_on_both_paths(prome
         ),
     }
     assert found["collect"] == found["agent"]
+    # --view efficiency counts the MIG instance's busy hours as GPU-hours too: 0.25 × 3/7.
+    with Ledger.open(str(tmp_path / "agent.db")) as ledger:
+        busy = {(r.tenant, r.sku): r.busy for r in efficiency_view(ledger, HOUR.start, HOUR.end, Per.day)}
+    assert busy[("namespace/team-a", "nvidia-a100-sxm-40gb")] == D("0.107142857")
     # Every record of the hour, Kubernetes and Prometheus, is the same on both paths.
     assert written["collect"] == written["agent"]
 

@@ -12,7 +12,8 @@ rollups do not keep) for ``[start, end)``, GPU-hours only, bucketed like ``kubet
   over-commit = capacity.
 * **efficiency** per tenant and SKU: GPU-hours billed (on dedicated / shared nodes), busy
   GPU-hours measured by DCGM (the ``dcgm`` preset's ``busy-GPU-hours`` records, joined by
-  tenant and by the SKU of their ``modelName``) and the share busy ÷ allocated; utilisation
+  tenant and by the SKU of their ``modelName``; a MIG instance's busy hours times its profile's
+  share of the GPU, as it is billed) and the share busy ÷ allocated; utilisation
   records whose period was only partly covered by samples are counted (``partial``), because
   missing samples are missing, not idle.
 * **pods** per tenant, pod and bucket: the GPU-hours Kubernetes billed the pod and, from the
@@ -298,7 +299,7 @@ def efficiency_view(ledger: Ledger, start: datetime, end: datetime, per: Per = P
         if r.unit == BUSY_UNIT:
             sku = _utilisation_sku(r)
             row = rows.setdefault((r.tenant, sku, bucket.start), EfficiencyRow(r.tenant, sku, bucket))
-            row.busy += r.usage
+            row.busy += _exact(Fraction(r.usage) * _gpu_weight(r))  # a MIG instance's busy hours as GPU-hours
             if r.labels.get("coverage", "1") != "1":
                 row.partial += 1
             continue
