@@ -61,7 +61,7 @@ from kubetally.periods import format_time
 from kubetally.rating.money import EXACT
 from kubetally.rating.rate import month_start
 from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state, rollups
-from kubetally.record import normalize
+from kubetally.record import PROVIDER_KINDS, normalize
 
 #: Ledger rows folded per transaction.
 DEFAULT_BATCH = 200_000
@@ -135,6 +135,12 @@ def _safe_horizon(ledger: Ledger) -> int:
         return int(conn.execute(select(func.coalesce(func.max(t.c.seq), 0))).scalar_one())
 
 
+#: The provider's own records (capacity, idle, down, …) are not anyone's usage: they have their
+#: own view (``report --view capacity``) and would otherwise be priced as a tenant "" and summed
+#: into every total next to the tenants' usage of the same GPUs.
+_PROVIDER = sorted(PROVIDER_KINDS)
+
+
 def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
     """Usage and record-count changes per (grain, start, *DIMENSIONS) for rows in (low, high],
     and how many ledger rows that range holds."""
@@ -143,14 +149,14 @@ def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple
     dims = [t.c[name] for name in DIMENSIONS]
     added = (
         select(t.c.date, *dims, exact_sum(conn, t.c.usage), func.count())
-        .where(and_(t.c.seq > low, t.c.seq <= high))
+        .where(and_(t.c.seq > low, t.c.seq <= high, t.c.kind.not_in(_PROVIDER)))
         .group_by(t.c.date, *dims)
     )
     prev_dims = [prev.c[name] for name in DIMENSIONS]
     superseded = (
         select(prev.c.date, *prev_dims, exact_sum(conn, prev.c.usage), func.count())
         .select_from(new.join(prev, and_(prev.c.id == new.c.id, prev.c.revision == new.c.revision - 1)))
-        .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0))
+        .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0, prev.c.kind.not_in(_PROVIDER)))
         .group_by(prev.c.date, *prev_dims)
     )
     deltas: dict[tuple[Any, ...], list[Any]] = {}
