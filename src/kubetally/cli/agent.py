@@ -66,6 +66,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "wall",
         log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+        listen: Annotated[
+            str | None,
+            typer.Option(
+                "--listen",
+                help="Serve /healthz, /readyz and /metrics on host:port, e.g. 0.0.0.0:9090 "
+                "(default: agent.listen in kubetally.yaml; off when neither is set).",
+            ),
+        ] = None,
     ) -> None:
         """Meter tenants continuously: Kubernetes list+watch, Prometheus collection, delivery.
 
@@ -91,6 +99,7 @@ def register(app: typer.Typer) -> None:
                 kubeconfig=kubeconfig,
                 context=context,
                 clock=clock,
+                listen=listen,
             )
         except ConfigError as exc:
             fail(str(exc))

@@ -152,9 +152,7 @@ class Simulation:
             else:
                 assert name is not None
                 if meta.get("name") != name:
-                    raise WriteRefused(
-                        400, "BadRequest", "the name of the object does not match the name on the URL"
-                    )
+                    raise WriteRefused(400, "BadRequest", "the name of the object does not match the name on the URL")
                 prev = self.store.get(rtype, namespace, name)
                 if prev is None:
                     raise self._not_found(rtype, name)
