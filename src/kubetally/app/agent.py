@@ -30,7 +30,7 @@ from kubetally.errors import ConfigError
 from kubetally.ledger.store import Ledger
 from kubetally.redact import redact_url
 from kubetally.sources.kubernetes.agent import KubernetesAgent
-from kubetally.sources.kubernetes.client import RESOURCES, api_server_time, count_requests
+from kubetally.sources.kubernetes.client import METERED, RESOURCES, api_server_time, count_requests
 from kubetally.sources.kubernetes.configmaps import ConfigMapSource, Selection, post_warning
 from kubetally.sources.kubernetes.election import ElectionSettings, LeaderElector, own_namespace
 from kubetally.sources.kubernetes.lease import LeaseHeld, new_holder
@@ -196,6 +196,7 @@ class AgentRunner:
         self.live: ConfigMapSource | None = None
         self.live_used: dict[tuple[str, str], dict[str, Any]] = {}
         self.reported_invalid: set[tuple[str, str, str]] = set()
+        self.live_dirty = False
         live = agent_config.live_config
         if live.enabled:
             self.live = ConfigMapSource(
@@ -215,6 +216,7 @@ class AgentRunner:
             watch_restarts=lambda: dict(self.kubernetes.watch_restarts),
             relists=lambda: dict(self.kubernetes.relists),
             outbox_lag=lambda: outbox_lag_records(self.ledger),
+            watched_rv=self._watched_rv,
         )
 
     def _new_agent(self, yield_from: set[str] | None = None) -> KubernetesAgent:
@@ -250,6 +252,15 @@ class AgentRunner:
         if not self.kubernetes.watching:
             return "watches not synced"
         return None
+
+    def _watched_rv(self) -> int | None:
+        agent = self.kubernetes
+        if not agent.started:
+            return None
+        versions = [agent.processed_rv.get(name) for name in METERED]
+        if not all(v is not None and str(v).isdigit() for v in versions):
+            return None
+        return min(int(str(v)) for v in versions)
 
     def _periods_behind(self) -> dict[str, int]:
         agent = self.kubernetes
@@ -310,8 +321,12 @@ class AgentRunner:
         its last good version (or nothing) is used instead."""
         from kubetally.config.live import assemble
 
-        if self.live is None or not self.live.poll(timeout):
+        if self.live is None:
             return False
+        self.live_dirty = self.live.poll(timeout) or self.live_dirty
+        if not self.live_dirty or not self.live.ready:
+            return False  # nothing new, or not every selection listed yet (never half a model)
+        self.live_dirty = False
         base = self.base_config
         try:
             assembled = assemble(base.sources, self.live.current(), self.live_used)
@@ -483,6 +498,7 @@ class AgentRunner:
         finally:
             if agent is not None:
                 if graceful and elector.leading:
+                    log.info("stopping: flushing what was observed, then handing back the Lease")
                     agent.stop()  # flush what was observed, give the journal lease back
                 else:
                     agent.abandon()

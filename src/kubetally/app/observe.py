@@ -62,6 +62,8 @@ class AgentState:
     watch_restarts: Callable[[], dict[str, int]]
     relists: Callable[[], dict[str, int]]
     outbox_lag: Callable[[], dict[str, int]]
+    #: The resourceVersion every metered watch has been applied up to (None: not watching).
+    watched_rv: Callable[[], int | None] = lambda: None
 
 
 class AgentMetrics:
@@ -129,6 +131,14 @@ class _StateCollector(Collector):
         for resource, value in sorted(state.relists().items()):
             relists.add_metric([resource], float(value))
         yield relists
+        rv = state.watched_rv()
+        if rv is not None:
+            watched = GaugeMetricFamily(
+                "kubetally_agent_watch_resource_version",
+                "resourceVersion up to which every metered watch has been applied (compare with the cluster's)",
+            )
+            watched.add_metric([], float(rv))
+            yield watched
         lag = GaugeMetricFamily(
             "kubetally_agent_outbox_lag_records", "Ledger rows after the destination's cursor", labels=["destination"]
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -83,26 +84,28 @@ class ConfigMapSource:
         return len(self.synced) == len(self.selections)
 
     def poll(self, timeout: float = 0.0) -> bool:
-        """Apply queued changes (waiting up to ``timeout`` for the first); True when any
-        ConfigMap was added, changed or removed."""
+        """Apply queued changes, waiting up to ``timeout`` for one (bookmarks do not count);
+        True when any ConfigMap was added, changed or removed."""
         changed = False
-        wait = timeout
+        deadline = time.monotonic() + timeout
         while True:
+            # Wait (up to the deadline) until something changed; then take only what is queued.
+            wait = 0.0 if changed else deadline - time.monotonic()
             try:
                 item = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
             except queue.Empty:
                 return changed
-            wait = 0
             bucket = self.objects.setdefault(item.resource, {})
             if item.type == SYNC:
-                fresh = {_key(obj): obj for obj in item.items}
+                fresh = {_key(obj): _typed(obj) for obj in item.items}
                 self.synced.add(item.resource)
                 if fresh != bucket:
                     self.objects[item.resource] = fresh
                     changed = True
             elif item.obj is not None and item.type in ("ADDED", "MODIFIED"):
-                if bucket.get(_key(item.obj)) != item.obj:
-                    bucket[_key(item.obj)] = item.obj
+                obj = _typed(item.obj)
+                if bucket.get(_key(obj)) != obj:
+                    bucket[_key(obj)] = obj
                     changed = True
             elif item.obj is not None and item.type == "DELETED":
                 changed = bucket.pop(_key(item.obj), None) is not None or changed
@@ -110,6 +113,11 @@ class ConfigMapSource:
     def current(self) -> list[dict[str, Any]]:
         """Every selected ConfigMap, in selection order then namespace/name order."""
         return [bucket[key] for s in self.selections for bucket in [self.objects[s.name]] for key in sorted(bucket)]
+
+
+def _typed(obj: dict[str, Any]) -> dict[str, Any]:
+    """List items of built-in kinds come without apiVersion/kind; the config loader needs them."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", **obj}
 
 
 def _key(obj: dict[str, Any]) -> Key:
