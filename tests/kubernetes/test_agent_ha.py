@@ -144,3 +144,7 @@ def test_sigkill_of_the_leader_mid_period_loses_and_doubles_nothing(pg_url: str,
                 lines = [json.loads(line) for line in b.output().splitlines() if line.startswith("{")]
                 assert any("became leader" in line["message"] for line in lines)
                 assert any("released Lease kubetally/kubetally-agent" in line["message"] for line in lines)
+                # Every kubetally line names the cluster; the period line names its last period.
+                assert {line["cluster"] for line in lines if line["logger"].startswith("kubetally")} == {"gpu-east"}
+                wrote = [line for line in lines if line["message"].startswith("wrote ")]
+                assert wrote[-1]["period"] == "[2026-11-02T11:00:00Z, 2026-11-02T12:00:00Z)"

@@ -592,8 +592,10 @@ def install_signal_handlers(runner: AgentRunner) -> None:
 def run_agent(settings: AgentSettings, *, until: datetime | None = None, once: bool = False) -> CloseResult | None:
     """``kubetally agent``: open the ledger and the cluster, run until stopped (or ``until``, or
     one tick with ``once``), close everything; returns the last tick's result."""
+    from kubetally import logs
     from kubetally.sources.kubernetes.client import make_api_client
 
+    logs.context["cluster"] = settings.cluster
     api = make_api_client(settings.kubeconfig, settings.context)
     with Ledger.open(settings.db) as ledger, AgentRunner(settings, ledger, api, listen=settings.listen) as runner:
         install_signal_handlers(runner)

@@ -263,5 +263,6 @@ class KubernetesAgent:
                 format_time(result.until) if result.until else "-",
                 result.written.inserted,
                 result.written.revised,
+                extra={"cluster": self.cluster, "period": str(result.periods[-1]) if result.periods else None},
             )
         return result
