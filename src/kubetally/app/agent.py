@@ -348,7 +348,8 @@ class AgentRunner:
                 extra={"cluster": self.settings.cluster},
             )
             self.metrics.config_invalid.labels(f"{namespace}/{name}").inc()
-            post_warning(self.api, bad.configmap, "InvalidConfig", f"ignored by kubetally: {problems}")
+            if self.election is None or self.leading():  # one Event per bad version, not one per replica
+                post_warning(self.api, bad.configmap, "InvalidConfig", f"ignored by kubetally: {problems}")
         self.live_used = assembled.used
         live = assembled.config
         config = replace(

@@ -178,7 +178,7 @@ class Simulation:
     def _body(self, rtype: ResourceType, namespace: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
             raise WriteRefused(400, "BadRequest", f"the request body is not a {rtype.kind} object")
-        obj = json_copy(body)
+        obj: dict[str, Any] = json_copy(body)
         obj.setdefault("apiVersion", rtype.api_version)
         obj.setdefault("kind", rtype.kind)
         if (obj["apiVersion"], obj["kind"]) != (rtype.api_version, rtype.kind):

@@ -254,8 +254,8 @@ def request_verb(method: str, url: str) -> str:
 
 def count_requests(api: k8s.ApiClient, count: Callable[[str], None]) -> None:
     """Call ``count(verb)`` for every request ``api`` sends (the agent's /metrics)."""
-    rest = api.rest_client
-    send = rest.request
+    rest: Any = api.rest_client
+    send: Callable[..., Any] = rest.request
 
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         count(request_verb(method, url))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -56,12 +57,7 @@ class ConfigMapSource:
         self.watchers = [
             Watcher(
                 api,
-                Resource(
-                    s.name,
-                    "ConfigMap",
-                    lambda a, ns=s.namespace: partial(k8s.CoreV1Api(a).list_namespaced_config_map, ns),
-                    f"{s.label}=true",
-                ),
+                Resource(s.name, "ConfigMap", _lister(s.namespace), f"{s.label}=true"),
                 self.queue,
                 timeout_seconds=timeout_seconds,
             )
@@ -113,6 +109,11 @@ class ConfigMapSource:
     def current(self) -> list[dict[str, Any]]:
         """Every selected ConfigMap, in selection order then namespace/name order."""
         return [bucket[key] for s in self.selections for bucket in [self.objects[s.name]] for key in sorted(bucket)]
+
+
+def _lister(namespace: str) -> Callable[[k8s.ApiClient], Callable[..., Any]]:
+    """LIST/WATCH of the ConfigMaps of one namespace (never cluster-wide: least privilege)."""
+    return lambda api: partial(k8s.CoreV1Api(api).list_namespaced_config_map, namespace)
 
 
 def _typed(obj: dict[str, Any]) -> dict[str, Any]:
