@@ -239,14 +239,14 @@ def request_verb(method: str, url: str) -> str:
     if method in ("PUT", "PATCH", "DELETE"):
         return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
     segments = [s for s in parts.path.split("/") if s]
-    if parse_qs(parts.query).get("watch", [""])[0] in ("true", "1") or "watch" in segments[2:3]:
-        return "watch"
     if segments[:1] == ["api"]:
         rest = segments[2:]
     elif segments[:1] == ["apis"]:
         rest = segments[3:]
     else:
-        return "get"  # discovery, /version
+        return "get"  # /version and the like
+    if parse_qs(parts.query).get("watch", [""])[0] in ("true", "1") or rest[:1] == ["watch"]:
+        return "watch"
     if len(rest) >= 3 and rest[0] == "namespaces":
         rest = rest[2:]
     return "list" if len(rest) == 1 else "get"
