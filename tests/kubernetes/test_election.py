@@ -5,15 +5,22 @@ record change" is checked to the tenth of a second without sleeping."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kubernetes import client
+from sqlalchemy import select
 
+from kubetally.app.agent import AgentRunner, AgentSettings
+from kubetally.config import load_config
+from kubetally.ledger.store import Ledger
 from kubetally.sim import Scenario, SimServer
 from kubetally.sources.kubernetes.election import ElectionSettings, LeaderElector
+from kubetally.sources.kubernetes.tables import leases
 
 NAMESPACE, NAME = "kubetally", "kubetally-agent"
 
@@ -112,3 +119,56 @@ def test_release_clears_the_holder_as_client_go_release_on_cancel(sim: SimServer
     assert b.try_acquire_or_renew()
     assert read(sim, "release").spec.lease_transitions == 1
     assert not a.release()  # not the holder any more: nothing to hand back
+
+
+def test_losing_the_lease_stops_leading_work_and_a_new_term_starts_afresh(sim: SimServer, tmp_path: Path) -> None:
+    config_file = tmp_path / "kubetally.yaml"
+    config_file.write_text(
+        "kubernetes: {tick_interval: 1s}\n"
+        "agent:\n"
+        "  leader_election: {enabled: true, lease_name: runner, namespace: kubetally,"
+        " lease_duration: 4, renew_deadline: 2, retry_period: 0.25}\n"
+    )
+    settings = AgentSettings(
+        config=load_config([config_file]),
+        cluster="gpu-east",
+        db=str(tmp_path / "ledger.db"),
+        prometheus_url=None,
+        destinations=None,
+    )
+
+    def until(what: str, check: Callable[[], bool], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.02)
+
+    with (
+        Ledger.open(settings.db) as ledger,
+        AgentRunner(settings, ledger, sim.api_client(), clock=lambda: sim.now) as runner,
+    ):
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        try:
+            until("the first term", lambda: runner.leading() and runner.kubernetes.watching)
+            sim.fail_next("update", "leases", status=500, times=100000)  # renewals fail from now on
+            until("leadership to be lost", lambda: not runner.leading())
+            # The source of the lost term is stopped without a flush: no watcher left running,
+            # and the journal lease of this cluster handed back for the next leader.
+            until("the lost term's work to stop", lambda: not runner.kubernetes.started)
+            lost = runner.kubernetes
+            assert not any(w.is_alive() for w in lost.watchers.values())
+            with ledger.engine.connect() as conn:
+                assert conn.execute(select(leases).where(leases.c.cluster == "gpu-east")).all() == []
+            assert runner.elector is not None
+            lost_term = runner.elector.term
+            sim.faults.clear()
+            # The Lease still names this replica: it takes it back at once, with a fresh source.
+            until("a new term", lambda: runner.leading() and runner.kubernetes.watching)
+            assert runner.kubernetes is not lost and runner.elector.term > lost_term
+        finally:
+            sim.faults.clear()
+            runner.stop()
+            thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert read(sim, "runner").spec.holder_identity is None  # handed back on stop
