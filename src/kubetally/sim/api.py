@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kubetally.sim.faults import Faults, status_body
+from kubetally.sim.rbac import RBAC, request_of
 from kubetally.sim.resources import ResourceType
 from kubetally.sim.selectors import FIELD_LABELS, SelectorError, matcher, parse_field_selector, parse_label_selector
 from kubetally.sim.simulation import Simulation, WriteRefused
@@ -136,8 +137,16 @@ class ApiError(Exception):
 class SimAPI:
     """Builds the ASGI app serving one :class:`Simulation`."""
 
-    def __init__(self, sim: Simulation, faults: Faults, stopping: threading.Event, address: Callable[[], str]):
+    def __init__(
+        self,
+        sim: Simulation,
+        faults: Faults,
+        stopping: threading.Event,
+        address: Callable[[], str],
+        rbac: RBAC | None = None,
+    ):
         self.sim = sim
+        self.rbac = rbac
         self.store = sim.store
         self.registry = sim.registry
         self.faults = faults
@@ -158,12 +167,29 @@ class SimAPI:
 
     async def handle(self, request: Request) -> Response:
         try:
+            if self.rbac is not None:
+                self.authorize(request)
             return await self.route(request)
         except ApiError as exc:
             return self.json(exc.body, exc.code)
         except Exception as exc:  # a simulator bug must still answer in the wire format, and say what broke
             log.exception("simulated API server failed on %s", request.url.path)
             return self.json(status_body(500, f"simulated API server error: {type(exc).__name__}: {exc}"), 500)
+
+    def authorize(self, request: Request) -> None:
+        """Authenticate the bearer token, then authorize the request (401, 403 as a real apiserver),
+        before any routing: a refused request learns nothing, not even whether the path exists."""
+        assert self.rbac is not None
+        user = self.rbac.authenticate(request.headers.get("authorization"))
+        if user is None:
+            raise ApiError(401, "Unauthorized")
+        asked = request_of(request.method, request.url.path, request.url.query)
+        if not self.rbac.allows(user, asked):
+            details: dict[str, Any] = {}
+            if asked.resource_request:
+                details = {"name": asked.name, "group": asked.api_group, "kind": asked.resource}
+                details = {k: v for k, v in details.items() if v or k == "kind"}
+            raise ApiError(403, self.rbac.forbidden_message(user, asked), details=details)
 
     async def route(self, request: Request) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
