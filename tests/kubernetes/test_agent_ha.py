@@ -37,8 +37,7 @@ cluster: gpu-east
 collection: {{max_backfill: 6h, settle_delay: 2m}}
 kubernetes: {{tick_interval: 1s, reconcile_interval: 1s}}
 agent:
-  leader_election:
-    enabled: true
+  leader_election:  # enabled by --leader-elect, as the ha-agent overlay does
     namespace: {NAMESPACE}
     lease_duration: {LEASE_SECONDS}
     renew_deadline: 1.5
@@ -71,7 +70,17 @@ def test_sigkill_of_the_leader_mid_period_loses_and_doubles_nothing(pg_url: str,
     kill_at = parse_time("2026-11-02T10:15:00Z")
     with SimServer(scenario) as sim:
         kubeconfig = sim.kubeconfig(tmp_path / "kubeconfig")
-        args = ("-c", str(config), "--kubeconfig", str(kubeconfig), "--db", pg_url, "--clock", "apiserver")
+        args = (
+            "-c",
+            str(config),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--db",
+            pg_url,
+            "--clock",
+            "apiserver",
+            "--leader-elect",
+        )
         with AgentProcess("a", tmp_path, *args) as a:
             wait_for("agent a to lead", lambda: a.alive() and holder_pid(sim) == a.pid, timeout=60)
             with AgentProcess("b", tmp_path, *args, log_format="json") as b, Ledger.open(pg_url) as ledger:

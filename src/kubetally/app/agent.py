@@ -79,6 +79,7 @@ def agent_settings(
     context: str | None = None,
     clock: str = "wall",
     listen: str | None = None,
+    leader_elect: bool = False,
 ) -> AgentSettings:
     """Resolve the agent's settings. Raises :class:`~kubetally.errors.ConfigError` (one line)
     for a missing cluster name, a bad vBilling variable or an unknown clock."""
@@ -98,6 +99,10 @@ def agent_settings(
         names = ", ".join(name for names in VBILLING_ITEMS.values() for name in names)
         env.notes.append(f"PROMETHEUS_URL without cost-model items: collecting vBilling's Prometheus items {names}")
     config = config.with_settings(kubernetes=env.kubernetes)
+    if leader_elect:  # --leader-elect: on, with the file's timings (client-go's by default)
+        agent = config.settings.agent
+        election = agent.leader_election.model_copy(update={"enabled": True})
+        config = config.with_settings(agent=agent.model_copy(update={"leader_election": election}))
     return AgentSettings(
         config=config,
         cluster=name,

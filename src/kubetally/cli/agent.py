@@ -74,6 +74,14 @@ def register(app: typer.Typer) -> None:
                 "(default: agent.listen in kubetally.yaml; off when neither is set).",
             ),
         ] = None,
+        leader_elect: Annotated[
+            bool,
+            typer.Option(
+                "--leader-elect",
+                help="Run as one of several replicas: only the holder of the Lease (agent.leader_election "
+                "in kubetally.yaml: name, namespace, timings) meters, writes and delivers.",
+            ),
+        ] = False,
     ) -> None:
         """Meter tenants continuously: Kubernetes list+watch, Prometheus collection, delivery.
 
@@ -100,6 +108,7 @@ def register(app: typer.Typer) -> None:
                 context=context,
                 clock=clock,
                 listen=listen,
+                leader_elect=leader_elect,
             )
         except ConfigError as exc:
             fail(str(exc))
