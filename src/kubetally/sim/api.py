@@ -30,7 +30,7 @@ from kubetally.sim.faults import Faults, status_body
 from kubetally.sim.rbac import RBAC, request_of
 from kubetally.sim.resources import ResourceType
 from kubetally.sim.selectors import FIELD_LABELS, SelectorError, matcher, parse_field_selector, parse_label_selector
-from kubetally.sim.simulation import Simulation
+from kubetally.sim.simulation import Simulation, WriteRefused
 from kubetally.sim.store import Change, Expired, key_range
 from kubetally.sim.tables import table, wants_table
 
@@ -193,8 +193,8 @@ class SimAPI:
 
     async def route(self, request: Request) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
-        if request.method not in ("GET", "HEAD"):
-            raise ApiError(405, f"the simulated API server is read-only; {request.method} is not supported")
+        if request.method not in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+            raise ApiError(405, f"the simulated API server does not support {request.method}")
         if parts in (["healthz"], ["livez"], ["readyz"]):
             return Response("ok", media_type="text/plain", headers=self.headers())
         if parts == ["version"]:
@@ -264,7 +264,20 @@ class SimAPI:
             or (subresource is not None and (subresource != "status" or not rtype.status_subresource))
         ):
             raise ApiError(404, _NOT_FOUND, details={})
-        verb = "watch" if watch else ("get" if name is not None else "list")
+        writing = request.method in ("POST", "PUT", "DELETE")
+        if writing:
+            verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}[request.method]
+            if (
+                not rtype.writable
+                or subresource is not None
+                or (verb == "create") != (name is None)
+                or (rtype.namespaced and not namespace)
+            ):
+                raise ApiError(
+                    405, f"the simulated API server is read-only for {plural}; {request.method} is not supported"
+                )
+        else:
+            verb = "watch" if watch else ("get" if name is not None else "list")
         failure = self.faults.take(verb, plural)
         if failure is not None:
             raise ApiError(
@@ -273,6 +286,8 @@ class SimAPI:
                 details={"kind": plural, **({"group": group} if group else {})},
                 metadata={},
             )
+        if writing:
+            return await self.write(request, verb, rtype, namespace, name)
         as_table = wants_table(request.headers.get("accept"))
         if name is not None and not watch:
             return self.get(rtype, namespace, name, as_table)
@@ -280,6 +295,21 @@ class SimAPI:
         if watch:
             return self.watch(rtype, namespace, match, params, as_table)
         return self.list(rtype, namespace, match, params, as_table)
+
+    async def write(
+        self, request: Request, verb: str, rtype: ResourceType, namespace: str, name: str | None
+    ) -> Response:
+        body: Any = None
+        if verb != "delete":
+            try:
+                body = json.loads(await request.body() or b"null")
+            except ValueError as exc:
+                raise ApiError(400, f"the request body is not JSON: {exc}", reason="BadRequest") from None
+        try:
+            code, obj = self.sim.write(verb, rtype, namespace, name, body)
+        except WriteRefused as exc:
+            raise ApiError(exc.code, str(exc), reason=exc.reason, details=exc.details or None) from None
+        return self.json(obj, code)
 
     def selector(
         self, rtype: ResourceType, params: Mapping[str, str], name: str | None
