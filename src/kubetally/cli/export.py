@@ -57,12 +57,12 @@ def focus(
         fail(f"--rows must be sku or resource, not {rows!r}")
     if fmt == "parquet" and not output:
         fail("--format parquet needs --output FILE")
-    from kubetally.app.report import export_focus
+    from kubetally.app.report import billing_zone_of, export_focus
     from kubetally.rating.money import format_money
 
     check_output(output)
     inputs = pricing_inputs(config_files, prices, db)
-    since, until = resolve_range(start, end)
+    since, until = resolve_range(start, end, billing_zone_of(inputs))
     result = export_focus(
         inputs, since, until, output or sys.stdout, fmt=fmt, grain=per, rows=rows, skip_unpriced=skip_unpriced
     )

@@ -44,8 +44,14 @@ exported: they restate what allocated + idle already cost.
 
 **Types.** Costs are ``decimal128(38, 6)`` (micro-units, exact), unit prices
 ``decimal128(38, 12)`` and quantities ``decimal128(38, 9)``; a value with more places is
-rounded half-even to that scale (the 9-place hours of the ledger never are). Times are UTC;
-every ``*PeriodEnd`` is exclusive.
+rounded half-even to that scale (the 9-place hours of the ledger never are). Times are UTC
+instants; every ``*PeriodEnd`` is exclusive.
+
+**Billing time zone** (``billing.timezone``). ``BillingPeriodStart``/``End`` are the local
+calendar month (for ``Asia/Shanghai``, November 2026 is ``2026-10-31T16:00:00Z`` to
+``2026-11-30T16:00:00Z``), and ``--per day``/``month`` charge periods are local days and months
+(a DST day is 23 or 25 hours), as the days and months of ``kubetally report``; graduated tiers
+restart at the local month. ``--per hour`` keeps each record's own UTC hour.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -69,7 +75,7 @@ import pyarrow.parquet as pq
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
 from kubetally.ledger.store import Ledger
-from kubetally.periods import Period, format_time
+from kubetally.periods import Period, format_time, local_midnight, next_local_midnight, zone_name
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, from_micros
 from kubetally.rating.pricebook import PriceBook
@@ -247,19 +253,22 @@ def _resource_id(cluster: str, namespace: str, name: str) -> str:
 
 
 class _Bucketer:
-    """Charge periods for records: their own period (hour), the UTC day, or the month."""
+    """Charge periods for records: their own period (hour), or the local day or month of the
+    billing time zone the record starts in (a DST day is 23 or 25 hours)."""
 
-    def __init__(self, grain: str):
+    def __init__(self, grain: str, zone: tzinfo = UTC):
         self.grain = grain
+        self.zone = zone
 
     def of(self, record: UsageRecord) -> Period:
         window = record.period_window
         if self.grain == "hour":
             return window
         if self.grain == "day":
-            day = record.date
-            return Period(day, day + timedelta(days=1)) if window.length <= timedelta(days=1) else window
-        return Period(month_start(record.start), next_month(record.start))
+            if window.length > timedelta(days=1):
+                return window
+            return Period(local_midnight(record.start, self.zone), next_local_midnight(record.start, self.zone))
+        return Period(month_start(record.start, self.zone), next_month(record.start, self.zone))
 
 
 @dataclass
@@ -280,6 +289,9 @@ class FocusBuilder:
         self.display = DisplayCatalog.from_config(config)
         self.settings = pricebook.config.focus
         self.categories = DEFAULT_SERVICE_CATEGORIES | self.settings.service_categories
+        #: ``billing.timezone``: day and month charge periods, billing periods and tier months
+        #: are local to it, as in ``kubetally report`` (hourly charge periods stay the records').
+        self.zone: tzinfo = config.settings.billing.zone if config is not None else UTC
 
     def rows(
         self,
@@ -301,14 +313,16 @@ class FocusBuilder:
             raise FocusError(f"--to {format_time(end)} must be after --from {format_time(start)}")
         for name, moment in (("--from", start), ("--to", end)):
             whole_hour = moment.minute == moment.second == moment.microsecond == 0
-            aligned = whole_hour if grain == "hour" else is_midnight(moment)
+            aligned = whole_hour if grain == "hour" else is_midnight(moment, self.zone)
             if not aligned:
-                unit = "a whole UTC hour" if grain == "hour" else "a UTC midnight"
+                unit = (
+                    "a whole UTC hour" if grain == "hour" else f"a {zone_name(self.zone)} midnight (billing.timezone)"
+                )
                 raise FocusError(f"{name} {format_time(moment)}: must be {unit} for --per {grain}")
         result = result if result is not None else FocusResult()
-        context_start = month_start(start) if self.pricebook.has_tiers else start
-        rater = Rater(self.pricebook, self.display.divisor)
-        bucketer = _Bucketer(grain)
+        context_start = month_start(start, self.zone) if self.pricebook.has_tiers else start
+        rater = Rater(self.pricebook, self.display.divisor, self.zone)
+        bucketer = _Bucketer(grain, self.zone)
         price_cuts = self.pricebook.change_dates()
         pending: dict[tuple[datetime, datetime, bool], _Pending] = {}
         last_start: datetime | None = None
@@ -409,7 +423,7 @@ class FocusBuilder:
         sku_parts = [labels[k] for k in match.entry.keys if labels.get(k)]
         sku_id = "/".join([category, item, *sku_parts])
         effective = match.effective.strftime("%Y-%m-%d") if match.effective else "base"
-        billing_start = month_start(line.start)
+        billing_start = month_start(line.start, self.zone)
         quantity = _scaled(charge.quantity, "PricingQuantity")
         assert quantity is not None  # a charge always has a quantity
         split = labels.get(SHARED_MODE_LABEL) == SHARED_MODE_VALUE and bool(labels.get(SHARED_NODE_LABEL))
@@ -434,7 +448,7 @@ class FocusBuilder:
             "BillingAccountName": self.settings.billing_account_name,
             "BillingAccountType": "Billing Account",
             "BillingCurrency": currency,
-            "BillingPeriodEnd": next_month(billing_start),
+            "BillingPeriodEnd": next_month(billing_start, self.zone),
             "BillingPeriodStart": billing_start,
             "CapacityReservationId": None,
             "CapacityReservationStatus": None,

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -43,7 +43,7 @@ from kubetally.config.loader import Config
 from kubetally.delivery.outbox import Outbox, all_destinations
 from kubetally.ledger.migrate import alembic_config
 from kubetally.ledger.store import Ledger
-from kubetally.periods import format_time, parse_time
+from kubetally.periods import format_time, parse_time, zone_name
 from kubetally.rating.pricebook import PriceBook
 from kubetally.record import UsageRecord
 from kubetally.reports.buckets import Per, is_midnight
@@ -137,25 +137,27 @@ INGEST = Depends(_require(Role.admin, Role.agent))
 # -- parameters --------------------------------------------------------------------------------------
 
 
-def _date(value: str, parameter: str) -> datetime:
+def _date(value: str, parameter: str, zone: tzinfo = UTC) -> datetime:
+    """A time, or a date read as local midnight in the billing time zone ``zone``."""
     text_value = value.strip()
     if len(text_value) == 8 and text_value.isdigit():  # Alauda's 20250601
         text_value = f"{text_value[:4]}-{text_value[4:6]}-{text_value[6:]}"
     try:
-        moment = parse_time(text_value)
+        moment = parse_time(text_value, zone)
     except ValueError as exc:
         raise ApiError(400, "bad_parameter", str(exc), parameter) from None
     return moment
 
 
-def _range(start: str, end: str, *, days: bool = True) -> tuple[datetime, datetime]:
-    since, until = _date(start, "start"), _date(end, "end")
+def _range(start: str, end: str, *, days: bool = True, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    since, until = _date(start, "start", zone), _date(end, "end", zone)
     if days:
         for name, moment in (("start", since), ("end", until)):
-            if not is_midnight(moment):
-                raise ApiError(
-                    400, "bad_parameter", f"{format_time(moment)}: costs cover whole UTC days; give a date", name
+            if not is_midnight(moment, zone):
+                reason = (
+                    f"{format_time(moment)}: costs cover whole {zone_name(zone)} days (billing.timezone); give a date"
                 )
+                raise ApiError(400, "bad_parameter", reason, name)
     if until <= since:
         raise ApiError(
             400, "bad_parameter", f"end {format_time(until)} must be after start {format_time(since)}", "end"
@@ -182,8 +184,8 @@ def _page(rows: list[dict[str, Any]], current_page: int, page_size: int, limit: 
     return rows[first : first + page_size]
 
 
-Start = Annotated[str, Query(description="First day, UTC (`2026-11-01` or `20261101`).")]
-End = Annotated[str, Query(description="Day after the last, UTC (exclusive).")]
+Start = Annotated[str, Query(description="First day, in billing.timezone (`2026-11-01` or `20261101`).")]
+End = Annotated[str, Query(description="Day after the last, in billing.timezone (exclusive).")]
 Step = Annotated[str, Query(description="Bucket: day, week (ISO) or month.")]
 Kind = Annotated[str, Query(description="Group by tenant, project, namespace (with its cluster) or cluster.")]
 Filter = Annotated[list[str] | None, Query(description="Only these values (repeatable or comma-separated).")]
@@ -206,8 +208,9 @@ def _query(
     namespace: list[str] | None = None,
     item: list[str] | None = None,
     name: list[str] | None = None,
+    zone: tzinfo = UTC,
 ) -> CostQuery:
-    since, until = _range(start, end)
+    since, until = _range(start, end, zone=zone)
     if kind not in costs.KINDS:
         raise ApiError(400, "bad_parameter", f"must be one of {', '.join(costs.KINDS)}, not {kind!r}", "kind")
     filters = {
@@ -481,7 +484,7 @@ def _costs(app: FastAPI, state: ServerState) -> None:
     ) -> JSONResponse:
         query = _query(
             start, end, step, kind, split_item=item, tenant=tenant, project=project, cluster=cluster,
-            namespace=namespace, name=name,
+            namespace=namespace, name=name, zone=service.zone,
         )  # fmt: skip
         report, rows = service.total(query, caller.scope)
         rows = costs.order_rows(rows, order_by, order == "desc")
@@ -508,7 +511,7 @@ def _costs(app: FastAPI, state: ServerState) -> None:
     ) -> JSONResponse:
         query = _query(
             start, end, step, kind, tenant=tenant, project=project, cluster=cluster, namespace=namespace,
-            item=item, name=name,
+            item=item, name=name, zone=service.zone,
         )  # fmt: skip
         report, rows = service.usage(query, caller.scope)
         rows = costs.order_rows(rows, order_by, order == "desc")
@@ -526,7 +529,7 @@ def _costs(app: FastAPI, state: ServerState) -> None:
         caller: Caller,
         **filters: list[str] | None,
     ) -> tuple[Any, list[dict[str, Any]]]:
-        query = _query(start, end, step, "tenant", **filters)  # type: ignore[arg-type]
+        query = _query(start, end, step, "tenant", zone=service.zone, **filters)  # type: ignore[arg-type]
         report, rows = service.detail(query, caller.scope)
         if filter_zero:
             rows = [r for r in rows if r["costMicros"]]
@@ -666,7 +669,7 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
         project: Filter = None,
         caller: Caller = READ,
     ) -> StreamingResponse:
-        since, until = _range(start, end, days=per != "hour")
+        since, until = _range(start, end, days=per != "hour", zone=state.service.zone)
         if (cluster or project) and rows != "resource":
             reason = "cluster and project filters need rows=resource (a sku row may merge several)"
             raise ApiError(400, "bad_parameter", reason, "rows")

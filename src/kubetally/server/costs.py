@@ -16,8 +16,9 @@ How the API's words map to a report:
 * ``project``, ``cluster`` and ``namespace`` filters add that column to the grouping and keep
   the matching rows, so the rows are the ones of ``kubetally report --by <kind>,<column>``.
 
-The API's days and months are UTC days and months, whatever ``billing.timezone`` says: its
-``from``/``to`` are UTC midnights (not yet in the billing time zone).
+The API's days, weeks and months are those of ``billing.timezone`` (as in ``kubetally report``),
+and its ``from``/``to`` dates are local dates there: a server and a CLI sharing one ledger then
+keep its rollups in one zone instead of rebuilding them back and forth.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +55,8 @@ KINDS = ("tenant", "project", "namespace", "cluster")
 FILTERS = ("tenant", "project", "cluster", "namespace", "item")
 ORDERABLE = ("start", "tenant", "project", "cluster", "namespace", "item", "cost", "usage")
 DETAIL_BY = ("tenant", "project", "cluster", "namespace", "item")
+#: One ledger (UTC) day: the span of a record's ``date``.
+_DAY = timedelta(days=1)
 
 
 class QueryError(KubetallyError):
@@ -162,9 +165,10 @@ class DayVersions:
             return self.generation
 
     def version(self, start: datetime, end: datetime) -> int:
-        """The latest change of any day in ``[start, end)``."""
+        """The latest change of any (UTC) day overlapping ``[start, end)``: a local day of the
+        billing time zone straddles two UTC days."""
         with self._lock:
-            return max([self.baseline, *(v for day, v in self.changed.items() if start <= day < end)])
+            return max([self.baseline, *(v for day, v in self.changed.items() if start < day + _DAY and day < end)])
 
 
 def _joined(parts: list[Report], query: CostQuery) -> Report:
@@ -222,6 +226,11 @@ class CostService:
         # the quotient of the sum in its last places, so such books are rated as one report.
         self._split_safe = all(display.divisor(item) == 1 for item in tiered)
 
+    @property
+    def zone(self) -> tzinfo:
+        """``billing.timezone`` (UTC without a config): the API's days and months."""
+        return self.config.settings.billing.zone if self.config is not None else UTC
+
     # -- reports ---------------------------------------------------------------------------------
 
     def report(
@@ -235,7 +244,7 @@ class CostService:
         columns = tuple(dict.fromkeys([*by, *post]))
         items = query.filters.get("item") or None
         # Fold new ledger rows first; the rollup cursor then names the ledger state exactly.
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=self.zone)
         state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
         spans = self._buckets(query)
@@ -258,7 +267,7 @@ class CostService:
                         tenants=tenants,
                         items=items,
                         refresh=False,
-                        zone=UTC,  # the API's days and months are UTC (see the module docstring)
+                        zone=self.zone,
                     )
                     self.bucket_cache.put(part_key, (state, part_version), part)
                 parts.append(part)
@@ -283,9 +292,13 @@ class CostService:
         to one day therefore recomputes only the buckets that depend on that day.
         """
         if not self._split_safe or self.bucket_cache.size <= 0:
-            return [(Period(query.start, query.end), month_start(query.start))]
+            return [(Period(query.start, query.end), month_start(query.start, self.zone))]
         tiers = self.pricebook.has_tiers
-        return [(b, month_start(b.start) if tiers else b.start) for b in buckets(query.start, query.end, query.step)]
+        zone = self.zone
+        return [
+            (b, month_start(b.start, zone) if tiers else b.start)
+            for b in buckets(query.start, query.end, query.step, zone)
+        ]
 
     def total(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
         return self.report(query, scope, _kind_columns(query.kind) + (("item",) if query.split_item else ()))
@@ -300,7 +313,7 @@ class CostService:
 
     def tenants(self, scope: Scope) -> list[dict[str, Any]]:
         """Every tenant with usage, with the clusters and projects it has usage in."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=self.zone)
         r = rollups
         query = select(r.c.tenant, r.c.cluster, r.c.project).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:
@@ -325,7 +338,7 @@ class CostService:
 
     def items(self, scope: Scope, at: datetime) -> list[dict[str, Any]]:
         """Every item with usage (in the scope), its display names and whether it has a price."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=self.zone)
         r = rollups
         query = select(r.c.category, r.c.item, r.c.unit).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:
