@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from kubetally.app.prune import PruneRefused, destinations_to_check, prune
+from kubetally.app.prune import FocusInputs, PruneRefused, destinations_to_check, prune
 from kubetally.config.destinations import one_off_config
 from kubetally.delivery.engine import deliver_once
 from kubetally.ledger import schema
@@ -149,3 +149,61 @@ def test_a_dead_letter_blocks_pruning_and_the_cli_says_so_in_one_line(filled: Le
         and "file: 0 not yet delivered, 0 in delivery gaps, 1 dead-lettered" in (line)
     )
     assert _count(ledger) == 49 and not (tmp_path / "archive").exists()
+
+
+def test_the_range_is_archived_as_focus_rows_that_bill_what_the_report_bills(filled: Ledger, tmp_path: Path) -> None:
+    ledger = filled
+    dest = one_off_config("file", path=str(tmp_path / "events.jsonl"), name="file")
+    assert deliver_once(ledger, [dest], policy=FAST).ok
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    pricebook = PriceBook.load(tmp_path / "prices.yaml")
+    day1 = (BEFORE - timedelta(days=1), BEFORE)
+    report = build_report(ledger, pricebook, None, *day1, by="tenant", per="day")
+    # 2026-11-01: hours 0..23 hold 0+…+23 + 24 × 0.25 = 276 + 6 = 282 GPU-h, and hour 5's correction
+    # replaces its 5.25 by 100: 282 - 5.25 + 100 = 376.75 GPU-h × 2.00 = 753.50
+    assert report.total == 753_500_000
+    archive = tmp_path / "archive"
+    result = prune(ledger, BEFORE, archive, ["file"], focus=FocusInputs(pricebook, None))
+    assert result.rows == 25 and result.focus_archive is not None and result.manifest is not None
+    assert result.focus_archive.name.startswith("focus-before-2026-11-02-seq")
+    table = pq.read_table(result.focus_archive)
+    # one resource row per hour (the current revision only): 24 rows
+    assert table.num_rows == result.focus_rows == 24
+    billed = sum(table["BilledCost"].to_pylist(), Decimal(0))
+    assert billed == result.focus_billed == Decimal("753.500000") == Decimal(report.total).scaleb(-6)
+    # hourly charge periods are the records' hours; UTC billing period (no billing.timezone)
+    starts = sorted(table["ChargePeriodStart"].to_pylist())
+    assert starts[0] == day1[0] and starts[-1] == BEFORE - timedelta(hours=1)
+    assert set(table["BillingPeriodStart"].to_pylist()) == {day1[0]}
+    hour5 = [r for r in table.to_pylist() if r["ChargePeriodStart"] == day1[0] + timedelta(hours=5)]
+    assert [r["BilledCost"] for r in hour5] == [Decimal("200.000000")]  # 100 GPU-h × 2.00
+    manifest = json.loads(result.manifest.read_text())
+    focus = manifest["focus"]
+    assert focus["file"] == result.focus_archive.name and focus["rows"] == 24
+    assert focus["billed_cost"] == "753.500000" and focus["timezone"] == "UTC" and focus["currency"] == "USD"
+    assert (focus["from"], focus["to"]) == ("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
+    assert len(focus["sha256"]) == 64 and focus["skipped_unpriced"] == {}
+
+
+def test_a_tampered_focus_archive_deletes_nothing(
+    filled: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetally.app import prune as module
+
+    ledger = filled
+    dest = one_off_config("file", path=str(tmp_path / "events.jsonl"), name="file")
+    assert deliver_once(ledger, [dest], policy=FAST).ok
+    (tmp_path / "prices.yaml").write_text(PRICES)
+    pricebook = PriceBook.load(tmp_path / "prices.yaml")
+    real = module._write_archive
+
+    def tamper(*args: object, **kwargs: object) -> tuple[Path, Path, Path | None]:
+        path, manifest, focus_path = real(*args, **kwargs)  # type: ignore[arg-type]
+        assert focus_path is not None
+        focus_path.write_bytes(focus_path.read_bytes() + b"x")
+        return path, manifest, focus_path
+
+    monkeypatch.setattr(module, "_write_archive", tamper)
+    with pytest.raises(PruneRefused, match=r"focus-before-2026-11-02-seq.*does not match the checksum"):
+        prune(ledger, BEFORE, tmp_path / "archive", ["file"], focus=FocusInputs(pricebook, None))
+    assert _count(ledger) == 49

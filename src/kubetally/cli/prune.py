@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from kubetally.cli.common import ConfigOption, DbOption, console, fail, parse_time_option
+from kubetally.cli.common import ConfigOption, DbOption, console, console_err, fail, parse_time_option
+from kubetally.cli.report import PricesOption
 
 
 def register(app: typer.Typer) -> None:
@@ -20,8 +21,9 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
         config_files: ConfigOption = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and count only; write nothing.")] = False,
+        prices: PricesOption = None,
     ) -> None:
-        """Archive every ledger row (all revisions) whose period ended by --before to Parquet, verify the archive, then delete the rows.
+        """Archive every ledger row (all revisions) whose period ended by --before to Parquet, and the range as FOCUS rows (with a price book), verify the archive, then delete the rows.
 
         Refuses, deleting nothing, while any destination has not delivered one of them (not yet sent, or dead-lettered).
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
@@ -31,7 +33,7 @@ def register(app: typer.Typer) -> None:
         moment = parse_time_option(before, "--before")
         assert moment is not None
         try:
-            result = run(config_files, db, moment, archive, dry_run=dry_run)
+            result = run(config_files, db, moment, archive, dry_run=dry_run, prices=prices)
         except KubetallyError as exc:
             fail(str(exc))
         if result.rows == 0:
@@ -42,3 +44,15 @@ def register(app: typer.Typer) -> None:
             console.print(
                 f"pruned {result.rows} rows before {moment:%Y-%m-%d}; archive {result.archive}", highlight=False
             )
+            if result.focus_archive is not None:
+                console.print(
+                    f"FOCUS archive {result.focus_archive}: {result.focus_rows} rows, BilledCost {result.focus_billed}",
+                    highlight=False,
+                )
+            else:
+                console_err.print(
+                    "[yellow]warning[/]: no price book, so no FOCUS archive "
+                    "(pass --prices FILE or add pricing: to kubetally.yaml)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
