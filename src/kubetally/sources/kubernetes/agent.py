@@ -107,7 +107,9 @@ class KubernetesAgent:
             self.reconcile(at)
             for name in METERED:
                 resource = RESOURCES[name]
-                listing = list_with_retry(self.api, resource, log=self.session.warn, keep=partial(freeze, resource.kind))
+                listing = list_with_retry(
+                    self.api, resource, log=self.session.warn, keep=partial(freeze, resource.kind)
+                )
                 self.session.resync(resource.kind, listing.items, at)
                 if listing.resource_version:
                     self.processed_rv[name] = listing.resource_version
