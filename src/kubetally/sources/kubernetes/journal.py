@@ -161,11 +161,12 @@ def overlapping(
     parsed: dict[int, Billed] = {}
     texts: dict[str, Billed] = {}
     for i in range(0, len(missing), _CHUNK):
-        for seq, text in conn.execute(select(t.c.seq, t.c.billed).where(t.c.seq.in_(missing[i : i + _CHUNK]))):
+        for row in conn.execute(select(t.c.seq, t.c.billed).where(t.c.seq.in_(missing[i : i + _CHUNK]))):
+            text = str(row.billed)
             billed = texts.get(text)
             if billed is None:
                 billed = texts[text] = Billed.from_json(text)
-            parsed[seq] = billed
+            parsed[int(row.seq)] = billed
     return [
         Segment(row.uid, row.role, known.get(row.seq) or parsed[row.seq], row.started_at, row.ended_at, row.seq)
         for row in rows
