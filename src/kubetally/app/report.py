@@ -135,7 +135,7 @@ def export_focus(
 def provider_view(
     inputs: PricingInputs, since: datetime, until: datetime, view: str, per: str
 ) -> tuple[list[dict[str, Any]], Table]:
-    """``kubetally report --view capacity|efficiency``: rows as JSON-ready dicts and a table."""
+    """``kubetally report --view capacity|efficiency|pods``: rows as JSON-ready dicts and a table."""
     from kubetally.ledger.store import Ledger
     from kubetally.periods import Period
     from kubetally.reports.capacity import provider_view as build

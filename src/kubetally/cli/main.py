@@ -10,6 +10,7 @@ import typer
 
 from kubetally.cli import (
     agent,
+    budgets,
     collect,
     deliver,
     demo,
@@ -69,7 +70,7 @@ def _global_options(
     logs.state.update(level=log_level.lower(), format=log_format)
 
 
-for module in (demo, validate, collect, agent, records, report, deliver, reconcile, migrate, server):
+for module in (demo, validate, collect, agent, records, report, budgets, deliver, reconcile, migrate, server):
     module.register(app)
 app.add_typer(export.app, name="export")
 app.add_typer(sim.app, name="sim")

@@ -47,7 +47,7 @@ def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetim
 
 
 def _provider_view(inputs: PricingInputs, since: datetime, until: datetime, view: str, per: str, fmt: str) -> None:
-    """``--view capacity|efficiency`` (see :mod:`kubetally.reports.capacity`)."""
+    """``--view capacity|efficiency|pods`` (see :mod:`kubetally.reports.capacity`)."""
     from kubetally.app.report import provider_view
     from kubetally.record import dumps_exact
 
@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")] = None,
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any usage has no price.")] = False,
         view: Annotated[
-            str, typer.Option("--view", help="usage (default), capacity (GPU capacity, sold, idle) or efficiency.")
+            str,
+            typer.Option("--view", help="usage (default), capacity (GPU capacity, sold, idle), efficiency or pods."),
         ] = "usage",
     ) -> None:
         """Priced usage for [--from, --to) (UTC dates; default: this month), grouped and bucketed.
@@ -95,8 +96,8 @@ def register(app: typer.Typer) -> None:
         from kubetally.reports.render import render_csv, render_json, render_table
 
         check_output(output)
-        if view not in ("usage", "capacity", "efficiency"):
-            fail(f"--view must be usage, capacity or efficiency, not {view!r}")
+        if view not in ("usage", "capacity", "efficiency", "pods"):
+            fail(f"--view must be usage, capacity, efficiency or pods, not {view!r}")
         inputs = pricing_inputs(config_files, prices, db)
         since, until = resolve_range(start, end)
         if view != "usage":

@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from kubetally import yamlfile
+from kubetally.config.agent import AgentConfig
+from kubetally.config.budgets import BudgetsConfig
 from kubetally.config.costmodel import CollectionItem, DisplayEntry, DisplayItem, Strict, raw_step_problem
 from kubetally.config.destinations import DestinationsConfig
 from kubetally.config.kubernetes import KubernetesConfig
@@ -37,7 +39,7 @@ COLLECTION_LABEL = "cpaas.io/slark.collection.config"
 DISPLAY_LABEL = "cpaas.io/slark.display.config"
 
 #: Sections whose problems are reported as ``file: section: path`` (their own models' paths).
-SECTIONS = ("kubernetes", "pricing", "destinations")
+SECTIONS = ("kubernetes", "pricing", "destinations", "budgets", "agent")
 
 
 class PrometheusSettings(Strict):
@@ -93,6 +95,10 @@ class KubetallyConfig(Strict):
     destinations: DestinationsConfig | None = None
     #: ``kubetally server`` (listen address, its ledger and price book, dashboard sessions).
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: Budgets, forecasts and their alerts (see :mod:`kubetally.config.budgets`).
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    #: ``kubetally agent`` in a cluster: leader election, live ConfigMaps, the probe listener.
+    agent: AgentConfig = Field(default_factory=AgentConfig)
 
 
 #: The former name of :class:`KubetallyConfig`.

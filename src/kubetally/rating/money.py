@@ -54,8 +54,11 @@ def format_money(micros: int, *, min_places: int = 2) -> str:
 
 
 def format_money_fixed(micros: int) -> str:
-    """Six fixed decimals, for machine-readable output (CSV, JSON strings)."""
-    return f"{from_micros(micros):.6f}"
+    """Six fixed decimals, for machine-readable output (CSV, JSON strings).
+
+    Integer arithmetic only (API pages format thousands of these per request)."""
+    whole, fraction = divmod(abs(micros), MICROS)
+    return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
 
 
 def exact_sum(values: list[Decimal] | tuple[Decimal, ...]) -> Decimal:

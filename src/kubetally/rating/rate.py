@@ -94,6 +94,9 @@ class Rater:
     divisor: Callable[[str], Decimal]
     _used: dict[tuple[str, str, str, str, datetime], Decimal] = field(default_factory=dict)
     _last_start: datetime | None = None
+    _lookups: dict[tuple[str, str, Labels, datetime], tuple[Decimal, PriceMatch | Unpriced]] = field(
+        default_factory=dict
+    )
     _month: datetime | None = None
 
     def rate(self, lines: Iterable[UsageLine]) -> Iterator[Charge]:
@@ -111,19 +114,31 @@ class Rater:
             if month != self._month:
                 # Counters of finished months are never needed again.
                 self._used = {k: v for k, v in self._used.items() if k[4] >= month}
+                self._lookups.clear()
                 self._month = month
         self._last_start = line.start
         month = self._month
-        divisor = self.divisor(line.item)
+        # Every line of a report asks the same few questions: memoised per (item, labels, window).
+        lookup = (line.category, line.item, line.labels, line.start)
+        known = self._lookups.get(lookup)
+        if known is None:
+            known = self._lookups[lookup] = (
+                self.divisor(line.item),
+                self.pricebook.match_labels(line.category, line.item, line.labels, line.start),
+            )
+        divisor, found = known
         quantity = line.usage if divisor == 1 else WIDE.divide(line.usage, divisor)
-        found = self.pricebook.match_labels(line.category, line.item, line.labels, line.start)
         if isinstance(found, Unpriced):
             return [] if line.context else [Charge(line, line.usage, quantity, None, found.reason)]
         factor = self.pricebook.factor(line.tenant)
         if not found.tiered:
             if line.context:
                 return []
-            return [self._charge(line, line.usage, quantity, found, 0, found.tiers[0].price, factor)]
+            price = found.tiers[0].price
+            if factor == 1:  # the common case, inlined: one product, one rounding
+                cost = line_cost(quantity, price)
+                return [Charge(line, line.usage, quantity, found, "", 0, price, price, cost, cost)]
+            return [self._charge(line, line.usage, quantity, found, 0, price, factor)]
         counter = (line.tenant, line.category, line.item, found.group, month)
         before = self._used.get(counter, Decimal(0))
         self._used[counter] = EXACT.add(before, quantity)

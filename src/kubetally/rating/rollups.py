@@ -38,7 +38,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Text, and_, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Numeric,
+    Text,
+    and_,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql import bindparam
 
 from kubetally.ledger import schema
@@ -48,7 +61,7 @@ from kubetally.periods import format_time
 from kubetally.rating.money import EXACT
 from kubetally.rating.rate import month_start
 from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state, rollups
-from kubetally.record import normalize
+from kubetally.record import PROVIDER_KINDS, normalize
 
 #: Ledger rows folded per transaction.
 DEFAULT_BATCH = 200_000
@@ -122,6 +135,12 @@ def _safe_horizon(ledger: Ledger) -> int:
         return int(conn.execute(select(func.coalesce(func.max(t.c.seq), 0))).scalar_one())
 
 
+#: The provider's own records (capacity, idle, down, …) are not anyone's usage: they have their
+#: own view (``report --view capacity``) and would otherwise be priced as a tenant "" and summed
+#: into every total next to the tenants' usage of the same GPUs.
+_PROVIDER = sorted(PROVIDER_KINDS)
+
+
 def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
     """Usage and record-count changes per (grain, start, *DIMENSIONS) for rows in (low, high],
     and how many ledger rows that range holds."""
@@ -130,14 +149,14 @@ def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple
     dims = [t.c[name] for name in DIMENSIONS]
     added = (
         select(t.c.date, *dims, exact_sum(conn, t.c.usage), func.count())
-        .where(and_(t.c.seq > low, t.c.seq <= high))
+        .where(and_(t.c.seq > low, t.c.seq <= high, t.c.kind.not_in(_PROVIDER)))
         .group_by(t.c.date, *dims)
     )
     prev_dims = [prev.c[name] for name in DIMENSIONS]
     superseded = (
         select(prev.c.date, *prev_dims, exact_sum(conn, prev.c.usage), func.count())
         .select_from(new.join(prev, and_(prev.c.id == new.c.id, prev.c.revision == new.c.revision - 1)))
-        .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0))
+        .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0, prev.c.kind.not_in(_PROVIDER)))
         .group_by(prev.c.date, *prev_dims)
     )
     deltas: dict[tuple[Any, ...], list[Any]] = {}
@@ -282,24 +301,38 @@ def rollup_cursor(ledger: Ledger) -> int:
 def summed_usage(
     conn: Connection,
     grain: str,
-    start: datetime,
-    end: datetime,
+    segments: Sequence[tuple[datetime, datetime]],
     columns: Sequence[str],
     filters: dict[str, Sequence[str] | None] | None = None,
 ) -> list[Any]:
-    """Rollup usage of ``grain`` rows with ``start`` in ``[start, end)``, summed exactly per
-    ``columns`` (a subset of :data:`DIMENSIONS`), optionally only where a column is one of the
-    given values. Rows are ``(*columns, usage)`` with ``usage`` a Decimal."""
+    """Rollup usage of ``grain`` rows summed exactly per segment and ``columns`` (a subset of
+    :data:`DIMENSIONS`), optionally only where a column is one of the given values.
+
+    One query for every segment (a ``CASE`` names the segment a row's ``start`` falls in and
+    is grouped by): a report of a month per day is one round trip, not thirty. Rows are
+    ``(segment index, *columns, usage)`` with ``usage`` a canonical Decimal (no trailing zeros:
+    PostgreSQL's ``trim_scale`` does it in the query, the SQLite aggregate returns canonical
+    text), so no row is re-normalised in Python."""
+    if not segments:
+        return []
     prepare(conn)
     cols = [rollups.c[name] for name in columns]
+    start = rollups.c.start
+    within = [and_(start >= low, start < high) for low, high in segments]
+    segment = case(*((w, i) for i, w in enumerate(within))).label("segment")
     sqlite = conn.dialect.name == "sqlite"
-    # On SQLite the aggregate already returns canonical text: skip the per-row normalisation.
-    total = getattr(func, _SQLITE_SUM)(rollups.c.usage, type_=Text()) if sqlite else exact_sum(conn, rollups.c.usage)
-    query = select(*cols, total).where(and_(rollups.c.grain == grain, rollups.c.start >= start, rollups.c.start < end))
+    total: ColumnElement[Any] = (
+        getattr(func, _SQLITE_SUM)(rollups.c.usage, type_=Text())
+        if sqlite
+        else func.trim_scale(func.sum(rollups.c.usage), type_=Numeric(asdecimal=True))
+    )
+    query = select(segment, *cols, total).where(rollups.c.grain == grain, or_(*within))
     for name, values in (filters or {}).items():
         if values is not None:
             query = query.where(rollups.c[name].in_(list(values)))
-    result = conn.execute(query.group_by(*cols)).all()
+    # Grouped by the output column's name: a repeated CASE would carry fresh bind parameters,
+    # which PostgreSQL does not recognise as the selected expression.
+    result = conn.execute(query.group_by(literal_column("segment"), *cols)).all()
     if sqlite:
         return [(*row[:-1], Decimal(row[-1])) for row in result]
     return list(result)

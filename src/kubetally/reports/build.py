@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
@@ -155,6 +157,14 @@ def _segments(context_start: datetime, start: datetime, end: datetime, per: Per,
     return [Period(a, b) for a, b in itertools.pairwise(ordered)]
 
 
+def _getter(positions: list[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """A row → tuple of those positions (always a tuple, even for one position)."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*positions)
+
+
 class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
     def __missing__(self, text: str) -> tuple[tuple[str, str], ...]:
         value = tuple(sorted(json.loads(text).items()))
@@ -237,50 +247,67 @@ def build_report(
         at[c] for c in ("tenant", "category", "item", "unit", "labels")
     )
     key_parts = [(at[c], c == "item") for c in by]
+    # The row key of a fetched line; a plain getter when ``item`` is not part of it.
+    plain: Callable[[Any], tuple[Any, ...]] | None = None if "item" in by else _getter([at[c] for c in by])
     rater = Rater(pricebook, display.divisor)
     labels = _LabelCache()
     rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
     unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
 
+    segments = _segments(context_start, start, end, per, pricebook)
+    grains = {
+        segment: MONTH
+        if segment.start == month_start(segment.start) and segment.end == next_month(segment.start)
+        else DAY
+        for segment in segments
+    }
+    fetched: dict[Period, list[Any]] = {segment: [] for segment in segments}
     with ledger.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            # One snapshot for every segment query, even if rollups refresh meanwhile.
+            # One snapshot for every query, even if rollups refresh meanwhile.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        for segment in _segments(context_start, start, end, per, pricebook):
-            whole_month = segment.start == month_start(segment.start) and segment.end == next_month(segment.start)
-            grain = MONTH if whole_month else DAY
-            context = segment.start < start
-            lines = []
-            for row in summed_usage(conn, grain, segment.start, segment.end, columns, filters):
-                category, item = row[at_category], row[at_item]
+        for grain in (MONTH, DAY):
+            wanted = [s for s in segments if grains[s] == grain]
+            spans = [(s.start, s.end) for s in wanted]
+            for row in summed_usage(conn, grain, spans, columns, filters):
+                fetched[wanted[row[0]]].append(row[1:])
+
+    for segment in segments:
+        context = segment.start < start
+        lines = []
+        for row in fetched[segment]:
+            category, item = row[at_category], row[at_item]
+            if plain is not None:
+                key = plain(row)
+            else:
                 key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
-                lines.append(
-                    UsageLine(
-                        segment.start,
-                        segment.end,
-                        row[at_tenant],
-                        category,
-                        item,
-                        row[at_unit],
-                        labels[row[at_labels]],
-                        row[-1],
-                        key,
-                        context,
-                    )
-                )
-            lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
-            bucket = (
-                None
-                if context
-                else Period(
-                    max(bucket_start(segment.start, per), start),
-                    min(bucket_end(bucket_start(segment.start, per), per), end),
+            lines.append(
+                UsageLine(
+                    segment.start,
+                    segment.end,
+                    row[at_tenant],
+                    category,
+                    item,
+                    row[at_unit],
+                    labels[row[at_labels]],
+                    row[-1],
+                    key,
+                    context,
                 )
             )
-            for line in lines:
-                charges = rater.rate_line(line)
-                if bucket is not None:
-                    _add(rows, unpriced, bucket, by, line, charges)
+        lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
+        bucket = (
+            None
+            if context
+            else Period(
+                max(bucket_start(segment.start, per), start),
+                min(bucket_end(bucket_start(segment.start, per), per), end),
+            )
+        )
+        for line in lines:
+            charges = rater.rate_line(line)
+            if bucket is not None:
+                _add(rows, unpriced, bucket, by, line, charges)
 
     ordered = [rows[key] for key in sorted(rows)]
     return Report(

@@ -20,6 +20,7 @@ How the API's words map to a report:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import threading
 from collections import OrderedDict
@@ -379,12 +380,16 @@ def _adjustment(adj: Any) -> dict[str, Any] | None:
     return None if adj is None else adj.model_dump(mode="json", exclude_none=True)
 
 
+#: Bucket bounds as text: a page repeats the same few dozen times thousands of times.
+_time_text = functools.lru_cache(maxsize=4096)(format_time)
+
+
 def row_dict(report: Report, row: ReportRow, *, prices: bool = False) -> dict[str, Any]:
     """One API row (the fields of ``kubetally report --format json``, Alauda names)."""
     unpriced = row.status == "unpriced"
     out: dict[str, Any] = {
-        "start": format_time(row.period.start),
-        "end": format_time(row.period.end),
+        "start": _time_text(row.period.start),
+        "end": _time_text(row.period.end),
         "tenant": row.group.get("tenant"),
         "project": row.group.get("project"),
         "cluster": row.group.get("cluster"),

@@ -75,9 +75,9 @@ class SendResult:
 class BackendUsage:
     """What a backend itself reports for a range, per ``(tenant, item)`` in ledger units.
 
-    A backend whose API cannot say (Metronome's published SDK has no usage read; a webhook or
-    a file has none) returns ``unavailable`` with the reason, and reconciliation shows an empty
-    column instead of guessing.
+    A backend that cannot say (a webhook or a file has no read; Metronome's contract has none)
+    returns ``unavailable`` with the reason, and reconciliation shows an empty column instead
+    of guessing.
     """
 
     totals: dict[tuple[str, str], Decimal] = field(default_factory=dict)
