@@ -33,7 +33,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from kubetally.sources.kubernetes.client import ListFailed, Resource, describe_api_error, list_objects
-from kubetally.sources.kubernetes.tracker import freeze
+from kubetally.sources.kubernetes.tracker import KINDS, freeze
 
 log = logging.getLogger("kubetally.kubernetes.watch")
 
@@ -139,7 +139,10 @@ class Watcher(threading.Thread):
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> None:
-        listing = list_objects(self.api, self.resource, keep=partial(freeze, self.resource.kind))
+        # Metered kinds are frozen as their pages arrive (the tracker keeps them so); others
+        # (ConfigMaps of the live configuration) are consumed as plain dicts.
+        keep = partial(freeze, self.resource.kind) if self.resource.kind in KINDS else None
+        listing = list_objects(self.api, self.resource, keep=keep)
         self.rv = listing.resource_version
         self.healthy = True
         self.out.put(WatchItem(self.resource.name, self.resource.kind, SYNC, items=listing.items, rv=self.rv))
