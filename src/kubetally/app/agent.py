@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from kubetally.app.deliver import attach_tenant_customers
 from kubetally.app.observe import AgentMetrics, AgentState, HealthServer, ledger_reachable, outbox_lag_records
 from kubetally.app.settings import SettingsResolver
 from kubetally.config import Config
@@ -347,6 +348,7 @@ class AgentRunner:
         if self.deliverer is None:
             assert self.settings.destinations is not None
             built, configs, _ = build_all(self.settings.destinations, self.settings.environ)
+            attach_tenant_customers(self.ledger, built)
             self.deliverer = Deliverer(
                 self.ledger, built, configs, items=item_specs(self.settings.config), stop=self.stop_event
             )
