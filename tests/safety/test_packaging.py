@@ -81,6 +81,8 @@ def test_dependencies_are_declared_exactly_as_imported() -> None:
     assert not undeclared, f"test code imports undeclared {sorted(undeclared)}"
     # Tools the suite runs rather than imports: pytest plugins, linters, type checker and its stubs.
     unused_test = (
-        test_extra - used_by_tests - {"pytest-timeout", "ruff", "mypy", "import-linter", "pre-commit", "types-pyyaml"}
+        test_extra
+        - used_by_tests
+        - {"pytest-timeout", "pytest-xdist", "ruff", "mypy", "import-linter", "pre-commit", "types-pyyaml"}
     )
     assert not unused_test, f"test extra declares unused {sorted(unused_test)}"
