@@ -20,6 +20,24 @@ DATA = Path(__file__).resolve().parent / "data"
 _db_counter = itertools.count()
 
 
+#: Modules whose tests take the longest (mypy over the whole tree; CLI runs killed and re-run).
+#: They are collected first so that, with ``-n auto`` (scripts/test), they start at once on
+#: their own workers instead of being handed out last and leaving one worker busy alone.
+LONG_POLES = (
+    "tests/test_types.py",
+    "tests/safety/test_collect_sigkill.py",
+    "tests/kubernetes/test_scale.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_POLES.index(path) if path in LONG_POLES else len(LONG_POLES)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
+
+
 def require(part_factory):  # type: ignore[no-untyped-def]
     """Call ``part_factory``; turn MissingPart into a CI failure or a local skip."""
     try:
