@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def require(part_factory):  # type: ignore[no-untyped-def]
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"real part missing in CI: {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """An in-process ``kubetally agent`` (CliRunner) points SIGTERM/SIGINT at its runner and
+    leaves them there: afterwards Ctrl-C, a timeout's SIGTERM or an xdist shutdown would only
+    stop a finished runner, and the suite would go on. Each test gets the handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")
