@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 _db_counter = itertools.count()
 
+# pytest-xdist workers start with COLUMNS=80 and LINES=24 in their environment; the CLI's rich
+# consoles, made at import, would keep that width for the whole worker and ignore the COLUMNS a
+# test passes (CliRunner env). A test that wants a width sets it, as in a serial run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 
 #: Modules whose tests take the longest (mypy over the whole tree; CLI runs killed and re-run).
 #: They are collected first so that, with ``-n auto`` (scripts/test), they start at once on
