@@ -154,6 +154,35 @@ def after_writes(url: str, agent: str, token: str, path: str, params: dict[str, 
     return samples
 
 
+def sql_floor(url: str, tenant: str | None, repeat: int) -> list[float]:
+    """The bare query a cold ``costs/total`` (``tenant=None``) or ``costs/detail`` (one tenant)
+    runs: the month's day rollups summed per day and report line in one ``GROUP BY``, fetched
+    by psycopg and nothing else — no pricing, no HTTP. The floor the API's figures stand on."""
+    import psycopg
+
+    by = "tenant, category, item, unit, labels" if tenant is None else (
+        "tenant, project, cluster, namespace, category, item, unit, labels"
+    )  # fmt: skip
+    query = (
+        f"SELECT start, {by}, trim_scale(sum(usage)) FROM rating_rollups "
+        "WHERE grain = 'day' AND start >= %s AND start < %s" + (" AND tenant = %s" if tenant else "")
+        + f" GROUP BY start, {by}"
+    )  # fmt: skip
+    params: tuple[Any, ...] = (
+        MONTH_START.replace(tzinfo=None),
+        (MONTH_START + timedelta(days=30)).replace(tzinfo=None),
+    )
+    if tenant:
+        params += (tenant,)
+    samples = []
+    with psycopg.connect(url) as conn:
+        for _ in range(repeat):
+            began = time.perf_counter()
+            conn.execute(query, params).fetchall()
+            samples.append(time.perf_counter() - began)
+    return samples
+
+
 def agent_records(count: int) -> list[UsageRecord]:
     """``count`` hourly records of a third cluster (pods × hours of the month)."""
     out = []
@@ -201,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         total = ("/api/v1/costs/total", {"start": "2026-11-01", "end": "2026-12-01", "kind": "tenant",
                                          "step": "day", "pageSize": 1000})  # fmt: skip
         detail = ("/api/v1/costs/detail", {"start": "2026-11-01", "end": "2026-12-01", "pageSize": 100})
+        report("SQL floor of costs/total", sql_floor(url, None, args.repeat), "bare GROUP BY, psycopg")
+        report("SQL floor of costs/detail", sql_floor(url, "tenant-0007", args.repeat), "bare GROUP BY, psycopg")
         for mode, extra in (("warm", []), ("cold", ["-c", str(cold_config)])):
             server = ServerProcess(url, ["--prices", "example", *extra])
             server.start(timeout=300)

@@ -36,6 +36,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key in CONTEXT:
             value = getattr(record, key, None)
+            if value is None and record.name.startswith("kubetally"):
+                value = context.get(key)
             if value is not None:
                 entry[key] = str(value)
         if record.exc_info:
@@ -88,6 +90,10 @@ def setup(level: str = "warning", fmt: str = "text") -> None:
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
 
+
+#: Fields every kubetally line carries unless the call gives its own (the agent sets ``cluster``:
+#: one process meters one cluster, so each of its lines is about that cluster).
+context: dict[str, str] = {}
 
 #: What the global options chose, for commands (the agent) that set their own level later.
 state: dict[str, str] = {"level": "warning", "format": "text"}

@@ -1,7 +1,7 @@
 """The hand-written Alembic migrations build exactly the tables the code declares.
 
 Each part declares its tables on the ledger's shared metadata (ledger/schema.py,
-sources/kubernetes/tables.py, delivery/tables.py, rating/tables.py, server/tables.py,
+sources/kubernetes/tables.py, delivery/tables.py, rating/tables.py, reports/budget_tables.py, server/tables.py,
 server/sessions.py) and writes its migration by
 hand. A column added to one and forgotten in the other would only show on a customer's ledger;
 here Alembic's ``compare_metadata`` diffs a freshly migrated ledger against the declarations, on
@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 
 import kubetally.delivery.tables
 import kubetally.rating.tables
+import kubetally.reports.budget_tables
 import kubetally.server.sessions
 import kubetally.server.tables
 import kubetally.sources.kubernetes.tables  # noqa: F401 - each import adds its tables

@@ -33,6 +33,7 @@ from .helpers import FAST, record
 runner = CliRunner()
 RECENT = floor_to(datetime.now(UTC) - timedelta(days=3), timedelta(days=1))
 MONTH = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+LAST_MONTH = (MONTH - timedelta(days=1)).replace(day=1)
 KEYS = {
     "lago": "LAGO_API_KEY",
     "stripe": "STRIPE_API_KEY",
@@ -58,11 +59,21 @@ def destination(kind: str, be: Any) -> dict[str, Any]:
 
 
 def window(kind: str) -> tuple[datetime, datetime]:
-    """Lago reports only its current (calendar-month) billing period; the others any range
-    inside their backdating limits (Stripe 35 days, Metronome 34)."""
+    """Lago sums whole (calendar-month) billing periods: the current one (``lago``) or a
+    closed one read back through ``past_usage`` (``lago-past``); the others any range inside
+    their backdating limits (Stripe 35 days, Metronome 34)."""
     if kind == "lago":
         return MONTH, (MONTH + timedelta(days=32)).replace(day=1)
+    if kind == "lago-past":
+        return LAST_MONTH, MONTH
     return RECENT, RECENT + timedelta(days=1)
+
+
+def backdate_subscriptions(be: Any, when: datetime) -> None:
+    """As an operator who subscribed the tenants at ``when``: Lago bills a period only when
+    the subscription was running in it."""
+    for external_id, sub in be.objects.get("subscriptions", {}).items():
+        be.store_object("subscriptions", external_id, {**sub, "started_at": format_time(when)})
 
 
 def key_of(be: Any, event_id: str) -> Hashable:
@@ -70,22 +81,23 @@ def key_of(be: Any, event_id: str) -> Hashable:
     return key
 
 
-def run_reconcile(tmp_path: Path, db: str, kind: str, be: Any) -> Any:
+def run_reconcile(tmp_path: Path, db: str, kind: str, be: Any, period: tuple[datetime, datetime] | None = None) -> Any:
     config = tmp_path / "kubetally.yaml"
     raw = destination(kind, be)
     lines = "".join(f"    {k}: {v}\n" for k, v in raw.items() if k != "type")
     config.write_text(f"destinations:\n  - type: {kind}\n{lines}")
-    start, end = window(kind)
+    start, end = period or window(kind)
     args = ["reconcile", "--db", db, "-c", str(config), "--from", format_time(start), "--to", format_time(end)]
     return runner.invoke(app, args, env={KEYS[kind]: be.api_key, "COLUMNS": "250"})
 
 
-@pytest.mark.parametrize("kind", ["lago", "stripe", "openmeter"])
+@pytest.mark.parametrize("case", ["lago", "lago-past", "stripe", "openmeter"])
 def test_lost_and_double_counted_events_are_named_and_fail(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    case: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    kind = case.split("-")[0]
     be = request.getfixturevalue(kind)
-    start, _ = window(kind)
+    start, _ = window(case)
     records = fleet(start)
     db = str(tmp_path / "ledger.db")
     with Ledger.open(db) as ledger:
@@ -93,15 +105,17 @@ def test_lost_and_double_counted_events_are_named_and_fail(
         configs = DestinationsConfig.model_validate([destination(kind, be)])
         summary = deliver_once(ledger, configs, environ={KEYS[kind]: be.api_key}, policy=FAST)
         assert summary.destinations[0].delivered == 4
+    if case == "lago-past":
+        backdate_subscriptions(be, LAST_MONTH + timedelta(days=2))  # mid-month: that month is billed
 
-    agreed = run_reconcile(tmp_path, db, kind, be)
+    agreed = run_reconcile(tmp_path, db, kind, be, window(case))
     assert agreed.exit_code == 0, agreed.output
     assert "agrees" in agreed.output and "DIFFERENCE" not in agreed.output
 
     lost, doubled = f"{records[1].id}-0", f"{records[2].id}-0"
     be.lose_event(key_of(be, lost))
     be.double_count(key_of(be, doubled))
-    failed = run_reconcile(tmp_path, db, kind, be)
+    failed = run_reconcile(tmp_path, db, kind, be, window(case))
     assert failed.exit_code == 1, failed.output
     differences = sorted(line for line in failed.output.splitlines() if line.startswith("DIFFERENCE"))
     assert differences == [
@@ -112,9 +126,43 @@ def test_lost_and_double_counted_events_are_named_and_fail(
     ]
 
     be.repair()
-    fixed = run_reconcile(tmp_path, db, kind, be)
+    fixed = run_reconcile(tmp_path, db, kind, be, window(case))
     assert fixed.exit_code == 0, fixed.output
     assert be.violations == []
+
+
+def test_lago_over_two_periods_and_before_the_subscription(tmp_path: Path, lago: Any) -> None:
+    """acme's 3.75 h fall in last month and beta's 3.75 h in this one. The range last month +
+    this month is two whole periods: past_usage gives acme 3.75, current_usage beta 3.75, and it
+    agrees. A range that is not whole periods (from the 2nd of last month) has no backend
+    column, naming the periods. With the subscriptions started this month (as the adapter
+    creates them), Lago bills nothing of last month: acme's 3.75 h are a difference."""
+    records = [*fleet(LAST_MONTH)[:2], *fleet(MONTH)[2:]]
+    db = str(tmp_path / "ledger.db")
+    with Ledger.open(db) as ledger:
+        ledger.write(records)
+        configs = DestinationsConfig.model_validate([destination("lago", lago)])
+        assert (
+            deliver_once(ledger, configs, environ={KEYS["lago"]: lago.api_key}, policy=FAST).destinations[0].delivered
+            == 4
+        )
+    both = (LAST_MONTH, (MONTH + timedelta(days=32)).replace(day=1))
+
+    unbilled = run_reconcile(tmp_path, db, "lago", lago, both)
+    assert unbilled.exit_code == 1, unbilled.output
+    assert [line for line in unbilled.output.splitlines() if line.startswith("DIFFERENCE")] == [
+        "DIFFERENCE acme gpu_hours: backend reports 0, outbox acknowledged 3.75: 3.75 hours missing"
+    ]
+
+    backdate_subscriptions(lago, LAST_MONTH)
+    agreed = run_reconcile(tmp_path, db, "lago", lago, both)
+    assert agreed.exit_code == 0, agreed.output
+
+    partial = run_reconcile(tmp_path, db, "lago", lago, (LAST_MONTH + timedelta(days=1), both[1]))
+    assert partial.exit_code == 0, partial.output  # ledger and outbox agree; no backend column
+    assert "lago sums whole billing periods only" in partial.output
+    assert f"{format_time(LAST_MONTH)} to {format_time(MONTH)}" in partial.output
+    assert lago.violations == []
 
 
 def test_metronome_has_no_usage_read_so_the_outbox_is_checked_alone(tmp_path: Path, metronome: Any) -> None:
@@ -134,7 +182,7 @@ def test_metronome_has_no_usage_read_so_the_outbox_is_checked_alone(tmp_path: Pa
 
     failed = run_reconcile(tmp_path, db, "metronome", metronome)
     assert failed.exit_code == 1, failed.output
-    assert "backend column empty: metronome has no usage read in its API" in failed.output
+    assert "backend column empty: metronome's contract has no usage read" in failed.output
     differences = [line for line in failed.output.splitlines() if line.startswith("DIFFERENCE")]
     assert differences == [
         "DIFFERENCE acme gpu_hours: outbox acknowledged 1.25, ledger has 3.75: 2.5 hours not acknowledged; "

@@ -366,4 +366,4 @@ def test_report_view_capacity_on_the_command_line(tmp_path: Path) -> None:
         200_000_000,
     )
     bad = CliRunner().invoke(app, [*args, "--to", "2026-11-03", "--view", "nope"])
-    assert bad.exit_code == 1 and "--view must be usage, capacity or efficiency" in bad.output
+    assert bad.exit_code == 1 and "--view must be usage, capacity, efficiency or pods" in bad.output

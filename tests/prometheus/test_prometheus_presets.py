@@ -79,6 +79,7 @@ def test_dcgm_utilisation_prefers_profiling_and_never_invents_zero(client: Prome
         "modelName": "NVIDIA A100-SXM4-40GB",
         "GPU_I_PROFILE": "3g.20gb",
         "GPU_I_ID": "1",
+        "pod": "mig-0",  # exported_pod (honorLabels: false): the pod that held the instance
         "coverage": "1",  # samples in all 12 five-minute steps of the hour
         "coverage_steps": "12/12",
     }
@@ -89,6 +90,12 @@ def test_dcgm_utilisation_prefers_profiling_and_never_invents_zero(client: Prome
         (A100, "team-a"): ("1", "12/12"),
         (H100, "team-b"): ("0.3333", "4/12"),
         (MIG, "team-a"): ("1", "12/12"),
+    }
+    # The pod that held each GPU: exported_pod (honorLabels: false) or pod (honorLabels: true).
+    assert {k: r.labels["pod"] for k, r in records.items()} == {
+        (A100, "team-a"): "train-0",
+        (H100, "team-b"): "infer-0",
+        (MIG, "team-a"): "mig-0",
     }
     # In H11 team-b has no GPU: no record at all, rather than a 0.
     assert (H100, "team-b") not in collect(client, config, "GpuUtilization", H11)

@@ -200,6 +200,43 @@ def test_detail_paging_ordering_and_archive(box: tuple[ServerProcess, str, dict[
     assert other["items"] == [] and other["sum"]["cost"] == "0.000000"
 
 
+def test_project_routes_are_the_project_filter(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
+    """``/projects/{p}/costs/…`` (Alauda's project-scoped routes) answer exactly what
+    ``?project=p`` does, under the same token scope."""
+    server, _db, tokens = box
+    scoped = get(
+        server, tokens["admin"], "/api/v1/projects/proj-team-a/costs/total", start=START, end=END, kind="cluster"
+    ).json()
+    # proj-team-a is team-a's project on both clusters: east 673.92 + 13.824 = 687.744, west 181.44.
+    assert [(r["cluster"], r["project"], r["cost"]) for r in scoped["items"]] == [
+        ("east", "proj-team-a", "687.744000"),
+        ("west", "proj-team-a", "181.440000"),
+    ]
+    assert scoped["sum"]["cost"] == "869.184000"  # 687.744 + 181.44
+    for route in ("costs/total", "costs/usage", "costs/detail"):
+        for kind in ("tenant", "cluster", "namespace"):
+            params = {"start": START, "end": END, "kind": kind, "step": "day", "pageSize": 1000}
+            filtered = get(server, tokens["admin"], f"/api/v1/{route}", **params, project="proj-team-a").json()
+            aliased = get(server, tokens["admin"], f"/api/v1/projects/proj-team-a/{route}", **params).json()
+            assert aliased == filtered, (route, kind)
+    archive = get(server, tokens["team-a"], "/api/v1/projects/proj-team-a/costs/detail/archive", start=START, end=END)
+    assert archive.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(archive.text)))
+    # team-a's detail rows: east gpu 673.92 and cpu 13.824, west gpu 181.44.
+    assert sorted((r["cluster"], r["item"], r["cost"]) for r in rows) == [
+        ("east", "cpu_core_hours", "13.824000"),
+        ("east", "gpu_hours", "673.920000"),
+        ("west", "gpu_hours", "181.440000"),
+    ]
+    # Another tenant's project through the path: no rows, no total (as with ?project=).
+    other = get(server, tokens["team-b"], "/api/v1/projects/proj-team-a/costs/detail", start=START, end=END).json()
+    assert other["items"] == [] and other["sum"]["cost"] == "0.000000"
+    # The path parameter replaces the query filter: it is not accepted twice.
+    spec = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
+    names = [p["name"] for p in spec["paths"]["/api/v1/projects/{project}/costs/detail"]["get"]["parameters"]]
+    assert names.count("project") == 1
+
+
 def test_catalogue_and_focus(box: tuple[ServerProcess, str, dict[str, str]]) -> None:
     server, _db, tokens = box
     tenants = get(server, tokens["admin"], "/api/v1/tenants").json()["items"]

@@ -6,17 +6,22 @@ included. Data: the fixed report scenario of tests/rating (prices with a price c
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.rating.pricebook import PriceBook
+from kubetally.record import UsageRecord
 from kubetally.reports import build_report
 from kubetally.reports.buckets import Per
 from kubetally.reports.build import Report
-from kubetally.server.costs import CostQuery, CostService, Scope
+from kubetally.server.costs import DETAIL_BY, CostQuery, CostService, Scope
+from kubetally.server.ingest import ingest
 from rating.conftest import DEC, DISPLAY, NOV, PRICES, hour, record, scenario_records
+
+from .scenario import DATA as SERVER_DATA
 
 
 @pytest.fixture
@@ -87,3 +92,51 @@ def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: P
     sixteenth = [r for r in got.rows if r.period.start == NOV.replace(day=16) and r.group["tenant"] == "acme"]
     assert sixteenth[0].cost == 30_150_000
     assert sixteenth[0].usage_by_item[("compute", "cpu_core_hours", "h")] == Decimal(170)
+
+
+def _cpu(cluster: str, tenant: str, day: int, hours: int, per_hour: str) -> list[UsageRecord]:
+    return [
+        record(tenant, "cpu_core_hours", hour(day, h), per_hour, cluster=cluster, name=f"{tenant}-job")
+        for h in range(hours)
+    ]
+
+
+def test_tiers_count_a_tenant_over_every_cluster(ledger: Ledger, tmp_path: Path) -> None:
+    """The server prices a tenant present in two clusters on its combined usage — exactly what
+    one report over both clusters' records prints — not as two separate tenants."""
+    book = PriceBook.load(SERVER_DATA / "tiered-prices.yaml")
+    east = _cpu("east", "team-a", 2, 10, "8")  # 10 h × 8 = 80 core-h on Nov 2
+    west = [*_cpu("west", "team-a", 3, 5, "10"), *_cpu("west", "team-b", 3, 3, "10")]  # 50 and 30 on Nov 3
+    ingest(ledger, east)  # as the two agents deliver them
+    ingest(ledger, west)
+    service = CostService(ledger, book)
+
+    def costs(kind: str, step: str) -> list[tuple[str, str, int]]:
+        _report, rows = service.total(CostQuery(NOV, DEC, step=Per.parse(step), kind=kind), Scope())
+        return [(r["start"][:10], r[kind], r["costMicros"]) for r in rows]
+
+    # team-a's month: 80 + 50 = 130 core-h → 100 × 0.04 + 30 × 0.03 = 4.00 + 0.90 = 4.90
+    # (priced per cluster it would be 130 × 0.04 = 5.20); team-b: 30 × 0.04 = 1.20.
+    assert costs("tenant", "month") == [("2026-11-01", "team-a", 4_900_000), ("2026-11-01", "team-b", 1_200_000)]
+    # Per day: Nov 2 east's 80 × 0.04 = 3.20; Nov 3 west's 50 = 20 × 0.04 + 30 × 0.03 = 0.80 + 0.90 = 1.70.
+    assert costs("tenant", "day") == [
+        ("2026-11-02", "team-a", 3_200_000),
+        ("2026-11-03", "team-a", 1_700_000),
+        ("2026-11-03", "team-b", 1_200_000),
+    ]
+    # Per cluster: east 3.20; west 1.70 + 1.20 = 2.90 (sum 6.10 = 4.90 + 1.20).
+    assert costs("cluster", "month") == [("2026-11-01", "east", 3_200_000), ("2026-11-01", "west", 2_900_000)]
+    # A tenant token sees the same combined pricing for itself.
+    _report, mine = service.total(CostQuery(NOV, DEC), Scope("team-a"))
+    assert [r["costMicros"] for r in mine] == [4_900_000]
+
+    # One report over the same records in one ledger (a single agent seeing both clusters) prints
+    # the same rows, grouped every way the API groups them.
+    with Ledger.open(str(tmp_path / "single.db")) as single:
+        single.write([*east, *west])
+        for by in (("tenant",), ("cluster",), ("cluster", "namespace", "item"), DETAIL_BY):
+            for per in ("day", "month"):
+                want = build_report(single, book, None, NOV, DEC, by=by, per=per)
+                got, _rows_json = service.report(CostQuery(NOV, DEC, step=Per.parse(per)), Scope(), by)
+                assert _rows(got) == _rows(want), (by, per)
+                assert got.total == want.total == 6_100_000

@@ -7,6 +7,8 @@ and once with filters that *ask* for the other tenant (``tenant=``, ``namespace=
 ``project=``, ``cluster=``, ``name=``). A required parameter the walker has no value for fails
 the test, naming it. Every answer must be a non-5xx and must not contain any marker of the
 other tenant: its id, namespace, project, pod names, its costs, or the all-tenant total.
+Path parameters (``/projects/{project}/…``) are filled with the caller's own value and with the
+other tenant's; a path parameter the walker has no value for fails the test too.
 A positive control checks the admin token does see every marker, so the check can fail.
 
 Scenario (tests/server/scenario.py): team-a on east and west (687.744 + 181.44 = 869.184),
@@ -16,6 +18,8 @@ team-b on west (78.00, plus storage, unpriced, which only team-b has); all tenan
 from __future__ import annotations
 
 import io
+import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,8 +90,29 @@ def world(pg_server) -> Iterator[tuple[ServerProcess, dict[str, str]]]:  # type:
         process.stop()
 
 
-def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(method, params) variations for one route of the OpenAPI document."""
+#: Path parameters: each route is walked with the caller's own value and with the other
+#: tenant's (an escape through the path, e.g. ``/projects/proj-team-b/costs/total``).
+PATH_VALUES: dict[str, dict[str, list[str]]] = {
+    "team-a": {"project": ["proj-team-a", "proj-team-b"]},
+    "team-b": {"project": ["proj-team-b", "proj-team-a"]},
+}
+
+
+def _paths(spec: dict[str, Any], path: str, me: str) -> Iterator[str]:
+    """The route's path once per combination of its path parameters' values."""
+    names = re.findall(r"{(\w+)}", path)
+    for name in names:
+        assert name in PATH_VALUES[me], f"{path}: no test value for path parameter {name!r}"
+    for values in itertools.product(*(PATH_VALUES[me][name] for name in names)):
+        filled = path
+        for name, value in zip(names, values, strict=True):
+            filled = filled.replace(f"{{{name}}}", value)
+        yield filled
+
+
+def _requests(spec: dict[str, Any], path: str, me: str, *, every: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(method, params) variations for one route of the OpenAPI document (without ``every``:
+    the required parameters, then with every escape at once — per value of a path parameter)."""
     for method, op in spec["paths"][path].items():
         params = [p for p in op.get("parameters", []) if p["in"] == "query"]
         base = {}
@@ -99,7 +124,7 @@ def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, d
             if not p.get("required") and p["name"] in PRESET:
                 base[p["name"]] = PRESET[p["name"]]  # so e.g. resource rows are not all refused
         yield method, dict(base)
-        for p in params:
+        for p in params if every else ():
             name = p["name"]
             if p.get("required"):
                 continue
@@ -111,7 +136,7 @@ def _requests(spec: dict[str, Any], path: str, me: str) -> Iterator[tuple[str, d
         escapes = {p["name"]: ESCAPES[me][p["name"]] for p in params if p["name"] in ESCAPES[me]}
         if escapes:
             yield method, {**base, **escapes}
-            for name, value in escapes.items():
+            for name, value in escapes.items() if every else ():
                 yield method, {**base, name: value}
 
 
@@ -134,14 +159,26 @@ def test_every_route_keeps_tenants_apart(world: tuple[ServerProcess, dict[str, s
     spec = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
     paths = sorted(spec["paths"])
     # The walker must at least see the routes of issue 11 (and any added later).
-    for expected in ("/api/v1/costs/total", "/api/v1/costs/detail/archive", "/api/v1/focus", "/api/v1/records"):
+    for expected in (
+        "/api/v1/costs/total",
+        "/api/v1/costs/detail/archive",
+        "/api/v1/projects/{project}/costs/total",
+        "/api/v1/projects/{project}/costs/detail/archive",
+        "/api/v1/focus",
+        "/api/v1/records",
+    ):
         assert expected in paths
     seen_by_admin = ""
     walked = 0
     for me, other in (("team-a", "team-b"), ("team-b", "team-a")):
         forbidden = [*MARKERS[other], ALL_TENANTS_TOTAL]
-        for path in paths:
-            for method, params in _requests(spec, path, me):
+        for route in paths:
+            # A route with path parameters is the same handler as its unscoped twin (walked in
+            # full): per path value, the plain call and the escapes are enough.
+            every = "{" not in route
+            for path, (method, params) in itertools.product(
+                _paths(spec, route, me), _requests(spec, route, me, every=every)
+            ):
                 response = _call(server, tokens[me], method, path, params)
                 walked += 1
                 where = f"{method.upper()} {path} {params} as {me}"

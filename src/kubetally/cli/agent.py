@@ -66,6 +66,22 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "wall",
         log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+        listen: Annotated[
+            str | None,
+            typer.Option(
+                "--listen",
+                help="Serve /healthz, /readyz and /metrics on host:port, e.g. 0.0.0.0:9090 "
+                "(default: agent.listen in kubetally.yaml; off when neither is set).",
+            ),
+        ] = None,
+        leader_elect: Annotated[
+            bool,
+            typer.Option(
+                "--leader-elect",
+                help="Run as one of several replicas: only the holder of the Lease (agent.leader_election "
+                "in kubetally.yaml: name, namespace, timings) meters, writes and delivers.",
+            ),
+        ] = False,
     ) -> None:
         """Meter tenants continuously: Kubernetes list+watch, Prometheus collection, delivery.
 
@@ -91,6 +107,8 @@ def register(app: typer.Typer) -> None:
                 kubeconfig=kubeconfig,
                 context=context,
                 clock=clock,
+                listen=listen,
+                leader_elect=leader_elect,
             )
         except ConfigError as exc:
             fail(str(exc))

@@ -69,6 +69,10 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
+#: Public name for other parts that claim work the same way (budget alert sends).
+owner_is_dead = _owner_is_dead
+
+
 #: Rows become records in one place (see :mod:`kubetally.ledger.rows`).
 _record = record_from_row
 

@@ -53,9 +53,26 @@ def format_money(micros: int, *, min_places: int = 2) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
+def money_places(currency: str) -> int:
+    """The currency's minor-unit digits (ISO 4217 via CLDR: USD 2, JPY 0, KWD 3; unknown: 2)."""
+    from babel.numbers import get_currency_precision
+
+    return int(get_currency_precision(currency.upper()))
+
+
+def format_money_minor(micros: int, places: int) -> str:
+    """An amount for people, to the currency's minor unit: ROUND_HALF_UP, the rating's rule, so a
+    table never shows a half micro-unit rounded the other way. Exact amounts stay in CSV/JSON."""
+    exponent = Decimal(1).scaleb(-places)
+    return f"{from_micros(micros).quantize(exponent, rounding=ROUND_HALF_UP, context=WIDE):f}"
+
+
 def format_money_fixed(micros: int) -> str:
-    """Six fixed decimals, for machine-readable output (CSV, JSON strings)."""
-    return f"{from_micros(micros):.6f}"
+    """Six fixed decimals, for machine-readable output (CSV, JSON strings).
+
+    Integer arithmetic only (API pages format thousands of these per request)."""
+    whole, fraction = divmod(abs(micros), MICROS)
+    return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
 
 
 def exact_sum(values: list[Decimal] | tuple[Decimal, ...]) -> Decimal:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from kubetally.periods import local_month_start
 from kubetally.rating import tiers as tiering
 from kubetally.rating.money import EXACT, WIDE, line_cost
 from kubetally.rating.pricebook import PriceBook, PriceMatch, Unpriced
@@ -30,10 +31,9 @@ def freeze_labels(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
 
-def month_start(moment: datetime) -> datetime:
-    """The billing month a moment falls in (calendar month, UTC)."""
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+def month_start(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The billing month a moment falls in (calendar month in the billing time zone)."""
+    return local_month_start(moment, zone)
 
 
 class UsageLine(NamedTuple):
@@ -92,8 +92,13 @@ class Rater:
 
     pricebook: PriceBook
     divisor: Callable[[str], Decimal]
+    #: The billing time zone: tier counters restart at its local month start.
+    zone: tzinfo = UTC
     _used: dict[tuple[str, str, str, str, datetime], Decimal] = field(default_factory=dict)
     _last_start: datetime | None = None
+    _lookups: dict[tuple[str, str, Labels, datetime], tuple[Decimal, PriceMatch | Unpriced]] = field(
+        default_factory=dict
+    )
     _month: datetime | None = None
 
     def rate(self, lines: Iterable[UsageLine]) -> Iterator[Charge]:
@@ -107,23 +112,35 @@ class Rater:
                 "(tiers need lines in period order)"
             )
         if line.start != self._last_start or self._month is None:
-            month = month_start(line.start)
+            month = month_start(line.start, self.zone)
             if month != self._month:
                 # Counters of finished months are never needed again.
                 self._used = {k: v for k, v in self._used.items() if k[4] >= month}
+                self._lookups.clear()
                 self._month = month
         self._last_start = line.start
         month = self._month
-        divisor = self.divisor(line.item)
+        # Every line of a report asks the same few questions: memoised per (item, labels, window).
+        lookup = (line.category, line.item, line.labels, line.start)
+        known = self._lookups.get(lookup)
+        if known is None:
+            known = self._lookups[lookup] = (
+                self.divisor(line.item),
+                self.pricebook.match_labels(line.category, line.item, line.labels, line.start),
+            )
+        divisor, found = known
         quantity = line.usage if divisor == 1 else WIDE.divide(line.usage, divisor)
-        found = self.pricebook.match_labels(line.category, line.item, line.labels, line.start)
         if isinstance(found, Unpriced):
             return [] if line.context else [Charge(line, line.usage, quantity, None, found.reason)]
         factor = self.pricebook.factor(line.tenant)
         if not found.tiered:
             if line.context:
                 return []
-            return [self._charge(line, line.usage, quantity, found, 0, found.tiers[0].price, factor)]
+            price = found.tiers[0].price
+            if factor == 1:  # the common case, inlined: one product, one rounding
+                cost = line_cost(quantity, price)
+                return [Charge(line, line.usage, quantity, found, "", 0, price, price, cost, cost)]
+            return [self._charge(line, line.usage, quantity, found, 0, price, factor)]
         counter = (line.tenant, line.category, line.item, found.group, month)
         before = self._used.get(counter, Decimal(0))
         self._used[counter] = EXACT.add(before, quantity)

@@ -42,6 +42,11 @@ def split(tiers: Sequence[Tier], before: Decimal, quantity: Decimal) -> list[Tie
     if quantity <= 0:
         index = tier_at(tiers, before)
         return [TierPortion(index, quantity, tiers[index].price)]
+    # Most lines stay inside the tier the month's usage is already in: one portion, no loop.
+    index = tier_at(tiers, before)
+    upto = tiers[index].upto
+    if upto is None or EXACT.add(before, quantity) <= upto:
+        return [TierPortion(index, quantity, tiers[index].price)]
     portions: list[TierPortion] = []
     cursor = before
     remaining = quantity

@@ -21,21 +21,25 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
 
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
 from kubetally.ledger.store import Ledger
-from kubetally.periods import Period, format_time
+from kubetally.periods import Period, format_time, zone_name
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, WIDE
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rate import Charge, Rater, UsageLine
 from kubetally.rating.rollups import refresh_rollups, summed_usage
-from kubetally.rating.tables import DAY, MONTH
+from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state
 from kubetally.reports.buckets import (
     Per,
     bucket_end,
@@ -108,6 +112,8 @@ class Report:
     display: DisplayCatalog
     unit: str = "raw"
     lang: str = "en"
+    #: The billing time zone the buckets are local days/weeks/months of.
+    zone: tzinfo = UTC
 
     @property
     def total(self) -> int:
@@ -146,13 +152,23 @@ def parse_by(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _segments(context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook) -> list[Period]:
+def _segments(
+    context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook, zone: tzinfo
+) -> list[Period]:
     cuts = {context_start, start, end}
-    cuts.update(b.start for b in buckets(start, end, per))
-    cuts.update(month_starts(context_start, end))
+    cuts.update(b.start for b in buckets(start, end, per, zone))
+    cuts.update(month_starts(context_start, end, zone))
     cuts.update(d for d in pricebook.change_dates() if context_start < d < end)
     ordered = sorted(cuts)
     return [Period(a, b) for a, b in itertools.pairwise(ordered)]
+
+
+def _getter(positions: list[int]) -> Callable[[Any], tuple[Any, ...]]:
+    """A row → tuple of those positions (always a tuple, even for one position)."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*positions)
 
 
 class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
@@ -206,8 +222,10 @@ def build_report(
     tenants: Iterable[str] | None = None,
     items: Iterable[str] | None = None,
     refresh: bool = True,
+    zone: tzinfo | None = None,
 ) -> Report:
-    """Priced usage per group and bucket for ``[start, end)`` (both UTC midnights)."""
+    """Priced usage per group and bucket for ``[start, end)`` (both local midnights in the
+    billing time zone: ``zone``, else the config's ``billing.timezone``, else UTC)."""
     by = parse_by(by)
     try:
         per = per if isinstance(per, Per) else Per.parse(per)
@@ -217,15 +235,20 @@ def build_report(
         raise ReportError(f"--unit must be raw or display, not {unit!r}")
     if lang not in ("en", "zh"):
         raise ReportError(f"--lang must be en or zh, not {lang!r}")
+    if zone is None:
+        zone = config.settings.billing.zone if config is not None else UTC
     for name, moment in (("--from", start), ("--to", end)):
-        if not is_midnight(moment):
-            raise ReportError(f"{name} {format_time(moment)}: reports cover whole UTC days; give a date")
+        if not is_midnight(moment, zone):
+            raise ReportError(
+                f"{name} {format_time(moment)}: reports cover whole {zone_name(zone)} days "
+                "(billing.timezone); give a date"
+            )
     if end <= start:
         raise ReportError(f"--to {format_time(end)} must be after --from {format_time(start)}")
     display = DisplayCatalog.from_config(config)
     if refresh:
-        refresh_rollups(ledger, label_keys=pricebook.label_keys)
-    context_start = month_start(start) if pricebook.has_tiers else start
+        refresh_rollups(ledger, label_keys=pricebook.label_keys, zone=zone)
+    context_start = month_start(start, zone) if pricebook.has_tiers else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
     filters: dict[str, Sequence[str] | None] = {
@@ -237,50 +260,76 @@ def build_report(
         at[c] for c in ("tenant", "category", "item", "unit", "labels")
     )
     key_parts = [(at[c], c == "item") for c in by]
-    rater = Rater(pricebook, display.divisor)
+    # The row key of a fetched line; a plain getter when ``item`` is not part of it.
+    plain: Callable[[Any], tuple[Any, ...]] | None = None if "item" in by else _getter([at[c] for c in by])
+    rater = Rater(pricebook, display.divisor, zone)
     labels = _LabelCache()
     rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
     unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
 
+    segments = _segments(context_start, start, end, per, pricebook, zone)
+    grains = {
+        segment: MONTH
+        if segment.start == month_start(segment.start, zone) and segment.end == next_month(segment.start, zone)
+        else DAY
+        for segment in segments
+    }
+    fetched: dict[Period, list[Any]] = {segment: [] for segment in segments}
     with ledger.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            # One snapshot for every segment query, even if rollups refresh meanwhile.
+            # One snapshot for every query, even if rollups refresh meanwhile.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        for segment in _segments(context_start, start, end, per, pricebook):
-            whole_month = segment.start == month_start(segment.start) and segment.end == next_month(segment.start)
-            grain = MONTH if whole_month else DAY
-            context = segment.start < start
-            lines = []
-            for row in summed_usage(conn, grain, segment.start, segment.end, columns, filters):
-                category, item = row[at_category], row[at_item]
+        kept_zone: str = conn.execute(
+            select(rollup_state.c.timezone).where(rollup_state.c.name == ROLLUP_CURSOR)
+        ).scalar_one()
+        if kept_zone != zone_name(zone):
+            # Another reader (a report in another billing time zone) rebuilt them meanwhile.
+            raise ReportError(
+                f"usage rollups are kept in time zone {kept_zone}, not {zone_name(zone)}: "
+                "run the report again (every reader of one ledger should share billing.timezone)"
+            )
+        for grain in (MONTH, DAY):
+            wanted = [s for s in segments if grains[s] == grain]
+            spans = [(s.start, s.end) for s in wanted]
+            for row in summed_usage(conn, grain, spans, columns, filters):
+                fetched[wanted[row[0]]].append(row[1:])
+
+    for segment in segments:
+        context = segment.start < start
+        lines = []
+        for row in fetched[segment]:
+            category, item = row[at_category], row[at_item]
+            if plain is not None:
+                key = plain(row)
+            else:
                 key = tuple(f"{category}/{item}" if is_item else row[i] for i, is_item in key_parts)
-                lines.append(
-                    UsageLine(
-                        segment.start,
-                        segment.end,
-                        row[at_tenant],
-                        category,
-                        item,
-                        row[at_unit],
-                        labels[row[at_labels]],
-                        row[-1],
-                        key,
-                        context,
-                    )
-                )
-            lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
-            bucket = (
-                None
-                if context
-                else Period(
-                    max(bucket_start(segment.start, per), start),
-                    min(bucket_end(bucket_start(segment.start, per), per), end),
+            lines.append(
+                UsageLine(
+                    segment.start,
+                    segment.end,
+                    row[at_tenant],
+                    category,
+                    item,
+                    row[at_unit],
+                    labels[row[at_labels]],
+                    row[-1],
+                    key,
+                    context,
                 )
             )
-            for line in lines:
-                charges = rater.rate_line(line)
-                if bucket is not None:
-                    _add(rows, unpriced, bucket, by, line, charges)
+        lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
+        bucket = (
+            None
+            if context
+            else Period(
+                max(bucket_start(segment.start, per, zone), start),
+                min(bucket_end(bucket_start(segment.start, per, zone), per, zone), end),
+            )
+        )
+        for line in lines:
+            charges = rater.rate_line(line)
+            if bucket is not None:
+                _add(rows, unpriced, bucket, by, line, charges)
 
     ordered = [rows[key] for key in sorted(rows)]
     return Report(
@@ -294,4 +343,5 @@ def build_report(
         display=display,
         unit=unit,
         lang=lang,
+        zone=zone,
     )

@@ -12,9 +12,21 @@ rollups do not keep) for ``[start, end)``, GPU-hours only, bucketed like ``kubet
   over-commit = capacity.
 * **efficiency** per tenant and SKU: GPU-hours billed (on dedicated / shared nodes), busy
   GPU-hours measured by DCGM (the ``dcgm`` preset's ``busy-GPU-hours`` records, joined by
-  tenant and by the SKU of their ``modelName``) and the share busy ÷ allocated; utilisation
+  tenant and by the SKU of their ``modelName``; a MIG instance's busy hours times its profile's
+  share of the GPU, as it is billed) and the share busy ÷ allocated; utilisation
   records whose period was only partly covered by samples are counted (``partial``), because
   missing samples are missing, not idle.
+* **pods** per tenant, pod and bucket: the GPU-hours Kubernetes billed the pod and, from the
+  DCGM records of the GPUs (or MIG instances) that pod held (their ``pod`` label, matched to the
+  Kubernetes record of the same cluster, namespace, pod name and hour), the GPU-hours that had
+  samples (``measured``), of those the busy ones and the idle ones (measured − busy), and the
+  billed hours without samples (``unmeasured``: neither busy nor idle). A MIG instance counts
+  by its profile's share of the GPU (3g.40gb = 3/7). A DCGM record whose pod has no GPU-hours
+  from Kubernetes in that hour (a pod on a dedicated node, which is billed as the node, or a
+  pod the Kubernetes source never saw) is listed with ``matched`` false, never folded into
+  another pod. DCGM measures a whole GPU (or MIG instance): on a time-sliced or HAMi-shared GPU
+  the pod that DCGM names gets the whole device's measured hours, which can exceed what it was
+  billed (its ``unmeasured`` is then 0, not negative).
 
 List prices are used for both values (a tenant's discount is not the provider's idle cost);
 a graduated price is applied to each bucket's usage on its own.
@@ -26,6 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any
 
 from rich.table import Table
@@ -40,7 +53,7 @@ from kubetally.record import UsageRecord, normalize
 from kubetally.reports.buckets import Per, bucket_end, bucket_start
 from kubetally.sources.kubernetes import items as it
 from kubetally.sources.kubernetes.provider import CAPACITY, DOWN, IDLE, OVERCOMMIT
-from kubetally.sources.kubernetes.sku import parse_model
+from kubetally.sources.kubernetes.sku import mig_fraction, parse_model
 
 RATE_PLACES = Decimal("0.0001")
 #: Unit of the dcgm preset's utilisation item (busy GPU-hours, 1 = fully busy for an hour).
@@ -97,6 +110,107 @@ class EfficiencyRow:
         if not self.allocated:
             return None
         return (self.busy / self.allocated).quantize(RATE_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass
+class PodRow:
+    """One pod's GPU time in a bucket: billed, measured by DCGM, busy and idle (GPU-hours)."""
+
+    tenant: str
+    cluster: str
+    namespace: str
+    pod: str
+    sku: str
+    period: Period
+    #: whether Kubernetes billed this pod GPU-hours in the hours DCGM saw it
+    matched: bool = True
+    allocated: Decimal = Decimal(0)
+    measured: Decimal = Decimal(0)
+    busy: Decimal = Decimal(0)
+    #: DCGM steps with samples / steps, summed over the pod's GPU records
+    present: int = 0
+    steps: int = 0
+
+    @property
+    def idle(self) -> Decimal:
+        """Measured GPU-hours that were not busy (DCGM's activity is at most 1, so never < 0)."""
+        return max(self.measured - self.busy, Decimal(0))
+
+    @property
+    def unmeasured(self) -> Decimal:
+        """Billed GPU-hours with no sample: unknown, neither busy nor idle."""
+        return max(self.allocated - self.measured, Decimal(0))
+
+    @property
+    def share(self) -> Decimal | None:
+        """busy ÷ measured, half-even to 4 places (None: no samples)."""
+        if not self.measured:
+            return None
+        return (self.busy / self.measured).quantize(RATE_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+_NINE = Decimal("1e-9")
+
+
+def _gpu_weight(record: UsageRecord) -> Fraction:
+    """A utilisation record's device as a share of a whole GPU: 1, or its MIG profile's share."""
+    profile = record.labels.get("GPU_I_PROFILE", "")
+    if not profile:
+        return Fraction(1)
+    return mig_fraction(profile, parse_model(record.labels.get(MODEL_LABEL, ""))) or Fraction(1)
+
+
+def _measured_hours(record: UsageRecord) -> tuple[Fraction, int, int] | None:
+    """Device-hours with samples, from ``coverage_steps`` (present/steps over the period)."""
+    present, _, steps = record.labels.get("coverage_steps", "").partition("/")
+    if not (present.isdigit() and steps.isdigit() and int(steps)):
+        return None
+    window = record.period_window  # ``end`` is the period's last second (Alauda's convention)
+    seconds = int((window.end - window.start).total_seconds())
+    return Fraction(int(present) * seconds, int(steps) * 3600), int(present), int(steps)
+
+
+def _exact(value: Fraction) -> Decimal:
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(_NINE, rounding=ROUND_HALF_EVEN)
+
+
+def pod_view(ledger: Ledger, start: datetime, end: datetime, per: Per = Per.month) -> list[PodRow]:
+    """Per pod: billed GPU-hours (Kubernetes) against DCGM's measured, busy and idle GPU-hours
+    of the devices that pod held, joined hour by hour on (cluster, namespace, pod)."""
+    billed: dict[tuple[str, str, str, datetime], list[UsageRecord]] = defaultdict(list)
+    dcgm: list[UsageRecord] = []
+    for r in ledger.records(start=start, end=end):
+        if r.unit == BUSY_UNIT and r.labels.get("pod"):
+            dcgm.append(r)
+        elif r.item == it.GPU_HOURS and r.kind == it.POD:
+            billed[(r.cluster, r.namespace, r.name, r.start)].append(r)
+    rows: dict[tuple[str, str, str, str, str, datetime, bool], PodRow] = {}
+
+    def row(tenant: str, r: UsageRecord, pod: str, sku: str, matched: bool) -> PodRow:
+        bucket = _bucket(r, start, end, per)
+        key = (tenant, r.cluster, r.namespace, pod, sku, bucket.start, matched)
+        return rows.setdefault(key, PodRow(tenant, r.cluster, r.namespace, pod, sku, bucket, matched))
+
+    for records in billed.values():
+        for r in records:
+            row(r.tenant, r, r.name, r.labels.get(it.GPU_SKU, "unknown"), True).allocated += r.usage
+    for r in dcgm:
+        pod = r.labels["pod"]
+        held = billed.get((r.cluster, r.namespace, pod, r.start))
+        if held:
+            first = held[0]
+            target = row(first.tenant, r, pod, first.labels.get(it.GPU_SKU, "unknown"), True)
+        else:
+            target = row(r.tenant, r, pod, _utilisation_sku(r), False)
+        weight = _gpu_weight(r)
+        target.busy += _exact(Fraction(r.usage) * weight)
+        measured = _measured_hours(r)
+        if measured is not None:
+            hours, present, steps = measured
+            target.measured += _exact(hours * weight)
+            target.present += present
+            target.steps += steps
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[5], k[0], k[1], k[2], k[3], k[4], not k[6]))]
 
 
 def _bucket(record: UsageRecord, start: datetime, end: datetime, per: Per) -> Period:
@@ -185,7 +299,7 @@ def efficiency_view(ledger: Ledger, start: datetime, end: datetime, per: Per = P
         if r.unit == BUSY_UNIT:
             sku = _utilisation_sku(r)
             row = rows.setdefault((r.tenant, sku, bucket.start), EfficiencyRow(r.tenant, sku, bucket))
-            row.busy += r.usage
+            row.busy += _exact(Fraction(r.usage) * _gpu_weight(r))  # a MIG instance's busy hours as GPU-hours
             if r.labels.get("coverage", "1") != "1":
                 row.partial += 1
             continue
@@ -216,7 +330,10 @@ def provider_view(
     if view == "efficiency":
         found = efficiency_view(ledger, window.start, window.end, bucket)
         return efficiency_json(found), efficiency_table(found)
-    raise ReportError(f"--view must be usage, capacity or efficiency, not {view!r}")
+    if view == "pods":
+        pods = pod_view(ledger, window.start, window.end, bucket)
+        return pod_json(pods), pod_table(pods)
+    raise ReportError(f"--view must be usage, capacity, efficiency or pods, not {view!r}")
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -303,6 +420,49 @@ def efficiency_json(rows: list[EfficiencyRow]) -> list[dict[str, Any]]:
             "busy": r.busy,
             "share": r.share,
             "partial_coverage_records": r.partial,
+        }
+        for r in rows
+    ]
+
+
+def pod_table(rows: list[PodRow]) -> Table:
+    table = Table(title="GPU-hours per pod (DCGM joined to Kubernetes)", title_justify="left")
+    columns = ("period", "tenant", "namespace", "pod", "sku", "billed", "measured", "busy", "idle", "unmeasured")
+    for column in (*columns, "share", "matched"):
+        table.add_column(column, justify="left" if column in columns[:5] or column == "matched" else "right")
+    for r in rows:
+        share = "—" if r.share is None else f"{r.share * 100:.2f}%"
+        table.add_row(
+            f"{_day(r.period.start)}..{_day(r.period.end)}",
+            r.tenant,
+            r.namespace,
+            r.pod,
+            r.sku,
+            *(format(normalize(v), "f") for v in (r.allocated, r.measured, r.busy, r.idle, r.unmeasured)),
+            share,
+            "yes" if r.matched else "no Kubernetes GPU-hours",
+        )
+    return table
+
+
+def pod_json(rows: list[PodRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "start": format_time(r.period.start),
+            "end": format_time(r.period.end),
+            "tenant": r.tenant,
+            "cluster": r.cluster,
+            "namespace": r.namespace,
+            "pod": r.pod,
+            "gpu_sku": r.sku,
+            "matched": r.matched,
+            "allocated": r.allocated,
+            "measured": r.measured,
+            "busy": r.busy,
+            "idle": r.idle,
+            "unmeasured": r.unmeasured,
+            "share": r.share,
+            "coverage_steps": f"{r.present}/{r.steps}",
         }
         for r in rows
     ]

@@ -13,6 +13,8 @@ that may not do this, 404 for an unknown route, 503 when the ledger cannot be re
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,7 +49,7 @@ from kubetally.record import UsageRecord
 from kubetally.reports.buckets import Per, is_midnight
 from kubetally.reports.build import ReportError
 from kubetally.reports.focus import GRAINS, ROW_GRAINS, CsvWriter, FocusBuilder, FocusError, ParquetWriter
-from kubetally.server import costs, dashboard
+from kubetally.server import budgets, costs, dashboard
 from kubetally.server.config import ServerConfig
 from kubetally.server.costs import CostQuery, CostService, QueryError, ReportCache
 from kubetally.server.costs import Scope as CostScope
@@ -303,6 +307,7 @@ def create_app(
     _costs(app, state)
     _catalogue(app, state)
     dashboard.register(app, state, READ, ADMIN, _query, _values)
+    budgets.register(app, state, READ, ADMIN, ApiError)
     return app
 
 
@@ -429,7 +434,11 @@ def _ingest(app: FastAPI, state: ServerState) -> None:
                 rejected=rejected,
             )
         result = ingest(state.ledger, body.records)
-        return JSONResponse({"applied": result.applied, "duplicates": result.duplicates, "stale": result.stale})
+        # New usage may cross a budget threshold: evaluate after the answer is sent.
+        background = BackgroundTask(budgets.evaluate_now, state) if result.applied else None
+        return JSONResponse(
+            {"applied": result.applied, "duplicates": result.duplicates, "stale": result.stale}, background=background
+        )
 
 
 def _page_answer(
@@ -453,7 +462,6 @@ def _page_answer(
 def _costs(app: FastAPI, state: ServerState) -> None:
     service = state.service
 
-    @app.get(f"{API}/costs/total", tags=["costs"], summary="Cost per kind and step (Alauda costs/total).")
     def total(
         start: Start,
         end: End,
@@ -481,7 +489,6 @@ def _costs(app: FastAPI, state: ServerState) -> None:
             _page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step, kind=kind)
         )
 
-    @app.get(f"{API}/costs/usage", tags=["costs"], summary="Usage (and cost, null when unpriced) per item.")
     def usage(
         start: Start,
         end: End,
@@ -525,7 +532,6 @@ def _costs(app: FastAPI, state: ServerState) -> None:
             rows = [r for r in rows if r["costMicros"]]
         return report, costs.order_rows(rows, order_by, order == "desc")
 
-    @app.get(f"{API}/costs/detail", tags=["costs"], summary="Cost per tenant, project, cluster, namespace and item.")
     def detail(
         start: Start,
         end: End,
@@ -548,13 +554,6 @@ def _costs(app: FastAPI, state: ServerState) -> None:
         )  # fmt: skip
         return JSONResponse(_page_answer(state, report, rows, current_page, page_size, start=start, end=end, step=step))
 
-    @app.get(
-        f"{API}/costs/detail/archive",
-        tags=["costs"],
-        summary="costs/detail as a CSV file (every row, no paging).",
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {}}}},
-    )
     def archive(
         start: Start,
         end: End,
@@ -579,6 +578,50 @@ def _costs(app: FastAPI, state: ServerState) -> None:
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
+
+    csv_file: dict[str, Any] = {
+        "response_class": StreamingResponse,
+        "responses": {200: {"content": {"text/csv": {}}}},
+    }
+    routes: list[tuple[str, Callable[..., Any], str, dict[str, Any]]] = [
+        ("costs/total", total, "Cost per kind and step (Alauda costs/total).", {}),
+        ("costs/usage", usage, "Usage (and cost, null when unpriced) per item.", {}),
+        ("costs/detail", detail, "Cost per tenant, project, cluster, namespace and item.", {}),
+        ("costs/detail/archive", archive, "costs/detail as a CSV file (every row, no paging).", csv_file),
+    ]
+    for route, endpoint, summary, extra in routes:
+        app.get(f"{API}/{route}", tags=["costs"], summary=summary, **extra)(endpoint)
+    # Alauda serves each cost route under ``/projects/{project}/`` too: the same answer with the
+    # ``project`` filter fixed by the path, under the same token scope (a tenant asking for a
+    # project of another tenant gets no rows, exactly as with ``?project=``).
+    for route, endpoint, summary, extra in routes:
+        app.get(f"{API}/projects/{{project}}/{route}", tags=["costs"], summary=f"{summary} One project.", **extra)(
+            _project_scoped(endpoint)
+        )
+
+
+def _project_scoped(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` with its ``project`` query filter replaced by a ``{project}`` path parameter.
+
+    FastAPI reads parameters from the signature, so the wrapper carries the endpoint's own
+    signature minus the query filter plus the path parameter: defaults, aliases and docs stay
+    those of the unscoped route, and a route parameter added later is carried over by itself."""
+    signature = inspect.signature(endpoint)
+    kept = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in signature.parameters.items() if name != "project"
+    ]
+    path = inspect.Parameter(
+        "project",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[str, FastApiPath(description="The project (Alauda `projects/{project}/…`).")],
+    )
+
+    @functools.wraps(endpoint)
+    def scoped(*, project: str, **values: Any) -> Any:
+        return endpoint(project=[project], **values)
+
+    scoped.__signature__ = signature.replace(parameters=[path, *kept])  # type: ignore[attr-defined]
+    return scoped
 
 
 def _catalogue(app: FastAPI, state: ServerState) -> None:

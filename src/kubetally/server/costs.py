@@ -15,17 +15,21 @@ How the API's words map to a report:
   everyone's. ``item`` filters likewise (as ``kubetally report --item``).
 * ``project``, ``cluster`` and ``namespace`` filters add that column to the grouping and keep
   the matching rows, so the rows are the ones of ``kubetally report --by <kind>,<column>``.
+
+The API's days and months are UTC days and months, whatever ``billing.timezone`` says: its
+``from``/``to`` are UTC midnights (not yet in the billing time zone).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -231,7 +235,7 @@ class CostService:
         columns = tuple(dict.fromkeys([*by, *post]))
         items = query.filters.get("item") or None
         # Fold new ledger rows first; the rollup cursor then names the ledger state exactly.
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
         spans = self._buckets(query)
@@ -254,6 +258,7 @@ class CostService:
                         tenants=tenants,
                         items=items,
                         refresh=False,
+                        zone=UTC,  # the API's days and months are UTC (see the module docstring)
                     )
                     self.bucket_cache.put(part_key, (state, part_version), part)
                 parts.append(part)
@@ -295,7 +300,7 @@ class CostService:
 
     def tenants(self, scope: Scope) -> list[dict[str, Any]]:
         """Every tenant with usage, with the clusters and projects it has usage in."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         r = rollups
         query = select(r.c.tenant, r.c.cluster, r.c.project).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:
@@ -320,7 +325,7 @@ class CostService:
 
     def items(self, scope: Scope, at: datetime) -> list[dict[str, Any]]:
         """Every item with usage (in the scope), its display names and whether it has a price."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         r = rollups
         query = select(r.c.category, r.c.item, r.c.unit).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:
@@ -379,12 +384,16 @@ def _adjustment(adj: Any) -> dict[str, Any] | None:
     return None if adj is None else adj.model_dump(mode="json", exclude_none=True)
 
 
+#: Bucket bounds as text: a page repeats the same few dozen times thousands of times.
+_time_text = functools.lru_cache(maxsize=4096)(format_time)
+
+
 def row_dict(report: Report, row: ReportRow, *, prices: bool = False) -> dict[str, Any]:
     """One API row (the fields of ``kubetally report --format json``, Alauda names)."""
     unpriced = row.status == "unpriced"
     out: dict[str, Any] = {
-        "start": format_time(row.period.start),
-        "end": format_time(row.period.end),
+        "start": _time_text(row.period.start),
+        "end": _time_text(row.period.end),
         "tenant": row.group.get("tenant"),
         "project": row.group.get("project"),
         "cluster": row.group.get("cluster"),

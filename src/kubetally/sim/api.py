@@ -27,9 +27,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kubetally.sim.faults import Faults, status_body
+from kubetally.sim.rbac import RBAC, request_of
 from kubetally.sim.resources import ResourceType
 from kubetally.sim.selectors import FIELD_LABELS, SelectorError, matcher, parse_field_selector, parse_label_selector
-from kubetally.sim.simulation import Simulation
+from kubetally.sim.simulation import Simulation, WriteRefused
 from kubetally.sim.store import Change, Expired, key_range
 from kubetally.sim.tables import table, wants_table
 
@@ -136,8 +137,16 @@ class ApiError(Exception):
 class SimAPI:
     """Builds the ASGI app serving one :class:`Simulation`."""
 
-    def __init__(self, sim: Simulation, faults: Faults, stopping: threading.Event, address: Callable[[], str]):
+    def __init__(
+        self,
+        sim: Simulation,
+        faults: Faults,
+        stopping: threading.Event,
+        address: Callable[[], str],
+        rbac: RBAC | None = None,
+    ):
         self.sim = sim
+        self.rbac = rbac
         self.store = sim.store
         self.registry = sim.registry
         self.faults = faults
@@ -158,6 +167,8 @@ class SimAPI:
 
     async def handle(self, request: Request) -> Response:
         try:
+            if self.rbac is not None:
+                self.authorize(request)
             return await self.route(request)
         except ApiError as exc:
             return self.json(exc.body, exc.code)
@@ -165,10 +176,25 @@ class SimAPI:
             log.exception("simulated API server failed on %s", request.url.path)
             return self.json(status_body(500, f"simulated API server error: {type(exc).__name__}: {exc}"), 500)
 
+    def authorize(self, request: Request) -> None:
+        """Authenticate the bearer token, then authorize the request (401, 403 as a real apiserver),
+        before any routing: a refused request learns nothing, not even whether the path exists."""
+        assert self.rbac is not None
+        user = self.rbac.authenticate(request.headers.get("authorization"))
+        if user is None:
+            raise ApiError(401, "Unauthorized")
+        asked = request_of(request.method, request.url.path, request.url.query)
+        if not self.rbac.allows(user, asked):
+            details: dict[str, Any] = {}
+            if asked.resource_request:
+                details = {"name": asked.name, "group": asked.api_group, "kind": asked.resource}
+                details = {k: v for k, v in details.items() if v or k == "kind"}
+            raise ApiError(403, self.rbac.forbidden_message(user, asked), details=details)
+
     async def route(self, request: Request) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
-        if request.method not in ("GET", "HEAD"):
-            raise ApiError(405, f"the simulated API server is read-only; {request.method} is not supported")
+        if request.method not in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+            raise ApiError(405, f"the simulated API server does not support {request.method}")
         if parts in (["healthz"], ["livez"], ["readyz"]):
             return Response("ok", media_type="text/plain", headers=self.headers())
         if parts == ["version"]:
@@ -238,7 +264,20 @@ class SimAPI:
             or (subresource is not None and (subresource != "status" or not rtype.status_subresource))
         ):
             raise ApiError(404, _NOT_FOUND, details={})
-        verb = "watch" if watch else ("get" if name is not None else "list")
+        writing = request.method in ("POST", "PUT", "DELETE")
+        if writing:
+            verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}[request.method]
+            if (
+                not rtype.writable
+                or subresource is not None
+                or (verb == "create") != (name is None)
+                or (rtype.namespaced and not namespace)
+            ):
+                raise ApiError(
+                    405, f"the simulated API server is read-only for {plural}; {request.method} is not supported"
+                )
+        else:
+            verb = "watch" if watch else ("get" if name is not None else "list")
         failure = self.faults.take(verb, plural)
         if failure is not None:
             raise ApiError(
@@ -247,6 +286,8 @@ class SimAPI:
                 details={"kind": plural, **({"group": group} if group else {})},
                 metadata={},
             )
+        if writing:
+            return await self.write(request, verb, rtype, namespace, name)
         as_table = wants_table(request.headers.get("accept"))
         if name is not None and not watch:
             return self.get(rtype, namespace, name, as_table)
@@ -254,6 +295,21 @@ class SimAPI:
         if watch:
             return self.watch(rtype, namespace, match, params, as_table)
         return self.list(rtype, namespace, match, params, as_table)
+
+    async def write(
+        self, request: Request, verb: str, rtype: ResourceType, namespace: str, name: str | None
+    ) -> Response:
+        body: Any = None
+        if verb != "delete":
+            try:
+                body = json.loads(await request.body() or b"null")
+            except ValueError as exc:
+                raise ApiError(400, f"the request body is not JSON: {exc}", reason="BadRequest") from None
+        try:
+            code, obj = self.sim.write(verb, rtype, namespace, name, body)
+        except WriteRefused as exc:
+            raise ApiError(exc.code, str(exc), reason=exc.reason, details=exc.details or None) from None
+        return self.json(obj, code)
 
     def selector(
         self, rtype: ResourceType, params: Mapping[str, str], name: str | None

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-VERBS = ("list", "get", "watch")
+VERBS = ("list", "get", "watch", "create", "update", "delete")
 
 REASONS = {
     400: "BadRequest",

@@ -13,6 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 READ_VERBS = ("get", "list", "watch")
+#: Verbs of the resources clients may write (:data:`WRITABLE`).
+WRITE_VERBS = ("create", "update", "delete")
+#: (group, plural) of what the simulator accepts writes for: what the agent writes in a real
+#: cluster (Leases for leader election, Events) and ConfigMaps, which tests edit to change the
+#: agent's live config. Everything else stays read-only, as metered objects belong to the scenario.
+WRITABLE = frozenset({("", "configmaps"), ("", "events"), ("coordination.k8s.io", "leases")})
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class ResourceType:
         return f"{self.kind}List"
 
     @property
+    def writable(self) -> bool:
+        return (self.group, self.plural) in WRITABLE
+
+    @property
     def builtin(self) -> bool:
         """Built-in types; their list items carry no apiVersion/kind on the wire, CRs' do."""
         return (self.group, self.version, self.kind) in _BUILTIN_KEYS
@@ -52,7 +62,7 @@ class ResourceType:
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": list(READ_VERBS),
+            "verbs": list(READ_VERBS + WRITE_VERBS) if self.writable else list(READ_VERBS),
         }
         if self.short_names:
             entry["shortNames"] = list(self.short_names)

@@ -21,6 +21,7 @@ import yaml
 from kubetally.errors import KubetallyError
 from kubetally.sim.api import SimAPI
 from kubetally.sim.faults import Faults
+from kubetally.sim.rbac import RBAC
 from kubetally.sim.scenario import Scenario, ScenarioError
 from kubetally.sim.simulation import Simulation
 from kubetally.sim.store import Change
@@ -33,10 +34,19 @@ class SimServer:
 
     ``port=0`` picks a free port. ``speed`` 0 (default) freezes the virtual clock so only
     :meth:`advance` moves it; ``speed`` > 0 runs it at wall time × speed, firing events on time.
+    With ``rbac``, every request needs one of its bearer tokens and is authorized by its rules.
     """
 
-    def __init__(self, scenario: Scenario, port: int = 0, host: str = "127.0.0.1", speed: float = 0.0):
+    def __init__(
+        self,
+        scenario: Scenario,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        speed: float = 0.0,
+        rbac: RBAC | None = None,
+    ):
         self.scenario = scenario
+        self.rbac = rbac
         self.simulation = Simulation(scenario, speed=speed)
         self.faults = Faults()
         self.host = host
@@ -63,7 +73,7 @@ class SimServer:
             ) from None
         sock.listen(128)
         self._port = sock.getsockname()[1]
-        api = SimAPI(self.simulation, self.faults, self._stopping, lambda: f"{self.host}:{self._port}")
+        api = SimAPI(self.simulation, self.faults, self._stopping, lambda: f"{self.host}:{self._port}", self.rbac)
         config = uvicorn.Config(
             api.app(),
             log_level="warning",
@@ -161,23 +171,27 @@ class SimServer:
         """Compact history: open watches get ERROR 410 Expired and end; old RVs get 410 from now on."""
         return self.simulation.store.compact()
 
-    def api_client(self) -> Any:
-        """A ``kubernetes.client.ApiClient`` for this server (plain HTTP, no auth)."""
+    def api_client(self, token: str | None = None) -> Any:
+        """A ``kubernetes.client.ApiClient`` for this server (plain HTTP; ``token``: a bearer token)."""
         from kubernetes import client
 
         configuration = client.Configuration()
         configuration.host = self.url
+        if token is not None:
+            configuration.api_key = {"authorization": token}
+            configuration.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(configuration)
 
-    def kubeconfig(self, path: str | Path) -> Path:
-        """Write a kubeconfig whose current context points at this server; returns ``path``."""
+    def kubeconfig(self, path: str | Path, token: str | None = None) -> Path:
+        """Write a kubeconfig whose current context points at this server (as the bearer
+        ``token``'s user, when given); returns ``path``."""
         path = Path(path)
         name = "kubetally-sim"
         config = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": name, "cluster": {"server": self.url}}],
-            "users": [{"name": name, "user": {}}],
+            "users": [{"name": name, "user": {"token": token} if token is not None else {}}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
             "preferences": {},

@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kubetally.config.destinations import LagoConfig, customer_ref
+from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -388,7 +388,7 @@ class LagoDestination(HttpDestination):
     def _ensure_tenant(self, tenant: str) -> str | None:
         """Customer + subscription; returns a reason when Lago refuses them for good."""
         cid = self.customer_id(tenant)
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None and ref.subscription:
             self._tenants.add(tenant)  # customer and subscription exist in Lago: nothing to create
             return None
@@ -425,40 +425,82 @@ class LagoDestination(HttpDestination):
     def reported_usage(
         self, start: datetime, end: datetime, tenants: Collection[str], items: Collection[str]
     ) -> BackendUsage:
-        """Lago's customer current usage. Lago reports only the subscription's current billing
-        period, so the backend column exists only when the range is exactly that period."""
+        """Lago's own usage per billing period: the current one (``current_usage``) and the
+        closed ones (``past_usage``, which Lago reads from their invoices). Lago sums whole
+        periods only, so the backend column exists when ``[start, end)`` is a run of whole
+        periods of every tenant's subscription; otherwise it says which periods there are."""
         codes = {self.code(item): item for item in items}
         usage = BackendUsage()
         for tenant in sorted(tenants):
             cid = self.customer_id(tenant)
-            response = self.request(
-                "GET",
-                f"/customers/{quote(cid, safe='')}/current_usage",
-                params={"external_subscription_id": cid, "apply_taxes": "false"},
-                passthrough=(404,),
-            )
-            if response.status_code == 404:
+            found = self._usage_periods(cid, start, end)
+            if found is None:
                 continue  # never subscribed: Lago holds nothing for this tenant
-            if response.status_code != 200:
-                raise self.unexpected(f"current usage of {cid}", response)
-            body = self.answer(response, f"current usage of {cid}", "customer_usage")
-            window = (parse_time(body["from_datetime"]), parse_time(body["to_datetime"]))
-            if window != (start, end):
+            periods, first = found
+            if first is not None and end <= first:
+                continue  # the range ends before the subscription's first period: nothing billed
+            # before the first period Lago bills nothing, so the run of periods may start there
+            begin = first if first is not None and start < first else start
+            inside = sorted((p for p in periods if start <= p[0] and p[1] <= end), key=lambda p: p[0])
+            edges = [begin] + [edge for p in inside for edge in p[:2]] + [end]
+            if not inside or any(edges[i] != edges[i + 1] for i in range(0, len(edges), 2)):
+                known = ", ".join(
+                    f"{format_time(a)} to {format_time(b)}" for a, b, _ in sorted(periods, key=lambda p: p[0])
+                )
                 return BackendUsage(
                     unavailable=(
-                        f"lago reports only the current billing period, {format_time(window[0])} to "
-                        f"{format_time(window[1])}; reconcile that range to compare with it"
+                        f"lago sums whole billing periods only and {cid}'s periods are {known or 'none'}; "
+                        "reconcile a range made of whole periods to compare with it"
                     )
                 )
-            for charge in body.get("charges_usage") or []:
-                item = codes.get(str(charge["billable_metric"]["code"]))
-                if item is not None:
-                    key = (tenant, item)
-                    usage.totals[key] = usage.totals.get(key, Decimal(0)) + Decimal(str(charge["units"]))
+            for _, _, charges in inside:
+                for charge in charges:
+                    item = codes.get(str(charge["billable_metric"]["code"]))
+                    if item is not None:
+                        key = (tenant, item)
+                        usage.totals[key] = usage.totals.get(key, Decimal(0)) + Decimal(str(charge["units"]))
         return usage
 
+    def _usage_periods(self, cid: str, start: datetime, end: datetime) -> tuple[list[_Period], datetime | None] | None:
+        """The subscription's billing periods that overlap ``[start, end)``, each with its
+        charges, and the start of its first period when every page was read (else None); None
+        when Lago has no such subscription. Closed periods are paged newest first until one
+        begins at or before ``start``."""
+        path = f"/customers/{quote(cid, safe='')}"
+        params: dict[str, Any] = {"external_subscription_id": cid, "apply_taxes": "false"}
+        response = self.request("GET", f"{path}/current_usage", params=params, passthrough=(404,))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self.unexpected(f"current usage of {cid}", response)
+        current = _period(self.answer(response, f"current usage of {cid}", "customer_usage"))
+        periods = [current] if current[0] < end and start < current[1] else []
+        first: datetime | None = current[0]
+        page = 1
+        while start < current[0] and page:
+            response = self.request(
+                "GET",
+                f"{path}/past_usage",
+                params={"external_subscription_id": cid, "page": page, "per_page": 20},
+            )
+            if response.status_code != 200:
+                raise self.unexpected(f"past usage of {cid}", response)
+            body = json_body(response)
+            if not isinstance(body, Mapping) or not isinstance(body.get("usage_periods"), list):
+                raise self.unexpected(f"past usage of {cid} (no usage_periods)", response)
+            found = [_period(p) for p in body["usage_periods"]]
+            periods += [p for p in found if p[0] < end and start < p[1]]
+            meta = body.get("meta")
+            following = meta.get("next_page") if isinstance(meta, Mapping) else None
+            page = int(following) if following else 0
+            first = min([first, *(p[0] for p in found)]) if first is not None else None
+            if any(p[0] <= start for p in found) and page:
+                first = None  # older periods exist that were not read
+                break
+        return periods, first
+
     def offboard(self, tenant: str) -> None:
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None and ref.subscription:
             self._tenants.discard(tenant)  # not kubetally's subscription: never terminated by it
             return
@@ -486,6 +528,18 @@ class LagoDestination(HttpDestination):
         if response.status_code != 200:
             raise self.unexpected(f"find subscription ({status})", response)
         return True
+
+
+_Period = tuple[datetime, datetime, list[Mapping[str, Any]]]
+
+
+def _period(body: Mapping[str, Any]) -> _Period:
+    """One ``CustomerUsageObject`` as ``(from, to, charges)`` with ``to`` exclusive: Lago writes
+    a period's end as its last second (``2022-07-31T23:59:59Z``), the ledger as the next start."""
+    end = parse_time(body["to_datetime"])
+    if end.second == 59:
+        end = end.replace(microsecond=0) + timedelta(seconds=1)
+    return parse_time(body["from_datetime"]), end, list(body.get("charges_usage") or [])
 
 
 def _filters(filters: Mapping[str, set[str]]) -> list[dict[str, Any]]:

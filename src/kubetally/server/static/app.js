@@ -25,6 +25,10 @@ const T = {
     records: "Records", ago: "ago", none: "None", noData: "No usage in this period.",
     signedInAs: "Signed in:", admin: "admin", badToken: "The token is unknown, revoked or expired.",
     expires: "until", chooseTenant: "Choose a tenant", silent: "silent", noTenant: "(no tenant)", recordsUnit: "records", age: "Age",
+    budgets: "Budgets", budget: "Budget", scope: "Scope", limit: "Limit", spent: "Spent", forecast: "Forecast",
+    crossed: "Thresholds crossed", alerts: "Alerts", noBudgets: "No budgets.", noAlerts: "No alerts.",
+    actual: "spend", forecastKind: "forecast", at: "at", when: "When", message: "Message",
+    methodNote: "Forecast: run rate of the last {h} h extrapolated to the end of the period — an estimate, not a bill.",
   },
   zh: {
     skip: "跳到内容", overview: "概览", tenantView: "租户", delivery: "投递",
@@ -46,6 +50,10 @@ const T = {
     records: "记录数", ago: "前", none: "无", noData: "本周期没有用量。",
     signedInAs: "已登录：", admin: "管理员", badToken: "令牌无效、已撤销或已过期。",
     expires: "有效至", chooseTenant: "选择租户", silent: "无上报", noTenant: "（无租户）", recordsUnit: "条记录", age: "距今",
+    budgets: "预算", budget: "预算", scope: "范围", limit: "额度", spent: "已用", forecast: "预测",
+    crossed: "已越过的阈值", alerts: "告警", noBudgets: "没有预算。", noAlerts: "没有告警。",
+    actual: "实际", forecastKind: "预测", at: "于", when: "时间", message: "内容",
+    methodNote: "预测：按最近 {h} 小时的用量速率外推到周期结束，仅为估算，不是账单。",
   },
 };
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -400,6 +408,39 @@ async function tenantView() {
         el("span", { class: "hint" }, t("focusNote")))));
 }
 
+function budgetValue(value, unit, percent) {
+  const shown = /^[A-Z]{3}$/.test(unit) ? `${money(micros(value))} ${unit}` : `${quantity(value)} ${unit}`;
+  return `${shown} (${percent} %)`;
+}
+
+async function budgetsView() {
+  const budgets = await api("/api/v1/budgets");
+  const alerts = await api("/api/v1/alerts");
+  const hours = new Set(budgets.items.map((b) => b.method.match(/last (\d+) h/)[1]));
+  const rows = budgets.items.map((b) => el("tr", { "data-budget": b.name },
+    el("td", { "data-field": "budget-name" }, b.name),
+    el("td", { "data-field": "budget-scope" }, `${t(b.scope.kind)} ${b.scope.value}`),
+    el("td", {}, `${b.period.start.slice(0, 10)} – ${b.period.end.slice(0, 10)}`),
+    el("td", { class: "num", "data-field": "budget-limit" }, budgetValue(b.limit, b.unit, "100")),
+    el("td", { class: "num", "data-field": "budget-spent" }, budgetValue(b.spent, b.unit, b.spentPercent)),
+    el("td", { class: "num", "data-field": "budget-forecast" }, budgetValue(b.forecast, b.unit, b.forecastPercent)),
+    el("td", { "data-field": "budget-crossed", class: "wrap" }, b.crossed.length
+      ? el("ul", {}, b.crossed.map((c) => el("li", {},
+        `${c.kind === "actual" ? t("actual") : t("forecastKind")} ${c.threshold} % ${t("at")} ${c.crossedAt.slice(0, 16).replace("T", " ")}`)))
+      : t("none"))));
+  const alertRows = alerts.items.map((a) => el("tr", { "data-alert": a.id },
+    el("td", {}, a.crossedAt.slice(0, 16).replace("T", " ")), el("td", {}, a.budget), el("td", { class: "wrap" }, a.message)));
+  return el("div", { class: "grid" },
+    card(t("budgets"), "wide", budgets.items.length
+      ? table(t("budgets"), [[t("budget")], [t("scope")], [t("period")], [t("limit"), true], [t("spent"), true],
+        [t("forecast"), true], [t("crossed")]], rows)
+      : el("p", { class: "empty" }, t("noBudgets")),
+    ...[...hours].map((h) => el("p", { class: "hint", "data-field": "forecast-method" }, t("methodNote").replace("{h}", h)))),
+    card(t("alerts"), "wide", alerts.items.length
+      ? table(t("alerts"), [[t("when")], [t("budget")], [t("message")]], alertRows)
+      : el("p", { class: "empty" }, t("noAlerts"))));
+}
+
 async function deliveryView() {
   const delivery = await api("/api/v1/delivery");
   const clusters = await api("/api/v1/clusters");
@@ -447,7 +488,7 @@ function writeHash() {
 }
 function readHash() {
   const h = new URLSearchParams(location.hash.slice(1));
-  if (["overview", "tenant", "delivery"].includes(h.get("view"))) S.view = h.get("view");
+  if (["overview", "tenant", "budgets", "delivery"].includes(h.get("view"))) S.view = h.get("view");
   if (["month", "week", "day"].includes(h.get("period"))) S.kind = h.get("period");
   const start = h.get("start") && /^\d{4}-\d{2}-\d{2}$/.test(h.get("start")) ? new Date(`${h.get("start")}T00:00:00Z`) : new Date();
   S.start = floorPeriod(start, S.kind);
@@ -474,7 +515,7 @@ async function render() {
   $("#period-label").textContent = periodLabel();
   const showTenant = S.view === "tenant" && S.me.role === "admin";
   for (const node of document.querySelectorAll(".only-tenant-view")) node.hidden = !showTenant;
-  $("#controls").hidden = S.view === "delivery";
+  $("#controls").hidden = S.view === "delivery" || S.view === "budgets";
   const clusters = [...new Set(S.tenantInfo.flatMap((x) => x.clusters))].sort();
   const projects = [...new Set(S.tenantInfo.flatMap((x) => x.projects))].sort();
   options($("#f-cluster"), clusters, S.cluster, t("all"));
@@ -484,7 +525,7 @@ async function render() {
   options($("#f-tenant"), named, S.tenant || named[0] || "", null);
   $("#status").textContent = t("loading");
   try {
-    const builder = { overview, tenant: tenantView, delivery: deliveryView }[S.view];
+    const builder = { overview, tenant: tenantView, budgets: budgetsView, delivery: deliveryView }[S.view];
     const content = await builder();
     if (seq !== S.seq) return;
     for (const bar of content.querySelectorAll(".bar")) bar.style.width = `${Number(bar.dataset.width) * 0.6}px`;

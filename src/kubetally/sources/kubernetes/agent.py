@@ -58,6 +58,8 @@ class KubernetesAgent:
         cluster: str,
         api_client: Any,
         clock: Clock | None = None,
+        holder: str | None = None,
+        stop_event: threading.Event | None = None,
     ):
         self.config = config
         self.ledger = ledger
@@ -69,9 +71,13 @@ class KubernetesAgent:
         self.queue: queue.Queue[WatchItem] = queue.Queue()
         self.watchers: dict[str, Watcher] = {}
         self.processed_rv: dict[str, str] = {}
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.last_result: CloseResult | None = None
-        self.lease = Lease(ledger, cluster, new_holder(), self.settings.writer_lease)
+        self.lease = Lease(ledger, cluster, holder or new_holder(), self.settings.writer_lease)
+        #: Watch re-lists (SYNC) and watch restarts (ERROR) per resource, for /metrics.
+        self.relists: dict[str, int] = dict.fromkeys(METERED, 0)
+        self.watch_restarts: dict[str, int] = dict.fromkeys(METERED, 0)
+        self.records_written = 0
         self._started = False
 
     # -- time ------------------------------------------------------------------------------
@@ -158,6 +164,26 @@ class KubernetesAgent:
                     self.lease.release()
             self._started = False
 
+    def abandon(self) -> None:
+        """Stop the watchers WITHOUT flushing: leadership was lost, another replica may already
+        be writing the journal, and it resumes from the ledger (what was observed here after the
+        last flush is observed again by its LIST). Gives the journal lease back if still ours."""
+        for watcher in self.watchers.values():
+            watcher.stop()
+        for watcher in self.watchers.values():
+            watcher.join(timeout=5)
+        if self._started:
+            try:
+                self.lease.release()
+            except Exception as exc:  # the ledger is down: the lease expires on its own
+                log.warning("could not release the journal lease: %s", exc)
+        self._started = False
+
+    @property
+    def watching(self) -> bool:
+        """Started, and every watcher is connected (its initial LIST applied)."""
+        return self._started and all(w.is_alive() and w.healthy for w in self.watchers.values())
+
     def __enter__(self) -> KubernetesAgent:
         self.start()
         return self
@@ -202,6 +228,7 @@ class KubernetesAgent:
         at = self.now()
         dirty = False
         if item.type == SYNC:
+            self.relists[item.resource] = self.relists.get(item.resource, 0) + 1
             log.info("re-listed %s (%d objects)", item.resource, len(item.items))
             self.session.resync(item.kind, item.items, at)
         elif item.type in ("ADDED", "MODIFIED", "DELETED") and item.obj is not None:
@@ -211,6 +238,7 @@ class KubernetesAgent:
         elif item.type in (BOOKMARK, HEALTHY):
             self.session.tracker.confirm(item.kind, at)
         elif item.type == ERROR:
+            self.watch_restarts[item.resource] = self.watch_restarts.get(item.resource, 0) + 1
             return False
         if item.rv:
             self.processed_rv[item.resource] = item.rv
@@ -226,6 +254,7 @@ class KubernetesAgent:
                 self.session.tracker.confirm(RESOURCES[name].kind, now)
         result = self.session.close_periods(now)
         self.last_result = result
+        self.records_written += result.written.inserted + result.written.revised
         if result.periods or result.revisited:
             log.info(
                 "wrote %d period(s) (%d revisited) up to %s: %d new, %d revised record(s)",
@@ -234,5 +263,6 @@ class KubernetesAgent:
                 format_time(result.until) if result.until else "-",
                 result.written.inserted,
                 result.written.revised,
+                extra={"cluster": self.cluster, "period": str(result.periods[-1]) if result.periods else None},
             )
         return result

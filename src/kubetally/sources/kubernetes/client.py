@@ -226,3 +226,39 @@ def api_server_time(api: k8s.ApiClient) -> datetime | None:
     headers = response[2] if isinstance(response, tuple) else getattr(response, "headers", None)
     headers = headers or {}
     return parse_http_date(headers.get("Date") or headers.get("date"))
+
+
+def request_verb(method: str, url: str) -> str:
+    """The Kubernetes verb of one REST call (what RBAC and the apiserver's metrics name it)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    method = method.upper()
+    if method == "POST":
+        return "create"
+    if method in ("PUT", "PATCH", "DELETE"):
+        return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+    segments = [s for s in parts.path.split("/") if s]
+    if segments[:1] == ["api"]:
+        rest = segments[2:]
+    elif segments[:1] == ["apis"]:
+        rest = segments[3:]
+    else:
+        return "get"  # /version and the like
+    if parse_qs(parts.query).get("watch", [""])[0] in ("true", "1") or rest[:1] == ["watch"]:
+        return "watch"
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    return "list" if len(rest) == 1 else "get"
+
+
+def count_requests(api: k8s.ApiClient, count: Callable[[str], None]) -> None:
+    """Call ``count(verb)`` for every request ``api`` sends (the agent's /metrics)."""
+    rest: Any = api.rest_client
+    send: Callable[..., Any] = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        count(request_verb(method, url))
+        return send(method, url, *args, **kwargs)
+
+    rest.request = request

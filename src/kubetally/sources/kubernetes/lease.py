@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, select, update
@@ -62,6 +62,10 @@ class Lease:
     cluster: str
     holder: str
     duration: timedelta
+    #: Holders this process may take over before their lease expires: the previous holder of the
+    #: Kubernetes Lease this replica was elected through (it stopped leading before the Lease
+    #: could be taken, so it is no longer writing).
+    yield_from: set[str] = field(default_factory=set)
 
     def acquire(self) -> None:
         """Take (or renew) the lease; :class:`LeaseHeld` names the current holder otherwise."""
@@ -76,7 +80,12 @@ class Lease:
                         )
                     )
                     return
-                if row.holder != self.holder and row.expires_at > now and not holder_is_dead(row.holder):
+                if (
+                    row.holder != self.holder
+                    and row.expires_at > now
+                    and row.holder not in self.yield_from
+                    and not holder_is_dead(row.holder)
+                ):
                     raise LeaseHeld(
                         f"kubernetes: cluster {self.cluster} is being metered by {row.holder} (lease until "
                         f"{format_time(row.expires_at)}); two writers would bill objects twice — stop it, or "

@@ -147,15 +147,18 @@ class MeteringSession:
             self._set_resolver(registry.active_tenants(known), at)
             self.tracker.flush(conn)
         for tenant in change.onboarded:
-            log.info("tenant onboarded: %s", tenant)
+            log.info("tenant onboarded: %s", tenant, extra={"cluster": self.cluster, "tenant": tenant})
         for tenant in change.returned:
-            log.info("tenant back: %s", tenant)
+            log.info("tenant back: %s", tenant, extra={"cluster": self.cluster, "tenant": tenant})
         for tenant in change.missing:
             log.info(
-                "tenant missing from discovery (offboarded after %s): %s", self.config.tenancy.offboard_grace, tenant
+                "tenant missing from discovery (offboarded after %s): %s",
+                self.config.tenancy.offboard_grace,
+                tenant,
+                extra={"cluster": self.cluster, "tenant": tenant},
             )
         for tenant in change.offboarded:
-            log.warning("tenant offboarded: %s", tenant)
+            log.warning("tenant offboarded: %s", tenant, extra={"cluster": self.cluster, "tenant": tenant})
 
     # -- observations ----------------------------------------------------------------------
 

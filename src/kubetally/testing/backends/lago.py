@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Hashable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
 
@@ -53,6 +53,14 @@ def _timestamp_iso(seconds: Decimal) -> str:
     millis = int((seconds - whole) * 1000)
     base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{millis:03d}Z"
+
+
+def _month_start(when: datetime) -> datetime:
+    return when.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
 def _detail_key(path: list[Any]) -> tuple[str | None, str]:
@@ -496,18 +504,21 @@ class LagoBackend(FakeBackend):
             return self.error(404, "Not Found", code="subscription_not_found")
         return json_response({"subscription": found})
 
-    def _current_usage(self, call: Call) -> Response:
-        """Usage of the current calendar month (the fake's plans bill monthly on calendar time),
-        per billable metric: ``sum_agg`` sums ``properties[field_name]``, ``count_agg`` counts.
-        Charges are not priced here (amounts are 0): reconciliation compares units."""
+    def _subscription_for(self, call: Call) -> dict[str, Any] | None:
         external_id = call.query["external_subscription_id"][0]
         sub = self.get_object("subscriptions", external_id)
         if sub is None or sub["external_customer_id"] != call.params["external_customer_id"]:
-            return self.error(404, "Not Found", code="subscription_not_found")
-        now = datetime.now(UTC)
-        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-        wanted: str | None = next(iter(call.query.get("billable_metric_code") or []), None)
+            return None
+        return sub
+
+    def _usage_object(
+        self, sub: Mapping[str, Any], start: datetime, end: datetime, wanted: str | None
+    ) -> dict[str, Any]:
+        """One ``CustomerUsageObject``: per billable metric, ``sum_agg`` sums
+        ``properties[field_name]``, ``count_agg`` counts. Charges are not priced here (amounts
+        are 0): reconciliation compares units. ``to_datetime`` is the period's last second, as
+        Lago writes it (the spec's example ``2022-07-31T23:59:59Z``)."""
+        external_id = sub["external_id"]
         units: dict[str, Decimal] = {}
         counts: dict[str, int] = {}
         for event in self.counted_events():
@@ -550,9 +561,9 @@ class LagoBackend(FakeBackend):
                     "grouped_usage": [],
                 }
             )
-        usage = {
-            "from_datetime": start.isoformat().replace("+00:00", "Z"),
-            "to_datetime": end.isoformat().replace("+00:00", "Z"),
+        return {
+            "from_datetime": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to_datetime": (end - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "issuing_date": end.date().isoformat(),
             "lago_invoice_id": None,
             "currency": sub.get("plan_amount_currency") or "USD",
@@ -561,7 +572,50 @@ class LagoBackend(FakeBackend):
             "total_amount_cents": 0,
             "charges_usage": charges,
         }
-        return json_response({"customer_usage": usage})
+
+    def _current_usage(self, call: Call) -> Response:
+        """Usage of the current calendar month (the fake's plans bill monthly on calendar time)."""
+        sub = self._subscription_for(call)
+        if sub is None:
+            return self.error(404, "Not Found", code="subscription_not_found")
+        start = _month_start(datetime.now(UTC))
+        wanted: str | None = next(iter(call.query.get("billable_metric_code") or []), None)
+        return json_response({"customer_usage": self._usage_object(sub, start, _next_month(start), wanted)})
+
+    def _past_usage(self, call: Call) -> Response:
+        """Usage of the closed billing periods, newest first: every calendar month from the
+        subscription's start up to the current one (excluded). Lago builds this from the
+        periods' invoices, so events timestamped before the subscription started are in none of
+        them (lago-api ``PastUsageQuery`` over ``invoice_subscriptions``); ``periods_count``
+        keeps the newest n; ``page``/``per_page`` page the list."""
+        sub = self._subscription_for(call)
+        if sub is None:
+            return self.error(404, "Not Found", code="subscription_not_found")
+        wanted: str | None = next(iter(call.query.get("billable_metric_code") or []), None)
+        current = _month_start(datetime.now(UTC))
+        month = _month_start(datetime.fromisoformat(str(sub["started_at"]).replace("Z", "+00:00")))
+        starts: list[datetime] = []
+        while month < current:
+            starts.insert(0, month)
+            month = _next_month(month)
+        count = next(iter(call.query.get("periods_count") or []), None)
+        if count is not None:
+            starts = starts[: max(0, int(count))]
+        page = int(next(iter(call.query.get("page") or []), 1))
+        per_page = int(next(iter(call.query.get("per_page") or []), 20))
+        pages = max(1, -(-len(starts) // per_page))
+        shown = starts[(page - 1) * per_page : page * per_page]
+        body = {
+            "usage_periods": [self._usage_object(sub, s, _next_month(s), wanted) for s in shown],
+            "meta": {
+                "current_page": page,
+                "next_page": page + 1 if page < pages else None,
+                "prev_page": page - 1 if page > 1 else None,
+                "total_pages": pages,
+                "total_count": len(starts),
+            },
+        }
+        return json_response(body)
 
     def _terminate_subscription(self, call: Call) -> Response:
         with self._lock:
@@ -576,6 +630,7 @@ class LagoBackend(FakeBackend):
         "createEvent": _create_event,
         "createBatchEvents": _create_batch,
         "findCustomerCurrentUsage": _current_usage,
+        "findAllCustomerPastUsage": _past_usage,
         "createBillableMetric": _create_metric,
         "updateBillableMetric": _update_metric,
         "findBillableMetric": _get_metric,
