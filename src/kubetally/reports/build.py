@@ -215,9 +215,14 @@ def build_report(
     lang: str = "en",
     tenants: Iterable[str] | None = None,
     items: Iterable[str] | None = None,
+    exclude_items: Iterable[str] | None = None,
     refresh: bool = True,
 ) -> Report:
-    """Priced usage per group and bucket for ``[start, end)`` (both UTC midnights)."""
+    """Priced usage per group and bucket for ``[start, end)`` (both UTC midnights).
+
+    ``items`` keeps only those items, ``exclude_items`` drops those: the server rates a day's
+    flat-priced items apart from its tiered ones, because only tiered lines depend on the
+    rest of their month (see :func:`merge_reports`)."""
     by = parse_by(by)
     try:
         per = per if isinstance(per, Per) else Per.parse(per)
@@ -235,12 +240,19 @@ def build_report(
     display = DisplayCatalog.from_config(config)
     if refresh:
         refresh_rollups(ledger, label_keys=pricebook.label_keys)
-    context_start = month_start(start) if pricebook.has_tiers else start
+    excluded = sorted(set(exclude_items or ()))
+    # Earlier usage of the month is read only when some line asked for can be tiered: a flat
+    # price depends on the line's own usage alone.
+    tiered = {item for _, item in pricebook.tiered_items} - set(excluded)
+    wanted = list(items) if items is not None else None
+    if wanted is not None:
+        tiered &= set(wanted)
+    context_start = month_start(start) if tiered else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
     filters: dict[str, Sequence[str] | None] = {
         "tenant": list(tenants) if tenants is not None else None,
-        "item": list(items) if items is not None else None,
+        "item": wanted,
     }
     at = {c: i for i, c in enumerate(columns)}
     at_tenant, at_category, at_item, at_unit, at_labels = (
@@ -269,7 +281,7 @@ def build_report(
         for grain in (MONTH, DAY):
             wanted = [s for s in segments if grains[s] == grain]
             spans = [(s.start, s.end) for s in wanted]
-            for row in summed_usage(conn, grain, spans, columns, filters):
+            for row in summed_usage(conn, grain, spans, columns, filters, {"item": excluded}):
                 fetched[wanted[row[0]]].append(row[1:])
 
     for segment in segments:
@@ -321,4 +333,71 @@ def build_report(
         display=display,
         unit=unit,
         lang=lang,
+    )
+
+
+def _charge_order(charge: Charge) -> tuple[Any, ...]:
+    line = charge.line
+    return (line.start, line.tenant, line.category, line.item, line.unit, line.labels)
+
+
+def merge_reports(parts: Sequence[Report]) -> Report:
+    """Reports of the same range and grouping over disjoint sets of items, as the one report
+    of all those items.
+
+    Exact because nothing crosses items: a line is rated from its own item's price (tier
+    counters are per item), a row's cost is the integer sum of its charges. The rows'
+    charges are put back in the order one report rates them (period, tenant, category, item,
+    unit, labels; the tier portions of a line stay in order), so the merged report is the
+    report ``build_report`` makes over all the items at once."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
+    unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
+    for part in parts:
+        for row in part.rows:
+            key = (row.period.start, tuple(row.group[c] for c in first.by))
+            held = rows.get(key)
+            if held is None:
+                rows[key] = ReportRow(
+                    row.period,
+                    dict(row.group),
+                    row.list_cost,
+                    row.cost,
+                    dict(row.usage_by_item),
+                    dict(row.unpriced_usage),
+                    list(row.charges),
+                )
+                continue
+            held.list_cost += row.list_cost
+            held.cost += row.cost
+            held.usage_by_item.update(row.usage_by_item)
+            held.unpriced_usage.update(row.unpriced_usage)
+            held.charges.extend(row.charges)
+            held.charges.sort(key=_charge_order)
+            # Items in the order their first line was rated, as in one report.
+            seen = list(dict.fromkeys((c.line.category, c.line.item, c.line.unit) for c in held.charges))
+            held.usage_by_item = {k: held.usage_by_item[k] for k in seen if k in held.usage_by_item}
+            held.unpriced_usage = {k: held.unpriced_usage[k] for k in seen if k in held.unpriced_usage}
+        for u in part.unpriced:
+            summary = unpriced.get((u.category, u.item, u.unit, u.reason))
+            if summary is None:
+                unpriced[(u.category, u.item, u.unit, u.reason)] = UnpricedSummary(
+                    u.category, u.item, u.unit, u.reason, u.usage, u.lines
+                )
+            else:
+                summary.usage = EXACT.add(summary.usage, u.usage)
+                summary.lines += u.lines
+    return Report(
+        start=first.start,
+        end=first.end,
+        by=first.by,
+        per=first.per,
+        currency=first.currency,
+        rows=[rows[key] for key in sorted(rows)],
+        unpriced=sorted(unpriced.values(), key=lambda u: (u.category, u.item, u.reason)),
+        display=first.display,
+        unit=first.unit,
+        lang=first.lang,
     )
