@@ -165,6 +165,12 @@ def _getter(positions: list[int]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*positions)
 
 
+#: The order lines of a segment are rated in: (key, tenant, category, item, unit, labels) —
+#: the UsageLine fields by position, fetched in C rather than by a lambda per line.
+_RATING_ORDER = operator.itemgetter(8, 2, 3, 4, 5, 6)
+_ZERO = Decimal(0)
+
+
 class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
     def __missing__(self, text: str) -> tuple[tuple[str, str], ...]:
         value = tuple(sorted(json.loads(text).items()))
@@ -185,12 +191,14 @@ def _add(
     if report_row is None:
         report_row = rows[(bucket.start, line.key)] = ReportRow(bucket, dict(zip(by, line.key, strict=True)))
     item_key = (line.category, line.item, line.unit)
-    report_row.usage_by_item[item_key] = EXACT.add(report_row.usage_by_item.get(item_key, Decimal(0)), line.usage)
+    by_item = report_row.usage_by_item
+    held = by_item.get(item_key)
+    by_item[item_key] = EXACT.add(_ZERO if held is None else held, line.usage)
+    report_row.charges.extend(charges)
     for charge in charges:
-        report_row.charges.append(charge)
         report_row.list_cost += charge.list_cost
         report_row.cost += charge.cost
-        if not charge.priced:
+        if charge.match is None:
             report_row.unpriced_usage[item_key] = EXACT.add(
                 report_row.unpriced_usage.get(item_key, Decimal(0)), charge.usage
             )
@@ -307,7 +315,7 @@ def build_report(
                     context,
                 )
             )
-        lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
+        lines.sort(key=_RATING_ORDER)
         bucket = (
             None
             if context
