@@ -209,6 +209,8 @@ class CostService:
     days: DayVersions = field(default_factory=lambda: DayVersions())
 
     def __post_init__(self) -> None:
+        self._rows: dict[tuple[int, Hashable], tuple[Report, list[dict[str, Any]]]] = {}
+        self._rows_lock = threading.Lock()
         display = DisplayCatalog.from_config(self.config)
         tiered = {
             entry.item
@@ -239,21 +241,52 @@ class CostService:
         version = (state, tuple(self.days.version(dep, b.end) for b, _items, dep in spans))
         held = self.cache.get(key, version)
         if held is None:
-            built: dict[Period, list[Report]] = {}
+            pieces: dict[Period, list[tuple[tuple[bool, frozenset[str]] | None, int]]] = {}
             for (bucket, part_items, _dep), part_version in zip(spans, version[1], strict=True):
-                part = self._bucket_report(bucket, part_items, (state, part_version), query, columns, tenants, items)
-                if part is not None:
-                    built.setdefault(bucket, []).append(part)
-            parts = [merge_reports(pieces) for pieces in built.values()]
-            held = (_joined(parts, query), {})
+                pieces.setdefault(bucket, []).append((part_items, part_version))
+            parts = []
+            for bucket, wanted in pieces.items():
+                # A bucket's parts merged once, and kept while none of them changed.
+                merged_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items))
+                merged_version = (state, tuple(v for _, v in wanted))
+                merged = self.bucket_cache.get(merged_key, merged_version) if len(wanted) > 1 else None
+                if merged is None:
+                    built = [
+                        self._bucket_report(bucket, part_items, (state, v), query, columns, tenants, items)
+                        for part_items, v in wanted
+                    ]
+                    merged = merge_reports([b for b in built if b is not None])
+                    if len(wanted) > 1:
+                        self.bucket_cache.put(merged_key, merged_version, merged)
+                parts.append(merged)
+            held = (_joined(parts, query), {}, parts)
             self.cache.put(key, version, held)
-        report, derived = held
+        report, derived, bucket_reports = held
         shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
         rows = derived.get(shape)
         if rows is None:
-            kept = (r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items()))
-            rows = derived[shape] = [row_dict(report, r, prices=prices) for r in kept]
+            rows = derived[shape] = [
+                row for part in bucket_reports for row in self._api_rows(part, shape, prices, post)
+            ]
         return report, rows
+
+    def _api_rows(
+        self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]
+    ) -> list[dict[str, Any]]:
+        """A bucket's API rows, made once per bucket report: after a write only the changed
+        buckets' rows are formatted again, not the whole range's."""
+        with self._rows_lock:
+            held = self._rows.get((id(part), shape))
+        if held is not None and held[0] is part:
+            return held[1]
+        kept = (r for r in part.rows if all(r.group[k] in allowed for k, allowed in post.items()))
+        rows = [row_dict(part, r, prices=prices) for r in kept]
+        with self._rows_lock:
+            # Keyed by identity; the entry holds the report, so its id cannot be reused meanwhile.
+            self._rows[(id(part), shape)] = (part, rows)
+            while len(self._rows) > max(self.bucket_cache.size, 1) * 2:
+                self._rows.pop(next(iter(self._rows)))
+        return rows
 
     def _bucket_report(
         self,
