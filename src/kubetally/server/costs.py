@@ -270,9 +270,7 @@ class CostService:
             ]
         return report, rows
 
-    def _api_rows(
-        self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]
-    ) -> list[dict[str, Any]]:
+    def _api_rows(self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]) -> list[dict[str, Any]]:
         """A bucket's API rows, made once per bucket report: after a write only the changed
         buckets' rows are formatted again, not the whole range's."""
         with self._rows_lock:
