@@ -252,15 +252,15 @@ def build_report(
     # Earlier usage of the month is read only when some line asked for can be tiered: a flat
     # price depends on the line's own usage alone.
     tiered = {item for _, item in pricebook.tiered_items} - set(excluded)
-    wanted = list(items) if items is not None else None
-    if wanted is not None:
-        tiered &= set(wanted)
+    asked_items = list(items) if items is not None else None
+    if asked_items is not None:
+        tiered &= set(asked_items)
     context_start = month_start(start) if tiered else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
     filters: dict[str, Sequence[str] | None] = {
         "tenant": list(tenants) if tenants is not None else None,
-        "item": wanted,
+        "item": asked_items,
     }
     at = {c: i for i, c in enumerate(columns)}
     at_tenant, at_category, at_item, at_unit, at_labels = (

@@ -313,7 +313,7 @@ class CostService:
                 if not keep:
                     return None
         part_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items), part_items)
-        part = self.bucket_cache.get(part_key, version)
+        part: Report | None = self.bucket_cache.get(part_key, version)
         if part is None:
             part = build_report(
                 self.ledger,
