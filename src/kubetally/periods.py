@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -96,13 +97,17 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def parse_time(text: str) -> datetime:
-    """Parse RFC 3339 / ISO 8601 (``2026-11-01``, ``2026-11-01T10:00:00Z``) into UTC."""
+def parse_time(text: str, zone: tzinfo = UTC) -> datetime:
+    """Parse RFC 3339 / ISO 8601 (``2026-11-01``, ``2026-11-01T10:00:00Z``) into UTC.
+
+    A time without an offset (a bare date included) is local time in ``zone``, the billing
+    time zone: ``2026-11-01`` in ``Asia/Shanghai`` is ``2026-10-31T16:00:00Z``."""
     value = text.strip()
     if value.endswith("Z") or value.endswith("z"):
         value = value[:-1] + "+00:00"
     try:
-        parsed = utc(datetime.fromisoformat(value))
+        naive = datetime.fromisoformat(value)
+        parsed = utc(naive if naive.tzinfo is not None else naive.replace(tzinfo=zone))
     except (ValueError, OverflowError):
         raise ValueError(f"not a time: {text!r} (expected RFC 3339, e.g. 2026-11-01T10:00:00Z)") from None
     if not EARLIEST <= parsed < LATEST:
@@ -174,3 +179,56 @@ def periods_between(start: datetime, end: datetime, length: timedelta) -> Iterat
 def closed_until(now: datetime, settle: timedelta) -> datetime:
     """The latest instant up to which data is considered final (``now - settle``)."""
     return utc(now) - settle
+
+
+def billing_zone(name: str) -> tzinfo:
+    """The IANA zone ``name`` (``Asia/Shanghai``), via :mod:`zoneinfo`; ``UTC`` is the default.
+
+    Billing days and months start at local midnight in this zone; records and the ledger stay
+    in UTC. Fixed offsets (``+08:00``) are refused: they have no DST rules, and an operator who
+    writes one almost always means a region whose rules will change under them.
+    """
+    text = str(name).strip()
+    if text.upper() in ("UTC", "Z", "ETC/UTC"):
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as UTC, Asia/Shanghai or Europe/Berlin)"
+        ) from None
+
+
+def zone_name(zone: tzinfo) -> str:
+    """The IANA name a zone was made from (``UTC`` for :data:`datetime.UTC`)."""
+    return "UTC" if zone is UTC else str(getattr(zone, "key", zone))
+
+
+def local_midnight(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The UTC instant of local midnight, in ``zone``, of the local day ``moment`` falls in."""
+    local = utc(moment).astimezone(zone)
+    return datetime(local.year, local.month, local.day, tzinfo=zone).astimezone(UTC)
+
+
+def next_local_midnight(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The next local midnight after the local day of ``moment`` (23 or 25 h later on DST days)."""
+    local = utc(moment).astimezone(zone)
+    following = datetime(local.year, local.month, local.day) + timedelta(days=1)
+    return following.replace(tzinfo=zone).astimezone(UTC)
+
+
+def local_month_start(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The UTC instant the local calendar month of ``moment`` starts (local midnight of the 1st)."""
+    local = utc(moment).astimezone(zone)
+    return datetime(local.year, local.month, 1, tzinfo=zone).astimezone(UTC)
+
+
+def next_local_month(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The UTC instant the local month after the one ``moment`` falls in starts."""
+    local = utc(moment).astimezone(zone)
+    year, month = local.year + local.month // 12, local.month % 12 + 1
+    return datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
+
+
+def is_local_midnight(moment: datetime, zone: tzinfo = UTC) -> bool:
+    return local_midnight(moment, zone) == utc(moment)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,11 @@ def test_contracts_dir_override_and_missing(monkeypatch: pytest.MonkeyPatch, tmp
         contracts.contracts_dir()
 
 
-def test_specs_load_fast_and_once() -> None:
-    started = time.monotonic()
+def test_specs_load_once() -> None:
+    # Parsing the specs is the slow part (about 0.5 s per MB of YAML); each is parsed once and
+    # cached. How long that takes is a benchmark's business, not a unit test's.
     specs = [contracts.load_spec(name) for name in contracts.SPEC_FILES]
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 10  # ~0.5 s per 1 MB YAML with libyaml (generous for a loaded CI box), then cached
     assert contracts.load_spec("lago") is specs[0]
     assert contracts.load_spec("lago").match("POST", "/events/batch").operation.operation_id == "createBatchEvents"
     assert contracts.load_spec("lago").match("GET", "/billable_metrics/gpu").path_params == {"code": "gpu"}

@@ -211,11 +211,11 @@ def test_go_down_refuses_connections_then_comes_back_on_same_port(lago: Any) -> 
 
 def test_hang_times_out_client_and_is_still_committed(lago: Any) -> None:
     lago.hang_next(0.6)
-    started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx.ReadTimeout):  # the client gave up before the answer came
         httpx.post(f"{lago.base_url}/events", json={"event": EVENT}, headers=_auth(lago), timeout=0.2)
-    assert time.monotonic() - started < 0.5
-    time.sleep(0.7)
+    deadline = time.monotonic() + 10  # the hang ends after 0.6 s; a loaded machine may take longer
+    while not lago.events and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     assert len(lago.events) == 1  # the vendor committed it: a retry must be deduplicated
     retry = httpx.post(f"{lago.base_url}/events", json={"event": EVENT}, headers=_auth(lago))

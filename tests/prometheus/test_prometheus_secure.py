@@ -9,18 +9,23 @@ holds 7 records (4 VgpuCoreUsed + 3 VgpuMemoryUsed).
 
 from __future__ import annotations
 
+import base64
+import http.server
 import importlib.util
 import ipaddress
 import os
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import bcrypt
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -211,3 +216,53 @@ def test_tls_with_a_private_ca_and_a_client_certificate(
     assert "CERTIFICATE_VERIFY_FAILED" in line
     with Ledger.open(str(other / "ledger.db"), migrate=False) as ledger:
         assert list(ledger.records()) == []
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A reverse proxy that notes each request's path and headers, then forwards it."""
+
+    upstream: ClassVar[str] = ""
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        reply = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body, timeout=30)
+        self.send_response(reply.status_code)
+        for key, value in reply.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply.content)))
+        self.end_headers()
+        self.wfile.write(reply.content)
+
+    do_GET = do_POST = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_extra_headers_reach_the_server(basic_auth_prometheus: PrometheusServer, tmp_path: Path) -> None:
+    """``X-Scope-OrgID`` (the Mimir/Cortex/Thanos tenant) and basic auth arrive on every request:
+    a recording proxy in front of the real Prometheus sees them, and the collect is complete."""
+    _Recorder.upstream, _Recorder.seen = basic_auth_prometheus.url.rstrip("/"), []
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        section = (
+            f"  url: http://127.0.0.1:{proxy.server_address[1]}\n  username: kubetally\n"
+            "  headers: {X-Scope-OrgID: tenant-1}\n"
+        )
+        done = collect(tmp_path, section, env={"PROMETHEUS_PASSWORD": PASSWORD})
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert done.returncode == 0, done.stderr
+    assert usage_of_yulin_2(tmp_path / "ledger.db") == (7, Decimal(6))
+    queries = [(path, headers) for path, headers in _Recorder.seen if path.startswith("/api/v1/")]
+    assert queries, _Recorder.seen
+    expected_auth = "Basic " + base64.b64encode(f"kubetally:{PASSWORD}".encode()).decode()
+    assert {headers.get("x-scope-orgid") for _, headers in queries} == {"tenant-1"}
+    assert {headers.get("authorization") for _, headers in queries} == {expected_auth}

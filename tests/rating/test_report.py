@@ -217,28 +217,91 @@ def test_unpriced_rows_have_no_cost(scenario: Ledger, pricebook: PriceBook, disp
     console = Console(width=120, record=True, color_system=None, file=io.StringIO())
     render_table(report, console)
     lb = next(line for line in console.export_text().splitlines() if "network/lb_hours" in line)
-    assert lb.split() == ["beta", "network/lb_hours", "3", "h", "unpriced"]  # no list cost, no 0
+    assert lb.split() == ["beta", "network/lb_hours", "3.0000", "h", "unpriced"]  # no list cost, no 0
 
 
 def test_table_at_80_columns(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:
-    """The stored table, narrowed to 80 columns: tighter padding, the one long item name
-    wraps at a space, and nothing is cut off (no ellipsis)."""
+    """The stored table at 80 columns: quantities to 4 places in display units, money to the
+    cent (ROUND_HALF_UP, the rating's rule), nothing wraps and nothing is cut off.
+
+    Usage: 130, 16, 3 + 1.5 = 4.5 Gi-h, 0.0000125 → 0.0000, 10 (4 + 4 + 2 unpriced).
+    List: 2.40 + 2.50 = 4.90; 31.20 + 28.00 = 59.20; 0.0075 → 0.01; 0.000001 → 0.00; 15.00.
+    Totals: 79.107501 → 79.11 and 72.697501 → 72.70; the exact total is printed below.
+    The partly unpriced row is marked on its item name, so the cost decimals stay aligned."""
     report = build_report(scenario, pricebook, display_config, NOV, DEC, by="tenant,item", per="month", unit="display")
     console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
     render_table(report, console)
-    table = console.export_text().split("unpriced: ")[0]
-    assert table == (
-        "           Cost report 2026-11-01 – 2026-12-01 (USD) · Period 2026-11           \n"
-        "Tenant  Item                    Usage  Unit             List                Cost\n" + "━" * 80 + "\n"
-        "acme    Compute / CPU             130  core-hours       4.90                4.41\n"
-        "acme    Compute / GPU              16  GPU-hours       59.20               53.28\n"
-        "beta    VgpuMemory / Used         4.5  Gi-hours       0.0075              0.0075\n"
-        "        Usage                                                                   \n"
-        "beta    Compute / CPU       0.0000125  core-hours   0.000001            0.000001\n"
-        "beta    Compute / GPU              10  GPU-hours       15.00  15.00 (+ unpriced)\n" + " " * 80 + "\n"
-        "Total                                              79.107501           72.697501\n"
+    text = console.export_text()
+    assert text.split("unpriced: ")[0] == (
+        "         Cost report 2026-11-01 – 2026-12-01 (USD) · Period 2026-11         \n" + " " * 76 + "\n"
+        "  Tenant   Item                         Usage   Unit          List    Cost  \n"
+        " " + "━" * 74 + " \n"
+        "  acme     Compute / CPU             130.0000   core-hours    4.90    4.41  \n"
+        "  acme     Compute / GPU              16.0000   GPU-hours    59.20   53.28  \n"
+        "  beta     VgpuMemory / Used Usage     4.5000   Gi-hours      0.01    0.01  \n"
+        "  beta     Compute / CPU               0.0000   core-hours    0.00    0.00  \n"
+        "  beta     Compute / GPU*             10.0000   GPU-hours    15.00   15.00  \n" + " " * 76 + "\n"
+        "  Total                                                      79.11   72.70  \n" + " " * 76 + "\n"
+        "* part of this row's usage has no price (listed below); the cost is of the priced part\n"
+        "exact total (every micro-unit; CSV and JSON carry them all): 72.697501 USD\n"
     )
-    assert "…" not in console.export_text()
+    assert "…" not in text
+
+
+def test_raw_day_table_at_80_columns_keeps_item_names_whole(
+    scenario: Ledger, pricebook: PriceBook, display_config: Config
+) -> None:
+    """Too wide for 80 columns: each unit moves below its number, the identifier columns wrap
+    (here only the Namespace header), and the raw item names — which have no spaces — are never
+    broken. Raw units: hours to 4 places, byte-hours whole (3221225472 + 1610612736 = 4831838208).
+    Day costs: see test_per_day_subtotals_add_up, to the cent (38.047501 → 38.05)."""
+    report = build_report(
+        scenario, pricebook, display_config, NOV, DEC, by="tenant,namespace,item", per="day", unit="raw"
+    )
+    console = Console(width=80, record=True, color_system=None, force_terminal=False, file=io.StringIO())
+    render_table(report, console)
+    unit_line = " " * 65 + "h" + " " * 14 + "\n"
+    assert console.export_text().split("* part")[0] == (
+        "                   Cost report 2026-11-01 – 2026-12-01 (USD)                    \n"
+        "                    Namespa                                                     \n"
+        "Period      Tenant  ce       Item                            Usage   List   Cost\n" + "━" * 80 + "\n"
+        "2026-11-15  acme    ns-acme  compute/cpu_core_hours        60.0000   2.40   2.16\n"
+        + unit_line
+        + "2026-11-15  acme    ns-acme  compute/gpu_hours              8.0000  31.20  28.08\n"
+        + unit_line
+        + "2026-11-15  beta    ns-beta  VgpuMemory/VgpuMemoryUsed  4831838208   0.01   0.01\n"
+        "                                                        byte-hours              \n"
+        "2026-11-15  beta    ns-beta  compute/cpu_core_hours         0.0000   0.00   0.00\n"
+        + unit_line
+        + "2026-11-15  beta    ns-beta  compute/gpu_hours              4.0000   7.80   7.80\n"
+        + unit_line
+        + "2026-11-15                   Subtotal                               41.41  38.05\n"
+        + " " * 80
+        + "\n"
+        "2026-11-16  acme    ns-acme  compute/cpu_core_hours        70.0000   2.50   2.25\n"
+        + unit_line
+        + "2026-11-16  acme    ns-acme  compute/gpu_hours              8.0000  28.00  25.20\n"
+        + unit_line
+        + "2026-11-16  beta    ns-beta  compute/gpu_hours*             6.0000   7.20   7.20\n"
+        + unit_line
+        + "2026-11-16                   Subtotal                               37.70  34.65\n"
+        + " " * 80
+        + "\n"
+        "Total                                                               79.11  72.70\n"
+    )
+
+
+def test_money_to_the_minor_unit_of_each_currency() -> None:
+    from kubetally.rating.money import format_money_minor, money_places
+
+    # 1234.5675 → USD 1234.57 (half-up), JPY 1235, KWD (3 places) 1234.568; 0.000001 → 0.00
+    assert [format_money_minor(1_234_567_500, money_places(c)) for c in ("USD", "JPY", "KWD", "CNY")] == [
+        "1234.57",
+        "1235",
+        "1234.568",
+        "1234.57",
+    ]
+    assert format_money_minor(1, 2) == "0.00" and format_money_minor(5_000, 2) == "0.01"  # 0.005 half-up
 
 
 def test_long_tenant_ids_are_never_truncated(ledger: Ledger, pricebook: PriceBook, display_config: Config) -> None:
@@ -268,8 +331,11 @@ def test_long_tenant_ids_are_never_truncated(ledger: Ledger, pricebook: PriceBoo
         ("compute/cpu_core_hours", 7_900_800),
         ("compute/gpu_hours", 15_600_000),  # 8 spot hours × 1.95 (the 15th, old price)
     ]
-    assert "230.026666667" in text and "7.9008" in text and "15.60" in text
-    assert text.splitlines()[-1].split() == ["Total", "23.5008"]  # 7.9008 + 15.60
+    # the table: core-hours to 4 places (230.026666667 → 230.0267), money to the cent
+    assert "230.0267" in text and "7.90" in text and "15.60" in text
+    # 7.9008 + 15.60 = 23.5008 → 23.50 in the table, and the exact total below it
+    assert text.splitlines()[-2].split() == ["Total", "23.50"]
+    assert text.splitlines()[-1].endswith(": 23.5008 USD")
 
 
 def test_chinese_names(scenario: Ledger, pricebook: PriceBook, display_config: Config) -> None:

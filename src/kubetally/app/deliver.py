@@ -110,6 +110,17 @@ def requeue(ledger: Ledger, names: Sequence[str], which: Sequence[str]) -> dict[
     return {name: Outbox(ledger, name).requeue(ids) for name in names}
 
 
+def attach_tenant_customers(ledger: Ledger, built: Sequence[object]) -> None:
+    """Let each adapter map a tenant to the customer its Kubernetes object names
+    (``kubernetes.tenancy.customer_key``, kept in the source's tenant registry)."""
+    from kubetally.sources.kubernetes.registry import tenant_customers
+
+    lookup = tenant_customers(ledger)
+    for adapter in built:
+        if hasattr(adapter, "tenant_customers"):
+            adapter.tenant_customers = lookup
+
+
 @dataclass
 class Delivery:
     """One Deliverer over the chosen destinations, for one run or a ``--follow`` loop."""
@@ -122,6 +133,7 @@ class Delivery:
 
     def __post_init__(self) -> None:
         built, configs, _ = build_all(self.settings.destinations)
+        attach_tenant_customers(self.ledger, built)
         self.deliverer = Deliverer(
             self.ledger,
             built,

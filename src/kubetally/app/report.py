@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,30 +46,36 @@ def pricing_inputs(config_files: Sequence[str | Path] | None, prices: str | None
     return PricingInputs(config, pricebook, is_example, resolver.db(db))
 
 
-def _time(value: str | None, option: str) -> datetime | None:
+def _time(value: str | None, option: str, zone: tzinfo) -> datetime | None:
     if value is None:
         return None
     try:
-        return parse_time(value)
+        return parse_time(value, zone)
     except ValueError as exc:
         raise ConfigError([f"{option}: {exc}"]) from None
 
 
-def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
-    """``--from``/``--to`` with calendar-month defaults: neither → this UTC month; only
-    ``--from`` → to the end of its month; only ``--to`` → from the start of its last day's month."""
+def resolve_range(start: str | None, end: str | None, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """``--from``/``--to`` with calendar-month defaults in the billing time zone ``zone``: neither
+    → this month; only ``--from`` → to the end of its month; only ``--to`` → from the start of
+    its last day's month. Dates without an offset are local dates in ``zone``."""
     from kubetally.reports.buckets import month_start, next_month
 
-    since = _time(start, "--from")
-    until = _time(end, "--to")
+    since = _time(start, "--from", zone)
+    until = _time(end, "--to", zone)
     if since is None and until is None:
-        since = month_start(datetime.now(UTC))
+        since = month_start(datetime.now(UTC), zone)
     if until is None:
         assert since is not None
-        until = next_month(since)
+        until = next_month(since, zone)
     if since is None:
-        since = month_start(until - timedelta(days=1))
+        since = month_start(until - timedelta(seconds=1), zone)
     return since, until
+
+
+def billing_zone_of(inputs: PricingInputs) -> tzinfo:
+    """The billing time zone of the configuration (``billing.timezone``), UTC without one."""
+    return inputs.config.settings.billing.zone if inputs.config is not None else UTC
 
 
 def report(

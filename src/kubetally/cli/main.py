@@ -16,6 +16,7 @@ from kubetally.cli import (
     demo,
     export,
     migrate,
+    prune,
     reconcile,
     records,
     report,
@@ -70,7 +71,7 @@ def _global_options(
     logs.state.update(level=log_level.lower(), format=log_format)
 
 
-for module in (demo, validate, collect, agent, records, report, budgets, deliver, reconcile, migrate, server):
+for module in (demo, validate, collect, agent, records, report, budgets, deliver, reconcile, migrate, prune, server):
     module.register(app)
 app.add_typer(export.app, name="export")
 app.add_typer(sim.app, name="sim")

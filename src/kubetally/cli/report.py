@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,12 +36,12 @@ def pricing_inputs(config_files: list[str] | None, prices: str | None, db: str |
     return inputs
 
 
-def resolve_range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
+def resolve_range(start: str | None, end: str | None, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     """:func:`kubetally.app.report.resolve_range`, a bad date ending the command with one line."""
     from kubetally.app.report import resolve_range as resolve
 
     try:
-        return resolve(start, end)
+        return resolve(start, end, zone)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--view", help="usage (default), capacity (GPU capacity, sold, idle), efficiency or pods."),
         ] = "usage",
     ) -> None:
-        """Priced usage for [--from, --to) (UTC dates; default: this month), grouped and bucketed.
+        """Priced usage for [--from, --to) (billing.timezone dates; default: this month), grouped and bucketed.
 
         Costs are exact: each priced line is rounded once (half-up to the micro-unit) and every total is the sum of its lines. Usage with no price is listed as unpriced, never as 0.
         """  # noqa: E501 - one line per paragraph, so --help wraps it to the terminal
@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
         if view not in ("usage", "capacity", "efficiency", "pods"):
             fail(f"--view must be usage, capacity, efficiency or pods, not {view!r}")
         inputs = pricing_inputs(config_files, prices, db)
-        since, until = resolve_range(start, end)
+        from kubetally.app.report import billing_zone_of
+
+        since, until = resolve_range(start, end, billing_zone_of(inputs) if view == "usage" else UTC)
         if view != "usage":
             _provider_view(inputs, since, until, view, per, fmt)
             return

@@ -61,6 +61,10 @@ class DestinationBase(Strict):
     #: Usage of a listed tenant goes to that customer and no customer is created for it; other
     #: tenants use ``<customer_prefix><tenant>``.
     customers: dict[str, str | CustomerRef] = Field(default_factory=dict)
+    #: A tenant neither in ``customers`` nor carrying ``kubernetes.tenancy.customer_key`` on its
+    #: object: ``convention`` sends its usage to ``<customer_prefix><tenant>``; ``hold``
+    #: dead-letters it with the reason (deliver exits 1), to be re-queued once it is mapped.
+    unmapped: Literal["convention", "hold"] = "convention"
     #: Metric codes are ``<metric_prefix><item in snake_case>``.
     metric_prefix: str = ""
     #: Record labels the backend prices or groups by (Lago filters, Stripe meters per value,

@@ -54,6 +54,12 @@ class TenancyConfig(Strict):
     #: Bill the vCluster control-plane pods' requests (and PVCs) like tenant pods, in addition to
     #: ``control_plane_hours``. Off by default: the control plane is the platform's cost.
     meter_control_plane: bool = False
+    #: Label or annotation (annotation first) whose value is the tenant's billing customer id,
+    #: e.g. ``billing.example.com/customer-id``: read on the vCluster's StatefulSet/Deployment
+    #: or VirtualClusterInstance, else on the tenant's (host) namespace. A destination's
+    #: ``customers:`` table wins over it; a tenant with neither follows the destination's
+    #: ``unmapped`` rule.
+    customer_key: str | None = None
     #: How long a tenant must be missing from a *complete* discovery before it is offboarded.
     offboard_grace: Duration = timedelta(hours=1)
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from kubetally import yamlfile
 from kubetally.config.agent import AgentConfig
@@ -34,6 +34,7 @@ from kubetally.config.pricing import PriceBookConfig
 from kubetally.config.server import ServerConfig
 from kubetally.config.types import Duration
 from kubetally.errors import ConfigError
+from kubetally.periods import billing_zone, zone_name
 
 COLLECTION_LABEL = "cpaas.io/slark.collection.config"
 DISPLAY_LABEL = "cpaas.io/slark.display.config"
@@ -74,6 +75,24 @@ class CollectionSettings(Strict):
     presets: list[str] = Field(default_factory=list)
 
 
+class BillingSettings(Strict):
+    """Where billing days and months start (the ledger and its hourly records stay in UTC)."""
+
+    #: IANA time zone (``Asia/Shanghai``, ``Europe/Berlin``): report days, weeks and months,
+    #: tier months and FOCUS billing periods start at local midnight there. DST days are 23 or
+    #: 25 hours long.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return zone_name(billing_zone(value))
+
+    @property
+    def zone(self) -> tzinfo:
+        return billing_zone(self.timezone)
+
+
 class KubetallyConfig(Strict):
     """``kubetally.yaml``: the one typed root of kubetally's configuration.
 
@@ -95,6 +114,8 @@ class KubetallyConfig(Strict):
     destinations: DestinationsConfig | None = None
     #: ``kubetally server`` (listen address, its ledger and price book, dashboard sessions).
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: The billing time zone.
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     #: Budgets, forecasts and their alerts (see :mod:`kubetally.config.budgets`).
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     #: ``kubetally agent`` in a cluster: leader election, live ConfigMaps, the probe listener.

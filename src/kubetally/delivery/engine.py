@@ -297,6 +297,13 @@ class DestinationRunner:
                 f"too old: period start {format_time(event.timestamp)} is more than {days:g} days ago; "
                 f"{self.dest.kind} does not accept older events"
             )
+        config = getattr(self.dest, "config", None)
+        mapped = getattr(self.dest, "mapped_customer", None)
+        if getattr(config, "unmapped", "convention") == "hold" and mapped is not None and mapped(event.tenant) is None:
+            return (
+                f"held: tenant {event.tenant!r} has no customer (not in customers: of {self.dest.name}, and no "
+                "kubernetes.tenancy.customer_key label or annotation on its object); map it, then requeue"
+            )
         return self.dest.check(event)
 
     def _plan(self, page: Page) -> Iterable[list[tuple[Pending, list[Event], list[DeadLetter]]]]:

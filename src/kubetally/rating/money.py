@@ -53,6 +53,20 @@ def format_money(micros: int, *, min_places: int = 2) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
+def money_places(currency: str) -> int:
+    """The currency's minor-unit digits (ISO 4217 via CLDR: USD 2, JPY 0, KWD 3; unknown: 2)."""
+    from babel.numbers import get_currency_precision
+
+    return int(get_currency_precision(currency.upper()))
+
+
+def format_money_minor(micros: int, places: int) -> str:
+    """An amount for people, to the currency's minor unit: ROUND_HALF_UP, the rating's rule, so a
+    table never shows a half micro-unit rounded the other way. Exact amounts stay in CSV/JSON."""
+    exponent = Decimal(1).scaleb(-places)
+    return f"{from_micros(micros).quantize(exponent, rounding=ROUND_HALF_UP, context=WIDE):f}"
+
+
 def format_money_fixed(micros: int) -> str:
     """Six fixed decimals, for machine-readable output (CSV, JSON strings).
 

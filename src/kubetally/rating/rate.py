@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from kubetally.periods import local_month_start
 from kubetally.rating import tiers as tiering
 from kubetally.rating.money import EXACT, WIDE, line_cost
 from kubetally.rating.pricebook import PriceBook, PriceMatch, Unpriced
@@ -30,10 +31,9 @@ def freeze_labels(labels: Mapping[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
 
-def month_start(moment: datetime) -> datetime:
-    """The billing month a moment falls in (calendar month, UTC)."""
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+def month_start(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The billing month a moment falls in (calendar month in the billing time zone)."""
+    return local_month_start(moment, zone)
 
 
 class UsageLine(NamedTuple):
@@ -92,6 +92,8 @@ class Rater:
 
     pricebook: PriceBook
     divisor: Callable[[str], Decimal]
+    #: The billing time zone: tier counters restart at its local month start.
+    zone: tzinfo = UTC
     _used: dict[tuple[str, str, str, str, datetime], Decimal] = field(default_factory=dict)
     _last_start: datetime | None = None
     _lookups: dict[tuple[str, str, Labels, datetime], tuple[Decimal, PriceMatch | Unpriced]] = field(
@@ -110,7 +112,7 @@ class Rater:
                 "(tiers need lines in period order)"
             )
         if line.start != self._last_start or self._month is None:
-            month = month_start(line.start)
+            month = month_start(line.start, self.zone)
             if month != self._month:
                 # Counters of finished months are never needed again.
                 self._used = {k: v for k, v in self._used.items() if k[4] >= month}

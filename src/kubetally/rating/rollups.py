@@ -34,7 +34,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -57,9 +57,8 @@ from sqlalchemy.sql import bindparam
 from kubetally.ledger import schema
 from kubetally.ledger.store import Ledger
 from kubetally.ledger.types import ExactDecimal
-from kubetally.periods import format_time
+from kubetally.periods import billing_zone, format_time, local_midnight, local_month_start, zone_name
 from kubetally.rating.money import EXACT
-from kubetally.rating.rate import month_start
 from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state, rollups
 from kubetally.record import PROVIDER_KINDS, normalize
 
@@ -141,23 +140,30 @@ def _safe_horizon(ledger: Ledger) -> int:
 _PROVIDER = sorted(PROVIDER_KINDS)
 
 
-def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
+def _deltas(
+    conn: Connection, low: int, high: int, project: _Projector, zone: tzinfo = UTC
+) -> tuple[dict[tuple[Any, ...], list[Any]], int]:
     """Usage and record-count changes per (grain, start, *DIMENSIONS) for rows in (low, high],
-    and how many ledger rows that range holds."""
+    and how many ledger rows that range holds.
+
+    In UTC a record's day is its ``date`` column. In any other zone a record belongs to the
+    local day its ``start`` falls in (an hourly record never straddles a local midnight in a
+    zone with whole-hour offsets), so rows are summed per ``start`` and placed here."""
     t = schema.records
     new, prev = t.alias("new"), t.alias("prev")
     dims = [t.c[name] for name in DIMENSIONS]
+    when, prev_when = (t.c.date, "date") if zone is UTC else (t.c.start, "start")
     added = (
-        select(t.c.date, *dims, exact_sum(conn, t.c.usage), func.count())
+        select(when, *dims, exact_sum(conn, t.c.usage), func.count())
         .where(and_(t.c.seq > low, t.c.seq <= high, t.c.kind.not_in(_PROVIDER)))
-        .group_by(t.c.date, *dims)
+        .group_by(when, *dims)
     )
     prev_dims = [prev.c[name] for name in DIMENSIONS]
     superseded = (
-        select(prev.c.date, *prev_dims, exact_sum(conn, prev.c.usage), func.count())
+        select(prev.c[prev_when], *prev_dims, exact_sum(conn, prev.c.usage), func.count())
         .select_from(new.join(prev, and_(prev.c.id == new.c.id, prev.c.revision == new.c.revision - 1)))
         .where(and_(new.c.seq > low, new.c.seq <= high, new.c.revision > 0, prev.c.kind.not_in(_PROVIDER)))
-        .group_by(prev.c.date, *prev_dims)
+        .group_by(prev.c[prev_when], *prev_dims)
     )
     deltas: dict[tuple[Any, ...], list[Any]] = {}
     rows_in_range = 0
@@ -171,8 +177,8 @@ def _deltas(conn: Connection, low: int, high: int, project: _Projector) -> tuple
             values[-1] = project[values[-1]]  # labels are the last dimension
             if sign > 0:
                 rows_in_range += count
-            day = day.astimezone(UTC)
-            for grain, start in ((DAY, day), (MONTH, month_start(day))):
+            day = day.astimezone(UTC) if zone is UTC else local_midnight(day, zone)
+            for grain, start in ((DAY, day), (MONTH, local_month_start(day, zone))):
                 slot = deltas.setdefault((grain, start, *values), [Decimal(0), 0])
                 slot[0] = EXACT.add(slot[0], usage) if sign > 0 else EXACT.subtract(slot[0], usage)
                 slot[1] += sign * count
@@ -224,22 +230,22 @@ def _apply(conn: Connection, deltas: dict[tuple[Any, ...], list[Any]]) -> None:
         conn.execute(delete(rollups).where(rollups.c.key.in_(deletes[i : i + _IN_CHUNK])))
 
 
-def _state(conn: Connection) -> tuple[int, frozenset[str]]:
-    """The cursor and kept label keys, with the state row locked for this transaction."""
+def _state(conn: Connection) -> tuple[int, frozenset[str], str]:
+    """The cursor, kept label keys and zone, with the state row locked for this transaction."""
     row = conn.execute(
-        select(rollup_state.c.seq, rollup_state.c.label_keys)
+        select(rollup_state.c.seq, rollup_state.c.label_keys, rollup_state.c.timezone)
         .where(rollup_state.c.name == ROLLUP_CURSOR)
         .with_for_update()
     ).one()
-    return int(row.seq), frozenset(json.loads(row.label_keys))
+    return int(row.seq), frozenset(json.loads(row.label_keys)), str(row.timezone)
 
 
-def _reset(conn: Connection, keys: Iterable[str]) -> None:
+def _reset(conn: Connection, keys: Iterable[str], zone: str) -> None:
     conn.execute(delete(rollups))
     conn.execute(
         update(rollup_state)
         .where(rollup_state.c.name == ROLLUP_CURSOR)
-        .values(seq=0, label_keys=json.dumps(sorted(keys)), updated_at=datetime.now(UTC))
+        .values(seq=0, label_keys=json.dumps(sorted(keys)), timezone=zone, updated_at=datetime.now(UTC))
     )
 
 
@@ -251,31 +257,39 @@ def rollup_label_keys(ledger: Ledger) -> frozenset[str]:
         return frozenset(json.loads(text))
 
 
-def refresh_rollups(ledger: Ledger, *, label_keys: Iterable[str] = (), batch: int = DEFAULT_BATCH) -> int:
+def refresh_rollups(
+    ledger: Ledger, *, label_keys: Iterable[str] = (), batch: int = DEFAULT_BATCH, zone: tzinfo = UTC
+) -> int:
     """Fold every committed ledger row not yet in the rollups; returns how many were folded.
 
     ``label_keys`` are keys the caller will price by; if the rollups do not keep one of them
-    they are rebuilt keeping it. Safe to run from several processes at once: the cursor row is
-    locked per batch, and a rebuild is one transaction.
+    they are rebuilt keeping it. ``zone`` is the billing time zone whose local days and months
+    the rows start at; rollups kept in another zone are rebuilt in this one. Safe to run from
+    several processes at once: the cursor row is locked per batch, and a rebuild is one
+    transaction.
     """
     needed = frozenset(label_keys)
+    wanted = zone_name(zone)
     with ledger.transaction() as conn:
-        _, kept = _state(conn)
+        _, kept, kept_zone = _state(conn)
         if not needed <= kept:
             log.warning("rebuilding usage rollups to keep label keys %s", ", ".join(sorted(needed - kept)))
-            _reset(conn, kept | needed)
+            _reset(conn, kept | needed, wanted)
+        elif kept_zone != wanted:
+            log.warning("rebuilding usage rollups in billing time zone %s (they were in %s)", wanted, kept_zone)
+            _reset(conn, kept, wanted)
     horizon = _safe_horizon(ledger)
     folded = 0
     projectors: dict[frozenset[str], _Projector] = {}
     while True:
         with ledger.transaction() as conn:
             prepare(conn)
-            cursor, kept = _state(conn)
+            cursor, kept, kept_zone = _state(conn)
             if cursor >= horizon:
                 return folded
             high = min(cursor + batch, horizon)
             project = projectors.setdefault(kept, _Projector(kept))
-            deltas, rows = _deltas(conn, cursor, high, project)
+            deltas, rows = _deltas(conn, cursor, high, project, billing_zone(kept_zone))
             _apply(conn, deltas)
             folded += rows
             conn.execute(
@@ -288,9 +302,9 @@ def refresh_rollups(ledger: Ledger, *, label_keys: Iterable[str] = (), batch: in
 def rebuild_rollups(ledger: Ledger) -> int:
     """Drop every rollup row and fold the whole ledger again (repair; normally never needed)."""
     with ledger.transaction() as conn:
-        _, kept = _state(conn)
-        _reset(conn, kept)
-    return refresh_rollups(ledger)
+        _, kept, kept_zone = _state(conn)
+        _reset(conn, kept, kept_zone)
+    return refresh_rollups(ledger, zone=billing_zone(kept_zone))
 
 
 def rollup_cursor(ledger: Ledger) -> int:

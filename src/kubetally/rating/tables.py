@@ -1,6 +1,7 @@
 """Tables of the rating part (migration ``0004_rating``), on the ledger's shared metadata.
 
-``rating_rollups`` holds usage summed per day and per calendar month for every combination of
+``rating_rollups`` holds usage summed per local day and calendar month of the billing time zone
+(``rating_rollup_state.timezone``) for every combination of
 (tenant, project, namespace, cluster, category, item, unit, labels) — everything a report can
 group or price by, minus the resource ``name`` — where ``labels`` keeps only the label keys
 prices can depend on (``rating_rollup_state.label_keys``). ``rating_rollup_state`` also holds
@@ -50,4 +51,6 @@ rollup_state = Table(
     # JSON list of the label keys the rollups keep.
     Column("label_keys", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=True),
+    # IANA zone whose local days and months the rows start at (migration ``0007_billing_zone``).
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
 )

@@ -1,11 +1,23 @@
-"""Report buckets: UTC days, ISO weeks (Monday start) and calendar months."""
+"""Report buckets: days, ISO weeks (Monday start) and calendar months in the billing time zone.
+
+Every function takes the billing zone (``billing.timezone``, default UTC) and returns UTC
+instants: a day in ``Asia/Shanghai`` is ``[16:00Z, 16:00Z)``, and a day on which a DST change
+happens is 23 or 25 hours long. The ledger and its records stay in UTC.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from kubetally.periods import Period
+from kubetally.periods import (
+    Period,
+    is_local_midnight,
+    local_midnight,
+    local_month_start,
+    next_local_midnight,
+    next_local_month,
+)
 
 
 class Per(StrEnum):
@@ -21,63 +33,61 @@ class Per(StrEnum):
             raise ValueError(f"--per must be day, week or month, not {value!r}") from None
 
 
-def is_midnight(moment: datetime) -> bool:
-    moment = moment.astimezone(UTC)
-    return moment == datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+def is_midnight(moment: datetime, zone: tzinfo = UTC) -> bool:
+    return is_local_midnight(moment, zone)
 
 
-def month_start(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+def month_start(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    return local_month_start(moment, zone)
 
 
-def next_month(moment: datetime) -> datetime:
-    start = month_start(moment)
-    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+def next_month(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    return next_local_month(moment, zone)
 
 
-def bucket_start(moment: datetime, per: Per) -> datetime:
-    moment = moment.astimezone(UTC)
-    day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+def bucket_start(moment: datetime, per: Per, zone: tzinfo = UTC) -> datetime:
+    day = local_midnight(moment, zone)
     if per is Per.day:
         return day
     if per is Per.week:
-        return day - timedelta(days=day.weekday())
-    return month_start(moment)
+        weekday = day.astimezone(zone).weekday()
+        return local_midnight(day.astimezone(zone) - timedelta(days=weekday), zone)
+    return local_month_start(moment, zone)
 
 
-def bucket_end(start: datetime, per: Per) -> datetime:
+def bucket_end(start: datetime, per: Per, zone: tzinfo = UTC) -> datetime:
     if per is Per.day:
-        return start + timedelta(days=1)
+        return next_local_midnight(start, zone)
     if per is Per.week:
-        return start + timedelta(days=7)
-    return next_month(start)
+        local = start.astimezone(zone)
+        return local_midnight(local + timedelta(days=7, hours=12), zone)
+    return next_local_month(start, zone)
 
 
-def buckets(start: datetime, end: datetime, per: Per) -> list[Period]:
+def buckets(start: datetime, end: datetime, per: Per, zone: tzinfo = UTC) -> list[Period]:
     """The buckets covering ``[start, end)``, clipped to it (a range may start mid-week)."""
     out = []
-    cursor = bucket_start(start, per)
+    cursor = bucket_start(start, per, zone)
     while cursor < end:
-        following = bucket_end(cursor, per)
+        following = bucket_end(cursor, per, zone)
         out.append(Period(max(cursor, start), min(following, end)))
         cursor = following
     return out
 
 
-def month_starts(start: datetime, end: datetime) -> list[datetime]:
-    """Every first-of-month strictly inside ``(start, end)``."""
+def month_starts(start: datetime, end: datetime, zone: tzinfo = UTC) -> list[datetime]:
+    """Every first-of-month (local midnight) strictly inside ``(start, end)``."""
     out = []
-    cursor = next_month(start)
+    cursor = next_local_month(start, zone)
     while cursor < end:
         out.append(cursor)
-        cursor = next_month(cursor)
+        cursor = next_local_month(cursor, zone)
     return out
 
 
-def bucket_label(period: Period, per: Per) -> str:
-    """``2026-11-03`` · ``2026-W45`` · ``2026-11``."""
-    start = period.start.astimezone(UTC)
+def bucket_label(period: Period, per: Per, zone: tzinfo = UTC) -> str:
+    """``2026-11-03`` · ``2026-W45`` · ``2026-11`` (the local date the bucket starts on)."""
+    start = period.start.astimezone(zone)
     if per is Per.day:
         return start.strftime("%Y-%m-%d")
     if per is Per.week:

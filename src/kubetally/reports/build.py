@@ -24,20 +24,22 @@ import json
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import select
 
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
 from kubetally.ledger.store import Ledger
-from kubetally.periods import Period, format_time
+from kubetally.periods import Period, format_time, zone_name
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, WIDE
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rate import Charge, Rater, UsageLine
 from kubetally.rating.rollups import refresh_rollups, summed_usage
-from kubetally.rating.tables import DAY, MONTH
+from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state
 from kubetally.reports.buckets import (
     Per,
     bucket_end,
@@ -110,6 +112,8 @@ class Report:
     display: DisplayCatalog
     unit: str = "raw"
     lang: str = "en"
+    #: The billing time zone the buckets are local days/weeks/months of.
+    zone: tzinfo = UTC
 
     @property
     def total(self) -> int:
@@ -148,10 +152,12 @@ def parse_by(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _segments(context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook) -> list[Period]:
+def _segments(
+    context_start: datetime, start: datetime, end: datetime, per: Per, pricebook: PriceBook, zone: tzinfo
+) -> list[Period]:
     cuts = {context_start, start, end}
-    cuts.update(b.start for b in buckets(start, end, per))
-    cuts.update(month_starts(context_start, end))
+    cuts.update(b.start for b in buckets(start, end, per, zone))
+    cuts.update(month_starts(context_start, end, zone))
     cuts.update(d for d in pricebook.change_dates() if context_start < d < end)
     ordered = sorted(cuts)
     return [Period(a, b) for a, b in itertools.pairwise(ordered)]
@@ -225,8 +231,10 @@ def build_report(
     items: Iterable[str] | None = None,
     exclude_items: Iterable[str] | None = None,
     refresh: bool = True,
+    zone: tzinfo | None = None,
 ) -> Report:
-    """Priced usage per group and bucket for ``[start, end)`` (both UTC midnights).
+    """Priced usage per group and bucket for ``[start, end)`` (both local midnights in the
+    billing time zone: ``zone``, else the config's ``billing.timezone``, else UTC).
 
     ``items`` keeps only those items, ``exclude_items`` drops those: the server rates a day's
     flat-priced items apart from its tiered ones, because only tiered lines depend on the
@@ -240,14 +248,19 @@ def build_report(
         raise ReportError(f"--unit must be raw or display, not {unit!r}")
     if lang not in ("en", "zh"):
         raise ReportError(f"--lang must be en or zh, not {lang!r}")
+    if zone is None:
+        zone = config.settings.billing.zone if config is not None else UTC
     for name, moment in (("--from", start), ("--to", end)):
-        if not is_midnight(moment):
-            raise ReportError(f"{name} {format_time(moment)}: reports cover whole UTC days; give a date")
+        if not is_midnight(moment, zone):
+            raise ReportError(
+                f"{name} {format_time(moment)}: reports cover whole {zone_name(zone)} days "
+                "(billing.timezone); give a date"
+            )
     if end <= start:
         raise ReportError(f"--to {format_time(end)} must be after --from {format_time(start)}")
     display = DisplayCatalog.from_config(config)
     if refresh:
-        refresh_rollups(ledger, label_keys=pricebook.label_keys)
+        refresh_rollups(ledger, label_keys=pricebook.label_keys, zone=zone)
     excluded = sorted(set(exclude_items or ()))
     # Earlier usage of the month is read only when some line asked for can be tiered: a flat
     # price depends on the line's own usage alone.
@@ -255,7 +268,7 @@ def build_report(
     asked_items = list(items) if items is not None else None
     if asked_items is not None:
         tiered &= set(asked_items)
-    context_start = month_start(start) if tiered else start
+    context_start = month_start(start, zone) if tiered else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
     filters: dict[str, Sequence[str] | None] = {
@@ -269,15 +282,15 @@ def build_report(
     key_parts = [(at[c], c == "item") for c in by]
     # The row key of a fetched line; a plain getter when ``item`` is not part of it.
     plain: Callable[[Any], tuple[Any, ...]] | None = None if "item" in by else _getter([at[c] for c in by])
-    rater = Rater(pricebook, display.divisor)
+    rater = Rater(pricebook, display.divisor, zone)
     labels = _LabelCache()
     rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
     unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
 
-    segments = _segments(context_start, start, end, per, pricebook)
+    segments = _segments(context_start, start, end, per, pricebook, zone)
     grains = {
         segment: MONTH
-        if segment.start == month_start(segment.start) and segment.end == next_month(segment.start)
+        if segment.start == month_start(segment.start, zone) and segment.end == next_month(segment.start, zone)
         else DAY
         for segment in segments
     }
@@ -286,6 +299,15 @@ def build_report(
         if conn.dialect.name == "postgresql":
             # One snapshot for every query, even if rollups refresh meanwhile.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        kept_zone: str = conn.execute(
+            select(rollup_state.c.timezone).where(rollup_state.c.name == ROLLUP_CURSOR)
+        ).scalar_one()
+        if kept_zone != zone_name(zone):
+            # Another reader (a report in another billing time zone) rebuilt them meanwhile.
+            raise ReportError(
+                f"usage rollups are kept in time zone {kept_zone}, not {zone_name(zone)}: "
+                "run the report again (every reader of one ledger should share billing.timezone)"
+            )
         for grain in (MONTH, DAY):
             wanted = [s for s in segments if grains[s] == grain]
             spans = [(s.start, s.end) for s in wanted]
@@ -320,8 +342,8 @@ def build_report(
             None
             if context
             else Period(
-                max(bucket_start(segment.start, per), start),
-                min(bucket_end(bucket_start(segment.start, per), per), end),
+                max(bucket_start(segment.start, per, zone), start),
+                min(bucket_end(bucket_start(segment.start, per, zone), per, zone), end),
             )
         )
         for line in lines:
@@ -341,6 +363,7 @@ def build_report(
         display=display,
         unit=unit,
         lang=lang,
+        zone=zone,
     )
 
 
@@ -408,4 +431,5 @@ def merge_reports(parts: Sequence[Report]) -> Report:
         display=first.display,
         unit=first.unit,
         lang=first.lang,
+        zone=first.zone,
     )

@@ -15,6 +15,9 @@ How the API's words map to a report:
   everyone's. ``item`` filters likewise (as ``kubetally report --item``).
 * ``project``, ``cluster`` and ``namespace`` filters add that column to the grouping and keep
   the matching rows, so the rows are the ones of ``kubetally report --by <kind>,<column>``.
+
+The API's days and months are UTC days and months, whatever ``billing.timezone`` says: its
+``from``/``to`` are UTC midnights (not yet in the billing time zone).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -234,7 +237,7 @@ class CostService:
         columns = tuple(dict.fromkeys([*by, *post]))
         items = query.filters.get("item") or None
         # Fold new ledger rows first; the rollup cursor then names the ledger state exactly.
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
         spans = self._buckets(query)
@@ -327,6 +330,7 @@ class CostService:
                 items=keep,
                 exclude_items=exclude,
                 refresh=False,
+                zone=UTC,  # the API's days and months are UTC (see the module docstring)
             )
             self.bucket_cache.put(part_key, version, part)
         return part
@@ -370,7 +374,7 @@ class CostService:
 
     def tenants(self, scope: Scope) -> list[dict[str, Any]]:
         """Every tenant with usage, with the clusters and projects it has usage in."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         r = rollups
         query = select(r.c.tenant, r.c.cluster, r.c.project).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:
@@ -395,7 +399,7 @@ class CostService:
 
     def items(self, scope: Scope, at: datetime) -> list[dict[str, Any]]:
         """Every item with usage (in the scope), its display names and whether it has a price."""
-        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys)
+        refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=UTC)
         r = rollups
         query = select(r.c.category, r.c.item, r.c.unit).where(r.c.grain == DAY).distinct()
         if scope.tenant is not None:

@@ -401,14 +401,69 @@ class Spec:
         return found
 
 
+#: Operations a vendor publishes that the stored extract leaves out, transcribed here from the
+#: vendor's public API reference in the extract's own conventions. Only added when the extract
+#: does not have the path (a later extract that has it wins).
+SUPPLEMENTS: dict[str, dict[str, Any]] = {
+    "stripe": {
+        # https://docs.stripe.com/api/customers/search (GET, Search Query Language; eventually
+        # consistent: "data is searchable in less than a minute").
+        "/v1/customers/search": {
+            "get": {
+                "summary": "Search customers",
+                "operationId": "GetCustomersSearch",
+                "parameters": [
+                    {
+                        "name": "query",
+                        "in": "query",
+                        "required": True,
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"maxLength": 5000, "type": "string"},
+                    },
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                    {"name": "page", "in": "query", "required": False, "schema": {"maxLength": 5000, "type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Successful response.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "title": "SearchResult",
+                                    "required": ["data", "has_more", "object", "url"],
+                                    "type": "object",
+                                    "properties": {
+                                        "data": {"type": "array", "items": {"$ref": "#/components/schemas/customer"}},
+                                        "has_more": {"type": "boolean"},
+                                        "next_page": {"maxLength": 5000, "nullable": True, "type": "string"},
+                                        "object": {"type": "string", "enum": ["search_result"]},
+                                        "total_count": {"type": "integer"},
+                                        "url": {"maxLength": 5000, "type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        }
+    }
+}
+
+
 @cache
 def load_spec(name: str) -> Spec:
-    """Parse one vendor spec (once per process)."""
+    """Parse one vendor spec (once per process), with its :data:`SUPPLEMENTS`."""
     relative, oas = SPEC_FILES[name]
     path = contracts_dir() / relative
     if not path.is_file():
         raise MissingPart(f"{name} contract", f"{path} is missing")
-    return Spec(name=name, document=_load_document(path), oas=oas)
+    document = _load_document(path)
+    paths = document.setdefault("paths", {})
+    for template, item in SUPPLEMENTS.get(name, {}).items():
+        paths.setdefault(template, item)
+    return Spec(name=name, document=document, oas=oas)
 
 
 @cache

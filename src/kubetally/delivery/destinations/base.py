@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from kubetally.config.destinations import DestinationBase, customer_ref
+from kubetally.config.destinations import CustomerRef, DestinationBase, customer_ref
 from kubetally.delivery.events import Event
 from kubetally.delivery.retry import retry_after_from
 from kubetally.errors import ConfigError, KubetallyError
@@ -240,6 +240,8 @@ class HttpDestination:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
         self.store: ObjectStore | None = None
+        #: tenant → customer id from the tenant's Kubernetes label/annotation (see mapped_customer)
+        self.tenant_customers: Callable[[str], str | None] | None = None
         if config.max_age is not None:
             self.max_age = config.max_age
         if config.batch_size is not None:
@@ -257,13 +259,23 @@ class HttpDestination:
     def close(self) -> None:
         self.client.close()
 
-    def customer_id(self, tenant: str) -> str:
+    def mapped_customer(self, tenant: str) -> CustomerRef | None:
+        """The backend customer ``tenant`` is mapped to: the destination's ``customers:`` table
+        first, then the label/annotation on the tenant's object (``tenant_customers``, set by the
+        application from the Kubernetes source's registry); ``None``: unmapped."""
         ref = customer_ref(self.config, tenant)
+        if ref is not None:
+            return ref
+        found = self.tenant_customers(tenant) if self.tenant_customers is not None else None
+        return CustomerRef(customer=found) if found else None
+
+    def customer_id(self, tenant: str) -> str:
+        ref = self.mapped_customer(tenant)
         return ref.customer if ref is not None else f"{self.config.customer_prefix}{tenant}"
 
     def subscription_id(self, tenant: str) -> str:
         """Where a tenant's usage is attached in backends with subscriptions (Lago)."""
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None and ref.subscription:
             return ref.subscription
         return self.customer_id(tenant)

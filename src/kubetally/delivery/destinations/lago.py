@@ -48,7 +48,7 @@ from urllib.parse import quote
 
 import httpx
 
-from kubetally.config.destinations import LagoConfig, customer_ref
+from kubetally.config.destinations import LagoConfig
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -388,7 +388,7 @@ class LagoDestination(HttpDestination):
     def _ensure_tenant(self, tenant: str) -> str | None:
         """Customer + subscription; returns a reason when Lago refuses them for good."""
         cid = self.customer_id(tenant)
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None and ref.subscription:
             self._tenants.add(tenant)  # customer and subscription exist in Lago: nothing to create
             return None
@@ -500,7 +500,7 @@ class LagoDestination(HttpDestination):
         return periods, first
 
     def offboard(self, tenant: str) -> None:
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None and ref.subscription:
             self._tenants.discard(tenant)  # not kubetally's subscription: never terminated by it
             return

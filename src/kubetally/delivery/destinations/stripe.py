@@ -20,9 +20,10 @@ counts as delivered; the outbox cursor covers anything older) and ``timestamp`` 
 
 Meters. One meter per item and dimension values (Stripe meters cannot filter by payload, so
 ``gpu_hours`` of an H100 on spot is event name ``gpu_hours__h100__spot``), created on first
-sight with ``sum`` aggregation. Customers: one per tenant (``name`` = tenant, metadata
-``kubetally_tenant``), created with an idempotency key and remembered in the outbox, because
-Stripe assigns the id (``cus_…``) that meter events must carry.
+sight with ``sum`` aggregation. Customers: a tenant mapped under ``customers:`` uses that
+customer; any other is looked up in the outbox, then by Stripe's customer search (metadata
+``kubetally_tenant``), and only then created (``name`` = tenant, with an idempotency key) and
+remembered in the outbox, because Stripe assigns the id (``cus_…``) that meter events must carry.
 
 Values. Stripe meter values are integers: value = usage × ``scale`` (per-item
 ``item_scale``). With ``rounding: exact`` a value that is not a whole number is dead-lettered
@@ -42,7 +43,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from kubetally.config.destinations import StripeConfig, customer_ref
+from kubetally.config.destinations import StripeConfig
 from kubetally.delivery.destinations.base import (
     BackendUsage,
     BatchRejected,
@@ -207,12 +208,16 @@ class StripeDestination(HttpDestination):
 
     def _customer(self, tenant: str) -> str:
         assert self.store is not None
-        ref = customer_ref(self.config, tenant)
+        ref = self.mapped_customer(tenant)
         if ref is not None:
             return ref.customer  # an existing Stripe customer: never create a second one
         known = self.store.get_object("customer", tenant)
         if known:
             return known
+        found = self._find_customer(tenant)
+        if found:
+            self.store.put_object("customer", tenant, found, {"name": tenant, "found": "search"})
+            return found
         form = {"name": tenant, "metadata": {"kubetally_tenant": tenant}}
         response = self.request(
             "POST",
@@ -225,6 +230,30 @@ class StripeDestination(HttpDestination):
         customer_id = str(self.answer(response, f"create customer for tenant {tenant}", "id"))
         self.store.put_object("customer", tenant, customer_id, {"name": tenant})
         return customer_id
+
+    def _find_customer(self, tenant: str) -> str | None:
+        """The customer an earlier kubetally made for ``tenant`` (metadata ``kubetally_tenant``),
+        found with Stripe's customer search, so that a lost outbox (a new ledger, another agent
+        delivering to the same account, an idempotency key older than 24 h) never creates a
+        second customer. Search is eventually consistent (seconds): a customer created moments
+        ago is covered by the create's idempotency key instead. Several matches are a hold, not
+        a guess: the destination stops and names them."""
+        quoted = tenant.replace("\\", "\\\\").replace("'", "\\'")
+        response = self.request(
+            "GET", "/v1/customers/search", params={"query": f"metadata['kubetally_tenant']:'{quoted}'", "limit": "10"}
+        )
+        if response.status_code == 404:
+            return None  # search not offered (e.g. accounts in India): idempotent create only
+        if response.status_code != 200:
+            raise self.unexpected(f"search customers for tenant {tenant}", response)
+        data = self.answer(response, f"search customers for tenant {tenant}", "data") or []
+        ids = [str(c["id"]) for c in data if (c.get("metadata") or {}).get("kubetally_tenant") == tenant]
+        if len(ids) > 1:
+            raise FatalError(
+                f"stripe: {len(ids)} customers carry metadata kubetally_tenant={tenant!r} ({', '.join(ids)}); "
+                f"map the tenant to one of them under customers: in destination {self.name}"
+            )
+        return ids[0] if ids else None
 
     # -- reading back ------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ active again. Other parts read :func:`known_tenants` (delivery maps tenant ids t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +21,8 @@ from sqlalchemy import Connection, and_, select, update
 from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.tables import tenants as t
 from kubetally.sources.kubernetes.tenancy import Discovery, Tenant, TenantResolver
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ class RegistryChange:
 
 def _row_tenant(row: Any) -> Tenant:
     sources = tuple(s for s in row.sources.split(",") if s)
-    return Tenant(row.tenant, row.kind, row.namespace, row.name, row.project, row.display_name, sources)
+    return Tenant(
+        row.tenant, row.kind, row.namespace, row.name, row.project, row.display_name, sources, row.customer or ""
+    )
 
 
 def load(conn: Connection, cluster: str) -> list[KnownTenant]:
@@ -69,6 +75,7 @@ def update_registry(
             last_seen=at,
             missing_since=None,
             offboarded_at=None,
+            customer=tenant.customer[:253] or None,
         )
         existing = known.get(key)
         if existing is None:
@@ -115,3 +122,35 @@ def known_tenants(ledger: object, cluster: str) -> list[KnownTenant]:
 def load_resolver(ledger: object, cluster: str, config: KubernetesConfig | None = None) -> TenantResolver:
     """A resolver from the ledger alone (active tenants), for sources without API access."""
     return TenantResolver(active_tenants(known_tenants(ledger, cluster)), {}, config or KubernetesConfig())
+
+
+def tenant_customers(ledger: object, ttl: timedelta = timedelta(seconds=60)) -> Callable[[str], str | None]:
+    """tenant → the customer id its object names (``tenancy.customer_key``), for delivery.
+
+    Read from the registry of every cluster, active tenants only, at most once per ``ttl``. A
+    tenant whose clusters name different customers maps to none (and is logged): sending its
+    usage to either would be a guess."""
+    held: dict[str, str | None] = {}
+    loaded_at: list[float] = []
+
+    def load_all() -> None:
+        found: dict[str, set[str]] = {}
+        with ledger.engine.connect() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(
+                select(t.c.tenant, t.c.customer).where(and_(t.c.offboarded_at.is_(None), t.c.customer.is_not(None)))
+            )
+            for row in rows:
+                found.setdefault(row.tenant, set()).add(row.customer)
+        held.clear()
+        for tenant, customers in found.items():
+            if len(customers) > 1:
+                log.warning("tenant %s names several customers (%s): none used", tenant, ", ".join(sorted(customers)))
+            held[tenant] = next(iter(customers)) if len(customers) == 1 else None
+        loaded_at[:] = [time.monotonic()]
+
+    def lookup(tenant: str) -> str | None:
+        if not loaded_at or time.monotonic() - loaded_at[0] > ttl.total_seconds():
+            load_all()
+        return held.get(tenant)
+
+    return lookup

@@ -57,6 +57,8 @@ tenants = Table(
     Column("last_seen", UTCDateTime, nullable=False),
     Column("missing_since", UTCDateTime, nullable=True),
     Column("offboarded_at", UTCDateTime, nullable=True),
+    # The billing customer id from kubernetes.tenancy.customer_key (migration 0008).
+    Column("customer", String(253), nullable=True),
     PrimaryKeyConstraint("cluster", "tenant", "namespace", name="pk_kubernetes_tenants"),
 )
 

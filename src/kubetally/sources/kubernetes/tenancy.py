@@ -82,6 +82,8 @@ class Tenant:
     #: How it was found: ``statefulset``, ``deployment``, ``virtualclusterinstance``,
     #: ``namespace-label``, ``project-label``.
     sources: tuple[str, ...] = ()
+    #: Billing customer id from ``tenancy.customer_key`` ("" when the object has none).
+    customer: str = ""
 
 
 @dataclass
@@ -113,6 +115,24 @@ def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
 
 
+def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    annotations = _meta(obj).get("annotations")
+    return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, Mapping) else {}
+
+
+def _customer(key: str | None, *objects: Mapping[str, Any] | None) -> str:
+    """``key``'s value on the first object that has it, annotation before label ("" if none)."""
+    if not key:
+        return ""
+    for obj in objects:
+        if obj is None:
+            continue
+        for values in (annotations_of(obj), labels_of(obj)):
+            if values.get(key, "").strip():
+                return values[key].strip()
+    return ""
+
+
 def _project_from_platform(vci: Mapping[str, Any]) -> str:
     labels = labels_of(vci)
     if labels.get(PLATFORM_PROJECT_LABEL):
@@ -140,6 +160,7 @@ def _merge(tenants: dict[tuple[str, str], Tenant], tenant: Tenant) -> None:
         project=first.project or second.project,
         display_name=first.display_name or second.display_name,
         sources=tuple(sorted(set(existing.sources) | set(tenant.sources))),
+        customer=first.customer or second.customer,
     )
 
 
@@ -158,10 +179,13 @@ def discover(
     found: dict[tuple[str, str], Tenant] = {}
     problems: list[str] = []
     namespace_labels: dict[str, dict[str, str]] = {}
+    namespace_objects: dict[str, Mapping[str, Any]] = {}
     for ns in objects.get("namespaces", ()):
         name = str(_meta(ns).get("name") or "")
         if name:
             namespace_labels[name] = labels_of(ns)
+            namespace_objects[name] = ns
+    key = tenancy.customer_key
     project_key = tenancy.project_label or project_label
 
     def ns_project(namespace: str) -> str:
@@ -188,6 +212,7 @@ def discover(
                         ns_project(namespace),
                         name,
                         (source,),
+                        _customer(key, obj, namespace_objects.get(namespace)),
                     ),
                 )
     if tenancy.platform:
@@ -216,6 +241,7 @@ def discover(
                     project,
                     display,
                     ("virtualclusterinstance",),
+                    _customer(key, vci, namespace_objects.get(namespace)),
                 ),
             )
     for namespace, labels in namespace_labels.items():
@@ -225,12 +251,15 @@ def discover(
                 tid, kind, name = f"{NAMESPACE}/{namespace}", NAMESPACE, namespace
             else:
                 tid, kind, name = f"{NAMED}/{value}", NAMED, value
-            _merge(found, Tenant(tid, kind, namespace, name, ns_project(namespace), name, ("namespace-label",)))
+            customer = _customer(key, namespace_objects.get(namespace))
+            _merge(
+                found, Tenant(tid, kind, namespace, name, ns_project(namespace), name, ("namespace-label",), customer)
+            )
         elif tenancy.project_label and labels.get(tenancy.project_label):
             project = labels[tenancy.project_label]
-            _merge(
-                found, Tenant(f"{PROJECT}/{project}", PROJECT, namespace, project, project, project, ("project-label",))
-            )
+            customer = _customer(key, namespace_objects.get(namespace))
+            tid = f"{PROJECT}/{project}"
+            _merge(found, Tenant(tid, PROJECT, namespace, project, project, project, ("project-label",), customer))
     complete = not failed
     for resource in sorted(failed):
         problems.append(f"LIST {resource} failed: tenant discovery is incomplete, nobody is offboarded")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 import uuid
 from collections.abc import Hashable, Mapping
@@ -39,6 +40,8 @@ from kubetally.testing.backends.form_encoding import FormError, coerce, decode_f
 from kubetally.testing.backends.idempotency import IdempotencyCache
 from kubetally.testing.contracts import Spec
 
+#: One clause of the search queries the fake understands: ``metadata['key']:'value'`` or ``name:'value'``.
+_CLAUSE = re.compile(r"(?P<key>metadata\['[^'\]]+'\]|name):'(?P<value>(?:[^'\\]|\\.)*)'")
 SESSION_TTL = timedelta(minutes=15)
 MAX_PAST = timedelta(days=35)
 MAX_FUTURE = timedelta(minutes=5)
@@ -417,6 +420,41 @@ class StripeBackend(FakeBackend):
         self.store_object("customers", str(customer["id"]), customer)
         return json_response(customer)
 
+    def _search_customers(self, call: Call) -> Response:
+        """``GET /v1/customers/search``: the clauses kubetally sends — ``metadata['k']:'v'`` and
+        ``name:'v'`` joined by ``AND`` — evaluated exactly; any other query is a 400, as Stripe
+        answers a query it cannot parse."""
+        query = call.query.get("query", [""])[0]
+        clauses = []
+        for part in re.split(r"\s+AND\s+", query.strip()):
+            found = _CLAUSE.fullmatch(part)
+            if found is None:
+                return self.error(400, f"Invalid search query: {query!r}", details="query", call=call)
+            key, value = found.group("key"), re.sub(r"\\(.)", r"\1", found.group("value"))
+            clauses.append((key, value))
+
+        def matches(customer: Mapping[str, Any]) -> bool:
+            for key, value in clauses:
+                if key.startswith("metadata["):
+                    if (customer.get("metadata") or {}).get(key[10:-2]) != value:
+                        return False
+                elif customer.get("name") != value:
+                    return False
+            return True
+
+        found_customers = sorted(
+            (c for c in self.objects.get("customers", {}).values() if matches(c)), key=lambda c: (c["created"], c["id"])
+        )
+        return json_response(
+            {
+                "object": "search_result",
+                "data": found_customers,
+                "has_more": False,
+                "next_page": None,
+                "url": "/v1/customers/search",
+            }
+        )
+
     # -- meter events ---------------------------------------------------------------------------
     @staticmethod
     def _event_seconds(event: Mapping[str, Any]) -> int:
@@ -605,6 +643,7 @@ class StripeBackend(FakeBackend):
         "PostBillingMetersIdReactivate": lambda self, call: self._set_meter_status(call, "active"),
         "GetBillingMetersIdEventSummaries": _event_summaries,
         "PostCustomers": _create_customer,
+        "GetCustomersSearch": _search_customers,
         "PostBillingMeterEvents": _v1_meter_event,
         "PostBillingMeterEventAdjustments": lambda self, call: self._adjust(call, v2=False),
         "PostV2BillingMeterEvents": _v2_meter_event,
