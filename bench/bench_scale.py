@@ -74,16 +74,16 @@ print(len(kept))
 """
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+def env(src: Path = SRC) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def run_child(command: list[str]) -> tuple[float, float, str]:
+def run_child(command: list[str], src: Path = SRC) -> tuple[float, float, str]:
     """(seconds, peak RSS GB, stdout): waits with ``os.wait4`` to get this child's own rusage.
     The child's CPU seconds (user + system) are added to the output as ``cpu-seconds N``."""
     started = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as out_file, tempfile.TemporaryFile(mode="w+") as err_file:
-        process = subprocess.Popen(command, env=env(), stdout=out_file, stderr=err_file, text=True)
+        process = subprocess.Popen(command, env=env(src), stdout=out_file, stderr=err_file, text=True)
         _pid, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
@@ -129,18 +129,22 @@ def served(scenario: Path, workdir: Path) -> Iterator[tuple[str, Path]]:
         yield url, kubeconfig
     finally:
         process.terminate()
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a 100k-object server on a loaded machine can be slow to stop
+            process.kill()
+            process.wait()
 
 
 def cpu_of(out: str) -> float:
     return float(out.rsplit("cpu-seconds ", 1)[1].split()[0])
 
 
-def collect(kubeconfig: Path, db: str, hours: int) -> tuple[float, float, int, float]:
+def collect(kubeconfig: Path, db: str, hours: int, src: Path = SRC) -> tuple[float, float, int, float]:
     command = [sys.executable, "-m", "kubetally.cli.main", "collect", "--kubernetes", "--kubeconfig", str(kubeconfig)]
     command += ["--cluster", "bench", "--db", db]
     command += ["--from", format_time(END - timedelta(hours=hours)), "--to", format_time(END)]
-    seconds, rss, out = run_child(command)
+    seconds, rss, out = run_child(command, src)
     records = 0
     for line in out.splitlines():
         if " new, " in line:  # "kubernetes: N period(s) …: X new, Y revised, Z unchanged record(s)"
@@ -171,7 +175,9 @@ def _postgres() -> Iterator[Any]:
     yield _PG[1]
 
 
-def scale(pods: int, windows: list[int], backend: str, workdir: Path) -> list[dict[str, Any]]:
+def scale(
+    pods: int, windows: list[int], backend: str, workdir: Path, before: Path | None = None
+) -> list[dict[str, Any]]:
     scenario = workdir / f"cluster-{pods}.json"
     if not scenario.exists():
         scenario.write_text(json.dumps(generate_cluster(pods, now=NOW, hours=max(windows))))
@@ -183,13 +189,16 @@ def scale(pods: int, windows: list[int], backend: str, workdir: Path) -> list[di
             {"pods": pods, "what": "list floor", "objects": objects, "seconds": seconds, "cpu": cpu, "rss_gb": rss}
         )
         print(f"{pods} pods: list floor {objects} objects {seconds:.1f} s ({cpu:.1f} CPU-s) {rss:.2f} GB", flush=True)
-        for hours in windows:
-            db = fresh_db(stack, backend, workdir, f"collect-{pods}-{hours}")
-            seconds, rss, records, cpu = collect(kubeconfig, db, hours)
+        runs = [(hours, SRC, "") for hours in windows]
+        if before is not None:  # the same windows with another tree's code, against the same server
+            runs = [run for hours in windows for run in ((hours, before, " (before)"), (hours, SRC, ""))]
+        for hours, src, tag in runs:
+            db = fresh_db(stack, backend, workdir, f"collect-{pods}-{hours}{tag.strip(' ()')}")
+            seconds, rss, records, cpu = collect(kubeconfig, db, hours, src)
             rows.append(
                 {
                     "pods": pods,
-                    "what": f"collect {hours} h",
+                    "what": f"collect {hours} h{tag}",
                     "records": records,
                     "seconds": seconds,
                     "cpu": cpu,
@@ -197,7 +206,7 @@ def scale(pods: int, windows: list[int], backend: str, workdir: Path) -> list[di
                 }
             )
             print(
-                f"{pods} pods: collect {hours} h {records} records {seconds:.1f} s ({cpu:.1f} CPU-s) {rss:.2f} GB "
+                f"{pods} pods: collect {hours} h{tag} {records} records {seconds:.1f} s ({cpu:.1f} CPU-s) {rss:.2f} GB "
                 f"({records / seconds:,.0f} records/s)",
                 flush=True,
             )
@@ -261,6 +270,12 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workdir", type=Path, default=HERE / ".data" / "scale")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        help="also run each collect with this source tree (e.g. `git archive <rev> src | tar -x -C DIR`; "
+        "pass DIR/src), against the same server and floor",
+    )
     parser.add_argument("--write-only", type=int, metavar="RECORDS", help="only time Ledger.write of RECORDS")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -269,7 +284,7 @@ def main() -> None:
         return
     rows = []
     for pods in args.pods:
-        rows += scale(pods, args.windows, args.backend, args.workdir)
+        rows += scale(pods, args.windows, args.backend, args.workdir, args.before_src)
     print()
     print(f"| pods | what | records/objects | time | CPU | peak RSS |  ({args.backend})")
     print("|---|---|---|---|---|---|")

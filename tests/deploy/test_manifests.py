@@ -21,9 +21,6 @@ from .conftest import DEPLOY, REPO, pod_specs, source_files
 #: The Kubernetes the manifests are checked against: the oldest still supported upstream and the
 #: version the simulated API reports. Its schemas ship inside kubernetes-validate.
 KUBERNETES_VERSION = "1.32.0"
-#: Modules the HA/live-config work (issue 13, built beside this) adds; RBAC comments name them
-#: before they exist. Remove each entry once its module is merged.
-PENDING_MODULES = {"kubetally.sources.kubernetes.leader", "kubetally.app.liveconfig"}
 
 
 def kinds(objects: list[dict[str, Any]]) -> list[str]:
@@ -172,6 +169,10 @@ def test_probes_ports_and_commands(rendered: dict[str, list[dict[str, Any]]]) ->
         "minAvailable": 1,
         "selector": {"matchLabels": {"app.kubernetes.io/name": "kubetally-server"}},
     }
+    # The Lease and live ConfigMaps follow the pod's namespace (election.own_namespace).
+    for target in ("overlays/single-cluster", "overlays/ha-agent", "overlays/agent-to-server", "base/agent"):
+        env = {e["name"]: e for e in _containers(rendered[target], "Deployment/kubetally-agent")["env"]}
+        assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, target
     # The server never talks to the API: no token in its pods.
     specs = dict(pod_specs(single))
     assert specs["Deployment/kubetally-server"]["automountServiceAccountToken"] is False
@@ -221,6 +222,15 @@ def test_the_config_files_are_valid_kubetally_yaml() -> None:
         config = load_config([str(path)])
         assert config.settings.db is None, path  # the ledger URL comes from a Secret
     assert load_config([str(DEPLOY / "base/server/kubetally.yaml")]).settings.server.host == "0.0.0.0"
+    # In-cluster agents read the cost model from ConfigMaps and record provider capacity; the
+    # Lease and their own ConfigMaps are in the pod's namespace ($POD_NAMESPACE, not the file).
+    for name in ("base/agent/kubetally.yaml", "overlays/agent-to-server/kubetally.yaml"):
+        agent = load_config([str(DEPLOY / name)]).settings
+        assert agent.kubernetes.capacity is True, name
+        assert agent.agent.live_config.enabled is True, name
+        assert agent.agent.live_config.namespace is None, name
+        assert agent.agent.leader_election.namespace is None, name
+        assert agent.agent.leader_election.lease_name == "kubetally-agent", name  # the Role's resourceNames
     central = load_config([str(DEPLOY / "overlays/agent-to-server/kubetally.yaml")]).settings.destinations
     assert central is not None
     (destination,) = central.destinations
@@ -286,8 +296,6 @@ def test_every_rbac_rule_says_which_code_needs_it() -> None:
         named = CODE_PATH.findall(comment)
         assert named, f"rule {rule} has no comment naming the kubetally code that needs it"
         for dotted in named:
-            if any(dotted == p or dotted.startswith(p + ".") for p in PENDING_MODULES):
-                continue
             assert _resolves(dotted), f"rule {rule}: {dotted} (in its comment) does not exist"
     # Secrets are never granted: they reach the pods as env variables and files.
     assert not [r for r in rules if "secrets" in r.get("resources", [])]

@@ -4,6 +4,8 @@ simulated API (evaluating the same objects as a real apiserver) refuses everythi
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from k8s_builders import control_plane_pod, lb_service, namespace, node, pod, pvc, scenario, t, usage, vci, vcluster
 from typer.testing import CliRunner
 
@@ -21,6 +24,8 @@ from kubetally.sim import SimServer
 from kubetally.sim.rbac import RBAC, RBACError, User, request_of
 
 AGENT_TOKEN = "agent-token"
+#: The agent's namespace (the Deployment's POD_NAMESPACE).
+NS_AGENT = "kubetally"
 #: The namespace's default ServiceAccount: bound to nothing.
 DEFAULT_TOKEN = "default-token"
 TEAM_A = "vcluster/vcluster-team-a/team-a"
@@ -117,6 +122,106 @@ def test_the_agent_with_the_agent_token_lists_watches_and_gets_the_exact_totals(
         assert usage(ledger, **HOUR) == EXPECTED
 
 
+SEEDS = Path(__file__).resolve().parent.parent / "data" / "seeds"
+#: A kubetally ConfigMap that tries to set what needs a restart: invalid, ignored, gets an Event.
+BAD_OWN = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "bad-prices", "namespace": NS_AGENT, "labels": {"kubetally.io/config": "true"}},
+    "data": {"kubetally.yaml": "cluster: elsewhere\n"},
+}
+#: An Alauda display ConfigMap that is not YAML: invalid, ignored, gets an Event in kube-public.
+BAD_DISPLAY = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {
+        "name": "bad-display",
+        "namespace": "kube-public",
+        "labels": {"cpaas.io/slark.display.config": "true"},
+    },
+    "data": {"config": "[not: closed\n"},
+}
+
+
+def deployed_agent_config(rendered: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """base/agent's kubetally.yaml as rendered into its ConfigMap, with the two changes a
+    one-hour test needs: backfill one hour only, and no provider (capacity) records, which come
+    from the nodes already listed and watched (no API call of their own) but are not what these
+    totals check."""
+    (configmap,) = [o for o in rendered["base/agent"] if o["kind"] == "ConfigMap"]
+    settings = yaml.safe_load(configmap["data"]["kubetally.yaml"])
+    assert settings["agent"]["live_config"] == {"enabled": True}  # what the test relies on
+    assert settings["kubernetes"]["capacity"] is True
+    settings["collection"] = {"max_backfill": "1h"}
+    settings["kubernetes"]["capacity"] = False
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_the_ha_agent_with_live_config_runs_on_the_rendered_rbac(
+    rendered: dict[str, list[dict[str, Any]]], agent_rbac: RBAC, tmp_path: Path
+) -> None:
+    """The HA overlay's command (`agent --leader-elect`) with the deployed config (live config on)
+    in the namespace kubetally: it creates and holds the Lease there, lists and watches the
+    ConfigMaps of all three namespaces, posts Events on the invalid ones, and meters the exact
+    totals, every call authorized by the rendered rules (a refused one would fail the run or
+    leave its object missing below)."""
+    objects = [
+        *cluster(),
+        yaml.safe_load((SEEDS / "alauda-collection-configmap.yaml").read_text()),
+        yaml.safe_load((SEEDS / "alauda-display-configmap.yaml").read_text()),
+        BAD_OWN,
+        BAD_DISPLAY,
+    ]
+    (deployment,) = [o for o in rendered["overlays/ha-agent"] if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][-1] == "--leader-elect"
+    with SimServer(scenario(t("11:05:00"), objects), rbac=agent_rbac) as ha_sim:
+        db = str(tmp_path / "ledger.db")
+        kubeconfig = ha_sim.kubeconfig(tmp_path / "kubeconfig", token=AGENT_TOKEN)
+        config = deployed_agent_config(rendered, tmp_path / "kubetally.yaml")
+        args = [
+            *container["args"],
+            "--once",
+            "--clock",
+            "apiserver",
+            "-c",
+            str(config),
+            "--kubeconfig",
+            str(kubeconfig),
+        ]
+        args = [a for a in args if a not in ("--listen", "0.0.0.0:9090")]  # no port taken in tests
+        result = CliRunner().invoke(app, [*args, "--cluster", "gpu-east", "--db", db], env={"POD_NAMESPACE": NS_AGENT})
+        assert result.exit_code == 0, result.output
+        with Ledger.open(db) as ledger:
+            assert usage(ledger, **HOUR) == EXPECTED
+        store = ha_sim.simulation.store
+        changes, _, _ = store.changes_after(0)
+        leases = [c for c in changes if c.rtype.plural == "leases"]
+        # Created in the agent's namespace by this process (holder host/pid/random), renewed
+        # while it metered, then handed back on exit (holder cleared, duration 1 s).
+        assert {c.key for c in leases} == {(NS_AGENT, "kubetally-agent")}
+        assert leases[0].type == "ADDED"
+        holder = leases[0].obj["spec"]["holderIdentity"]
+        assert holder.startswith(f"{socket.gethostname()}/{os.getpid()}/"), holder
+        assert (leases[0].obj["spec"]["leaseDurationSeconds"], leases[0].obj["spec"]["leaseTransitions"]) == (15, 0)
+        assert all(c.obj["spec"]["holderIdentity"] == holder for c in leases[:-1])
+        released = leases[-1].obj["spec"]
+        assert (leases[-1].type, released.get("holderIdentity"), released["leaseDurationSeconds"]) == (
+            "MODIFIED",
+            None,
+            1,
+        )
+        # One Warning Event on each invalid ConfigMap, in its namespace; none on the seeds.
+        events = [c.obj for c in changes if c.rtype.plural == "events"]
+        assert sorted(
+            (e["metadata"]["namespace"], e["involvedObject"]["name"], e["type"], e["reason"]) for e in events
+        ) == [
+            ("kube-public", "bad-display", "Warning", "InvalidConfig"),
+            (NS_AGENT, "bad-prices", "Warning", "InvalidConfig"),
+        ]
+
+
 def test_without_the_right_token_nothing_is_collected(sim: SimServer, tmp_path: Path) -> None:
     for token, status in ((DEFAULT_TOKEN, "HTTP 403"), ("not-a-token", "HTTP 401")):
         kubeconfig = sim.kubeconfig(tmp_path / f"kubeconfig-{token}", token=token)
@@ -149,12 +254,16 @@ TABLE = [
     ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/kubetally-agent", "", True),
     ("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/kubetally-agent", "", True),
     ("POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", "", True),
-    # ConfigMaps and Events where the cost model lives
+    # ConfigMaps (list+watch by label) and Events (create) where the cost model lives
+    ("GET", f"/api/v1/namespaces/{NS}/configmaps", "labelSelector=kubetally.io%2Fconfig%3Dtrue", True),
     ("GET", f"/api/v1/namespaces/{NS}/configmaps", "watch=true", True),
     ("GET", "/api/v1/namespaces/cpaas-system/configmaps", "labelSelector=cpaas.io%2Fslark.collection.config", True),
-    ("GET", "/api/v1/namespaces/kube-public/configmaps/display", "", True),
+    ("GET", "/api/v1/namespaces/cpaas-system/configmaps", "watch=1&labelSelector=x%3Dtrue", True),
+    ("GET", "/api/v1/namespaces/kube-public/configmaps", "labelSelector=cpaas.io%2Fslark.display.config", True),
+    ("GET", "/api/v1/namespaces/kube-public/configmaps", "watch=true", True),
+    ("POST", f"/api/v1/namespaces/{NS}/events", "", True),
     ("POST", "/api/v1/namespaces/cpaas-system/events", "", True),
-    ("PATCH", f"/api/v1/namespaces/{NS}/events/kubetally-agent.1", "", True),
+    ("POST", "/api/v1/namespaces/kube-public/events", "", True),
     # ---- refused ----
     ("DELETE", "/api/v1/namespaces/team-a/pods/trainer-0", "", False),
     ("DELETE", "/api/v1/namespaces/team-a/pods", "", False),  # deletecollection
@@ -173,7 +282,16 @@ TABLE = [
     ("GET", "/api/v1/namespaces/team-a/configmaps", "", False),  # not in a tenant's namespace
     ("PUT", f"/api/v1/namespaces/{NS}/configmaps/kubetally-agent-config", "", False),
     ("DELETE", f"/api/v1/namespaces/{NS}/configmaps/kubetally-agent-config", "", False),
+    # ConfigMaps are never read by name (ConfigMapSource lists and watches), Events never patched
+    # (post_warning creates one per bad version)
+    ("GET", "/api/v1/namespaces/kube-public/configmaps/display", "", False),
+    ("GET", f"/api/v1/namespaces/{NS}/configmaps/kubetally-agent-config", "", False),
+    ("GET", "/api/v1/namespaces/cpaas-system/configmaps/slark-agent-project-config-vgpu", "", False),
+    ("PATCH", f"/api/v1/namespaces/{NS}/events/kubetally-agent.1", "", False),
+    ("PATCH", "/api/v1/namespaces/cpaas-system/events/x.1", "", False),
+    ("GET", f"/api/v1/namespaces/{NS}/events", "", False),
     ("POST", "/api/v1/namespaces/team-a/events", "", False),
+    ("POST", "/api/v1/namespaces/kube-system/configmaps", "", False),
     ("DELETE", f"/api/v1/namespaces/{NS}/events/kubetally-agent.1", "", False),
     ("PUT", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/someone-else", "", False),
     ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", "", False),  # list: no name

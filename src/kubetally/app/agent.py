@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubetally.app.deliver import attach_tenant_customers
 from kubetally.app.observe import AgentMetrics, AgentState, HealthServer, ledger_reachable, outbox_lag_records
@@ -37,6 +37,9 @@ from kubetally.sources.kubernetes.election import ElectionSettings, LeaderElecto
 from kubetally.sources.kubernetes.lease import LeaseHeld, new_holder
 from kubetally.sources.kubernetes.session import CloseResult
 from kubetally.sources.kubernetes.watch import Watcher
+
+if TYPE_CHECKING:
+    from kubetally.config.live import Invalid
 
 log = logging.getLogger("kubetally.agent")
 
@@ -202,6 +205,10 @@ class AgentRunner:
         self.live: ConfigMapSource | None = None
         self.live_used: dict[tuple[str, str], dict[str, Any]] = {}
         self.reported_invalid: set[tuple[str, str, str]] = set()
+        #: Bad versions that got their Event (posted by whoever leads, once: a standby at start
+        #: leaves it to the leader it becomes or to the current one).
+        self.evented_invalid: set[tuple[str, str, str]] = set()
+        self.live_invalid: list[Invalid] = []
         self.live_dirty = False
         live = agent_config.live_config
         if live.enabled:
@@ -382,8 +389,8 @@ class AgentRunner:
                 extra={"cluster": self.settings.cluster},
             )
             self.metrics.config_invalid.labels(f"{namespace}/{name}").inc()
-            if self.election is None or self.leading():  # one Event per bad version, not one per replica
-                post_warning(self.api, bad.configmap, "InvalidConfig", f"ignored by kubetally: {problems}")
+        self.live_invalid = assembled.invalid
+        self.post_invalid_events()
         self.live_used = assembled.used
         live = assembled.config
         config = replace(
@@ -413,12 +420,26 @@ class AgentRunner:
         )
         return True
 
+    def post_invalid_events(self) -> None:
+        """A Warning Event on each invalid ConfigMap version, from the leader only (one Event per
+        bad version, not one per replica). Called again once leading: what a standby saw at start
+        still gets its Event."""
+        if self.election is not None and not self.leading():
+            return
+        for bad in self.live_invalid:
+            seen = (*bad.key, bad.resource_version)
+            if seen in self.evented_invalid:
+                continue
+            self.evented_invalid.add(seen)  # posted or not (post_warning logs a failure): once
+            post_warning(self.api, bad.configmap, "InvalidConfig", f"ignored by kubetally: {'; '.join(bad.problems)}")
+
     # -- the loop --------------------------------------------------------------------------
 
     def tick(self) -> CloseResult:
         """Apply config changes, write settled periods, then run the other steps (a failing
         step is logged)."""
         self.reload_config()
+        self.post_invalid_events()
         result = self.kubernetes.tick()
         self.records_written += result.written.inserted + result.written.revised
         now = self.kubernetes.now()

@@ -35,7 +35,7 @@ from kubetally.sources.kubernetes.client import METERED, RESOURCES, list_with_re
 from kubetally.sources.kubernetes.lease import Lease, LeaseHeld, new_holder
 from kubetally.sources.kubernetes.run import discover_tenants, new_session
 from kubetally.sources.kubernetes.session import CloseResult, MeteringSession
-from kubetally.sources.kubernetes.tracker import slim
+from kubetally.sources.kubernetes.tracker import freeze
 from kubetally.sources.kubernetes.watch import BOOKMARK, ERROR, HEALTHY, SYNC, Watcher, WatchItem, rv_at_least
 
 log = logging.getLogger("kubetally.agent")
@@ -113,7 +113,9 @@ class KubernetesAgent:
             self.reconcile(at)
             for name in METERED:
                 resource = RESOURCES[name]
-                listing = list_with_retry(self.api, resource, log=self.session.warn, keep=partial(slim, resource.kind))
+                listing = list_with_retry(
+                    self.api, resource, log=self.session.warn, keep=partial(freeze, resource.kind)
+                )
                 self.session.resync(resource.kind, listing.items, at)
                 if listing.resource_version:
                     self.processed_rv[name] = listing.resource_version

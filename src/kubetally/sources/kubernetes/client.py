@@ -114,7 +114,8 @@ class ListFailed(SourceError):
 
 @dataclass
 class Listing:
-    items: list[dict[str, Any]]
+    #: The objects as dicts, or as ``keep`` reduced them.
+    items: list[Any]
     resource_version: str | None
     #: The apiserver's ``Date`` header: the cluster's notion of "now" (virtual in the simulator).
     server_time: datetime | None
@@ -148,14 +149,14 @@ def list_objects(
     resource: Resource,
     *,
     timeout: float = 60.0,
-    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    keep: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Listing:
     """LIST all objects of ``resource`` (paged), as dicts. Raises :class:`ListFailed`.
 
-    ``keep`` reduces each object as its page arrives (the tracker's ``slim``), so whole API
+    ``keep`` reduces each object as its page arrives (the tracker's ``freeze``), so whole API
     objects are never all held at once: at 100k pods they are most of a collector's memory."""
     function = resource.call(api)
-    items: list[dict[str, Any]] = []
+    items: list[Any] = []
     token: str | None = None
     rv: str | None = None
     server_time: datetime | None = None
@@ -199,7 +200,7 @@ def list_with_retry(
     attempts: int = 3,
     backoff: float | None = None,
     log: Callable[[str], None] = lambda message: None,
-    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    keep: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Listing:
     """:func:`list_objects` retried with exponential backoff on 5xx, 429 and transport errors."""
     delay = RETRY_BACKOFF if backoff is None else backoff

@@ -173,7 +173,12 @@ class Billed:
 
     @property
     def signature(self) -> str:
-        return hashlib.blake2b(self.to_json().encode(), digest_size=16).hexdigest()
+        return signature_of(self.to_json())
+
+
+def signature_of(billed_json: str) -> str:
+    """:attr:`Billed.signature` from the JSON already made (the journal writes both)."""
+    return hashlib.blake2b(billed_json.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,9 @@ class NodeInfo:
     dedicated_to: str = ""
     #: Memory of one physical GPU (MiB), for HAMi ``gpumem`` shares; None when unknown.
     gpu_memory_mib: int | None = None
+
+
+_shape_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False).encode
 
 
 def host_namespace(tenant_id: str) -> str:
@@ -268,6 +276,10 @@ class Deriver:
     nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
     #: Receives one message per problem (already naming the object).
     warn: Callable[[str], None] = lambda message: None
+    #: (what meters read of the node, pod resources JSON) → meters; see :meth:`_pod_meters`.
+    _meters_by_shape: dict[tuple[object, str], tuple[Meter, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -643,6 +655,44 @@ class Deriver:
         return out
 
     def _pod_meters(self, pod: Mapping[str, Any], node: NodeInfo | None) -> tuple[Meter, ...]:
+        """A pod's meters, shared by every pod of the same shape on the same kind of node.
+
+        A GPU cloud runs the same few pod specs on many nodes, so deriving requests (quantity
+        parsing, exact fractions, GPU shares) once per (resources, kind of node) instead of once per pod
+        is most of the derivation's time at 100k pods. A shape whose derivation warns is never
+        cached: its warning names the pod, so every such pod is derived (and named) again."""
+        spec = _mapping(pod.get("spec"))
+        try:
+            key = (
+                (node.gpu, node.sharing, node.capacity_type, node.gpu_memory_mib) if node else None,
+                _shape_json(
+                    (spec.get("containers"), spec.get("initContainers"), spec.get("overhead"), spec.get("resources"))
+                ),
+            )
+            cached = self._meters_by_shape.get(key)
+        except (TypeError, ValueError):  # not JSON, or an unhashable node: derive it plainly
+            return self._pod_meters_of(pod, node)
+        if cached is not None:
+            return cached
+        said: list[str] = []
+        warn = self.warn
+
+        def counted(message: str) -> None:
+            said.append(message)
+            warn(message)
+
+        self.warn = counted
+        try:
+            meters = self._pod_meters_of(pod, node)
+        finally:
+            self.warn = warn
+        if not said:
+            if len(self._meters_by_shape) >= 10_000:
+                self._meters_by_shape.clear()
+            self._meters_by_shape[key] = meters
+        return meters
+
+    def _pod_meters_of(self, pod: Mapping[str, Any], node: NodeInfo | None) -> tuple[Meter, ...]:
         requests = self.effective_requests(pod, node.gpu_memory_mib if node else None)
         capacity = node.capacity_type if node else "on-demand"
         mode = dict(billing_mode=it.SHARED, capacity_type=capacity)

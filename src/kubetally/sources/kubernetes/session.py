@@ -31,7 +31,7 @@ from kubetally.sources.kubernetes import journal, registry
 from kubetally.sources.kubernetes.items import ITEMS, SOURCE, UNIT
 from kubetally.sources.kubernetes.meter import meter_periods
 from kubetally.sources.kubernetes.tenancy import Discovery, TenantResolver
-from kubetally.sources.kubernetes.tracker import KINDS, Tracker
+from kubetally.sources.kubernetes.tracker import KINDS, Frozen, Tracker
 
 log = logging.getLogger("kubetally.kubernetes")
 
@@ -162,7 +162,7 @@ class MeteringSession:
 
     # -- observations ----------------------------------------------------------------------
 
-    def resync(self, kind: str, objects: Iterable[Mapping[str, Any]], at: datetime) -> None:
+    def resync(self, kind: str, objects: Iterable[Mapping[str, Any] | Frozen], at: datetime) -> None:
         with self.journal_transaction() as conn:
             self.tracker.resync(kind, objects, at, conn)
             self.tracker.flush(conn)
@@ -248,7 +248,11 @@ class MeteringSession:
         with self.journal_transaction() as conn:
             self.tracker.flush(conn)
             self.tracker.touch(conn)
-            segments = journal.overlapping(conn, self.cluster, every[0].start, every[-1].end) if every else []
+            segments = (
+                journal.overlapping(conn, self.cluster, every[0].start, every[-1].end, self.tracker.billed_by_seq())
+                if every
+                else []
+            )
         # Then one bounded batch of periods per transaction, freed before the next: memory follows
         # the cluster (its segments, one batch of records), not the window. The watermark moves
         # with each committed batch, so an interrupted backfill resumes after the last one.

@@ -23,6 +23,7 @@ ledger turns into revisions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -70,7 +71,34 @@ class _Row:
         return Segment(self.uid, self.role, self.billed, self.start, self.end, self.seq)
 
 
-def _uid(obj: Mapping[str, Any]) -> str:
+class Frozen:
+    """A slimmed object kept as its compact JSON: a tracked pod as nested dicts costs ~3 KB
+    (each dict, list and string an object of its own), as bytes a few hundred. Thawed only when
+    it is re-derived (tenancy or node changes), which is rare next to how many are held."""
+
+    __slots__ = ("blob", "uid")
+
+    def __init__(self, uid: str, blob: bytes):
+        self.uid = uid
+        self.blob = blob
+
+    def thaw(self) -> dict[str, Any]:
+        value = json.loads(self.blob)
+        return value if isinstance(value, dict) else {}
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def freeze(kind: str, obj: Mapping[str, Any]) -> Frozen:
+    """:func:`slim`, kept compact (see :class:`Frozen`): what a LIST page is reduced to."""
+    slimmed = slim(kind, obj)
+    return Frozen(str(meta(slimmed).get("uid") or ""), _dumps(slimmed).encode())
+
+
+def _uid(obj: Mapping[str, Any] | Frozen) -> str:
+    if isinstance(obj, Frozen):
+        return obj.uid
     return str(meta(obj).get("uid") or "")
 
 
@@ -121,11 +149,20 @@ def slim(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
             "overhead": spec.get("overhead"),
             "resources": spec.get("resources"),
         }
-        out["status"] = {
-            k: status[k]
-            for k in ("phase", "conditions", "containerStatuses", "initContainerStatuses", "startTime")
-            if k in status
-        }
+        out["status"] = {k: status[k] for k in ("phase", "startTime") if k in status}
+        if isinstance(status.get("conditions"), list):
+            out["status"]["conditions"] = [
+                {k: c[k] for k in ("type", "status", "lastTransitionTime") if k in c} if isinstance(c, Mapping) else c
+                for c in status["conditions"]
+            ]
+        for key in ("containerStatuses", "initContainerStatuses"):
+            if isinstance(status.get(key), list):
+                out["status"][key] = [
+                    {k: c[k] for k in ("name", "state", "lastState", "restartCount") if k in c}
+                    if isinstance(c, Mapping)
+                    else c
+                    for c in status[key]
+                ]
     elif kind == "PersistentVolumeClaim":
         out["spec"] = {k: spec[k] for k in ("storageClassName", "resources", "volumeName") if k in spec}
         out["status"] = {k: status[k] for k in ("phase", "capacity") if k in status}
@@ -154,7 +191,8 @@ class Tracker:
         self.deriver = Deriver(config, resolver, self.node_infos, warn=self.warn)
         self.open: dict[Key, _Row] = {}
         self.closed: dict[Key, _Row] = {}
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
+        #: Every tracked object, slimmed and frozen (see :class:`Frozen`), by kind and uid.
+        self.objects: dict[str, dict[str, Frozen]] = {kind: {} for kind in KINDS}
         self.first_keys: dict[str, tuple[Any, ...]] = {}
         self.pods_by_node: dict[str, set[str]] = {}
         self.deferred: dict[str, dict[str, Any]] = {}
@@ -191,13 +229,13 @@ class Tracker:
         """New tenancy knowledge: re-derive every tracked object (nodes first, pods need them)."""
         self.deriver.resolver = resolver
         for kind in KINDS:
-            for uid, obj in list(self.objects[kind].items()):
+            for uid, frozen in list(self.objects[kind].items()):
                 if kind == "Node":
-                    self._observe_node(uid, obj, at)
+                    self._observe_node(uid, frozen.thaw(), at)
                 elif kind == "Pod" and uid in self.deferred:
                     continue
                 else:
-                    self._derive_apply(kind, uid, obj, at)
+                    self._derive_apply(kind, uid, frozen.thaw(), at)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -255,14 +293,19 @@ class Tracker:
             return ((obj.get("spec") or {}).get("type"), ingress, *owner)
         return ()
 
-    def observe(self, kind: str, obj: Mapping[str, Any], at: datetime) -> None:
-        """An object as listed or as a watch ADDED/MODIFIED event showed it at ``at``."""
-        uid = _uid(obj)
+    def observe(self, kind: str, obj: Mapping[str, Any] | Frozen, at: datetime) -> None:
+        """An object as listed (already :func:`freeze`-d) or as a watch ADDED/MODIFIED event
+        showed it at ``at``."""
+        if isinstance(obj, Frozen):
+            frozen, obj = obj, obj.thaw()
+        else:
+            frozen = freeze(kind, obj)
+            obj = frozen.thaw()
+        uid = frozen.uid
         if not uid:
             self.warn(f"{describe(kind, obj)}: no metadata.uid; ignored")
             return
-        obj = slim(kind, obj)
-        self.objects[kind][uid] = obj
+        self.objects[kind][uid] = frozen
         self.first_keys.setdefault(uid, self._trust_key(kind, obj))
         if kind == "Node":
             self._observe_node(uid, obj, at)
@@ -294,7 +337,9 @@ class Tracker:
                 # billed from its start, so its pods stop being billed from there, not from now.
                 pods_at = row.start
             for pod_uid in sorted(self.pods_by_node.get(name, ())):
-                pod = self.deferred.pop(pod_uid, None) or self.objects["Pod"].get(pod_uid)
+                pod = self.deferred.pop(pod_uid, None)
+                if pod is None and pod_uid in self.objects["Pod"]:
+                    pod = self.objects["Pod"][pod_uid].thaw()
                 if pod is not None:
                     self._derive_apply("Pod", pod_uid, pod, pods_at)
 
@@ -360,7 +405,7 @@ class Tracker:
             self.pods_by_node.get(node, set()).discard(uid)
 
     def resync(
-        self, kind: str, objects: Iterable[Mapping[str, Any]], at: datetime, conn: Connection | None = None
+        self, kind: str, objects: Iterable[Mapping[str, Any] | Frozen], at: datetime, conn: Connection | None = None
     ) -> None:
         """A complete LIST of ``kind`` at ``at``: observe everything; end what is gone."""
         objects = list(objects)
@@ -373,9 +418,9 @@ class Tracker:
             if key[1] in roles and key[0] not in listed:
                 seen = max(t for t in (row.last_seen, before, row.start) if t is not None)
                 self._close(key, row, min(seen, at), "gone")
-        for uid, obj in list(self.objects[kind].items()):
+        for uid, frozen in list(self.objects[kind].items()):
             if uid not in listed:
-                self._forget(kind, uid, obj)
+                self._forget(kind, uid, frozen.thaw())
         if kind == "Node":
             for obj in objects:
                 self.observe(kind, obj, at)
@@ -498,6 +543,16 @@ class Tracker:
         self.closed[key] = row
         self._dirty[id(row)] = row
         self._mark(end)
+
+    def billed_by_seq(self) -> dict[int, Billed]:
+        """Journal ``seq`` → billed attributes of every journaled row held in memory (open rows
+        and each object's last closed one), so reading segments back can reuse them."""
+        out: dict[int, Billed] = {}
+        for rows in (self.open, self.closed):
+            for row in rows.values():
+                if row.seq is not None:
+                    out[row.seq] = row.billed
+        return out
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubernetes import client as k8s
@@ -32,6 +33,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from kubetally.sources.kubernetes.client import ListFailed, Resource, describe_api_error, list_objects
+from kubetally.sources.kubernetes.tracker import KINDS, freeze
 
 log = logging.getLogger("kubetally.kubernetes.watch")
 
@@ -49,7 +51,8 @@ class WatchItem:
     kind: str
     type: str
     obj: dict[str, Any] | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)
+    #: A SYNC's objects, frozen as the page arrived (see ``tracker.freeze``).
+    items: list[Any] = field(default_factory=list)
     rv: str | None = None
     message: str = ""
 
@@ -136,7 +139,10 @@ class Watcher(threading.Thread):
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> None:
-        listing = list_objects(self.api, self.resource)
+        # Metered kinds are frozen as their pages arrive (the tracker keeps them so); others
+        # (ConfigMaps of the live configuration) are consumed as plain dicts.
+        keep = partial(freeze, self.resource.kind) if self.resource.kind in KINDS else None
+        listing = list_objects(self.api, self.resource, keep=keep)
         self.rv = listing.resource_version
         self.healthy = True
         self.out.put(WatchItem(self.resource.name, self.resource.kind, SYNC, items=listing.items, rv=self.rv))
