@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,31 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 _db_counter = itertools.count()
 
+# pytest-xdist workers start with COLUMNS=80 and LINES=24 in their environment; the CLI's rich
+# consoles, made at import, would keep that width for the whole worker and ignore the COLUMNS a
+# test passes (CliRunner env). A test that wants a width sets it, as in a serial run.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+
+#: Modules whose tests take the longest (mypy over the whole tree; CLI runs killed and re-run).
+#: They are collected first so that, with ``-n auto`` (scripts/test), they start at once on
+#: their own workers instead of being handed out last and leaving one worker busy alone.
+LONG_POLES = (
+    "tests/test_types.py",
+    "tests/safety/test_collect_sigkill.py",
+    "tests/kubernetes/test_scale.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_POLES.index(path) if path in LONG_POLES else len(LONG_POLES)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
+
 
 def require(part_factory):  # type: ignore[no-untyped-def]
     """Call ``part_factory``; turn MissingPart into a CI failure or a local skip."""
@@ -28,6 +54,18 @@ def require(part_factory):  # type: ignore[no-untyped-def]
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"real part missing in CI: {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """An in-process ``kubetally agent`` (CliRunner) points SIGTERM/SIGINT at its runner and
+    leaves them there: afterwards Ctrl-C, a timeout's SIGTERM or an xdist shutdown would only
+    stop a finished runner, and the suite would go on. Each test gets the handlers back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(scope="session")

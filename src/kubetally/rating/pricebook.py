@@ -126,6 +126,18 @@ class PriceBook:
             for entry in entries
         )
 
+    @property
+    def tiered_items(self) -> frozenset[tuple[str, str]]:
+        """(category, item) of every entry with graduated tiers (default or in a label group):
+        only these lines depend on earlier usage in their month; every other line is priced
+        from its own usage alone."""
+        return frozenset(
+            key
+            for key, entries in self._entries.items()
+            for entry in entries
+            if (entry.default is not None and len(entry.default) > 1) or any(len(g.tiers) > 1 for g in entry.groups)
+        )
+
     def change_dates(self) -> list[datetime]:
         """Every effective date in the book: report segments are cut there."""
         return sorted({e.effective for e in self.config.prices if e.effective is not None})

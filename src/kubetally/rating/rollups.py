@@ -318,9 +318,11 @@ def summed_usage(
     segments: Sequence[tuple[datetime, datetime]],
     columns: Sequence[str],
     filters: dict[str, Sequence[str] | None] | None = None,
+    excluded: dict[str, Sequence[str]] | None = None,
 ) -> list[Any]:
     """Rollup usage of ``grain`` rows summed exactly per segment and ``columns`` (a subset of
-    :data:`DIMENSIONS`), optionally only where a column is one of the given values.
+    :data:`DIMENSIONS`), optionally only where a column is one of the given values
+    (``filters``) or none of them (``excluded``).
 
     One query for every segment (a ``CASE`` names the segment a row's ``start`` falls in and
     is grouped by): a report of a month per day is one round trip, not thirty. Rows are
@@ -344,6 +346,9 @@ def summed_usage(
     for name, values in (filters or {}).items():
         if values is not None:
             query = query.where(rollups.c[name].in_(list(values)))
+    for name, values in (excluded or {}).items():
+        if values:
+            query = query.where(rollups.c[name].not_in(list(values)))
     # Grouped by the output column's name: a repeated CASE would carry fresh bind parameters,
     # which PostgreSQL does not recognise as the selected expression.
     result = conn.execute(query.group_by(literal_column("segment"), *cols)).all()

@@ -171,6 +171,12 @@ def _getter(positions: list[int]) -> Callable[[Any], tuple[Any, ...]]:
     return operator.itemgetter(*positions)
 
 
+#: The order lines of a segment are rated in: (key, tenant, category, item, unit, labels) —
+#: the UsageLine fields by position, fetched in C rather than by a lambda per line.
+_RATING_ORDER = operator.itemgetter(8, 2, 3, 4, 5, 6)
+_ZERO = Decimal(0)
+
+
 class _LabelCache(dict[str, tuple[tuple[str, str], ...]]):
     def __missing__(self, text: str) -> tuple[tuple[str, str], ...]:
         value = tuple(sorted(json.loads(text).items()))
@@ -191,12 +197,14 @@ def _add(
     if report_row is None:
         report_row = rows[(bucket.start, line.key)] = ReportRow(bucket, dict(zip(by, line.key, strict=True)))
     item_key = (line.category, line.item, line.unit)
-    report_row.usage_by_item[item_key] = EXACT.add(report_row.usage_by_item.get(item_key, Decimal(0)), line.usage)
+    by_item = report_row.usage_by_item
+    held = by_item.get(item_key)
+    by_item[item_key] = EXACT.add(_ZERO if held is None else held, line.usage)
+    report_row.charges.extend(charges)
     for charge in charges:
-        report_row.charges.append(charge)
         report_row.list_cost += charge.list_cost
         report_row.cost += charge.cost
-        if not charge.priced:
+        if charge.match is None:
             report_row.unpriced_usage[item_key] = EXACT.add(
                 report_row.unpriced_usage.get(item_key, Decimal(0)), charge.usage
             )
@@ -221,11 +229,16 @@ def build_report(
     lang: str = "en",
     tenants: Iterable[str] | None = None,
     items: Iterable[str] | None = None,
+    exclude_items: Iterable[str] | None = None,
     refresh: bool = True,
     zone: tzinfo | None = None,
 ) -> Report:
     """Priced usage per group and bucket for ``[start, end)`` (both local midnights in the
-    billing time zone: ``zone``, else the config's ``billing.timezone``, else UTC)."""
+    billing time zone: ``zone``, else the config's ``billing.timezone``, else UTC).
+
+    ``items`` keeps only those items, ``exclude_items`` drops those: the server rates a day's
+    flat-priced items apart from its tiered ones, because only tiered lines depend on the
+    rest of their month (see :func:`merge_reports`)."""
     by = parse_by(by)
     try:
         per = per if isinstance(per, Per) else Per.parse(per)
@@ -248,12 +261,19 @@ def build_report(
     display = DisplayCatalog.from_config(config)
     if refresh:
         refresh_rollups(ledger, label_keys=pricebook.label_keys, zone=zone)
-    context_start = month_start(start, zone) if pricebook.has_tiers else start
+    excluded = sorted(set(exclude_items or ()))
+    # Earlier usage of the month is read only when some line asked for can be tiered: a flat
+    # price depends on the line's own usage alone.
+    tiered = {item for _, item in pricebook.tiered_items} - set(excluded)
+    asked_items = list(items) if items is not None else None
+    if asked_items is not None:
+        tiered &= set(asked_items)
+    context_start = month_start(start, zone) if tiered else start
     group_cols = [c for c in by if c != "item"]
     columns = list(dict.fromkeys([*group_cols, "tenant", "category", "item", "unit", "labels"]))
     filters: dict[str, Sequence[str] | None] = {
         "tenant": list(tenants) if tenants is not None else None,
-        "item": list(items) if items is not None else None,
+        "item": asked_items,
     }
     at = {c: i for i, c in enumerate(columns)}
     at_tenant, at_category, at_item, at_unit, at_labels = (
@@ -291,7 +311,7 @@ def build_report(
         for grain in (MONTH, DAY):
             wanted = [s for s in segments if grains[s] == grain]
             spans = [(s.start, s.end) for s in wanted]
-            for row in summed_usage(conn, grain, spans, columns, filters):
+            for row in summed_usage(conn, grain, spans, columns, filters, {"item": excluded}):
                 fetched[wanted[row[0]]].append(row[1:])
 
     for segment in segments:
@@ -317,7 +337,7 @@ def build_report(
                     context,
                 )
             )
-        lines.sort(key=lambda ln: (ln.key, ln.tenant, ln.category, ln.item, ln.unit, ln.labels))
+        lines.sort(key=_RATING_ORDER)
         bucket = (
             None
             if context
@@ -344,4 +364,72 @@ def build_report(
         unit=unit,
         lang=lang,
         zone=zone,
+    )
+
+
+def _charge_order(charge: Charge) -> tuple[Any, ...]:
+    line = charge.line
+    return (line.start, line.tenant, line.category, line.item, line.unit, line.labels)
+
+
+def merge_reports(parts: Sequence[Report]) -> Report:
+    """Reports of the same range and grouping over disjoint sets of items, as the one report
+    of all those items.
+
+    Exact because nothing crosses items: a line is rated from its own item's price (tier
+    counters are per item), a row's cost is the integer sum of its charges. The rows'
+    charges are put back in the order one report rates them (period, tenant, category, item,
+    unit, labels; the tier portions of a line stay in order), so the merged report is the
+    report ``build_report`` makes over all the items at once."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    rows: dict[tuple[datetime, tuple[str, ...]], ReportRow] = {}
+    unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
+    for part in parts:
+        for row in part.rows:
+            key = (row.period.start, tuple(row.group[c] for c in first.by))
+            held = rows.get(key)
+            if held is None:
+                rows[key] = ReportRow(
+                    row.period,
+                    dict(row.group),
+                    row.list_cost,
+                    row.cost,
+                    dict(row.usage_by_item),
+                    dict(row.unpriced_usage),
+                    list(row.charges),
+                )
+                continue
+            held.list_cost += row.list_cost
+            held.cost += row.cost
+            held.usage_by_item.update(row.usage_by_item)
+            held.unpriced_usage.update(row.unpriced_usage)
+            held.charges.extend(row.charges)
+            held.charges.sort(key=_charge_order)
+            # Items in the order their first line was rated, as in one report.
+            seen = list(dict.fromkeys((c.line.category, c.line.item, c.line.unit) for c in held.charges))
+            held.usage_by_item = {k: held.usage_by_item[k] for k in seen if k in held.usage_by_item}
+            held.unpriced_usage = {k: held.unpriced_usage[k] for k in seen if k in held.unpriced_usage}
+        for u in part.unpriced:
+            summary = unpriced.get((u.category, u.item, u.unit, u.reason))
+            if summary is None:
+                unpriced[(u.category, u.item, u.unit, u.reason)] = UnpricedSummary(
+                    u.category, u.item, u.unit, u.reason, u.usage, u.lines
+                )
+            else:
+                summary.usage = EXACT.add(summary.usage, u.usage)
+                summary.lines += u.lines
+    return Report(
+        start=first.start,
+        end=first.end,
+        by=first.by,
+        per=first.per,
+        currency=first.currency,
+        rows=[rows[key] for key in sorted(rows)],
+        unpriced=sorted(unpriced.values(), key=lambda u: (u.category, u.item, u.reason)),
+        display=first.display,
+        unit=first.unit,
+        lang=first.lang,
+        zone=first.zone,
     )

@@ -49,7 +49,7 @@ from kubetally.rating.tables import DAY, rollups
 from kubetally.record import normalize
 from kubetally.reports import build_report
 from kubetally.reports.buckets import Per, buckets, month_start
-from kubetally.reports.build import Report, ReportRow, UnpricedSummary
+from kubetally.reports.build import Report, ReportRow, UnpricedSummary, merge_reports
 
 KINDS = ("tenant", "project", "namespace", "cluster")
 FILTERS = ("tenant", "project", "cluster", "namespace", "item")
@@ -216,6 +216,8 @@ class CostService:
     days: DayVersions = field(default_factory=lambda: DayVersions())
 
     def __post_init__(self) -> None:
+        self._rows: dict[tuple[int, Hashable], tuple[Report, list[dict[str, Any]]]] = {}
+        self._rows_lock = threading.Lock()
         display = DisplayCatalog.from_config(self.config)
         tiered = {
             entry.item
@@ -248,57 +250,125 @@ class CostService:
         state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
         spans = self._buckets(query)
-        version = (state, tuple(self.days.version(dep, b.end) for b, dep in spans))
+        version = (state, tuple(self.days.version(dep, b.end) for b, _items, dep in spans))
         held = self.cache.get(key, version)
         if held is None:
+            pieces: dict[Period, list[tuple[tuple[bool, frozenset[str]] | None, int]]] = {}
+            for (bucket, part_items, _dep), part_version in zip(spans, version[1], strict=True):
+                pieces.setdefault(bucket, []).append((part_items, part_version))
             parts = []
-            for (bucket, _dep), part_version in zip(spans, version[1], strict=True):
-                part_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items))
-                part = self.bucket_cache.get(part_key, (state, part_version))
-                if part is None:
-                    part = build_report(
-                        self.ledger,
-                        self.pricebook,
-                        self.config,
-                        bucket.start,
-                        bucket.end,
-                        by=columns,
-                        per=query.step,
-                        tenants=tenants,
-                        items=items,
-                        refresh=False,
-                        zone=self.zone,
-                    )
-                    self.bucket_cache.put(part_key, (state, part_version), part)
-                parts.append(part)
-            held = (_joined(parts, query), {})
+            for bucket, wanted in pieces.items():
+                # A bucket's parts merged once, and kept while none of them changed.
+                merged_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items))
+                merged_version = (state, tuple(v for _, v in wanted))
+                merged = self.bucket_cache.get(merged_key, merged_version) if len(wanted) > 1 else None
+                if merged is None:
+                    built = [
+                        self._bucket_report(bucket, part_items, (state, v), query, columns, tenants, items)
+                        for part_items, v in wanted
+                    ]
+                    merged = merge_reports([b for b in built if b is not None])
+                    if len(wanted) > 1:
+                        self.bucket_cache.put(merged_key, merged_version, merged)
+                parts.append(merged)
+            held = (_joined(parts, query), {}, parts)
             self.cache.put(key, version, held)
-        report, derived = held
+        report, derived, bucket_reports = held
         shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
         rows = derived.get(shape)
         if rows is None:
-            kept = (r for r in report.rows if all(r.group[k] in allowed for k, allowed in post.items()))
-            rows = derived[shape] = [row_dict(report, r, prices=prices) for r in kept]
+            rows = derived[shape] = [
+                row for part in bucket_reports for row in self._api_rows(part, shape, prices, post)
+            ]
         return report, rows
 
-    def _buckets(self, query: CostQuery) -> list[tuple[Period, datetime]]:
-        """The pieces a report is computed in, each with the first day its figures depend on.
+    def _api_rows(self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]) -> list[dict[str, Any]]:
+        """A bucket's API rows, made once per bucket report: after a write only the changed
+        buckets' rows are formatted again, not the whole range's."""
+        with self._rows_lock:
+            held = self._rows.get((id(part), shape))
+        if held is not None and held[0] is part:
+            return held[1]
+        kept = (r for r in part.rows if all(r.group[k] in allowed for k, allowed in post.items()))
+        rows = [row_dict(part, r, prices=prices) for r in kept]
+        with self._rows_lock:
+            # Keyed by identity; the entry holds the report, so its id cannot be reused meanwhile.
+            self._rows[(id(part), shape)] = (part, rows)
+            while len(self._rows) > max(self.bucket_cache.size, 1) * 2:
+                self._rows.pop(next(iter(self._rows)))
+        return rows
+
+    def _bucket_report(
+        self,
+        bucket: Period,
+        part_items: tuple[bool, frozenset[str]] | None,
+        version: Hashable,
+        query: CostQuery,
+        columns: tuple[str, ...],
+        tenants: list[str] | None,
+        items: list[str] | None,
+    ) -> Report | None:
+        """The report of one bucket over every item (``part_items`` None), or over only the
+        tiered items (``(True, names)``) or every item but those (``(False, names)``); None
+        when the query's item filter leaves nothing for that part."""
+        keep, exclude = items, None
+        if part_items is not None:
+            only, names = part_items
+            if only:
+                keep = sorted(names if items is None else names.intersection(items))
+                if not keep:
+                    return None
+            elif items is None:
+                exclude = sorted(names)
+            else:
+                keep = [i for i in items if i not in names]
+                if not keep:
+                    return None
+        part_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items), part_items)
+        part: Report | None = self.bucket_cache.get(part_key, version)
+        if part is None:
+            part = build_report(
+                self.ledger,
+                self.pricebook,
+                self.config,
+                bucket.start,
+                bucket.end,
+                by=columns,
+                per=query.step,
+                tenants=tenants,
+                items=keep,
+                exclude_items=exclude,
+                refresh=False,
+                zone=self.zone,
+            )
+            self.bucket_cache.put(part_key, version, part)
+        return part
+
+    def _buckets(self, query: CostQuery) -> list[tuple[Period, tuple[bool, frozenset[str]] | None, datetime]]:
+        """The pieces a report is computed in: (bucket, which items, the first day its
+        figures depend on).
 
         A report is the concatenation of the reports of its buckets: ``build_report`` cuts its
         segments at every bucket start, so each bucket's rows are rated from the same rollup
-        sums in the same order either way. Graduated tiers count from the start of the billing
-        month, so a bucket depends on the days since then — read by its own report as context
-        (an exact sum when the tiered items have divisor 1, the only case split here). A write
-        to one day therefore recomputes only the buckets that depend on that day.
+        sums in the same order either way. A flat-priced line depends on its own day only;
+        graduated tiers count from the start of the billing month, so a bucket's tiered items
+        are rated apart from the rest (:func:`merge_reports` joins the two exactly) and depend
+        on the days since the month started — read by their own report as context (an exact
+        sum when the tiered items have divisor 1, the only case split here). A new record of
+        one day therefore recomputes that day's flat items and the tiered items of the buckets
+        from that day to the month's end.
         """
         if not self._split_safe or self.bucket_cache.size <= 0:
-            return [(Period(query.start, query.end), month_start(query.start, self.zone))]
-        tiers = self.pricebook.has_tiers
-        zone = self.zone
-        return [
-            (b, month_start(b.start, zone) if tiers else b.start)
-            for b in buckets(query.start, query.end, query.step, zone)
-        ]
+            return [(Period(query.start, query.end), None, month_start(query.start, self.zone))]
+        tiered = frozenset(item for _, item in self.pricebook.tiered_items)
+        out: list[tuple[Period, tuple[bool, frozenset[str]] | None, datetime]] = []
+        for b in buckets(query.start, query.end, query.step, self.zone):
+            if tiered:
+                out.append((b, (False, tiered), b.start))
+                out.append((b, (True, tiered), month_start(b.start, self.zone)))
+            else:
+                out.append((b, None, b.start))
+        return out
 
     def total(self, query: CostQuery, scope: Scope) -> tuple[Report, list[dict[str, Any]]]:
         return self.report(query, scope, _kind_columns(query.kind) + (("item",) if query.split_item else ()))
