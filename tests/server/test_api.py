@@ -275,6 +275,9 @@ def test_delivery_health_and_metrics(box: tuple[ServerProcess, str, dict[str, st
 
     assert get(server, None, "/healthz").json() == {"status": "ok"}
     assert get(server, None, "/readyz").status_code == 200
+    # Counted by route template (this test may run alone on its server: ask once here).
+    assert get(server, tokens["admin"], "/api/v1/costs/total", start=START, end=END).status_code == 200
+    assert get(server, None, "/no-such-route").status_code == 404
     metrics = get(server, None, "/metrics").text
     assert re.search(
         r'kubetally_server_requests_total\{method="GET",route="/api/v1/costs/total",status="200"\} \d', metrics

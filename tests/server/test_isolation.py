@@ -93,8 +93,8 @@ def world(pg_server) -> Iterator[tuple[ServerProcess, dict[str, str]]]:  # type:
 #: Path parameters: each route is walked with the caller's own value and with the other
 #: tenant's (an escape through the path, e.g. ``/projects/proj-team-b/costs/total``).
 PATH_VALUES: dict[str, dict[str, list[str]]] = {
-    "team-a": {"project": ["proj-team-a", "proj-team-b"]},
-    "team-b": {"project": ["proj-team-b", "proj-team-a"]},
+    "team-a": {"project": ["proj-team-a", "proj-team-b"], "name": ["team-a-month", "team-b-month"]},
+    "team-b": {"project": ["proj-team-b", "proj-team-a"], "name": ["team-b-month", "team-a-month"]},
 }
 
 
