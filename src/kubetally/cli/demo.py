@@ -43,10 +43,12 @@ def register(app: typer.Typer) -> None:
         render_table(result.report, console)
         db = result.ledger_path
         console.print("\nTry next:", highlight=False)
-        console.print(f"  kubetally records --db {db} --item gpu_hours", highlight=False)
+        # Commands are printed whole (soft_wrap): a copy-pasted command must not be cut mid-option.
+        console.print(f"  kubetally records --db {db} --item gpu_hours", highlight=False, soft_wrap=True)
         console.print(
             f"  kubetally report --db {db} --prices example --from 2026-11-02 --to 2026-11-03 --by tenant,item",
             highlight=False,
+            soft_wrap=True,
         )
         if serve:
             from kubetally.server.demo import serve_demo
