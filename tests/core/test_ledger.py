@@ -2,6 +2,9 @@
 
 from decimal import Decimal
 
+import pytest
+from sqlalchemy.pool import NullPool
+
 from kubetally.ledger.store import Ledger, Watermark
 from kubetally.periods import Period, PeriodKind, parse_time
 from kubetally.record import UsageRecord
@@ -129,3 +132,30 @@ def test_the_revision_check_uses_the_unique_id_index(ledger: Ledger) -> None:
     if ledger.dialect == "postgresql":
         with ledger.engine.connect() as conn:
             assert conn.execute(text("SHOW enable_seqscan")).scalar_one() == "on"
+
+
+@pytest.mark.postgres
+def test_concurrent_migrations_wait_for_each_other(pg_url: str) -> None:
+    """A replica that starts while another migrates waits for it, then finds the schema current
+    (without the lock both would run the DDL and the second would fail half-way)."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    from kubetally.ledger.migrate import MIGRATION_LOCK
+
+    holder = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
+    opened: list[object] = []
+    with holder.connect() as conn, conn.begin():
+        # Stands for a migration in progress: the same transaction-scoped lock, held.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        worker = threading.Thread(target=lambda: opened.append(Ledger.open(pg_url)))
+        worker.start()
+        worker.join(timeout=2)
+        assert worker.is_alive() and not opened  # waiting for the lock, not migrating beside it
+    worker.join(timeout=60)
+    assert not worker.is_alive() and len(opened) == 1
+    opened[0].close()  # type: ignore[attr-defined]
+    holder.dispose()
+    with Ledger.open(pg_url, migrate=False) as ledger:  # the schema is current
+        assert ledger is not None

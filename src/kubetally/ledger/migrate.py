@@ -12,9 +12,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The PostgreSQL advisory lock key that serialises migrations (b"ktmigrat" as a positive int64).
+MIGRATION_LOCK = int.from_bytes(b"ktmigrat", "big") >> 1
 
 
 def alembic_config(conn: Connection | None = None) -> Config:
@@ -62,7 +64,15 @@ def schema_state(conn: Connection) -> SchemaState:
 
 def upgrade(conn: Connection) -> None:
     """Bring the schema to every head. Parts of kubetally branch from the core revision
-    independently, so there may be several heads; all of them are applied."""
+    independently, so there may be several heads; all of them are applied.
+
+    On PostgreSQL the caller's transaction first takes an advisory lock: agent replicas starting
+    together (or beside the migrate Job) would otherwise all find an old schema and all run the
+    DDL, and every one but the first would fail half-way. Behind the lock the second finds the
+    schema current once the first commits. SQLite's writers are already serialised by
+    ``BEGIN IMMEDIATE``."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     state = schema_state(conn)
     if state.newer:
         raise SchemaTooNew(state)
