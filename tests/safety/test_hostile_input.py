@@ -77,6 +77,12 @@ FILES: dict[str, str] = {
     "prices-nan.yaml": PRICES.read_text().replace('price: "4.29"', "price: .nan", 1),
     "prices-negative.yaml": PRICES.read_text().replace('price: "4.29"', "price: -1", 1),
     "prices-word.yaml": PRICES.read_text().replace('price: "4.29"', "price: cheap", 1),
+    "zone-mars.yaml": "billing:\n  timezone: Mars/Olympus\n",
+    "budget-negative.yaml": 'budgets:\n  items:\n    - name: a\n      tenant: team-a\n      amount: "-5"\n',
+    "budget-word.yaml": (
+        'budgets:\n  items:\n    - name: a\n      tenant: team-a\n      amount: "100"\n      thresholds: [50, abc]\n'
+    ),
+    "budget-no-limit.yaml": "budgets:\n  items:\n    - name: a\n      tenant: team-a\n",
     "broken.yaml": "a: [\nb: {\n",
     "tabs.yaml": "items:\n\t- kind: x\n",
     "huge-value.yaml": item_config(vector("1e27")),
@@ -101,6 +107,18 @@ CASES: list[tuple[str, list[str], str]] = [
     ("validate broken yaml", ["validate", "broken.yaml"], "broken.yaml: not valid YAML: line 3 column 1"),
     ("validate tabs", ["validate", "tabs.yaml"], "tabs.yaml: not valid YAML: line 2 column 1"),
     ("validate missing", ["validate", "missing.yaml"], "missing.yaml: cannot read: No such file or directory"),
+    ("validate time zone", ["validate", "zone-mars.yaml"], "billing.timezone: unknown time zone 'Mars/Olympus'"),
+    (
+        "validate budget negative",
+        ["validate", "budget-negative.yaml"],
+        "budgets: items[0].amount: the limit must be a positive number, not '-5'",
+    ),
+    ("validate budget threshold", ["validate", "budget-word.yaml"], "thresholds: a threshold is not a number: 'abc'"),
+    (
+        "validate budget no limit",
+        ["validate", "budget-no-limit.yaml"],
+        "items[0]: give exactly one of amount (money) or quantity (with item)",
+    ),
     # collect
     (
         "collect bad url",
@@ -194,6 +212,18 @@ CASES: list[tuple[str, list[str], str]] = [
     ("report typo db", ["report", "--prices", "example", "--db", "ledgr.db"], "ledgr.db does not exist"),
     ("report mysql", ["report", "--prices", "example", "--db", "mysql://a/b"], "not a usable ledger URL"),
     ("report ipv6 garbage", ["report", "--prices", "example", "--db", "postgresql://u@[::1/db"], "not a usable"),
+    (
+        "report time zone",
+        ["report", "--prices", "example", "-c", "zone-mars.yaml"],
+        "zone-mars.yaml: billing.timezone: unknown time zone 'Mars/Olympus'",
+    ),
+    # budgets
+    ("budgets negative", ["budgets", "-c", "budget-negative.yaml"], "the limit must be a positive number, not '-5'"),
+    ("budgets no limit", ["budgets", "-c", "budget-no-limit.yaml"], "give exactly one of amount"),
+    # prune
+    ("prune bad date", ["prune", "--before", "2026-13-01"], "--before: not a time: '2026-13-01'"),
+    ("prune word", ["prune", "--before", "yesterday"], "--before: not a time: 'yesterday'"),
+    ("prune typo db", ["prune", "--before", "2026-11-01", "--db", "ledgr.db"], "ledgr.db does not exist"),
     # export
     (
         "export missing folder",
