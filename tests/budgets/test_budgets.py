@@ -320,3 +320,26 @@ def test_cli_quantity_budget_needs_no_price_book(tmp_path: Path) -> None:
         "GPU-hours",  # the built-in display name of gpu_hours (rating/builtin_display.yaml, divisor 1)
     )
     assert [(c["kind"], c["threshold"]) for c in status["crossed"]] == []  # not --evaluate: nothing recorded
+
+
+def test_a_month_budget_follows_the_billing_time_zone(tmp_path: Path) -> None:
+    """With ``billing.timezone: Asia/Shanghai`` (UTC+8) November is [Oct 31 16:00Z, Nov 30 16:00Z).
+    acme runs 1 H100 from Oct 31 08:00Z to Nov 1 00:00Z: 16 GPU-hours, of which the last 8
+    (16:00Z–24:00Z, local Nov 1 00:00–08:00) are local November. At Nov 1 00:00Z the budget's
+    month is local November with 8 GPU-h spent = 8 × 3.90 = 31.20 USD; in UTC the same instant
+    closes October, which holds all 16 (62.40 USD)."""
+    path = tmp_path / "kubetally.yaml"
+    body = "budgets:\n  items:\n    - name: acme-month\n      tenant: acme\n      amount: '100.00'\n"
+    path.write_text("billing:\n  timezone: Asia/Shanghai\n" + body, encoding="utf-8")
+    utc = tmp_path / "utc.yaml"
+    utc.write_text(body, encoding="utf-8")
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger:
+        ledger.write([gpu(h, "1") for h in range(-16, 0)])
+        local = evaluate_and_notify(ledger, load_config([path]), PriceBook.load(PRICES), {}, as_of=NOV, send=False)
+        plain = evaluate_and_notify(ledger, load_config([utc]), PriceBook.load(PRICES), {}, as_of=NOV, send=False)
+    [mine] = local.statuses
+    assert mine.period == Period(datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 30, 16, tzinfo=UTC))
+    assert mine.spent == Decimal("31.20")
+    [theirs] = plain.statuses
+    assert theirs.period == Period(datetime(2026, 10, 1, tzinfo=UTC), NOV)
+    assert theirs.spent == Decimal("62.40")

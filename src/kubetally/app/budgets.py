@@ -46,7 +46,8 @@ def evaluate_and_notify(
     settings = config.settings.budgets
     moment = as_of or committed_until(ledger) or datetime.now(UTC)
     display = DisplayCatalog.from_config(config)
-    statuses = evaluate_all(ledger, settings, pricebook, display, moment, record=True)
+    zone = config.settings.billing.zone
+    statuses = evaluate_all(ledger, settings, pricebook, display, moment, record=True, zone=zone)
     created = sum(len(s.new_alerts) for s in statuses)
     sends = send_pending(ledger, settings.notify, environ) if send else SendSummary()
     return BudgetRun(statuses, created, sends)
@@ -78,6 +79,11 @@ def budgets_command(
             return evaluate_and_notify(ledger, config, inputs.pricebook, environ, as_of=at)
         moment = at or committed_until(ledger) or datetime.now(UTC)
         statuses = evaluate_all(
-            ledger, config.settings.budgets, inputs.pricebook, DisplayCatalog.from_config(config), moment
+            ledger,
+            config.settings.budgets,
+            inputs.pricebook,
+            DisplayCatalog.from_config(config),
+            moment,
+            zone=config.settings.billing.zone,
         )
         return BudgetRun(statuses, 0, SendSummary())

@@ -116,7 +116,7 @@ class BudgetConfig(Strict):
     quantity: Decimal | None = None
     item: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    #: A custom period ``[start, end)``; without them the calendar month (UTC).
+    #: A custom period ``[start, end)``; without them the calendar month in ``billing.timezone``.
     start: datetime | None = None
     end: datetime | None = None
     #: Percentages of the limit that alert when the actual spend reaches them.

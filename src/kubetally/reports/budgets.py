@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -46,10 +46,10 @@ from kubetally.periods import Period, format_time
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, WIDE, format_money, from_micros, to_micros
 from kubetally.rating.pricebook import PriceBook
-from kubetally.rating.rate import Rater, UsageLine, month_start
+from kubetally.rating.rate import Rater, UsageLine
 from kubetally.rating.rollups import exact_sum, prepare
 from kubetally.record import normalize
-from kubetally.reports.buckets import next_month
+from kubetally.reports.buckets import month_start, next_month
 from kubetally.reports.budget_tables import budget_alert_sends, budget_alerts, budgets
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,15 @@ def alert_id(budget: str, kind: str, threshold: Decimal, period_start: datetime)
     return str(uuid.uuid5(ALERT_NAMESPACE, key))
 
 
-def budget_period(budget: BudgetConfig, as_of: datetime) -> Period:
-    """The period the usage committed up to ``as_of`` belongs to: the calendar month of the last
-    committed instant (so the month's final hour still counts for that month), or the custom one."""
+def budget_period(budget: BudgetConfig, as_of: datetime, zone: tzinfo = UTC) -> Period:
+    """The period the usage committed up to ``as_of`` belongs to: the calendar month (in the
+    billing time zone) of the last committed instant (so the month's final hour still counts for
+    that month), or the custom one."""
     if budget.start is not None and budget.end is not None:
         return Period(budget.start, budget.end)
     last = as_of - timedelta(microseconds=1)
-    first = month_start(last)
-    return Period(first, next_month(first))
+    first = month_start(last, zone)
+    return Period(first, next_month(first, zone))
 
 
 @dataclass
@@ -285,19 +286,21 @@ def _usage(conn: Connection, budget: BudgetConfig, start: datetime, end: datetim
     return out
 
 
-def _segments(period_start: datetime, end: datetime, pricebook: PriceBook) -> list[tuple[datetime, datetime]]:
+def _segments(
+    period_start: datetime, end: datetime, pricebook: PriceBook, zone: tzinfo = UTC
+) -> list[tuple[datetime, datetime]]:
     cuts = {period_start, end}
     cuts.update(d for d in pricebook.change_dates() if period_start < d < end)
-    cuts.update(m for m in _month_starts(period_start, end) if period_start < m < end)
+    cuts.update(m for m in _month_starts(period_start, end, zone) if period_start < m < end)
     ordered = sorted(cuts)
     return list(itertools.pairwise(ordered))
 
 
-def _month_starts(start: datetime, end: datetime) -> Iterable[datetime]:
-    moment = next_month(month_start(start))
+def _month_starts(start: datetime, end: datetime, zone: tzinfo = UTC) -> Iterable[datetime]:
+    moment = next_month(month_start(start, zone), zone)
     while moment < end:
         yield moment
-        moment = next_month(moment)
+        moment = next_month(moment, zone)
 
 
 def evaluate_budget(
@@ -309,16 +312,18 @@ def evaluate_budget(
     *,
     forecast_hours: int = 24,
     source: str = "config",
+    zone: tzinfo = UTC,
 ) -> BudgetStatus:
-    """Spend and forecast of one budget with the usage committed up to ``as_of``."""
-    period = budget_period(budget, as_of)
+    """Spend and forecast of one budget with the usage committed up to ``as_of``; calendar
+    months and tier months are those of the billing time zone ``zone``."""
+    period = budget_period(budget, as_of, zone)
     upto = min(max(as_of, period.start), period.end)
     window_start = max(period.start, upto - timedelta(hours=forecast_hours))
     window = upto - window_start
     remaining = period.end - upto
     with ledger.engine.connect() as conn:
         prepare(conn)
-        segments = _segments(period.start, upto, pricebook) if budget.money else [(period.start, upto)]
+        segments = _segments(period.start, upto, pricebook, zone) if budget.money else [(period.start, upto)]
         spent_parts = [(a, b, _usage(conn, budget, a, b)) for a, b in segments]
         recent = _usage(conn, budget, window_start, upto)
     projected: dict[_Key, Decimal] = {}
@@ -328,13 +333,14 @@ def evaluate_budget(
     per_line: dict[tuple[str, str, str], list[Decimal]] = {}
     unpriced = False
     if budget.money:
-        rater = Rater(pricebook, display.divisor)
-        if pricebook.has_tiers and period.start != month_start(period.start):
+        rater = Rater(pricebook, display.divisor, zone=zone)
+        tier_month = month_start(period.start, zone)
+        if pricebook.has_tiers and period.start != tier_month:
             # Tiers count from the billing month's start: earlier usage only moves the counters.
             with ledger.engine.connect() as conn:
                 prepare(conn)
-                context = _usage(conn, budget, month_start(period.start), period.start)
-            for line in _lines(month_start(period.start), period.start, context, context=True):
+                context = _usage(conn, budget, tier_month, period.start)
+            for line in _lines(tier_month, period.start, context, context=True):
                 rater.rate_line(line)
         spent_micros = 0
         for a, b, usage in spent_parts:
@@ -613,6 +619,7 @@ def evaluate_all(
     *,
     record: bool = False,
     tenant: str | None = None,
+    zone: tzinfo = UTC,
 ) -> list[BudgetStatus]:
     """Every budget's status at ``as_of``; with ``record``, new crossings become alerts.
     ``tenant``: only the budgets of that tenant (what a tenant token may see)."""
@@ -628,6 +635,7 @@ def evaluate_all(
             display,
             forecast_hours=configured.forecast_hours,
             source=budget.source,
+            zone=zone,
         )
         if record:
             status.new_alerts = record_alerts(ledger, status, configured.notify)

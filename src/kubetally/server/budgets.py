@@ -60,6 +60,7 @@ def register(app: FastAPI, state: ServerState, read: Any, admin: Any, error: Cal
             DisplayCatalog.from_config(state.service.config),
             as_of,
             tenant=caller.scope.tenant,
+            zone=state.service.zone,
         )
         return {"asOf": as_of.strftime("%Y-%m-%dT%H:%M:%SZ"), "items": [s.as_dict() for s in statuses]}
 
