@@ -22,7 +22,7 @@ beta    VgpuMemoryUsed Tesla P100   15th    1610612736 byte-hours = 1.5 Gi-hours
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -128,6 +128,40 @@ def scenario_records() -> list[UsageRecord]:
 @pytest.fixture
 def pricebook() -> PriceBook:
     return PriceBook.load(PRICES)
+
+
+#: A flat GPU price and a graduated CPU tier (0.04 up to 100 core-hours a month, then 0.03): where
+#: the tier counter restarts shows which billing month a record fell in (the time-zone tests).
+TIERED_PRICES = """\
+currency: USD
+prices:
+  - {category: compute, item: gpu_hours, price: "2.00"}
+  - category: compute
+    item: cpu_core_hours
+    tiers:
+      - {upto: 100, price: "0.04"}
+      - {price: "0.03"}
+"""
+
+
+@pytest.fixture
+def tiered_pricebook(tmp_path: Path) -> PriceBook:
+    path = tmp_path / "tiered-prices.yaml"
+    path.write_text(TIERED_PRICES)
+    return PriceBook.load(path)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def hours(first: datetime, last: datetime) -> list[Period]:
+    """Every hour from ``first`` to ``last`` inclusive."""
+    out = []
+    while first <= last:
+        out.append(Period(first, first + timedelta(hours=1)))
+        first += timedelta(hours=1)
+    return out
 
 
 @pytest.fixture

@@ -18,40 +18,10 @@ from kubetally.rating.pricebook import PriceBook
 from kubetally.reports import ReportError, build_report
 from kubetally.reports.buckets import bucket_label
 
-from .conftest import record
+from .conftest import hours, record, utc
 
 SHANGHAI = billing_zone("Asia/Shanghai")  # UTC+8, no DST
 BERLIN = billing_zone("Europe/Berlin")  # CET/CEST: 2026-03-29 is 23 h long, 2026-10-25 is 25 h
-PRICES = """\
-currency: USD
-prices:
-  - {category: compute, item: gpu_hours, price: "2.00"}
-  - category: compute
-    item: cpu_core_hours
-    tiers:
-      - {upto: 100, price: "0.04"}
-      - {price: "0.03"}
-"""
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
-
-
-def hours(first: datetime, last: datetime) -> list[Period]:
-    """Every hour from ``first`` to ``last`` inclusive."""
-    out = []
-    while first <= last:
-        out.append(Period(first, first + timedelta(hours=1)))
-        first += timedelta(hours=1)
-    return out
-
-
-@pytest.fixture
-def pricebook(tmp_path: Path) -> PriceBook:
-    path = tmp_path / "prices.yaml"
-    path.write_text(PRICES)
-    return PriceBook.load(path)
 
 
 def usage(report) -> dict[tuple[str, str], object]:  # type: ignore[no-untyped-def]
@@ -59,7 +29,7 @@ def usage(report) -> dict[tuple[str, str], object]:  # type: ignore[no-untyped-d
 
 
 def test_a_utc_plus_8_month_is_the_hours_from_local_midnight_to_local_midnight(
-    ledger: Ledger, pricebook: PriceBook
+    ledger: Ledger, tiered_pricebook: PriceBook
 ) -> None:
     # "every-hour": 1 GPU-h in each UTC hour from 2026-10-31T00Z to 2026-12-01T23Z.
     every = [record("every-hour", "gpu_hours", p, "1") for p in hours(utc(2026, 10, 31, 0), utc(2026, 12, 1, 23))]
@@ -74,20 +44,20 @@ def test_a_utc_plus_8_month_is_the_hours_from_local_midnight_to_local_midnight(
     # Local November in Asia/Shanghai = [2026-10-31T16:00Z, 2026-11-30T16:00Z).
     since, until = resolve_range("2026-11-01", "2026-12-01", SHANGHAI)
     assert (since, until) == (utc(2026, 10, 31, 16), utc(2026, 11, 30, 16))
-    local = build_report(ledger, pricebook, None, since, until, by="tenant", per="month", zone=SHANGHAI)
+    local = build_report(ledger, tiered_pricebook, None, since, until, by="tenant", per="month", zone=SHANGHAI)
     # every-hour: 30 days × 24 h = 720 GPU-h; edges: 2 + 4 = 6 GPU-h (1 is October, 8 December)
     assert usage(local) == {("2026-11", "edges"): 6, ("2026-11", "every-hour"): 720}
     # 726 GPU-h × 2.00 = 1452.00
     assert local.total == 1_452_000_000
     # The same ledger in UTC: the UTC month, edges 4 + 8 = 12 (rollups rebuilt for the zone).
-    plain = build_report(ledger, pricebook, None, utc(2026, 11, 1), utc(2026, 12, 1), by="tenant", per="month")
+    plain = build_report(ledger, tiered_pricebook, None, utc(2026, 11, 1), utc(2026, 12, 1), by="tenant", per="month")
     assert usage(plain) == {("2026-11", "edges"): 12, ("2026-11", "every-hour"): 720}
     # And back: the local report is the same again after the rebuild.
-    again = build_report(ledger, pricebook, None, since, until, by="tenant", per="month", zone=SHANGHAI)
+    again = build_report(ledger, tiered_pricebook, None, since, until, by="tenant", per="month", zone=SHANGHAI)
     assert usage(again) == usage(local) and again.total == local.total
     # Local days too: 2026-11-01 in Shanghai holds edges' 2 and 24 hours of every-hour.
     days = build_report(
-        ledger, pricebook, None, since, since + timedelta(days=1), by="tenant", per="day", zone=SHANGHAI
+        ledger, tiered_pricebook, None, since, since + timedelta(days=1), by="tenant", per="day", zone=SHANGHAI
     )
     assert usage(days) == {("2026-11-01", "edges"): 2, ("2026-11-01", "every-hour"): 24}
 
@@ -102,7 +72,7 @@ def test_a_utc_plus_8_month_is_the_hours_from_local_midnight_to_local_midnight(
     ],
 )
 def test_dst_days_are_23_and_25_hours(
-    ledger: Ledger, pricebook: PriceBook, first: str, expected: dict[str, int]
+    ledger: Ledger, tiered_pricebook: PriceBook, first: str, expected: dict[str, int]
 ) -> None:
     day = datetime.fromisoformat(first).replace(tzinfo=UTC)
     # 1 GPU-h in every UTC hour from two days before to two days after the three local days
@@ -110,13 +80,13 @@ def test_dst_days_are_23_and_25_hours(
     # three local days: from local midnight of the first to local midnight three dates later
     since = resolve_range(first, None, BERLIN)[0]
     until = resolve_range((day + timedelta(days=3)).date().isoformat(), None, BERLIN)[0]
-    report = build_report(ledger, pricebook, None, since, until, by="tenant", per="day", zone=BERLIN)
+    report = build_report(ledger, tiered_pricebook, None, since, until, by="tenant", per="day", zone=BERLIN)
     assert {label: u for (label, _), u in usage(report).items()} == expected
     # 71 or 73 GPU-h × 2.00
     assert report.total == sum(expected.values()) * 2_000_000
 
 
-def test_graduated_tiers_restart_at_the_local_month_start(ledger: Ledger, pricebook: PriceBook) -> None:
+def test_graduated_tiers_restart_at_the_local_month_start(ledger: Ledger, tiered_pricebook: PriceBook) -> None:
     ledger.write(
         [
             # local 2026-10-31 23:00 in Shanghai: October
@@ -127,20 +97,20 @@ def test_graduated_tiers_restart_at_the_local_month_start(ledger: Ledger, priceb
     )
     nov = resolve_range("2026-11-01", None, SHANGHAI)
     # 50 core-h all in the first tier: 50 × 0.04 = 2.00
-    assert build_report(ledger, pricebook, None, *nov, by="tenant", zone=SHANGHAI).total == 2_000_000
+    assert build_report(ledger, tiered_pricebook, None, *nov, by="tenant", zone=SHANGHAI).total == 2_000_000
     # In UTC both hours are in October: 100 × 0.04 + 50 × 0.03 = 4.00 + 1.50 = 5.50
-    october = build_report(ledger, pricebook, None, utc(2026, 10, 1), utc(2026, 11, 1), by="tenant")
+    october = build_report(ledger, tiered_pricebook, None, utc(2026, 10, 1), utc(2026, 11, 1), by="tenant")
     assert october.total == 5_500_000
 
 
-def test_range_must_be_local_midnights_and_offsets_are_honoured(ledger: Ledger, pricebook: PriceBook) -> None:
+def test_range_must_be_local_midnights_and_offsets_are_honoured(ledger: Ledger, tiered_pricebook: PriceBook) -> None:
     # An explicit offset is taken as written: +08:00 midnight is Shanghai's local midnight.
     assert resolve_range("2026-11-01T00:00:00+08:00", "2026-11-02T00:00:00+08:00", SHANGHAI) == (
         utc(2026, 10, 31, 16),
         utc(2026, 11, 1, 16),
     )
     with pytest.raises(ReportError, match=r"--from 2026-11-01T00:00:00Z: reports cover whole Asia/Shanghai days"):
-        build_report(ledger, pricebook, None, utc(2026, 11, 1), utc(2026, 11, 2), zone=SHANGHAI)
+        build_report(ledger, tiered_pricebook, None, utc(2026, 11, 1), utc(2026, 11, 2), zone=SHANGHAI)
 
 
 def test_billing_timezone_is_read_from_the_config_and_checked(tmp_path: Path) -> None:

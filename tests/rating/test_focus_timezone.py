@@ -6,7 +6,7 @@ PostgreSQL; every figure is derived next to its assertion."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,38 +20,7 @@ from kubetally.rating.pricebook import PriceBook
 from kubetally.reports import build_report
 from kubetally.reports.focus import FocusBuilder, FocusError, export_focus
 
-from .conftest import record
-
-PRICES = """\
-currency: USD
-prices:
-  - {category: compute, item: gpu_hours, price: "2.00"}
-  - category: compute
-    item: cpu_core_hours
-    tiers:
-      - {upto: 100, price: "0.04"}
-      - {price: "0.03"}
-"""
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
-
-
-def hours(first: datetime, last: datetime) -> list[Period]:
-    """Every hour from ``first`` to ``last`` inclusive."""
-    out = []
-    while first <= last:
-        out.append(Period(first, first + timedelta(hours=1)))
-        first += timedelta(hours=1)
-    return out
-
-
-@pytest.fixture
-def pricebook(tmp_path: Path) -> PriceBook:
-    path = tmp_path / "prices.yaml"
-    path.write_text(PRICES)
-    return PriceBook.load(path)
+from .conftest import hours, record, utc
 
 
 def zoned(tmp_path: Path, zone: str) -> Config:
@@ -67,7 +36,7 @@ def focus_rows(
 
 
 def test_utc_plus_8_month_billing_periods_and_charge_periods(
-    ledger: Ledger, pricebook: PriceBook, tmp_path: Path
+    ledger: Ledger, tiered_pricebook: PriceBook, tmp_path: Path
 ) -> None:
     config = zoned(tmp_path, "Asia/Shanghai")
     ledger.write(
@@ -83,7 +52,7 @@ def test_utc_plus_8_month_billing_periods_and_charge_periods(
     )
     # Local November (UTC+8) = [2026-10-31T16:00Z, 2026-11-30T16:00Z)
     nov, dec = utc(2026, 10, 31, 16), utc(2026, 11, 30, 16)
-    hourly = focus_rows(ledger, pricebook, config, nov, dec, "hour")
+    hourly = focus_rows(ledger, tiered_pricebook, config, nov, dec, "hour")
     got = {
         (r["x_Item"], r["ChargePeriodStart"], r["ChargePeriodEnd"]): (
             r["BillingPeriodStart"],
@@ -114,28 +83,28 @@ def test_utc_plus_8_month_billing_periods_and_charge_periods(
             Decimal("8.000000"),
         ),
     }
-    monthly = focus_rows(ledger, pricebook, config, nov, dec, "month")
+    monthly = focus_rows(ledger, tiered_pricebook, config, nov, dec, "month")
     assert {(r["x_Item"], r["ChargePeriodStart"], r["ChargePeriodEnd"], r["BilledCost"]) for r in monthly} == {
         ("cpu_core_hours", nov, dec, Decimal("2.000000")),
         ("gpu_hours", nov, dec, Decimal("12.000000")),  # (2 + 4) × 2.00
     }
     assert {(r["BillingPeriodStart"], r["BillingPeriodEnd"]) for r in monthly} == {(nov, dec)}
     # The report over the same local month bills the same 2.00 + 12.00 = 14.00
-    report = build_report(ledger, pricebook, config, nov, dec, by="tenant")
+    report = build_report(ledger, tiered_pricebook, config, nov, dec, by="tenant")
     assert report.total == 14_000_000
     # A UTC midnight is not a local midnight here: day and month exports refuse it by name
     with pytest.raises(FocusError, match=r"--from 2026-11-01T00:00:00Z: must be a Asia/Shanghai midnight"):
-        export_focus(ledger, pricebook, config, utc(2026, 11, 1), dec, io.StringIO())
+        export_focus(ledger, tiered_pricebook, config, utc(2026, 11, 1), dec, io.StringIO())
 
 
-def test_berlin_fall_back_day_is_25_hours(ledger: Ledger, pricebook: PriceBook, tmp_path: Path) -> None:
+def test_berlin_fall_back_day_is_25_hours(ledger: Ledger, tiered_pricebook: PriceBook, tmp_path: Path) -> None:
     config = zoned(tmp_path, "Europe/Berlin")
     # 1 GPU-h in every UTC hour from 2026-10-23T00Z to 2026-10-27T23Z
     ledger.write([record("t", "gpu_hours", p, "1") for p in hours(utc(2026, 10, 23, 0), utc(2026, 10, 27, 23))])
     # Local 2026-10-24 (CEST, +2) = [10-23T22Z, 10-24T22Z); 10-25 falls back at 03:00 CEST → 02:00 CET,
     # so it is [10-24T22Z, 10-25T23Z) = 25 h; 10-26 (CET, +1) = [10-25T23Z, 10-26T23Z).
     start, end = utc(2026, 10, 23, 22), utc(2026, 10, 26, 23)
-    rows = focus_rows(ledger, pricebook, config, start, end, "day")
+    rows = focus_rows(ledger, tiered_pricebook, config, start, end, "day")
     got = {(r["ChargePeriodStart"], r["ChargePeriodEnd"]): (r["ConsumedQuantity"], r["BilledCost"]) for r in rows}
     assert got == {
         (utc(2026, 10, 23, 22), utc(2026, 10, 24, 22)): (Decimal("24.000000000"), Decimal("48.000000")),
@@ -147,6 +116,6 @@ def test_berlin_fall_back_day_is_25_hours(ledger: Ledger, pricebook: PriceBook, 
         (utc(2026, 9, 30, 22), utc(2026, 10, 31, 23))
     }
     # The report's local days agree: 24 + 25 + 24 = 73 GPU-h × 2.00 = 146.00
-    report = build_report(ledger, pricebook, config, start, end, by="tenant", per="day")
+    report = build_report(ledger, tiered_pricebook, config, start, end, by="tenant", per="day")
     assert [r.cost for r in report.rows] == [48_000_000, 50_000_000, 48_000_000]
     assert report.total == 146_000_000
