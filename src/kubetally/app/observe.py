@@ -21,10 +21,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from kubetally.delivery import tables as outbox_tables
-from kubetally.ledger import schema
+from kubetally.delivery.outbox import outbox_lag
 from kubetally.ledger.store import Ledger
 
 log = logging.getLogger("kubetally.agent")
@@ -42,13 +41,7 @@ def ledger_reachable(ledger: Ledger) -> str | None:
 
 def outbox_lag_records(ledger: Ledger) -> dict[str, int]:
     """Per destination: ledger rows after its delivery cursor (what is still to deliver)."""
-    r, c = schema.records, outbox_tables.outbox_cursors
-    with ledger.engine.connect() as conn:
-        newest = int(conn.execute(select(func.coalesce(func.max(r.c.seq), 0))).scalar_one())
-        return {
-            str(row.destination): max(newest - int(row.cursor), 0)
-            for row in conn.execute(select(c.c.destination, c.c.cursor).order_by(c.c.destination))
-        }
+    return {lag.destination: lag.records for lag in outbox_lag(ledger)}
 
 
 @dataclass

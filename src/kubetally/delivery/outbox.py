@@ -42,6 +42,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class OutboxLag:
+    """How far one destination's cursor is behind the ledger."""
+
+    destination: str
+    cursor: int
+    #: Ledger rows after the cursor (what is still to deliver).
+    records: int
+    dead: int
+    #: When the oldest of those rows was recorded (only asked for with ``age``; None when none).
+    oldest_pending: datetime | None = None
+
+    def seconds(self, now: datetime) -> float:
+        return (now - self.oldest_pending).total_seconds() if self.oldest_pending is not None else 0.0
+
+
+def outbox_lag(ledger: Ledger, *, age: bool = False) -> list[OutboxLag]:
+    """Per destination, in name order. ``age`` costs one more query per destination (a scan of
+    the rows after its cursor), so the agent's frequent scrape leaves it out."""
+    r, c = schema.records, tables.outbox_cursors
+    out = []
+    with ledger.engine.connect() as conn:
+        newest = int(conn.execute(select(func.coalesce(func.max(r.c.seq), 0))).scalar_one())
+        for row in conn.execute(select(c.c.destination, c.c.cursor, c.c.dead).order_by(c.c.destination)):
+            oldest = None
+            if age:
+                oldest = conn.execute(select(func.min(r.c.recorded_at)).where(r.c.seq > row.cursor)).scalar_one()
+            cursor = int(row.cursor)
+            out.append(OutboxLag(str(row.destination), cursor, max(newest - cursor, 0), int(row.dead), oldest))
+    return out
+
+
 class LeaseLost(RuntimeError):
     """Another process took this destination over (our lease expired while we were stuck)."""
 

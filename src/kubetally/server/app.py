@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubetally.config.loader import Config
-from kubetally.delivery.outbox import Outbox, all_destinations
+from kubetally.delivery.outbox import Outbox, all_destinations, outbox_lag
 from kubetally.ledger.migrate import alembic_config
 from kubetally.ledger.store import Ledger
 from kubetally.periods import format_time, parse_time, zone_name
@@ -54,7 +54,7 @@ from kubetally.server.config import ServerConfig
 from kubetally.server.costs import CostQuery, CostService, QueryError, ReportCache
 from kubetally.server.costs import Scope as CostScope
 from kubetally.server.ingest import MAX_RECORDS, foreign_records, ingest
-from kubetally.server.metrics import ServerMetrics, outbox_lag
+from kubetally.server.metrics import ServerMetrics
 from kubetally.server.tokens import Role, Token, verify_token
 
 log = logging.getLogger(__name__)
@@ -692,7 +692,8 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
         limit: Annotated[int, Query(ge=0, le=1000, description="Dead letters listed per destination.")] = 100,
         _caller: Caller = ADMIN,
     ) -> dict[str, Any]:
-        lags = {lag["destination"]: lag for lag in outbox_lag(state.ledger)}
+        now = datetime.now(UTC)
+        lags = {lag.destination: lag for lag in outbox_lag(state.ledger, age=True)}
         out = []
         for cursor in all_destinations(state.ledger):
             outbox = Outbox(state.ledger, cursor.destination)
@@ -700,8 +701,8 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
             reasons: dict[str, int] = {}
             for letter in dead:
                 reasons[letter.reason] = reasons.get(letter.reason, 0) + 1
-            lag = lags.get(cursor.destination, {})
-            oldest = lag.get("oldestPending")
+            lag = lags.get(cursor.destination)
+            oldest = lag.oldest_pending if lag is not None else None
             out.append(
                 {
                     "destination": cursor.destination,
@@ -709,9 +710,9 @@ def _catalogue(app: FastAPI, state: ServerState) -> None:
                     "delivered": cursor.delivered,
                     "duplicates": cursor.duplicates,
                     "pending": outbox.pending(),
-                    "lagRecords": lag.get("lagRecords", 0),
-                    "lagSeconds": lag.get("lagSeconds", 0.0),
-                    "oldestPending": format_time(oldest) if isinstance(oldest, datetime) else None,
+                    "lagRecords": lag.records if lag is not None else 0,
+                    "lagSeconds": lag.seconds(now) if lag is not None else 0.0,
+                    "oldestPending": format_time(oldest) if oldest is not None else None,
                     "deadLetters": len(dead),
                     "deadLetterReasons": [{"reason": r, "count": n} for r, n in sorted(reasons.items())],
                     "deadLetterList": [

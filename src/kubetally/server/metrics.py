@@ -9,38 +9,13 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from kubetally.delivery import tables as outbox_tables
-from kubetally.ledger import schema
+from kubetally.delivery.outbox import outbox_lag
 from kubetally.ledger.store import Ledger
 from kubetally.server.tables import clusters
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def outbox_lag(ledger: Ledger) -> list[dict[str, object]]:
-    """Per destination: rows after its cursor, and how long the oldest of them has waited."""
-    r, c = schema.records, outbox_tables.outbox_cursors
-    now = datetime.now(UTC)
-    out = []
-    with ledger.engine.connect() as conn:
-        newest = int(conn.execute(select(func.coalesce(func.max(r.c.seq), 0))).scalar_one())
-        for row in conn.execute(select(c.c.destination, c.c.cursor, c.c.dead).order_by(c.c.destination)):
-            oldest: datetime | None = conn.execute(
-                select(func.min(r.c.recorded_at)).where(r.c.seq > row.cursor)
-            ).scalar_one()
-            out.append(
-                {
-                    "destination": row.destination,
-                    "cursor": int(row.cursor),
-                    "lagRecords": max(newest - int(row.cursor), 0),
-                    "lagSeconds": (now - oldest).total_seconds() if oldest is not None else 0.0,
-                    "oldestPending": oldest,
-                    "dead": int(row.dead),
-                }
-            )
-    return out
 
 
 class LedgerCollector(Collector):
@@ -69,11 +44,11 @@ class LedgerCollector(Collector):
         dead = GaugeMetricFamily(
             "kubetally_outbox_dead_letters", "Dead letters of the destination", labels=["destination"]
         )
-        for lag in outbox_lag(self.ledger):
-            name = str(lag["destination"])
-            lag_records.add_metric([name], float(lag["lagRecords"]))  # type: ignore[arg-type]
-            lag_seconds.add_metric([name], float(lag["lagSeconds"]))  # type: ignore[arg-type]
-            dead.add_metric([name], float(lag["dead"]))  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+        for lag in outbox_lag(self.ledger, age=True):
+            lag_records.add_metric([lag.destination], float(lag.records))
+            lag_seconds.add_metric([lag.destination], lag.seconds(now))
+            dead.add_metric([lag.destination], float(lag.dead))
         yield from (ingested, last, lag_records, lag_seconds, dead)
 
 
