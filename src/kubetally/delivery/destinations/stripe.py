@@ -247,7 +247,8 @@ class StripeDestination(HttpDestination):
         if response.status_code != 200:
             raise self.unexpected(f"search customers for tenant {tenant}", response)
         data = self.answer(response, f"search customers for tenant {tenant}", "data") or []
-        ids = [str(c["id"]) for c in data if (c.get("metadata") or {}).get("kubetally_tenant") == tenant]
+        # Sorted: the search's order among customers created in the same second is not stable.
+        ids = sorted(str(c["id"]) for c in data if (c.get("metadata") or {}).get("kubetally_tenant") == tenant)
         if len(ids) > 1:
             raise FatalError(
                 f"stripe: {len(ids)} customers carry metadata kubetally_tenant={tenant!r} ({', '.join(ids)}); "
