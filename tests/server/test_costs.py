@@ -13,10 +13,12 @@ import pytest
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
 from kubetally.rating.pricebook import PriceBook
+from kubetally.rating.rollups import day_versions, rebuild_rollups, refresh_rollups
 from kubetally.record import UsageRecord
 from kubetally.reports import build_report
 from kubetally.reports.buckets import Per
 from kubetally.reports.build import Report
+from kubetally.server import costs as costs_module
 from kubetally.server.costs import DETAIL_BY, CostQuery, CostService, Scope
 from kubetally.server.ingest import ingest
 from rating.conftest import DEC, DISPLAY, NOV, PRICES, hour, record, scenario_records
@@ -72,16 +74,20 @@ def test_bucketed_report_is_the_report(
         assert got.total == want.total and got.unpriced == want.unpriced
 
 
+def _part_keys(service: CostService) -> dict[tuple[object, ...], object]:
+    """The in-memory bucket parts: keys (columns, step, tenants, items, label keys, start, end,
+    part) — the merged buckets' keys have no part marker (one element fewer)."""
+    return {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 8}
+
+
 def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: PriceBook, display: Config) -> None:
     service = CostService(filled, book, display)
     query = CostQuery(NOV, DEC, step=Per.day)
     service.report(query, Scope(), ("tenant",))
     # 30 day buckets computed, each in two parts: its flat-priced items, and its tiered ones
     # (CPU, whose tier counts the month so far).
-    # (Plus each bucket's two parts merged, kept too: keys without the part marker.)
-    computed = [k for k in service.bucket_cache._entries if len(k) == 7]
-    assert len(computed) == 30 * 2
-    before = {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 7}
+    before = _part_keys(service)
+    assert len(before) == 30 * 2
     # acme uses 100 more core-hours on the 16th: the CPU tier (0.04 up to 100, then 0.03) moves,
     # so the tiered part of the 16th and of every later day of November is recomputed, and the
     # flat part of the 16th only; the rest is reused.
@@ -89,8 +95,8 @@ def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: P
     got, _ = service.report(query, Scope(), ("tenant",))
     after = service.bucket_cache._entries
     reused = [k for k in before if after.get(k) is not None and after[k] is before[k]]
-    assert sorted(k[2].day for k in reused if k[-1][0]) == list(range(1, 16))
-    assert sorted(k[2].day for k in reused if not k[-1][0]) == [d for d in range(1, 31) if d != 16]
+    assert sorted(k[5].day for k in reused if k[-1][0]) == list(range(1, 16))  # type: ignore[attr-defined,index]
+    assert sorted(k[5].day for k in reused if not k[-1][0]) == [d for d in range(1, 31) if d != 16]  # type: ignore[attr-defined,index]
     want = build_report(filled, book, display, NOV, DEC, by="tenant", per="day")
     assert _rows(got) == _rows(want)
     # acme's 16th: 70 + 100 = 170 core-h on top of 60 on the 15th: 40 at 0.04 and 130 at 0.03 = 5.50,
@@ -98,6 +104,82 @@ def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: P
     sixteenth = [r for r in got.rows if r.period.start == NOV.replace(day=16) and r.group["tenant"] == "acme"]
     assert sixteenth[0].cost == 30_150_000
     assert sixteenth[0].usage_by_item[("compute", "cpu_core_hours", "h")] == Decimal(170)
+
+
+def _matches(report: Report) -> list[object]:
+    return [c.match for r in report.rows for c in r.charges]
+
+
+@pytest.mark.parametrize("by", [("tenant",), DETAIL_BY])
+def test_a_restarted_server_reads_the_stored_buckets(
+    filled: Ledger, book: PriceBook, display: Config, by: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bucket parts rated by one server are kept in ``server_report_buckets``: a new server
+    process (or another replica) on the same ledger answers from them without rating anything,
+    with the figures, charges and price matches ``build_report`` makes; a part whose days
+    changed since it was stored is rated again, the others are still read."""
+    query = CostQuery(NOV, DEC, step=Per.day)
+    CostService(filled, book, display).report(query, Scope(), by)
+    want = build_report(filled, book, display, NOV, DEC, by=by, per="day")
+
+    rated: list[tuple[object, object]] = []
+    real = costs_module.build_report
+
+    def counting(*args: object, **kwargs: object) -> Report:
+        rated.append((args[3], args[4]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(costs_module, "build_report", counting)
+    restarted = CostService(filled, book, display)
+    got, _ = restarted.report(query, Scope(), by)
+    assert rated == []
+    assert _rows(got) == _rows(want) and got.unpriced == want.unpriced
+    assert _matches(got) == _matches(want)
+
+    # A correction on the 16th in the ledger (written by anyone): a third server rates the 16th's
+    # flat items and the tiered items of the 16th to the 30th again — in one report each — and
+    # reads every other part from the store.
+    filled.write([record("acme", "cpu_core_hours", hour(16, 11), "100", name="train-1")])
+    third = CostService(filled, book, display)
+    got, _ = third.report(query, Scope(), by)
+    assert sorted(rated) == [(NOV.replace(day=16), NOV.replace(day=17)), (NOV.replace(day=16), DEC)]
+    want = build_report(filled, book, display, NOV, DEC, by=by, per="day")
+    assert _rows(got) == _rows(want) and _matches(got) == _matches(want)
+    # And what it rated is stored: a fourth server rates nothing.
+    rated.clear()
+    got, _ = CostService(filled, book, display).report(query, Scope(), by)
+    assert rated == [] and _rows(got) == _rows(want)
+
+
+def test_stored_buckets_are_per_price_book(filled: Ledger, book: PriceBook, display: Config) -> None:
+    """A server with another price book (or display config) never reads the first one's buckets."""
+    query = CostQuery(NOV, DEC, step=Per.month)
+    first, _ = CostService(filled, book, display).report(query, Scope(), ("tenant",))
+    other = PriceBook.load(SERVER_DATA / "tiered-prices.yaml")
+    got, _ = CostService(filled, other, display).report(query, Scope(), ("tenant",))
+    want = build_report(filled, other, display, NOV, DEC, by="tenant", per="month")
+    assert _rows(got) == _rows(want)
+    assert got.total == want.total != first.total
+
+
+def test_day_versions_move_at_every_fold_and_never_repeat(filled: Ledger) -> None:
+    """The versions the stored buckets are keyed by: a fold that changes a day moves its
+    version; a rebuild of the rollups from seq 0 moves every day's version again (so a bucket
+    stored before the rebuild is never taken for one after it)."""
+    refresh_rollups(filled)
+    with filled.engine.connect() as conn:
+        first = dict(day_versions(conn, NOV, DEC))
+    assert sorted(d.day for d in first) == [15, 16]  # the scenario's records are of Nov 15 and 16
+    filled.write([record("acme", "cpu_core_hours", hour(16, 11), "100", name="train-1")])
+    refresh_rollups(filled)
+    with filled.engine.connect() as conn:
+        second = dict(day_versions(conn, NOV, DEC))
+    assert {d.day for d in first if first[d] != second[d]} == {16}
+    assert second[NOV.replace(day=16)] > first[NOV.replace(day=16)]
+    rebuild_rollups(filled)
+    with filled.engine.connect() as conn:
+        third = dict(day_versions(conn, NOV, DEC))
+    assert all(third[d] > second[d] for d in second)
 
 
 def _cpu(cluster: str, tenant: str, day: int, hours: int, per_hour: str) -> list[UsageRecord]:

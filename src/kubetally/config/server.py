@@ -24,6 +24,10 @@ class ServerConfig(Strict):
     max_page_size: int = Field(default=1000, ge=1)
     #: Reports kept for reuse while the ledger does not change (0: none).
     report_cache: int = Field(default=64, ge=0)
+    #: Keep rated report buckets in the ledger database too (``server_report_buckets``): a
+    #: restarted server and every replica reuse them instead of rating the month again.
+    #: Off with ``report_cache: 0``.
+    report_store: bool = True
     #: Serve ``/metrics`` without a token (Prometheus scrapes usually carry none). When false,
     #: an admin token is needed.
     public_metrics: bool = True

@@ -59,7 +59,7 @@ from kubetally.ledger.store import Ledger
 from kubetally.ledger.types import ExactDecimal
 from kubetally.periods import billing_zone, format_time, local_midnight, local_month_start, zone_name
 from kubetally.rating.money import EXACT
-from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_state, rollups
+from kubetally.rating.tables import DAY, MONTH, ROLLUP_CURSOR, rollup_days, rollup_state, rollups
 from kubetally.record import PROVIDER_KINDS, normalize
 
 #: Ledger rows folded per transaction.
@@ -230,6 +230,38 @@ def _apply(conn: Connection, deltas: dict[tuple[Any, ...], list[Any]]) -> None:
         conn.execute(delete(rollups).where(rollups.c.key.in_(deletes[i : i + _IN_CHUNK])))
 
 
+def _touch_days(conn: Connection, days: set[datetime], cursor: int) -> None:
+    """Give every day a fold changed a new version (under the state row's lock, so folds of
+    several processes never interleave here)."""
+    if not days:
+        return
+    ordered = sorted(days)
+    held: dict[datetime, int] = {}
+    for i in range(0, len(ordered), _IN_CHUNK):
+        chunk = ordered[i : i + _IN_CHUNK]
+        found = conn.execute(select(rollup_days.c.start, rollup_days.c.version).where(rollup_days.c.start.in_(chunk)))
+        held.update({row.start: int(row.version) for row in found})
+    new = [{"start": day, "version": cursor} for day in ordered if day not in held]
+    moved = [{"s": day, "v": max(held[day] + 1, cursor)} for day in ordered if day in held]
+    if new:
+        conn.execute(rollup_days.insert(), new)
+    if moved:
+        conn.execute(
+            update(rollup_days).where(rollup_days.c.start == bindparam("s")).values(version=bindparam("v")), moved
+        )
+
+
+def day_versions(conn: Connection, start: datetime, end: datetime) -> tuple[tuple[datetime, int], ...]:
+    """(day, version) of every rollup day starting in ``[start, end)``: equal tuples read at two
+    moments mean no fold changed any of those days in between."""
+    rows = conn.execute(
+        select(rollup_days.c.start, rollup_days.c.version)
+        .where(rollup_days.c.start >= start, rollup_days.c.start < end)
+        .order_by(rollup_days.c.start)
+    )
+    return tuple((row.start, int(row.version)) for row in rows)
+
+
 def _state(conn: Connection) -> tuple[int, frozenset[str], str]:
     """The cursor, kept label keys and zone, with the state row locked for this transaction."""
     row = conn.execute(
@@ -291,6 +323,7 @@ def refresh_rollups(
             project = projectors.setdefault(kept, _Projector(kept))
             deltas, rows = _deltas(conn, cursor, high, project, billing_zone(kept_zone))
             _apply(conn, deltas)
+            _touch_days(conn, {key[1] for key in deltas if key[0] == DAY}, high)
             folded += rows
             conn.execute(
                 update(rollup_state)

@@ -6,6 +6,9 @@
 group or price by, minus the resource ``name`` — where ``labels`` keeps only the label keys
 prices can depend on (``rating_rollup_state.label_keys``). ``rating_rollup_state`` also holds
 the ``seq`` of the last ledger row folded in (see :mod:`kubetally.rating.rollups`).
+``rating_rollup_days`` (migration ``0009_rollup_days``) holds a version per rollup day that
+grows whenever a fold changes that day, so a reader can tell exactly which days changed since it
+last looked — in any process, after a restart too.
 """
 
 from __future__ import annotations
@@ -53,4 +56,14 @@ rollup_state = Table(
     Column("updated_at", UTCDateTime, nullable=True),
     # IANA zone whose local days and months the rows start at (migration ``0007_billing_zone``).
     Column("timezone", String(64), nullable=False, server_default="UTC"),
+)
+
+rollup_days = Table(
+    "rating_rollup_days",
+    metadata,
+    # A rollup day's start (local midnight of the rollups' time zone).
+    Column("start", UTCDateTime, primary_key=True),
+    # Grows at every fold that touches the day: max(previous + 1, the fold's seq cursor), so
+    # never repeats, not even when the rollups are rebuilt from seq 0.
+    Column("version", BigInteger, nullable=False),
 )

@@ -433,3 +433,49 @@ def merge_reports(parts: Sequence[Report]) -> Report:
         lang=first.lang,
         zone=first.zone,
     )
+
+
+def split_report(report: Report, periods: Sequence[Period]) -> list[Report]:
+    """A report as the reports of its buckets ``periods`` (buckets of its ``per``, covering its
+    range in order): each is the report ``build_report`` makes over that bucket alone.
+
+    Exact because a report's rows are per bucket already and ``build_report`` cuts its segments
+    at every bucket start; the unpriced summaries are counted again per bucket from the rows'
+    unpriced charges (one per unpriced line, as :func:`_add` counts them). Rows of a bucket are
+    taken as they are (they are not copied: a split report shares them with ``report``)."""
+    rows_of: dict[datetime, list[ReportRow]] = {p.start: [] for p in periods}
+    for row in report.rows:
+        rows_of[row.period.start].append(row)
+    out = []
+    for period in periods:
+        rows = rows_of[period.start]
+        unpriced: dict[tuple[str, str, str, str], UnpricedSummary] = {}
+        for row in rows:
+            if not row.unpriced_usage:
+                continue
+            for charge in row.charges:
+                if charge.match is not None:
+                    continue
+                line = charge.line
+                key = (line.category, line.item, line.unit, charge.unpriced_reason)
+                summary = unpriced.get(key)
+                if summary is None:
+                    summary = unpriced[key] = UnpricedSummary(*key, Decimal(0), 0)
+                summary.usage = EXACT.add(summary.usage, charge.usage)
+                summary.lines += 1
+        out.append(
+            Report(
+                start=period.start,
+                end=period.end,
+                by=report.by,
+                per=report.per,
+                currency=report.currency,
+                rows=rows,
+                unpriced=sorted(unpriced.values(), key=lambda u: (u.category, u.item, u.reason)),
+                display=report.display,
+                unit=report.unit,
+                lang=report.lang,
+                zone=report.zone,
+            )
+        )
+    return out

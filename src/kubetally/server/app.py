@@ -300,7 +300,14 @@ def create_app(
         responses=ERRORS,
     )
     size = settings.report_cache
-    service = CostService(ledger, pricebook, config, ReportCache(size), ReportCache(size and max(size, 4096)))
+    service = CostService(
+        ledger,
+        pricebook,
+        config,
+        ReportCache(size),
+        ReportCache(size and max(size, 4096)),
+        store=settings.report_store and size > 0,
+    )
     state = ServerState(ledger, service, settings, ServerMetrics(ledger))
     app.state.kubetally = state
     app.add_middleware(_Metrics)

@@ -26,37 +26,39 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
+import logging
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from kubetally.config.loader import Config
 from kubetally.errors import KubetallyError
-from kubetally.ledger import schema
 from kubetally.ledger.store import Ledger
 from kubetally.periods import Period, format_time
 from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, format_money_fixed
 from kubetally.rating.pricebook import PriceBook
-from kubetally.rating.rollups import refresh_rollups, rollup_cursor, rollup_label_keys
-from kubetally.rating.tables import DAY, rollups
+from kubetally.rating.rollups import day_versions, refresh_rollups
+from kubetally.rating.tables import DAY, ROLLUP_CURSOR, rollup_state, rollups
 from kubetally.record import normalize
 from kubetally.reports import build_report
 from kubetally.reports.buckets import Per, buckets, month_start
-from kubetally.reports.build import Report, ReportRow, UnpricedSummary, merge_reports
+from kubetally.reports.build import Report, ReportRow, UnpricedSummary, merge_reports, split_report
+from kubetally.server import stored
 
 KINDS = ("tenant", "project", "namespace", "cluster")
 FILTERS = ("tenant", "project", "cluster", "namespace", "item")
 ORDERABLE = ("start", "tenant", "project", "cluster", "namespace", "item", "cost", "usage")
 DETAIL_BY = ("tenant", "project", "cluster", "namespace", "item")
-#: One ledger (UTC) day: the span of a record's ``date``.
-_DAY = timedelta(days=1)
+log = logging.getLogger(__name__)
 
 
 class QueryError(KubetallyError):
@@ -129,48 +131,6 @@ class ReportCache:
                 self._entries.popitem(last=False)
 
 
-class DayVersions:
-    """Which days' usage changed, and when, from the ledger's own order of writes.
-
-    Every write (a new record or a revision, by any writer) gets a ``seq`` above the rollup
-    cursor; after a refresh, the records with ``seq`` in (last cursor, new cursor] name exactly
-    the days whose rollups changed (a revision keeps its record's day). A day's version is the
-    cursor at which it last changed; a day not seen changing has the baseline version.
-    """
-
-    def __init__(self) -> None:
-        self.cursor: int | None = None
-        self.generation = 0
-        self.baseline = 0
-        self.changed: dict[datetime, int] = {}
-        self._lock = threading.Lock()
-
-    def update(self, ledger: Ledger) -> int:
-        """Catch up with the rollup cursor; returns the generation (new after a rollup rebuild)."""
-        cursor = rollup_cursor(ledger)
-        with self._lock:
-            if self.cursor is None or cursor < self.cursor:
-                self.generation += 1
-                self.cursor = self.baseline = cursor
-                self.changed.clear()
-                return self.generation
-            if cursor > self.cursor:
-                t = schema.records
-                with ledger.engine.connect() as conn:
-                    changed = select(t.c.date).where(and_(t.c.seq > self.cursor, t.c.seq <= cursor)).distinct()
-                    days: list[datetime] = list(conn.execute(changed).scalars())
-                for day in days:
-                    self.changed[day] = cursor
-                self.cursor = cursor
-            return self.generation
-
-    def version(self, start: datetime, end: datetime) -> int:
-        """The latest change of any (UTC) day overlapping ``[start, end)``: a local day of the
-        billing time zone straddles two UTC days."""
-        with self._lock:
-            return max([self.baseline, *(v for day, v in self.changed.items() if start < day + _DAY and day < end)])
-
-
 def _joined(parts: list[Report], query: CostQuery) -> Report:
     """Bucket reports as one report (their rows are in bucket order already)."""
     first = parts[0]
@@ -199,8 +159,49 @@ def _joined(parts: list[Report], query: CostQuery) -> Report:
     )
 
 
+def _within(days: tuple[tuple[datetime, int], ...], start: datetime, end: datetime) -> tuple[tuple[datetime, int], ...]:
+    return tuple(d for d in days if start <= d[0] < end)
+
+
+def _item_args(part_items: PartItems, items: list[str] | None) -> tuple[list[str] | None, list[str] | None] | None:
+    """``build_report``'s (items, exclude_items) for a part, or None when the query's item
+    filter leaves the part nothing to rate."""
+    if part_items is None:
+        return items, None
+    only, names = part_items
+    if only:
+        keep = sorted(names if items is None else names.intersection(items))
+        return (keep, None) if keep else None
+    if items is None:
+        return None, sorted(names)
+    rest = [i for i in items if i not in names]
+    return (rest, None) if rest else None
+
+
+def _empty(query: CostQuery, bucket: Period, columns: tuple[str, ...], service: CostService) -> Report:
+    """A bucket with nothing to rate (the item filter leaves none of its parts)."""
+    return Report(
+        start=bucket.start,
+        end=bucket.end,
+        by=columns,
+        per=query.step,
+        currency=service.pricebook.currency,
+        rows=[],
+        unpriced=[],
+        display=service._display,
+        zone=service.zone,
+    )
+
+
 def _frozen(values: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if values is None else tuple(sorted(values))
+
+
+#: Which items a bucket part rates: all (None), only the tiered ones ``(True, names)``, or all
+#: but those ``(False, names)``.
+PartItems = tuple[bool, frozenset[str]] | None
+#: A bucket part: (bucket, its items, the first day its figures depend on).
+Span = tuple[Period, PartItems, datetime]
 
 
 @dataclass
@@ -213,12 +214,13 @@ class CostService:
     cache: ReportCache = field(default_factory=ReportCache)
     #: Reports of single buckets (a day, a week, a month), reused while their days are unchanged.
     bucket_cache: ReportCache = field(default_factory=lambda: ReportCache(4096))
-    days: DayVersions = field(default_factory=lambda: DayVersions())
+    #: Keep bucket parts in the ledger database too (:mod:`kubetally.server.stored`).
+    store: bool = True
 
     def __post_init__(self) -> None:
         self._rows: dict[tuple[int, Hashable], tuple[Report, list[dict[str, Any]]]] = {}
         self._rows_lock = threading.Lock()
-        display = DisplayCatalog.from_config(self.config)
+        self._display = DisplayCatalog.from_config(self.config)
         tiered = {
             entry.item
             for entry in self.pricebook.config.prices
@@ -226,7 +228,8 @@ class CostService:
         }
         # Tier counters sum display quantities; with a divisor a sum of quotients may differ from
         # the quotient of the sum in its last places, so such books are rated as one report.
-        self._split_safe = all(display.divisor(item) == 1 for item in tiered)
+        self._split_safe = all(self._display.divisor(item) == 1 for item in tiered)
+        self._fingerprint = stored.fingerprint(self.pricebook, self.config, self.zone)
 
     @property
     def zone(self) -> tzinfo:
@@ -235,52 +238,200 @@ class CostService:
 
     # -- reports ---------------------------------------------------------------------------------
 
+    def _versions(self, start: datetime, end: datetime) -> tuple[frozenset[str], tuple[tuple[datetime, int], ...]]:
+        """The rollups' label keys and the versions of their days in ``[start, end)``."""
+        with self.ledger.engine.connect() as conn:
+            text: str = conn.execute(
+                select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)
+            ).scalar_one()
+            return frozenset(json.loads(text)), day_versions(conn, start, end)
+
     def report(
         self, query: CostQuery, scope: Scope, by: Sequence[str], *, prices: bool = False
     ) -> tuple[Report, list[dict[str, Any]]]:
-        """The report for ``by`` (plus filter columns) and its API rows that pass the filters."""
+        """The report for ``by`` (plus filter columns) and its API rows that pass the filters.
+
+        Computed bucket part by bucket part (:meth:`_buckets`). A part is valid while the
+        rollup days it depends on keep their versions (``rating_rollup_days``: every fold, by
+        any process, moves the versions of the days it changed), so after a new record only
+        the parts depending on its day are rated again. Parts are looked for in memory, then in
+        the ledger database (:mod:`kubetally.server.stored`; shared by replicas, kept across
+        restarts), and the rest are rated together: one ``build_report`` per kind of part and
+        run of consecutive buckets, cut into buckets by :func:`split_report`.
+        """
         if query.kind not in KINDS:
             raise QueryError("kind", f"must be one of {', '.join(KINDS)}, not {query.kind!r}")
         tenants = scope.tenants(query.filters.get("tenant"))
         post = {k: set(v) for k, v in query.filters.items() if k in ("project", "cluster", "namespace") and v}
         columns = tuple(dict.fromkeys([*by, *post]))
         items = query.filters.get("item") or None
-        # Fold new ledger rows first; the rollup cursor then names the ledger state exactly.
+        # Fold new ledger rows first; the day versions then name the ledger state exactly.
         refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=self.zone)
-        state = (self.days.update(self.ledger), rollup_label_keys(self.ledger))
-        key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
         spans = self._buckets(query)
-        version = (state, tuple(self.days.version(dep, b.end) for b, _items, dep in spans))
+        first = min(dep for _b, _i, dep in spans)
+        label_keys, days = self._versions(first, query.end)
+        part_versions = [_within(days, dep, b.end) for b, _i, dep in spans]
+        key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
+        version = (label_keys, tuple(part_versions))
         held = self.cache.get(key, version)
         if held is None:
-            pieces: dict[Period, list[tuple[tuple[bool, frozenset[str]] | None, int]]] = {}
-            for (bucket, part_items, _dep), part_version in zip(spans, version[1], strict=True):
-                pieces.setdefault(bucket, []).append((part_items, part_version))
-            parts = []
-            for bucket, wanted in pieces.items():
-                # A bucket's parts merged once, and kept while none of them changed.
-                merged_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items))
-                merged_version = (state, tuple(v for _, v in wanted))
-                merged = self.bucket_cache.get(merged_key, merged_version) if len(wanted) > 1 else None
-                if merged is None:
-                    built = [
-                        self._bucket_report(bucket, part_items, (state, v), query, columns, tenants, items)
-                        for part_items, v in wanted
-                    ]
-                    merged = merge_reports([b for b in built if b is not None])
-                    if len(wanted) > 1:
-                        self.bucket_cache.put(merged_key, merged_version, merged)
-                parts.append(merged)
+            shape = (columns, str(query.step), _frozen(tenants), _frozen(items), label_keys)
+            parts = self._parts(query, shape, spans, part_versions, first, tenants, items)
             held = (_joined(parts, query), {}, parts)
             self.cache.put(key, version, held)
         report, derived, bucket_reports = held
-        shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
-        rows = derived.get(shape)
+        row_shape = (prices, tuple(sorted((k, tuple(sorted(v))) for k, v in post.items())))
+        rows = derived.get(row_shape)
         if rows is None:
-            rows = derived[shape] = [
-                row for part in bucket_reports for row in self._api_rows(part, shape, prices, post)
+            rows = derived[row_shape] = [
+                row for part in bucket_reports for row in self._api_rows(part, row_shape, prices, post)
             ]
         return report, rows
+
+    def _parts(
+        self,
+        query: CostQuery,
+        shape: tuple[Any, ...],
+        spans: list[Span],
+        part_versions: list[tuple[tuple[datetime, int], ...]],
+        first: datetime,
+        tenants: list[str] | None,
+        items: list[str] | None,
+    ) -> list[Report]:
+        """The merged report of every bucket of ``spans``, in bucket order."""
+        columns = shape[0]
+        pieces: dict[Period, list[tuple[PartItems, tuple[tuple[datetime, int], ...]]]] = {}
+        for (bucket, part_items, _dep), part_version in zip(spans, part_versions, strict=True):
+            pieces.setdefault(bucket, []).append((part_items, part_version))
+        merged: dict[Period, Report | None] = {}
+        for bucket, wanted in pieces.items():
+            # A bucket's parts merged once, and kept while none of them changed.
+            if len(wanted) > 1:
+                merged_version = tuple(v for _, v in wanted)
+                merged[bucket] = self.bucket_cache.get((*shape, bucket.start, bucket.end), merged_version)
+            else:
+                merged[bucket] = None
+        # Every part of a bucket not merged already: from memory, the database, or rated now.
+        needed = [
+            (bucket, part_items, v)
+            for bucket, wanted in pieces.items()
+            if merged[bucket] is None
+            for part_items, v in wanted
+        ]
+        found: dict[tuple[datetime, PartItems], Report | None] = {}
+        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]] = []
+        for bucket, part_items, v in needed:
+            if _item_args(part_items, items) is None:
+                found[(bucket.start, part_items)] = None
+                continue
+            part = self.bucket_cache.get((*shape, bucket.start, bucket.end, part_items), v)
+            if part is None:
+                missing.append((bucket, part_items, v))
+            else:
+                found[(bucket.start, part_items)] = part
+        if missing and self.store:
+            missing = self._load(shape, missing, found)
+        if missing:
+            depends = {(b.start, i): dep for b, i, dep in spans}
+            self._rate(query, shape, missing, found, depends, first, tenants, items)
+        out = []
+        for bucket, wanted in pieces.items():
+            held = merged[bucket]
+            if held is None:
+                built = [found[(bucket.start, part_items)] for part_items, _v in wanted]
+                held = merge_reports([b for b in built if b is not None] or [_empty(query, bucket, columns, self)])
+                if len(wanted) > 1:
+                    self.bucket_cache.put((*shape, bucket.start, bucket.end), tuple(v for _, v in wanted), held)
+            out.append(held)
+        return out
+
+    def _stored_key(self, shape: tuple[Any, ...], bucket: Period, part_items: PartItems) -> str:
+        names = None if part_items is None else (part_items[0], tuple(sorted(part_items[1])))
+        parameters = (*shape[:-1], tuple(sorted(shape[-1])), bucket.start, bucket.end, names)
+        return stored.part_key(self._fingerprint, parameters)
+
+    def _load(
+        self,
+        shape: tuple[Any, ...],
+        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]],
+        found: dict[tuple[datetime, PartItems], Report | None],
+    ) -> list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]]:
+        """Parts stored in the ledger database at the versions wanted; returns the rest."""
+        keys = [self._stored_key(shape, bucket, part_items) for bucket, part_items, _v in missing]
+        with self.ledger.engine.connect() as conn:
+            rows = stored.load(conn, keys)
+        rest = []
+        for key, (bucket, part_items, v) in zip(keys, missing, strict=True):
+            held = rows.get(key)
+            part = None
+            if held is not None and held[0] == stored.version_digest(v):
+                try:
+                    part = stored.decode(held[1], self.pricebook, self._display, self.zone)
+                except (ValueError, KeyError, TypeError, ArithmeticError, zlib.error) as exc:
+                    log.warning("stored report bucket %s unreadable (%s): rating it again", key, exc)
+            if part is None:
+                rest.append((bucket, part_items, v))
+            else:
+                found[(bucket.start, part_items)] = part
+                self.bucket_cache.put((*shape, bucket.start, bucket.end, part_items), v, part)
+        return rest
+
+    def _rate(
+        self,
+        query: CostQuery,
+        shape: tuple[Any, ...],
+        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]],
+        found: dict[tuple[datetime, PartItems], Report | None],
+        depends: dict[tuple[datetime, PartItems], datetime],
+        first: datetime,
+        tenants: list[str] | None,
+        items: list[str] | None,
+    ) -> None:
+        """Rate the missing parts: one report per kind of part and run of consecutive buckets.
+
+        A part is kept (in memory and the database) only if the versions of its days read
+        after rating are those read before it: then no fold changed them while it was rated,
+        and the report is the one of those versions."""
+        runs: dict[PartItems, list[list[tuple[Period, tuple[tuple[datetime, int], ...]]]]] = {}
+        for bucket, part_items, v in sorted(missing, key=lambda m: m[0].start):
+            kind = runs.setdefault(part_items, [])
+            if kind and kind[-1][-1][0].end == bucket.start:
+                kind[-1].append((bucket, v))
+            else:
+                kind.append([(bucket, v)])
+        rated: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...], Report]] = []
+        for part_items, kind_runs in runs.items():
+            keep, exclude = _item_args(part_items, items) or (None, None)
+            for run in kind_runs:
+                report = build_report(
+                    self.ledger,
+                    self.pricebook,
+                    self.config,
+                    run[0][0].start,
+                    run[-1][0].end,
+                    by=shape[0],
+                    per=query.step,
+                    tenants=tenants,
+                    items=keep,
+                    exclude_items=exclude,
+                    refresh=False,
+                    zone=self.zone,
+                )
+                periods = [bucket for bucket, _v in run]
+                for (bucket, v), part in zip(run, split_report(report, periods), strict=True):
+                    found[(bucket.start, part_items)] = part
+                    rated.append((bucket, part_items, v, part))
+        _keys, days = self._versions(first, query.end)
+        to_store = []
+        for bucket, part_items, v, part in rated:
+            if _within(days, depends[(bucket.start, part_items)], bucket.end) != v:
+                continue
+            self.bucket_cache.put((*shape, bucket.start, bucket.end, part_items), v, part)
+            if self.store:
+                to_store.append((self._stored_key(shape, bucket, part_items), stored.version_digest(v), part))
+        if to_store:
+            with self.ledger.transaction() as conn:
+                stored.save(conn, [(key, digest, stored.encode(part)) for key, digest, part in to_store])
 
     def _api_rows(self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]) -> list[dict[str, Any]]:
         """A bucket's API rows, made once per bucket report: after a write only the changed
@@ -298,53 +449,7 @@ class CostService:
                 self._rows.pop(next(iter(self._rows)))
         return rows
 
-    def _bucket_report(
-        self,
-        bucket: Period,
-        part_items: tuple[bool, frozenset[str]] | None,
-        version: Hashable,
-        query: CostQuery,
-        columns: tuple[str, ...],
-        tenants: list[str] | None,
-        items: list[str] | None,
-    ) -> Report | None:
-        """The report of one bucket over every item (``part_items`` None), or over only the
-        tiered items (``(True, names)``) or every item but those (``(False, names)``); None
-        when the query's item filter leaves nothing for that part."""
-        keep, exclude = items, None
-        if part_items is not None:
-            only, names = part_items
-            if only:
-                keep = sorted(names if items is None else names.intersection(items))
-                if not keep:
-                    return None
-            elif items is None:
-                exclude = sorted(names)
-            else:
-                keep = [i for i in items if i not in names]
-                if not keep:
-                    return None
-        part_key = (columns, str(query.step), bucket.start, bucket.end, _frozen(tenants), _frozen(items), part_items)
-        part: Report | None = self.bucket_cache.get(part_key, version)
-        if part is None:
-            part = build_report(
-                self.ledger,
-                self.pricebook,
-                self.config,
-                bucket.start,
-                bucket.end,
-                by=columns,
-                per=query.step,
-                tenants=tenants,
-                items=keep,
-                exclude_items=exclude,
-                refresh=False,
-                zone=self.zone,
-            )
-            self.bucket_cache.put(part_key, version, part)
-        return part
-
-    def _buckets(self, query: CostQuery) -> list[tuple[Period, tuple[bool, frozenset[str]] | None, datetime]]:
+    def _buckets(self, query: CostQuery) -> list[Span]:
         """The pieces a report is computed in: (bucket, which items, the first day its
         figures depend on).
 
@@ -361,7 +466,7 @@ class CostService:
         if not self._split_safe or self.bucket_cache.size <= 0:
             return [(Period(query.start, query.end), None, month_start(query.start, self.zone))]
         tiered = frozenset(item for _, item in self.pricebook.tiered_items)
-        out: list[tuple[Period, tuple[bool, frozenset[str]] | None, datetime]] = []
+        out: list[Span] = []
         for b in buckets(query.start, query.end, query.step, self.zone):
             if tiered:
                 out.append((b, (False, tiered), b.start))

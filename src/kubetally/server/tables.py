@@ -8,11 +8,14 @@
   working); this table is what makes ingest idempotent by the *agent's* (id, revision).
 * ``server_clusters``: rows applied and the last ingest time per cluster (for ``/metrics``,
   shared by every server replica).
+* ``server_report_buckets`` (migration ``0009_report_buckets``): rated report buckets (see
+  :mod:`kubetally.server.stored`), so a restarted server or another replica does not rate the
+  month again; each row is valid while its rollup days keep the versions it names.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, String, Table, UniqueConstraint
 
 from kubetally.ledger.schema import metadata
 from kubetally.ledger.types import UTCDateTime
@@ -47,4 +50,16 @@ clusters = Table(
     Column("cluster", String(253), primary_key=True),
     Column("records", BigInteger, nullable=False),
     Column("last_ingest_at", UTCDateTime, nullable=False),
+)
+
+report_buckets = Table(
+    "server_report_buckets",
+    metadata,
+    # Hash of the bucket part's parameters and of everything its figures depend on besides usage.
+    Column("key", String(64), primary_key=True),
+    # Hash of the versions of the rollup days the part was computed from.
+    Column("version", String(64), nullable=False),
+    # The part's report, zlib-compressed JSON.
+    Column("payload", LargeBinary, nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
 )

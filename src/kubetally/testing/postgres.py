@@ -52,19 +52,27 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(datadir: Path | None = None) -> Iterator[PostgresServer]:
+    """A server on a fresh data directory, removed afterwards; or on ``datadir``, created
+    there if it holds no cluster yet and kept (a benchmark reuses a loaded ledger)."""
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="kubetally-pg-"))
-    datadir = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    subprocess.run(
-        _as_postgres(
-            [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    keep = datadir is not None
+    if datadir is None:
+        datadir = root / "data"
+    if not (datadir / "PG_VERSION").exists():
+        datadir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(datadir, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres(
+                [str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+        )
     port = free_port()
     process = subprocess.Popen(
         _as_postgres(
@@ -99,3 +107,5 @@ def postgres_server() -> Iterator[PostgresServer]:
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(root, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(datadir, ignore_errors=True)
