@@ -75,9 +75,9 @@ def test_bucketed_report_is_the_report(
 
 
 def _part_keys(service: CostService) -> dict[tuple[object, ...], object]:
-    """The in-memory bucket parts: keys (columns, step, tenants, items, label keys, start, end,
-    part) — the merged buckets' keys have no part marker (one element fewer)."""
-    return {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 8}
+    """The in-memory bucket parts: keys (columns, step, tenants, items, start, end, part) — the
+    merged buckets' keys have no part marker (one element fewer)."""
+    return {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 7}
 
 
 def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: PriceBook, display: Config) -> None:
@@ -95,8 +95,8 @@ def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: P
     got, _ = service.report(query, Scope(), ("tenant",))
     after = service.bucket_cache._entries
     reused = [k for k in before if after.get(k) is not None and after[k] is before[k]]
-    assert sorted(k[5].day for k in reused if k[-1][0]) == list(range(1, 16))  # type: ignore[attr-defined,index]
-    assert sorted(k[5].day for k in reused if not k[-1][0]) == [d for d in range(1, 31) if d != 16]  # type: ignore[attr-defined,index]
+    assert sorted(k[4].day for k in reused if k[-1][0]) == list(range(1, 16))  # type: ignore[attr-defined,index]
+    assert sorted(k[4].day for k in reused if not k[-1][0]) == [d for d in range(1, 31) if d != 16]  # type: ignore[attr-defined,index]
     want = build_report(filled, book, display, NOV, DEC, by="tenant", per="day")
     assert _rows(got) == _rows(want)
     # acme's 16th: 70 + 100 = 170 core-h on top of 60 on the 15th: 40 at 0.04 and 130 at 0.03 = 5.50,
@@ -119,7 +119,9 @@ def test_a_restarted_server_reads_the_stored_buckets(
     with the figures, charges and price matches ``build_report`` makes; a part whose days
     changed since it was stored is rated again, the others are still read."""
     query = CostQuery(NOV, DEC, step=Per.day)
-    CostService(filled, book, display).report(query, Scope(), by)
+    first = CostService(filled, book, display)
+    first.report(query, Scope(), by)
+    first.settle()  # buckets are stored off the request's path
     want = build_report(filled, book, display, NOV, DEC, by=by, per="day")
 
     rated: list[tuple[object, object]] = []
@@ -136,25 +138,28 @@ def test_a_restarted_server_reads_the_stored_buckets(
     assert _rows(got) == _rows(want) and got.unpriced == want.unpriced
     assert _matches(got) == _matches(want)
 
-    # A correction on the 16th in the ledger (written by anyone): a third server rates the 16th's
-    # flat items and the tiered items of the 16th to the 30th again — in one report each — and
-    # reads every other part from the store.
+    # A correction on the 16th in the ledger (written by anyone): the days from the 16th on
+    # depend on it (their CPU tier counts the month so far); a third server rates them again —
+    # their flat items and their tiered items, one report each — and reads Nov 1–15 from the store.
     filled.write([record("acme", "cpu_core_hours", hour(16, 11), "100", name="train-1")])
     third = CostService(filled, book, display)
     got, _ = third.report(query, Scope(), by)
-    assert sorted(rated) == [(NOV.replace(day=16), NOV.replace(day=17)), (NOV.replace(day=16), DEC)]
+    assert rated == [(NOV.replace(day=16), DEC), (NOV.replace(day=16), DEC)]
     want = build_report(filled, book, display, NOV, DEC, by=by, per="day")
     assert _rows(got) == _rows(want) and _matches(got) == _matches(want)
     # And what it rated is stored: a fourth server rates nothing.
+    third.settle()
     rated.clear()
     got, _ = CostService(filled, book, display).report(query, Scope(), by)
-    assert rated == [] and _rows(got) == _rows(want)
+    assert rated == [] and _rows(got) == _rows(want) and _matches(got) == _matches(want)
 
 
 def test_stored_buckets_are_per_price_book(filled: Ledger, book: PriceBook, display: Config) -> None:
     """A server with another price book (or display config) never reads the first one's buckets."""
     query = CostQuery(NOV, DEC, step=Per.month)
-    first, _ = CostService(filled, book, display).report(query, Scope(), ("tenant",))
+    service = CostService(filled, book, display)
+    first, _ = service.report(query, Scope(), ("tenant",))
+    service.settle()
     other = PriceBook.load(SERVER_DATA / "tiered-prices.yaml")
     got, _ = CostService(filled, other, display).report(query, Scope(), ("tenant",))
     want = build_report(filled, other, display, NOV, DEC, by="tenant", per="month")

@@ -274,6 +274,8 @@ def _state(conn: Connection) -> tuple[int, frozenset[str], str]:
 
 def _reset(conn: Connection, keys: Iterable[str], zone: str) -> None:
     conn.execute(delete(rollups))
+    # Every day changes now (its rows are gone until folded again), and again when folded.
+    conn.execute(update(rollup_days).values(version=rollup_days.c.version + 1))
     conn.execute(
         update(rollup_state)
         .where(rollup_state.c.name == ROLLUP_CURSOR)
@@ -330,6 +332,8 @@ def refresh_rollups(
                 .where(rollup_state.c.name == ROLLUP_CURSOR)
                 .values(seq=high, updated_at=datetime.now(UTC))
             )
+        if high >= horizon:
+            return folded
 
 
 def rebuild_rollups(ledger: Ledger) -> int:

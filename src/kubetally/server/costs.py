@@ -26,12 +26,12 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import logging
 import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -47,7 +47,7 @@ from kubetally.rating.display import DisplayCatalog
 from kubetally.rating.money import EXACT, format_money_fixed
 from kubetally.rating.pricebook import PriceBook
 from kubetally.rating.rollups import day_versions, refresh_rollups
-from kubetally.rating.tables import DAY, ROLLUP_CURSOR, rollup_state, rollups
+from kubetally.rating.tables import DAY, rollups
 from kubetally.record import normalize
 from kubetally.reports import build_report
 from kubetally.reports.buckets import Per, buckets, month_start
@@ -159,6 +159,10 @@ def _joined(parts: list[Report], query: CostQuery) -> Report:
     )
 
 
+def _merged_version(wanted: list[tuple[PartItems, Versions]]) -> tuple[Versions, ...]:
+    return tuple(v for _, v in wanted)
+
+
 def _within(days: tuple[tuple[datetime, int], ...], start: datetime, end: datetime) -> tuple[tuple[datetime, int], ...]:
     return tuple(d for d in days if start <= d[0] < end)
 
@@ -202,6 +206,8 @@ def _frozen(values: Sequence[str] | None) -> tuple[str, ...] | None:
 PartItems = tuple[bool, frozenset[str]] | None
 #: A bucket part: (bucket, its items, the first day its figures depend on).
 Span = tuple[Period, PartItems, datetime]
+#: (day, version) of the rollup days a part depends on.
+Versions = tuple[tuple[datetime, int], ...]
 
 
 @dataclass
@@ -230,6 +236,9 @@ class CostService:
         # the quotient of the sum in its last places, so such books are rated as one report.
         self._split_safe = all(self._display.divisor(item) == 1 for item in tiered)
         self._fingerprint = stored.fingerprint(self.pricebook, self.config, self.zone)
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubetally-report-store")
+        self._saving: list[Future[None]] = []
+        self._saving_lock = threading.Lock()
 
     @property
     def zone(self) -> tzinfo:
@@ -238,13 +247,11 @@ class CostService:
 
     # -- reports ---------------------------------------------------------------------------------
 
-    def _versions(self, start: datetime, end: datetime) -> tuple[frozenset[str], tuple[tuple[datetime, int], ...]]:
-        """The rollups' label keys and the versions of their days in ``[start, end)``."""
+    def _versions(self, start: datetime, end: datetime) -> Versions:
+        """The versions of the rollup days in ``[start, end)``. (The rollups' label keys need
+        no version of their own: rebuilding the rollups with other keys moves every day's.)"""
         with self.ledger.engine.connect() as conn:
-            text: str = conn.execute(
-                select(rollup_state.c.label_keys).where(rollup_state.c.name == ROLLUP_CURSOR)
-            ).scalar_one()
-            return frozenset(json.loads(text)), day_versions(conn, start, end)
+            return day_versions(conn, start, end)
 
     def report(
         self, query: CostQuery, scope: Scope, by: Sequence[str], *, prices: bool = False
@@ -269,13 +276,13 @@ class CostService:
         refresh_rollups(self.ledger, label_keys=self.pricebook.label_keys, zone=self.zone)
         spans = self._buckets(query)
         first = min(dep for _b, _i, dep in spans)
-        label_keys, days = self._versions(first, query.end)
+        days = self._versions(first, query.end)
         part_versions = [_within(days, dep, b.end) for b, _i, dep in spans]
         key = (columns, str(query.step), query.start, query.end, _frozen(tenants), _frozen(items))
-        version = (label_keys, tuple(part_versions))
+        version = tuple(part_versions)
         held = self.cache.get(key, version)
         if held is None:
-            shape = (columns, str(query.step), _frozen(tenants), _frozen(items), label_keys)
+            shape = (columns, str(query.step), _frozen(tenants), _frozen(items))
             parts = self._parts(query, shape, spans, part_versions, first, tenants, items)
             held = (_joined(parts, query), {}, parts)
             self.cache.put(key, version, held)
@@ -293,113 +300,138 @@ class CostService:
         query: CostQuery,
         shape: tuple[Any, ...],
         spans: list[Span],
-        part_versions: list[tuple[tuple[datetime, int], ...]],
+        part_versions: list[Versions],
         first: datetime,
         tenants: list[str] | None,
         items: list[str] | None,
     ) -> list[Report]:
-        """The merged report of every bucket of ``spans``, in bucket order."""
+        """The report of every bucket of ``spans`` (its parts merged), in bucket order."""
         columns = shape[0]
-        pieces: dict[Period, list[tuple[PartItems, tuple[tuple[datetime, int], ...]]]] = {}
+        pieces: dict[Period, list[tuple[PartItems, Versions]]] = {}
         for (bucket, part_items, _dep), part_version in zip(spans, part_versions, strict=True):
             pieces.setdefault(bucket, []).append((part_items, part_version))
         merged: dict[Period, Report | None] = {}
         for bucket, wanted in pieces.items():
             # A bucket's parts merged once, and kept while none of them changed.
             if len(wanted) > 1:
-                merged_version = tuple(v for _, v in wanted)
-                merged[bucket] = self.bucket_cache.get((*shape, bucket.start, bucket.end), merged_version)
+                merged[bucket] = self.bucket_cache.get((*shape, bucket.start, bucket.end), _merged_version(wanted))
             else:
                 merged[bucket] = None
-        # Every part of a bucket not merged already: from memory, the database, or rated now.
-        needed = [
-            (bucket, part_items, v)
-            for bucket, wanted in pieces.items()
-            if merged[bucket] is None
-            for part_items, v in wanted
-        ]
+        if self.store and any(held is None for held in merged.values()):
+            self._load(shape, pieces, merged)
+        # Every part of a bucket not found merged: from memory, or rated now.
         found: dict[tuple[datetime, PartItems], Report | None] = {}
-        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]] = []
-        for bucket, part_items, v in needed:
-            if _item_args(part_items, items) is None:
-                found[(bucket.start, part_items)] = None
+        missing: list[tuple[Period, PartItems, Versions]] = []
+        for bucket, wanted in pieces.items():
+            if merged[bucket] is not None:
                 continue
-            part = self.bucket_cache.get((*shape, bucket.start, bucket.end, part_items), v)
-            if part is None:
-                missing.append((bucket, part_items, v))
-            else:
-                found[(bucket.start, part_items)] = part
-        if missing and self.store:
-            missing = self._load(shape, missing, found)
+            for part_items, v in wanted:
+                if _item_args(part_items, items) is None:
+                    found[(bucket.start, part_items)] = None
+                    continue
+                part = self.bucket_cache.get((*shape, bucket.start, bucket.end, part_items), v)
+                if part is None:
+                    missing.append((bucket, part_items, v))
+                else:
+                    found[(bucket.start, part_items)] = part
+        kept: set[tuple[datetime, PartItems]] = set()
         if missing:
             depends = {(b.start, i): dep for b, i, dep in spans}
-            self._rate(query, shape, missing, found, depends, first, tenants, items)
+            kept = self._rate(query, shape, missing, found, depends, first, tenants, items)
+        rated = {(bucket.start, part_items) for bucket, part_items, _v in missing}
+        to_store: list[tuple[str, str, Report]] = []
         out = []
         for bucket, wanted in pieces.items():
             held = merged[bucket]
             if held is None:
                 built = [found[(bucket.start, part_items)] for part_items, _v in wanted]
                 held = merge_reports([b for b in built if b is not None] or [_empty(query, bucket, columns, self)])
-                if len(wanted) > 1:
-                    self.bucket_cache.put((*shape, bucket.start, bucket.end), tuple(v for _, v in wanted), held)
+                # Kept if every part is: rated at the versions it is kept at, or found so.
+                if all((bucket.start, i) in kept or (bucket.start, i) not in rated for i, _v in wanted):
+                    if len(wanted) > 1:
+                        self.bucket_cache.put((*shape, bucket.start, bucket.end), _merged_version(wanted), held)
+                    if self.store:
+                        digest = stored.version_digest(_merged_version(wanted))
+                        to_store.append((self._stored_key(shape, bucket), digest, held))
             out.append(held)
+        if to_store:
+            self._save(to_store)
         return out
 
-    def _stored_key(self, shape: tuple[Any, ...], bucket: Period, part_items: PartItems) -> str:
-        names = None if part_items is None else (part_items[0], tuple(sorted(part_items[1])))
-        parameters = (*shape[:-1], tuple(sorted(shape[-1])), bucket.start, bucket.end, names)
+    def _stored_key(self, shape: tuple[Any, ...], bucket: Period) -> str:
+        parameters = (*shape, bucket.start, bucket.end)
         return stored.part_key(self._fingerprint, parameters)
 
     def _load(
         self,
         shape: tuple[Any, ...],
-        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]],
-        found: dict[tuple[datetime, PartItems], Report | None],
-    ) -> list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]]:
-        """Parts stored in the ledger database at the versions wanted; returns the rest."""
-        keys = [self._stored_key(shape, bucket, part_items) for bucket, part_items, _v in missing]
+        pieces: dict[Period, list[tuple[PartItems, Versions]]],
+        merged: dict[Period, Report | None],
+    ) -> None:
+        """Fill ``merged`` with the buckets stored in the ledger database at the versions wanted."""
+        wanted = [bucket for bucket, held in merged.items() if held is None]
+        keys = [self._stored_key(shape, bucket) for bucket in wanted]
         with self.ledger.engine.connect() as conn:
             rows = stored.load(conn, keys)
-        rest = []
-        for key, (bucket, part_items, v) in zip(keys, missing, strict=True):
+        for key, bucket in zip(keys, wanted, strict=True):
             held = rows.get(key)
-            part = None
-            if held is not None and held[0] == stored.version_digest(v):
-                try:
-                    part = stored.decode(held[1], self.pricebook, self._display, self.zone)
-                except (ValueError, KeyError, TypeError, ArithmeticError, zlib.error) as exc:
-                    log.warning("stored report bucket %s unreadable (%s): rating it again", key, exc)
-            if part is None:
-                rest.append((bucket, part_items, v))
-            else:
-                found[(bucket.start, part_items)] = part
-                self.bucket_cache.put((*shape, bucket.start, bucket.end, part_items), v, part)
-        return rest
+            version = _merged_version(pieces[bucket])
+            if held is None or held[0] != stored.version_digest(version):
+                continue
+            try:
+                part = stored.decode(held[1], self.pricebook, self._display, self.zone)
+            except (ValueError, KeyError, TypeError, ArithmeticError, zlib.error) as exc:
+                log.warning("stored report bucket %s unreadable (%s): rating it again", key, exc)
+                continue
+            merged[bucket] = part
+            if len(pieces[bucket]) > 1:
+                self.bucket_cache.put((*shape, bucket.start, bucket.end), version, part)
+
+    def _save(self, entries: list[tuple[str, str, Report]]) -> None:
+        """Store buckets in the ledger database, off the request's path (one writer thread)."""
+
+        def save() -> None:
+            try:
+                payloads = [(key, digest, stored.encode(report)) for key, digest, report in entries]
+                with self.ledger.transaction() as conn:
+                    stored.save(conn, payloads)
+            except Exception:  # a cache: a failed save costs a later rating, never an answer
+                log.exception("storing %d report buckets failed", len(entries))
+
+        with self._saving_lock:
+            self._saving.append(self._saver.submit(save))
+
+    def settle(self) -> None:
+        """Wait for buckets being stored (tests, and a server shutting down)."""
+        with self._saving_lock:
+            pending, self._saving = self._saving, []
+        for future in pending:
+            future.result()
 
     def _rate(
         self,
         query: CostQuery,
         shape: tuple[Any, ...],
-        missing: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...]]],
+        missing: list[tuple[Period, PartItems, Versions]],
         found: dict[tuple[datetime, PartItems], Report | None],
         depends: dict[tuple[datetime, PartItems], datetime],
         first: datetime,
         tenants: list[str] | None,
         items: list[str] | None,
-    ) -> None:
+    ) -> set[tuple[datetime, PartItems]]:
         """Rate the missing parts: one report per kind of part and run of consecutive buckets.
 
-        A part is kept (in memory and the database) only if the versions of its days read
+        A part is kept (returned, and put in memory) only if the versions of its days read
         after rating are those read before it: then no fold changed them while it was rated,
         and the report is the one of those versions."""
-        runs: dict[PartItems, list[list[tuple[Period, tuple[tuple[datetime, int], ...]]]]] = {}
+        runs: dict[PartItems, list[list[tuple[Period, Versions]]]] = {}
         for bucket, part_items, v in sorted(missing, key=lambda m: m[0].start):
             kind = runs.setdefault(part_items, [])
             if kind and kind[-1][-1][0].end == bucket.start:
                 kind[-1].append((bucket, v))
             else:
                 kind.append([(bucket, v)])
-        rated: list[tuple[Period, PartItems, tuple[tuple[datetime, int], ...], Report]] = []
+        rated: list[tuple[Period, PartItems, Versions, Report]] = []
         for part_items, kind_runs in runs.items():
             keep, exclude = _item_args(part_items, items) or (None, None)
             for run in kind_runs:
@@ -421,17 +453,13 @@ class CostService:
                 for (bucket, v), part in zip(run, split_report(report, periods), strict=True):
                     found[(bucket.start, part_items)] = part
                     rated.append((bucket, part_items, v, part))
-        _keys, days = self._versions(first, query.end)
-        to_store = []
+        days = self._versions(first, query.end)
+        kept = set()
         for bucket, part_items, v, part in rated:
-            if _within(days, depends[(bucket.start, part_items)], bucket.end) != v:
-                continue
-            self.bucket_cache.put((*shape, bucket.start, bucket.end, part_items), v, part)
-            if self.store:
-                to_store.append((self._stored_key(shape, bucket, part_items), stored.version_digest(v), part))
-        if to_store:
-            with self.ledger.transaction() as conn:
-                stored.save(conn, [(key, digest, stored.encode(part)) for key, digest, part in to_store])
+            if _within(days, depends[(bucket.start, part_items)], bucket.end) == v:
+                self.bucket_cache.put((*shape, bucket.start, bucket.end, part_items), v, part)
+                kept.add((bucket.start, part_items))
+        return kept
 
     def _api_rows(self, part: Report, shape: Hashable, prices: bool, post: dict[str, set[str]]) -> list[dict[str, Any]]:
         """A bucket's API rows, made once per bucket report: after a write only the changed

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import zlib
 from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -58,8 +59,9 @@ def part_key(fingerprint: str, parameters: Hashable) -> str:
     return _digest([fingerprint, repr(parameters)])
 
 
-def version_digest(versions: Sequence[tuple[datetime, int]]) -> str:
-    return _digest([[day.isoformat(), v] for day, v in versions])
+def version_digest(versions: Any) -> str:
+    """Of the (day, version) pairs a bucket was computed at (nested in tuples, per part)."""
+    return _digest(versions)
 
 
 def load(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[str, bytes]]:
@@ -85,7 +87,9 @@ def save(conn: Connection, entries: Sequence[tuple[str, str, bytes]]) -> None:
 
 
 def encode(report: Report) -> bytes:
-    """A report as compressed JSON; times, labels and keys written once and referred to by index."""
+    """A report as compressed JSON; times and labels written once and referred to by index,
+    each row's charges as a JSON text of their own (decoded only when read, see
+    :class:`_StoredRow`)."""
     times: dict[datetime, int] = {}
     labels: dict[tuple[tuple[str, str], ...], int] = {}
 
@@ -138,7 +142,7 @@ def encode(report: Report) -> bytes:
                 row.cost,
                 [[*k, str(v)] for k, v in row.usage_by_item.items()],
                 [[*k, str(v)] for k, v in row.unpriced_usage.items()],
-                charges,
+                json.dumps(charges, separators=(",", ":"), ensure_ascii=False),
             ]
         )
     body = {
@@ -157,20 +161,19 @@ def encode(report: Report) -> bytes:
     return zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), 1)
 
 
-def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: tzinfo) -> Report:
-    """The report :func:`encode` stored; price matches looked up again in ``pricebook``."""
-    body = json.loads(zlib.decompress(payload))
-    times = [datetime.fromisoformat(text) for text in body["times"]]
-    labels = [tuple((k, v) for k, v in value) for value in body["labels"]]
-    by = tuple(body["by"])
-    matches: dict[tuple[str, str, int, int], PriceMatch] = {}
-    periods: dict[tuple[int, int], Period] = {}
-    rows = []
-    for start, end, values, list_cost, cost, usage, unpriced_usage, stored in body["rows"]:
-        period = periods.get((start, end))
-        if period is None:
-            period = periods[(start, end)] = Period(times[start], times[end])
-        charges = []
+class _Context:
+    """What decoding a stored report's charges needs: its times and labels, the price book."""
+
+    def __init__(self, times: list[datetime], labels: list[tuple[tuple[str, str], ...]], pricebook: PriceBook):
+        self.times = times
+        self.labels = labels
+        self.pricebook = pricebook
+        self.matches: dict[tuple[str, str, int, int], PriceMatch] = {}
+        self.lock = threading.Lock()
+
+    def charges(self, text: str) -> list[Charge]:
+        times, labels = self.times, self.labels
+        out = []
         for (
             l_start,
             l_end,
@@ -191,7 +194,7 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
             price,
             c_list_cost,
             c_cost,
-        ) in stored:
+        ) in json.loads(text):
             line = UsageLine(
                 times[l_start],
                 times[l_end],
@@ -204,16 +207,8 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
                 tuple(key),
                 context,
             )
-            match = None
-            if priced:
-                lookup = (category, item, l_labels, l_start)
-                match = matches.get(lookup)
-                if match is None:
-                    found = pricebook.match_labels(category, item, line.labels, line.start)
-                    if not isinstance(found, PriceMatch):
-                        raise ValueError(f"{category}/{item}: stored as priced, no price in the book now")
-                    match = matches[lookup] = found
-            charges.append(
+            match = self._match(category, item, l_labels, l_start) if priced else None
+            out.append(
                 Charge(
                     line,
                     Decimal(c_usage),
@@ -227,8 +222,74 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
                     c_cost,
                 )
             )
+        return out
+
+    def _match(self, category: str, item: str, labels: int, start: int) -> PriceMatch:
+        lookup = (category, item, labels, start)
+        with self.lock:
+            match = self.matches.get(lookup)
+        if match is None:
+            found = self.pricebook.match_labels(category, item, self.labels[labels], self.times[start])
+            if not isinstance(found, PriceMatch):
+                # The key names the price book, so this is a stored row not written by encode().
+                raise ValueError(f"{category}/{item}: stored as priced, the price book has no price for it")
+            match = found
+            with self.lock:
+                self.matches[lookup] = match
+        return match
+
+
+class _StoredRow(ReportRow):
+    """A report row read from the store. Its charges are decoded when first read: the cost
+    routes answer from the rows' sums, and only the per-label views and the detail's unit price
+    need the charges, of fewer rows."""
+
+    def __init__(
+        self,
+        period: Period,
+        group: dict[str, str],
+        list_cost: int,
+        cost: int,
+        usage_by_item: dict[tuple[str, str, str], Decimal],
+        unpriced_usage: dict[tuple[str, str, str], Decimal],
+        pending: str,
+        context: _Context,
+    ):
+        super().__init__(period, group, list_cost, cost, usage_by_item, unpriced_usage, [])
+        self._pending: str | None = pending
+        self._context = context
+
+    @property  # type: ignore[override]
+    def charges(self) -> list[Charge]:
+        pending = self._pending
+        if pending is not None:
+            self._charges = self._context.charges(pending)
+            self._pending = None
+        return self._charges
+
+    @charges.setter
+    def charges(self, value: list[Charge]) -> None:
+        self._charges = value
+        self._pending = None
+
+
+def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: tzinfo) -> Report:
+    """The report :func:`encode` stored; price matches looked up again in ``pricebook``."""
+    body = json.loads(zlib.decompress(payload))
+    times = [datetime.fromisoformat(text) for text in body["times"]]
+    labels = [tuple((k, v) for k, v in value) for value in body["labels"]]
+    context = _Context(times, labels, pricebook)
+    by = tuple(body["by"])
+    periods: dict[tuple[int, int], Period] = {}
+    rows: list[ReportRow] = []
+    for start, end, values, list_cost, cost, usage, unpriced_usage, charges in body["rows"]:
+        period = periods.get((start, end))
+        if period is None:
+            period = periods[(start, end)] = Period(times[start], times[end])
+        if not isinstance(charges, str):
+            raise TypeError("stored charges are not a JSON text")
         rows.append(
-            ReportRow(
+            _StoredRow(
                 period,
                 dict(zip(by, values, strict=True)),
                 list_cost,
@@ -236,6 +297,7 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
                 {(c, i, u): Decimal(v) for c, i, u, v in usage},
                 {(c, i, u): Decimal(v) for c, i, u, v in unpriced_usage},
                 charges,
+                context,
             )
         )
     return Report(
