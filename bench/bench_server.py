@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -163,7 +164,11 @@ def restore(url: str, state: dict[str, int]) -> None:
 
 
 #: Tables of derived data emptied on restore (nothing cached from an earlier run is reused).
-RESTORED_TABLES: tuple[str, ...] = ()
+RESTORED_TABLES: tuple[str, ...] = ("server_report_buckets",)
+
+
+def load_average() -> str:
+    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def timed(label: str, action: Any) -> Any:
@@ -288,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--ingest", type=int, default=20_000)
+    parser.add_argument("--restarts", type=int, default=20, help="fresh server processes timed")
+    parser.add_argument("--cold-repeat", type=int, default=5, help="requests timed without any cache")
     parser.add_argument("--rebuild", action="store_true", help="load the records again, not the cached ledger")
     parser.add_argument("--build-only", action="store_true", help="build (or check) the cached ledger and stop")
     args = parser.parse_args(argv)
@@ -307,36 +314,60 @@ def main(argv: list[str] | None = None) -> int:
         detail = ("/api/v1/costs/detail", {"start": "2026-11-01", "end": "2026-12-01", "pageSize": 100})
         report("SQL floor of costs/total", sql_floor(url, None, args.repeat), "bare GROUP BY, psycopg")
         report("SQL floor of costs/detail", sql_floor(url, "tenant-0007", args.repeat), "bare GROUP BY, psycopg")
-        for mode, extra in (("warm", []), ("cold", ["-c", str(cold_config)])):
-            server = ServerProcess(url, ["--prices", "example", *extra])
+        print(f"  load average: {load_average()}", flush=True)
+        server = ServerProcess(url, ["--prices", "example"])
+        server.start(timeout=300)
+        try:
+            for name, (path, params), token in (("total", total, admin), ("detail", detail, tenant)):
+                first = latency(server.url, token, path, params, 1)[0]
+                print(f"  costs/{name}, first request ever (nothing stored): {first * 1000:.0f} ms", flush=True)
+                samples = latency(server.url, token, path, params, args.repeat)
+                report(f"costs/{name} warm", samples, f"load average {load_average()}")
+                # The usual state of a live server: a record for the latest hour arrived just
+                # before each request (only what depends on the last day is rated again).
+                samples = after_writes(server.url, agent, token, path, params, args.repeat)
+                report(f"costs/{name} after a write", samples, f"each after one new record of Nov 30; {load_average()}")
+            records = agent_records(args.ingest)
+            agent_db = str(Path(tmp, "agent.db"))
+            with Ledger.open(agent_db) as agent_ledger:
+                agent_ledger.write(records)
+                began = time.perf_counter()
+                summary = deliver_once(
+                    agent_ledger,
+                    [one_off_config("kubetally", url=server.url)],
+                    environ={"KUBETALLY_SERVER_TOKEN": agent},
+                )
+                elapsed = time.perf_counter() - began
+                assert summary.ok and summary.delivered == len(records), summary
+            results["ingest via server"] = len(records) / elapsed
+            print(f"  ingest through the server: {len(records) / elapsed:,.0f} records/s", flush=True)
+            # Both requests once more, so the buckets of the ledger as it now is are stored.
+            for _name, (path, params), token in (("total", total, admin), ("detail", detail, tenant)):
+                latency(server.url, token, path, params, 1)
+        finally:
+            server.stop()
+        # A fresh server process per sample: its first costs/total, then its first costs/detail.
+        restarted: dict[str, list[float]] = {"total": [], "detail": []}
+        for _ in range(args.restarts):
+            server = ServerProcess(url, ["--prices", "example"])
             server.start(timeout=300)
             try:
                 for name, (path, params), token in (("total", total, admin), ("detail", detail, tenant)):
-                    first = latency(server.url, token, path, params, 1)[0]
-                    samples = latency(server.url, token, path, params, args.repeat)
-                    report(f"costs/{name} {mode}", samples, f"one request before them: {first * 1000:.0f} ms")
-                    if mode == "warm":
-                        # The usual state of a live server: a record for the latest hour arrived
-                        # just before each request (only the last day's bucket is recomputed).
-                        samples = after_writes(server.url, agent, token, path, params, args.repeat)
-                        report(f"costs/{name} after a write", samples, "each after one new record of Nov 30")
-                if mode == "warm":
-                    records = agent_records(args.ingest)
-                    agent_db = str(Path(tmp, "agent.db"))
-                    with Ledger.open(agent_db) as agent_ledger:
-                        agent_ledger.write(records)
-                        began = time.perf_counter()
-                        summary = deliver_once(
-                            agent_ledger,
-                            [one_off_config("kubetally", url=server.url)],
-                            environ={"KUBETALLY_SERVER_TOKEN": agent},
-                        )
-                        elapsed = time.perf_counter() - began
-                        assert summary.ok and summary.delivered == len(records), summary
-                    results["ingest via server"] = len(records) / elapsed
-                    print(f"  ingest through the server: {len(records) / elapsed:,.0f} records/s", flush=True)
+                    restarted[name].extend(latency(server.url, token, path, params, 1))
             finally:
                 server.stop()
+        for name, samples in restarted.items():
+            report(f"costs/{name} after a restart", samples, f"first request of a new process; {load_average()}")
+        # No cache at all (``report_cache: 0``): every request rates the whole month.
+        server = ServerProcess(url, ["--prices", "example", "-c", str(cold_config)])
+        server.start(timeout=300)
+        try:
+            for name, (path, params), token in (("total", total, admin), ("detail", detail, tenant)):
+                latency(server.url, token, path, params, 1)
+                samples = latency(server.url, token, path, params, args.cold_repeat)
+                report(f"costs/{name} no cache", samples, f"report_cache: 0; {load_average()}")
+        finally:
+            server.stop()
         direct = [r.model_copy(update={"cluster": "gpu-cloud-4", "id": r.id[::-1]}) for r in agent_records(args.ingest)]
         with Ledger.open(url) as ledger:
             began = time.perf_counter()

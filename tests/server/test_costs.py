@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from kubetally.config import Config, load_config
 from kubetally.ledger.store import Ledger
@@ -19,8 +20,9 @@ from kubetally.reports import build_report
 from kubetally.reports.buckets import Per
 from kubetally.reports.build import Report
 from kubetally.server import costs as costs_module
-from kubetally.server.costs import DETAIL_BY, CostQuery, CostService, Scope
+from kubetally.server.costs import DETAIL_BY, CostQuery, CostService, ReportCache, Scope
 from kubetally.server.ingest import ingest
+from kubetally.server.tables import report_buckets
 from rating.conftest import DEC, DISPLAY, NOV, PRICES, hour, record, scenario_records
 
 from .scenario import DATA as SERVER_DATA
@@ -80,6 +82,16 @@ def _part_keys(service: CostService) -> dict[tuple[object, ...], object]:
     return {k: v for k, v in service.bucket_cache._entries.items() if len(k) == 7}
 
 
+def test_without_a_cache_the_report_is_the_report(filled: Ledger, book: PriceBook, display: Config) -> None:
+    """``server.report_cache: 0``: one report over the whole range, nothing kept anywhere."""
+    service = CostService(filled, book, display, ReportCache(0), ReportCache(0), store=False)
+    query = CostQuery(NOV, DEC, step=Per.day)
+    got, _ = service.report(query, Scope(), ("tenant",))
+    assert _rows(got) == _rows(build_report(filled, book, display, NOV, DEC, by="tenant", per="day"))
+    with filled.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(report_buckets)).scalar_one() == 0
+
+
 def test_a_write_recomputes_only_what_depends_on_its_day(filled: Ledger, book: PriceBook, display: Config) -> None:
     service = CostService(filled, book, display)
     query = CostQuery(NOV, DEC, step=Per.day)
@@ -120,7 +132,8 @@ def test_a_restarted_server_reads_the_stored_buckets(
     changed since it was stored is rated again, the others are still read."""
     query = CostQuery(NOV, DEC, step=Per.day)
     first = CostService(filled, book, display)
-    first.report(query, Scope(), by)
+    _report, plain = first.report(query, Scope(), by)
+    _report, priced = first.report(query, Scope(), by, prices=True)
     first.settle()  # buckets are stored off the request's path
     want = build_report(filled, book, display, NOV, DEC, by=by, per="day")
 
@@ -133,8 +146,10 @@ def test_a_restarted_server_reads_the_stored_buckets(
 
     monkeypatch.setattr(costs_module, "build_report", counting)
     restarted = CostService(filled, book, display)
-    got, _ = restarted.report(query, Scope(), by)
+    got, rows = restarted.report(query, Scope(), by)
     assert rated == []
+    # The API rows are stored with the bucket; they are the ones the first server made.
+    assert rows == plain and restarted.report(query, Scope(), by, prices=True)[1] == priced
     assert _rows(got) == _rows(want) and got.unpriced == want.unpriced
     assert _matches(got) == _matches(want)
 

@@ -159,6 +159,14 @@ def _joined(parts: list[Report], query: CostQuery) -> Report:
     )
 
 
+def _stored_api_rows(report: Report) -> dict[str, list[dict[str, Any]]]:
+    """A bucket's API rows without filters, as :meth:`CostService._api_rows` makes them."""
+    return {
+        "plain": [row_dict(report, r) for r in report.rows],
+        "priced": [row_dict(report, r, prices=True) for r in report.rows],
+    }
+
+
 def _merged_version(wanted: list[tuple[PartItems, Versions]]) -> tuple[Versions, ...]:
     return tuple(v for _, v in wanted)
 
@@ -379,11 +387,15 @@ class CostService:
             if held is None or held[0] != stored.version_digest(version):
                 continue
             try:
-                part = stored.decode(held[1], self.pricebook, self._display, self.zone)
+                part, api = stored.decode(held[1], self.pricebook, self._display, self.zone)
             except (ValueError, KeyError, TypeError, ArithmeticError, zlib.error) as exc:
                 log.warning("stored report bucket %s unreadable (%s): rating it again", key, exc)
                 continue
             merged[bucket] = part
+            with self._rows_lock:
+                for prices, name in ((False, "plain"), (True, "priced")):
+                    if name in api:
+                        self._rows[(id(part), (prices, ()))] = (part, api[name])
             if len(pieces[bucket]) > 1:
                 self.bucket_cache.put((*shape, bucket.start, bucket.end), version, part)
 
@@ -392,7 +404,9 @@ class CostService:
 
         def save() -> None:
             try:
-                payloads = [(key, digest, stored.encode(report)) for key, digest, report in entries]
+                payloads = [
+                    (key, digest, stored.encode(report, _stored_api_rows(report))) for key, digest, report in entries
+                ]
                 with self.ledger.transaction() as conn:
                     stored.save(conn, payloads)
             except Exception:  # a cache: a failed save costs a later rating, never an answer
@@ -450,7 +464,9 @@ class CostService:
                     zone=self.zone,
                 )
                 periods = [bucket for bucket, _v in run]
-                for (bucket, v), part in zip(run, split_report(report, periods), strict=True):
+                # One span needs no cutting (and is the whole range when buckets are not split).
+                split = [report] if len(run) == 1 else split_report(report, periods)
+                for (bucket, v), part in zip(run, split, strict=True):
                     found[(bucket.start, part_items)] = part
                     rated.append((bucket, part_items, v, part))
         days = self._versions(first, query.end)

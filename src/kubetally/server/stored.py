@@ -86,10 +86,11 @@ def save(conn: Connection, entries: Sequence[tuple[str, str, bytes]]) -> None:
     conn.execute(t.insert(), [{"key": k, "version": v, "payload": p, "stored_at": now} for k, v, p in entries])
 
 
-def encode(report: Report) -> bytes:
+def encode(report: Report, api_rows: dict[str, list[dict[str, Any]]] | None = None) -> bytes:
     """A report as compressed JSON; times and labels written once and referred to by index,
     each row's charges as a JSON text of their own (decoded only when read, see
-    :class:`_StoredRow`)."""
+    :class:`_StoredRow`). ``api_rows`` are the report's rows as the API shows them (by name of
+    the shape), kept beside it so a restarted server does not format them again."""
     times: dict[datetime, int] = {}
     labels: dict[tuple[tuple[str, str], ...], int] = {}
 
@@ -157,6 +158,7 @@ def encode(report: Report) -> bytes:
         "labels": [[list(pair) for pair in value] for value in labels],
         "rows": rows,
         "unpriced": [[u.category, u.item, u.unit, u.reason, str(u.usage), u.lines] for u in report.unpriced],
+        "api": api_rows or {},
     }
     return zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), 1)
 
@@ -273,8 +275,11 @@ class _StoredRow(ReportRow):
         self._pending = None
 
 
-def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: tzinfo) -> Report:
-    """The report :func:`encode` stored; price matches looked up again in ``pricebook``."""
+def decode(
+    payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: tzinfo
+) -> tuple[Report, dict[str, list[dict[str, Any]]]]:
+    """The report :func:`encode` stored (price matches looked up again in ``pricebook``) and
+    its API rows by shape."""
     body = json.loads(zlib.decompress(payload))
     times = [datetime.fromisoformat(text) for text in body["times"]]
     labels = [tuple((k, v) for k, v in value) for value in body["labels"]]
@@ -300,7 +305,10 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
                 context,
             )
         )
-    return Report(
+    api: dict[str, list[dict[str, Any]]] = body["api"]
+    if not isinstance(api, dict):
+        raise TypeError("stored API rows are not an object")
+    report = Report(
         start=datetime.fromisoformat(body["start"]),
         end=datetime.fromisoformat(body["end"]),
         by=by,
@@ -313,3 +321,4 @@ def decode(payload: bytes, pricebook: PriceBook, display: DisplayCatalog, zone: 
         lang=body["lang"],
         zone=zone,
     )
+    return report, api
