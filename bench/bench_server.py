@@ -9,10 +9,12 @@ Then starts real ``kubetally server`` processes (uvicorn) and measures over HTTP
 * ``costs/total`` by tenant per day for the month (every tenant: an admin token), and
 * ``costs/detail`` for one tenant, one page of 100 rows (a tenant token),
 
-each ``--repeat`` times after one first request, p50/p95/p99: *warm* (the default server, the
-ledger unchanged between requests), *after a write* (the default server, one new record for the
-last hour of the month posted before each request: only that day's bucket is rated again) and
-*cold* (``server.report_cache: 0``: every request rates the whole month).
+each ``--repeat`` times, p50/p95/p99: the first request ever (nothing stored), *warm* (the
+ledger unchanged between requests), *after a write* (one new record for the last hour of the
+month posted before each request), *after a restart* (``--restarts`` fresh server processes,
+each timed on its first request: the buckets stored in the ledger by the first server are
+read) and with *no cache* (``server.report_cache: 0``: every request rates the whole month).
+The loaded ledger is kept under ``bench/.data`` (see :func:`loaded_ledger`).
 Last, ingest throughput: ``--ingest`` records delivered by an agent's outbox
 (``kubetally deliver --to kubetally``, batches of 500) next to the same number written straight
 into the same ledger with :meth:`Ledger.write` in the same batches::

@@ -261,7 +261,7 @@ class _StoredRow(ReportRow):
         self._pending: str | None = pending
         self._context = context
 
-    @property  # type: ignore[override]
+    @property
     def charges(self) -> list[Charge]:
         pending = self._pending
         if pending is not None:
