@@ -57,10 +57,17 @@ def test_migrate_creates_and_then_readers_open(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
     made = kt("migrate", "--db", "x.db", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    # the heads of each branch of migrations (0007_billing_zone follows 0004_rating, 0008 follows
-    # 0002_kubernetes; other parts add their own heads)
+    # the heads of each branch of migrations (0009_rollup_days follows 0007_billing_zone, which
+    # follows 0004_rating; 0008 follows 0002_kubernetes; other parts add their own heads)
     heads = made.stdout.removeprefix("ledger schema at ").strip().split(", ")
-    assert {"0003_outbox", "0005_server", "0006_sessions", "0007_billing_zone", "0008_tenant_customer"} <= set(heads)
+    assert {
+        "0003_outbox",
+        "0005_server",
+        "0006_sessions",
+        "0009_rollup_days",
+        "0008_tenant_customer",
+        "0009_report_buckets",
+    } <= set(heads)
     assert kt("migrate", "--check", "--db", "x.db", cwd=tmp_path).returncode == 0
     report = kt("report", "--prices", "example", "--db", "x.db", "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

@@ -10,7 +10,7 @@ from alembic import op
 from kubetally.ledger.types import UTCDateTime
 
 revision = "0009_report_buckets"
-down_revision = "0005_server"
+down_revision = "0001_core"
 branch_labels = None
 depends_on = None
 
