@@ -106,6 +106,18 @@ _CURRENT_SQLITE = "SELECT id, revision, current, usage, labels, unit FROM record
 _CURRENT_PG = "SELECT id, revision, current, usage, labels, unit FROM records WHERE id = ANY(%s)"
 
 
+def naive_utc(value: datetime) -> datetime:
+    """A datetime as the ``UTCDateTime`` column type binds it: naive, in UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def sqlite_time(value: datetime) -> str:
+    """A datetime as ``UTCDateTime`` stores it on SQLite (SQLAlchemy's SQLite DATETIME storage
+    format of the naive UTC time), for rows bound without SQLAlchemy's per-parameter processing."""
+    v = naive_utc(value)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
 #: The text columns a record's row takes from its fields, in ``_INSERT_COLUMNS`` order.
 _SUBJECT = itemgetter("kind", "category", "item", "name", "namespace", "cluster", "project", "tenant")
 #: Distinct label sets whose JSON is kept per write (a batch repeats a few thousand of them).
@@ -130,9 +142,7 @@ class _Binder:
     def time(self, value: datetime) -> Any:
         out = self._times.get(value)
         if out is None:
-            naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-            # SQLAlchemy's SQLite DATETIME storage format; PostgreSQL takes the naive datetime.
-            out = self._times[value] = naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else naive
+            out = self._times[value] = sqlite_time(value) if self.sqlite else naive_utc(value)
         return out
 
     def times(self, date: datetime, period: Any, start: datetime, end: datetime) -> tuple[Any, str, Any, Any]:
