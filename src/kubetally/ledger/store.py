@@ -191,6 +191,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (default 2 MiB): record ids are random, so every insert touches a
     # random leaf of the id index; with the default cache a growing ledger re-reads them.
     cursor.execute("PRAGMA cache_size=-65536")
+    # Checkpoint every ~40 MB of WAL (default ~4 MB, i.e. at almost every period a collector
+    # commits): a fifth less CPU per written record. Durability is that of WAL with
+    # synchronous=NORMAL either way: a commit survives the process crashing; after a power loss
+    # the last commits may be rolled back, each whole (records, journal and watermark together),
+    # so the ledger is consistent and the next run re-collects from the rolled-back watermark.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 
