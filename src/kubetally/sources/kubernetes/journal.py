@@ -151,9 +151,10 @@ def _insert_many_sqlite(
     before = conn.exec_driver_sql("SELECT max(seq) FROM kubernetes_segments").scalar() or 0
     conn.exec_driver_sql(_INSERT_SQLITE, params)
     del params
-    lo, hi, count = conn.exec_driver_sql(
+    span: Any = conn.exec_driver_sql(
         "SELECT min(seq), max(seq), count(*) FROM kubernetes_segments WHERE seq > ?", (before,)
     ).one()
+    lo, hi, count = span
     if count == len(rows) and hi - lo + 1 == count:
         return list(range(lo, hi + 1))
     conn.exec_driver_sql("DELETE FROM kubernetes_segments WHERE seq > ?", (before,))

@@ -193,7 +193,7 @@ class Billed:
 
 
 #: ``json.dumps``'s own encoder of a string (ASCII, escaped); TypeError for anything else.
-_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii
 #: Meter tuple id → (the tuple, its JSON): holding the tuple keeps its id from being reused.
 _METERS_JSON: dict[int, tuple[tuple[Meter, ...], str]] = {}
 
