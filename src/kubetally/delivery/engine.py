@@ -399,7 +399,7 @@ class DestinationRunner:
             return True
         if cfg.items is not None and record.item not in cfg.items:
             return False
-        return not (cfg.since is not None and record.start < cfg.since)
+        return not (cfg.since is not None and pending.start < cfg.since)
 
     def _events(self, pending: Pending) -> tuple[list[Event], list[DeadLetter]]:
         """The events of one row, minus those this backend can never accept (dead letters)."""
