@@ -35,7 +35,7 @@ from kubetally.ledger import schema
 from kubetally.ledger.rows import record_from_row
 from kubetally.ledger.store import Ledger
 from kubetally.periods import PeriodKind
-from kubetally.record import UsageRecord
+from kubetally.record import UsageRecord, normalize
 
 Clock = Callable[[], datetime]
 
@@ -137,7 +137,7 @@ _READ = (
     _r.c.period,
     _raw(_r.c.start),
     _raw(_r.c.end),
-    _r.c.usage,
+    _raw(_r.c.usage),
     _r.c.unit,
 )
 _LENGTHS = {kind.value: kind.length for kind in PeriodKind}
@@ -148,6 +148,18 @@ def _utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC)
+
+
+def _usage(value: Decimal | str) -> Decimal:
+    """A raw ``ExactDecimal`` value as the column type would return it (normalised). SQLite
+    holds the normalised number's text already, which :func:`Decimal` reads as is; anything
+    else (PostgreSQL's NUMERIC, text written by other means) goes through :func:`normalize`."""
+    if isinstance(value, str):
+        number = Decimal(value)
+        if number and "e" not in value and "E" not in value and not ("." in value and value[-1] == "0"):
+            return number
+        return normalize(number)
+    return normalize(value)
 
 
 #: Label JSON text → labels: a ledger has few distinct label sets, decoding each once saves
@@ -169,6 +181,7 @@ def _row_record(row: Any) -> UsageRecord:
     fields = row._asdict()
     for name in ("date", "start", "end"):
         fields[name] = _utc(fields[name])
+    fields["usage"] = _usage(fields["usage"])
     return _record(SimpleNamespace(**fields))
 
 
@@ -180,6 +193,7 @@ def first_event(row: Any) -> Event:
     (seq, rid, revision, kind, category, item, name, namespace, cluster, project, tenant, labels, _date, period,
      start, _end, usage, unit) = row  # fmt: skip
     start = _utc(start)
+    usage = _usage(usage)
     return Event.trusted(
         f"{rid}-{revision}",
         seq,
