@@ -19,11 +19,11 @@ import json
 import os
 import socket
 import uuid
-from types import SimpleNamespace
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, String, and_, delete, func, insert, or_, select, tuple_, type_coerce, update
