@@ -295,15 +295,16 @@ class FlakyClient(PrometheusClient):
         self.after = after
         self.failures = failures
 
-    def query_range(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def query_range_raw(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.calls += 1
         if self.after < self.calls <= self.after + self.failures:
             raise PrometheusUnreachable("Prometheus (test): unreachable (injected)")
-        return super().query_range(*args, **kwargs)
+        return super().query_range_raw(*args, **kwargs)
 
 
 def test_follow_rides_out_a_prometheus_outage(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
-    config = seed_config(write_config)
+    # One query at a time: which calls fail is counted in the order they are made.
+    config = seed_config(write_config, SETTINGS + "prometheus:\n  max_concurrent_queries: 1\n")
     # First pass (H10): usage + labels for 2 items + 1 project query = 5 calls; then 2 failures.
     client = FlakyClient(prometheus.url, after=5, failures=2)
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC))
