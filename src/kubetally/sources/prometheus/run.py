@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -256,7 +256,9 @@ class PrometheusRun:
         self.summary.warnings.append(message)
         self.warn(message)
 
-    def _collected(self, tasks: list[tuple[Period, _ItemState]]) -> Iterator[CollectedPeriod | SourceError]:
+    def _collected(
+        self, tasks: list[tuple[Period, _ItemState]]
+    ) -> Generator[CollectedPeriod | SourceError, None, None]:
         """Each task's collected period (or its error), in task order.
 
         Up to ``self.concurrency`` tasks are in flight at once; the next is started only when the
