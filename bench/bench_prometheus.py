@@ -329,6 +329,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=HERE / ".data" / "prometheus")
     parser.add_argument("--before-src", type=Path, help="also run collect with this source tree (DIR/src)")
     parser.add_argument("--repeat", type=int, default=1, help="measure floor and collect this many times each")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[4],
+        help="collect once per value of prometheus.max_concurrent_queries (the new collector)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -348,9 +355,13 @@ def main() -> None:
         )
 
     with ExitStack() as stack, served(data) as url:
-        runs = (
-            [("collect", SRC)] if args.before_src is None else [("collect (before)", args.before_src), ("collect", SRC)]
-        )
+        runs: list[tuple[str, Path, list[str]]] = []
+        if args.before_src is not None:
+            runs.append(("collect (before)", args.before_src, []))
+        for bound in args.concurrency:
+            settings = args.workdir / f"concurrency-{bound}.yaml"
+            settings.write_text(f"prometheus:\n  max_concurrent_queries: {bound}\n", encoding="utf-8")
+            runs.append((f"collect, {bound} at once", SRC, ["-c", str(settings)]))
         for round_ in range(args.repeat):
             seconds, cpu, rss, out = run_child([sys.executable, "-c", FLOOR, url, str(plan_file)])
             show(
@@ -363,9 +374,10 @@ def main() -> None:
                     "rss_gb": rss,
                 }
             )
-            for what, src in runs:
+            for what, src, extra in runs:
                 db = fresh_db(stack, args.backend, args.workdir, f"collect-{args.devices}-{args.hours}-{round_}")
                 command = [sys.executable, "-m", "kubetally.cli.main", "collect", "--prometheus", url, "-c", str(SEED)]
+                command += extra
                 command += ["--cluster", "bench", "--db", db, "--from", DAY.isoformat(), "--to", end.isoformat()]
                 seconds, cpu, rss, out = run_child(command, src)
                 count, digest = ledger_digest(db)

@@ -141,6 +141,7 @@ class Collector:
                         seen.add(ts)
             except (TypeError, ValueError, InvalidOperation) as exc:
                 raise self.client.malformed(what, exc, item.usage.query) from None
+        del usage, decimals  # the answer's points are summed: free them before the records are built
 
         steps = len(wanted)
         tenants: dict[tuple[str, str], str] = {}  # a tenant depends on the namespace and project only
