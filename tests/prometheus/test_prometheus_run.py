@@ -295,15 +295,16 @@ class FlakyClient(PrometheusClient):
         self.after = after
         self.failures = failures
 
-    def query_range(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def query_range_raw(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.calls += 1
         if self.after < self.calls <= self.after + self.failures:
             raise PrometheusUnreachable("Prometheus (test): unreachable (injected)")
-        return super().query_range(*args, **kwargs)
+        return super().query_range_raw(*args, **kwargs)
 
 
 def test_follow_rides_out_a_prometheus_outage(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
-    config = seed_config(write_config)
+    # One query at a time: which calls fail is counted in the order they are made.
+    config = seed_config(write_config, SETTINGS + "prometheus:\n  max_concurrent_queries: 1\n")
     # First pass (H10): usage + labels for 2 items + 1 project query = 5 calls; then 2 failures.
     client = FlakyClient(prometheus.url, after=5, failures=2)
     clock = Clock(datetime(2026, 3, 2, 11, 5, tzinfo=UTC))
@@ -380,3 +381,61 @@ def test_an_agent_ticking_with_max_backfill_of_one_period_collects_every_hour(  
     # The same totals as the explicit run of test_explicit_range_and_rerun_without_duplicates.
     assert usage_by_period(ledger) == {H10.start: Decimal("13.5"), H11.start: Decimal("10.5")}
     assert marks(ledger) == {"VgpuCoreUsed": H11.end, "VgpuMemoryUsed": H11.end}
+
+
+def _rows(db: str) -> list[tuple[object, ...]]:
+    """Every ledger row in write order (``seq``), all columns but the write time."""
+    from sqlalchemy import text
+
+    with Ledger.open(db) as opened, opened.engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM records ORDER BY seq")).mappings().all()
+    return [tuple(v for k, v in row.items() if k != "recorded_at") for row in rows]
+
+
+def test_concurrent_queries_write_the_same_ledger_as_one_at_a_time(prometheus, write_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledgers = {}
+    for bound in (1, 4):
+        config = seed_config(write_config, SETTINGS + f"prometheus:\n  max_concurrent_queries: {bound}\n")
+        assert config.settings.prometheus.max_concurrent_queries == bound
+        db = str(tmp_path / f"bound-{bound}.db")
+        with Ledger.open(db) as ledger:
+            summary = collect_prometheus(
+                config=config, ledger=ledger, url=prometheus.url, cluster=CLUSTER, start=H10.start, end=H11.end
+            )
+            # As in test_explicit_range_and_rerun_without_duplicates: 2 items × 2 hours, 7 + 5
+            # records; VgpuCoreUsed H10 = 6 + 3 + 3 + 1.5, H11 = 6 + 3 + 1.5.
+            assert (summary.periods, summary.records, summary.inserted) == (4, 12, 12)
+            assert usage_by_period(ledger) == {H10.start: Decimal("13.5"), H11.start: Decimal("10.5")}
+        ledgers[bound] = _rows(db)
+    # Same ids, revisions, quantities, labels, and the same seq order (written in plan order).
+    assert len(ledgers[4]) == 12
+    assert ledgers[4] == ledgers[1]
+
+
+class FailingMemory(PrometheusClient):
+    """The real client, refusing every query of the memory item."""
+
+    def query_range_raw(self, query, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        if "vgpu_memory_usage_bytes" in query:
+            raise QueryFailed("Prometheus (test): item 'VgpuMemoryUsed' refused (injected)", "injected")
+        return super().query_range_raw(query, *args, **kwargs)
+
+
+def test_concurrent_failure_writes_only_the_periods_before_it(ledger: Ledger, prometheus, write_config) -> None:  # type: ignore[no-untyped-def]
+    config = seed_config(write_config, SETTINGS + "prometheus:\n  max_concurrent_queries: 4\n")
+    # Plan order: core H10, memory H10, core H11, memory H11 — all four in flight at once.
+    with FailingMemory(prometheus.url, timeout=30) as client, pytest.raises(QueryFailed) as caught:
+        collect_prometheus(
+            config=config,
+            ledger=ledger,
+            url=prometheus.url,
+            cluster=CLUSTER,
+            start=H10.start,
+            end=H11.end,
+            client=client,
+        )
+    assert "nothing was written for item 'VgpuMemoryUsed' period" in str(caught.value)
+    # Only core H10 (6 + 3 + 3 + 1.5) was written; core H11 was fetched but comes after the failure.
+    assert usage_by_period(ledger) == {H10.start: Decimal("13.5")}
+    assert list(ledger.records(item="VgpuMemoryUsed")) == []
+    assert marks(ledger) == {"VgpuCoreUsed": H10.end}

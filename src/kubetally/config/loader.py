@@ -62,6 +62,10 @@ class PrometheusSettings(Strict):
     key_file: str | None = None
     #: Extra request headers, e.g. ``X-Scope-OrgID: tenant-1`` for Mimir/Cortex/Thanos tenants.
     headers: dict[str, str] = Field(default_factory=dict)
+    #: How many item-periods are queried at once (each asks its usage and label queries in
+    #: turn): Prometheus evaluates one while kubetally parses and writes another. 1 = one query
+    #: at a time.
+    max_concurrent_queries: int = Field(default=4, ge=1, le=64)
 
 
 class CollectionSettings(Strict):

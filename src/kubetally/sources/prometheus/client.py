@@ -60,6 +60,25 @@ class QueryResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RawSeries:
+    """One range-query series as Prometheus sent it: its labels and ``values``, the answer's own
+    ``[timestamp, "value"]`` pairs, untouched.
+
+    A collector reads only the points on its grid and parses each distinct value once; turning
+    every point of a 10,000-series answer into objects first (:class:`Series`) cost more than
+    everything else the collector does with it."""
+
+    labels: dict[str, str]
+    values: list[Any]
+
+
+@dataclass(frozen=True)
+class RawResult:
+    series: list[RawSeries]
+    warnings: list[str] = field(default_factory=list)
+
+
 def _shorten(text: str, limit: int = _QUERY_SHOWN) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -70,13 +89,19 @@ def _timestamp(value: datetime) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
-def _parse_time(raw: Any) -> datetime:
-    # Prometheus sends unix seconds as a JSON number with at most millisecond precision.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_time(raw: Any) -> datetime:
+    """A timestamp of an answer: Prometheus sends unix seconds as a JSON number with at most
+    millisecond precision (whole seconds, the usual case, arrive as integers)."""
+    if type(raw) is int:
+        return _EPOCH + timedelta(seconds=raw)
     millis = int((Decimal(str(raw)) * 1000).to_integral_value())
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+    return _EPOCH + timedelta(milliseconds=millis)
 
 
-def _parse_value(raw: Any) -> Decimal:
+def parse_value(raw: Any) -> Decimal:
     # "NaN", "+Inf" and "-Inf" parse to non-finite Decimals; callers decide what they mean.
     return Decimal(str(raw))
 
@@ -189,7 +214,15 @@ class PrometheusClient:
     # -- public queries ----------------------------------------------------------------------
 
     def query_range(self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str) -> QueryResult:
-        """Evaluate ``query`` at ``start``, ``start+step`` … ``end`` (both inclusive).
+        """Evaluate ``query`` at ``start``, ``start+step`` … ``end`` (both inclusive), every point
+        as a ``(datetime, Decimal)``."""
+        raw = self.query_range_raw(query, start, end, step, what=what)
+        return self._series(raw, query=query, what=what)
+
+    def query_range_raw(self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str) -> RawResult:
+        """:meth:`query_range` with each series' points as Prometheus sent them (see
+        :class:`RawSeries`); :meth:`malformed` is the error for a point that is not
+        ``[number, "value"]``.
 
         Prometheus refuses more than 11,000 points per series in one answer (a daily period at a
         5 s step has 17,280), so long grids are asked for in consecutive chunks and merged.
@@ -199,7 +232,7 @@ class PrometheusClient:
         points = int((end - start) / step) + 1
         if points <= MAX_POINTS:
             return self._query_range_once(query, start, end, step, what=what)
-        merged: dict[tuple[tuple[str, str], ...], list[tuple[datetime, Decimal]]] = {}
+        merged: dict[tuple[tuple[str, str], ...], list[Any]] = {}
         warnings: list[str] = []
         chunk_start = start
         while chunk_start <= end:
@@ -207,16 +240,13 @@ class PrometheusClient:
             part = self._query_range_once(query, chunk_start, chunk_end, step, what=what)
             warnings.extend(w for w in part.warnings if w not in warnings)
             for series in part.series:
-                merged.setdefault(tuple(sorted(series.labels.items())), []).extend(series.points)
+                merged.setdefault(tuple(sorted(series.labels.items())), []).extend(series.values)
             chunk_start = chunk_end + step
-        return QueryResult(
-            series=[Series(labels=dict(key), points=tuple(points)) for key, points in merged.items()],
-            warnings=warnings,
+        return RawResult(
+            series=[RawSeries(labels=dict(key), values=values) for key, values in merged.items()], warnings=warnings
         )
 
-    def _query_range_once(
-        self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str
-    ) -> QueryResult:
+    def _query_range_once(self, query: str, start: datetime, end: datetime, step: timedelta, *, what: str) -> RawResult:
         form = {
             "query": query,
             "start": _timestamp(start),
@@ -224,8 +254,26 @@ class PrometheusClient:
             "step": f"{int(step.total_seconds())}s",
             "timeout": self._timeout_param(),
         }
-        data = self._post("/api/v1/query_range", form, query=query, what=what)
-        return self._series(data, expected=("matrix",), query=query, what=what)
+        body = self._post("/api/v1/query_range", form, query=query, what=what)
+        data = body["data"]
+        kind = data.get("resultType")
+        if kind != "matrix":
+            raise self._fail(what, f"the query returns a {kind}, not an instant vector of series", query)
+        series: list[RawSeries] = []
+        try:
+            for entry in data.get("result") or []:
+                labels = {str(k): str(v) for k, v in (entry.get("metric") or {}).items()}
+                values = entry.get("values") or []
+                if type(values) is not list:
+                    raise TypeError(f"values is a {type(values).__name__}, not a list")
+                series.append(RawSeries(labels, values))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise self.malformed(what, exc, query) from None
+        return RawResult(series=series, warnings=[str(w) for w in body.get("warnings") or []])
+
+    def malformed(self, what: str, exc: BaseException, query: str) -> QueryFailed:
+        """The error for an answer whose result does not have Prometheus' shape."""
+        return self._fail(what, f"malformed result ({type(exc).__name__}: {exc})", query)
 
     def _timeout_param(self) -> str:
         return f"{max(1, int(self.timeout))}s"
@@ -233,8 +281,19 @@ class PrometheusClient:
     def query(self, query: str, at: datetime, *, what: str) -> QueryResult:
         """Evaluate ``query`` at one instant; the answer must be an instant vector."""
         form = {"query": query, "time": _timestamp(at), "timeout": self._timeout_param()}
-        data = self._post("/api/v1/query", form, query=query, what=what)
-        return self._series(data, expected=("vector",), query=query, what=what)
+        body = self._post("/api/v1/query", form, query=query, what=what)
+        data = body["data"]
+        kind = data.get("resultType")
+        if kind != "vector":
+            raise self._fail(what, f"the query returns a {kind}, not an instant vector of series", query)
+        try:
+            series = [
+                RawSeries({str(k): str(v) for k, v in (entry.get("metric") or {}).items()}, [entry["value"]])
+                for entry in data.get("result") or []
+            ]
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise self.malformed(what, exc, query) from None
+        return self._series(RawResult(series, [str(w) for w in body.get("warnings") or []]), query=query, what=what)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -281,11 +340,7 @@ class PrometheusClient:
             raise self._fail(what, "the answer is not a Prometheus API response", query)
         return body
 
-    def _series(self, body: dict[str, Any], *, expected: tuple[str, ...], query: str, what: str) -> QueryResult:
-        data = body["data"]
-        kind = data.get("resultType")
-        if kind not in expected:
-            raise self._fail(what, f"the query returns a {kind}, not an instant vector of series", query)
+    def _series(self, raw: RawResult, *, query: str, what: str) -> QueryResult:
         series: list[Series] = []
         # Every series of a range query shares the step grid, and values repeat (0, 1, a device's
         # memory size): each distinct timestamp and value is parsed once per response and the
@@ -293,20 +348,17 @@ class PrometheusClient:
         times: dict[Any, datetime] = {}
         values: dict[Any, Decimal] = {}
         try:
-            for entry in data.get("result") or []:
-                labels = {str(k): str(v) for k, v in (entry.get("metric") or {}).items()}
-                raw_points = (entry.get("values") or []) if kind == "matrix" else [entry["value"]]
+            for entry in raw.series:
                 points = []
-                for ts, value in raw_points:
+                for ts, value in entry.values:
                     at = times.get(ts)
                     if at is None:
-                        at = times[ts] = _parse_time(ts)
+                        at = times[ts] = parse_time(ts)
                     number = values.get(value)
                     if number is None:
-                        number = values[value] = _parse_value(value)
+                        number = values[value] = parse_value(value)
                     points.append((at, number))
-                series.append(Series(labels=labels, points=tuple(points)))
+                series.append(Series(labels=entry.labels, points=tuple(points)))
         except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-            raise self._fail(what, f"malformed result ({type(exc).__name__}: {exc})", query) from None
-        warnings = [str(w) for w in body.get("warnings") or []]
-        return QueryResult(series=series, warnings=warnings)
+            raise self.malformed(what, exc, query) from None
+        return QueryResult(series=series, warnings=raw.warnings)

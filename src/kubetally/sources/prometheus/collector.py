@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,8 +30,8 @@ from kubetally.config.costmodel import CollectionItem
 from kubetally.errors import SourceError
 from kubetally.periods import Period, format_time
 from kubetally.record import UsageRecord, exact_problem, normalize
-from kubetally.sources.prometheus.client import PrometheusClient, Series
-from kubetally.sources.prometheus.evaluate import aggregate, grid, on_grid, range_window
+from kubetally.sources.prometheus.client import PrometheusClient, parse_time, parse_value
+from kubetally.sources.prometheus.evaluate import aggregate, grid, range_window
 from kubetally.sources.prometheus.join import LabelIndex, dimension_labels, join_fields
 from kubetally.sources.prometheus.project import ProjectResolver
 
@@ -95,12 +95,14 @@ class Collector:
         self.projects = ProjectResolver(client, project_label)
 
     def collect(self, item: CollectionItem, period: Period) -> CollectedPeriod:
+        """Safe to call from several threads at once (one item-period each)."""
         if period.length != item.period.length:
             raise ValueError(f"item {item.item!r} is {item.period}, not a {period.length} period")
         step = item.usage.step
         start, end = range_window(period, step)
         where = f"item {item.item!r}"
-        usage = self.client.query_range(item.usage.query, start, end, step, what=f"{where} usage.query for {period}")
+        what = f"{where} usage.query for {period}"
+        usage = self.client.query_range_raw(item.usage.query, start, end, step, what=what)
         collected = CollectedPeriod(item=item, period=period, records=[], series=len(usage.series))
         collected.warnings.extend(f"{where}: usage.query: Prometheus warns: {w}" for w in usage.warnings)
 
@@ -110,21 +112,39 @@ class Collector:
             # Asked only when a series needs its project derived from its namespace.
             return self.projects.projects(period, step)
 
+        # The grid as unix seconds: an answer's timestamps are JSON numbers (integers for whole
+        # seconds), and 1772445600 == 1772445600.0 in a set, so points are matched without
+        # turning them into datetimes. Each distinct value string is parsed once per answer.
+        wanted = {at.timestamp() for at in grid(period, step)}
+        decimals: dict[Any, Decimal] = {}
         points: dict[_RecordKey, list[Decimal]] = {}
-        instants: dict[_RecordKey, set[datetime]] = {}
+        instants: dict[_RecordKey, set[Any]] = {}
         for series in usage.series:
-            key = self._key(item, series, projects)
+            key = self._key(item, series.labels, projects)
             values = points.setdefault(key, [])
-            seen = instants.setdefault(key, set())
-            for at, value in on_grid(series.points, period, step):
-                if not value.is_finite():
-                    collected.warnings.append(
-                        f"{where}: usage.query: dropped {value} at {format_time(at)} for {_series_text(series.labels)}"
-                    )
-                    continue
-                values.append(value)
-                seen.add(at)
+            seen = instants.setdefault(key, set()) if item.coverage else None
+            try:
+                for ts, raw in series.values:
+                    if ts not in wanted:
+                        continue
+                    value = decimals.get(raw)
+                    if value is None:
+                        value = decimals[raw] = parse_value(raw)
+                    if not value.is_finite():
+                        collected.warnings.append(
+                            f"{where}: usage.query: dropped {value} at {format_time(parse_time(ts))} "
+                            f"for {_series_text(series.labels)}"
+                        )
+                        continue
+                    values.append(value)
+                    if seen is not None:
+                        seen.add(ts)
+            except (TypeError, ValueError, InvalidOperation) as exc:
+                raise self.client.malformed(what, exc, item.usage.query) from None
+        del usage, decimals  # the answer's points are summed: free them before the records are built
 
+        steps = len(wanted)
+        tenants: dict[tuple[str, str], str] = {}  # a tenant depends on the namespace and project only
         for key, values in sorted(points.items(), key=lambda kv: _sort_key(kv[0])):
             if not values:
                 continue  # present in the answer but not at any grid point of this period
@@ -132,8 +152,11 @@ class Collector:
             if label_index is not None:
                 labels = label_index.lookup(key.name, namespace=key.namespace, cluster=key.cluster)
             if item.coverage:
-                labels = {**labels, **coverage_labels(len(instants[key]), len(grid(period, step)))}
+                labels = {**labels, **coverage_labels(len(instants[key]), steps)}
             quantity = self._usage(item, key, values, period)
+            tenant = tenants.get((key.namespace, key.project))
+            if tenant is None:
+                tenant = tenants[key.namespace, key.project] = self._tenant(key)
             try:
                 record = UsageRecord.measure(
                     cluster=key.cluster,
@@ -143,7 +166,7 @@ class Collector:
                     name=key.name,
                     namespace=key.namespace,
                     project=key.project,
-                    tenant=self._tenant(key),
+                    tenant=tenant,
                     period_kind=item.period,
                     period=period,
                     usage=quantity,
@@ -163,19 +186,20 @@ class Collector:
     def _usage(self, item: CollectionItem, key: _RecordKey, values: list[Decimal], period: Period) -> Decimal:
         """The period's quantity, refused by name when the ledger cannot hold it exactly or when a
         gauge went negative (usage is never negative unless the item says credits are real)."""
-        where = f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}"
         try:
             usage = aggregate(values, item.aggregation, item.usage.step)
         except (InvalidOperation, OverflowError):
             usage = None
         problem = "beyond any exact quantity" if usage is None else exact_problem(usage)
         if problem:
-            raise SourceError(f"{where}: usage {problem}; nothing was written for this period — fix usage.query")
+            raise SourceError(
+                f"{_where(item, key, period)}: usage {problem}; nothing was written for this period — fix usage.query"
+            )
         assert usage is not None
         if usage < 0 and not item.allow_negative:
             raise SourceError(
-                f"{where}: usage is negative ({usage}); nothing was written for this period — fix usage.query, "
-                "or set allow_negative: true on the item if negative usage is a real credit"
+                f"{_where(item, key, period)}: usage is negative ({usage}); nothing was written for this period — "
+                "fix usage.query, or set allow_negative: true on the item if negative usage is a real credit"
             )
         return usage
 
@@ -185,20 +209,21 @@ class Collector:
             return None
         where = f"item {item.item!r}"
         start, end = range_window(period, item.usage.step)
-        answer = self.client.query_range(
-            item.labels.query, start, end, item.usage.step, what=f"{where} labels.query for {period}"
-        )
+        what = f"{where} labels.query for {period}"
+        answer = self.client.query_range_raw(item.labels.query, start, end, item.usage.step, what=what)
         warnings.extend(f"{where}: labels.query: Prometheus warns: {w}" for w in answer.warnings)
-        index = LabelIndex(answer.series, item.labels.mappers, join_fields(item.usage.mappers, item.labels.mappers))
+        try:
+            index = LabelIndex(answer.series, item.labels.mappers, join_fields(item.usage.mappers, item.labels.mappers))
+        except (TypeError, ValueError) as exc:
+            raise self.client.malformed(what, exc, item.labels.query) from None
         for key in index.ambiguous[:5]:
             warnings.append(
                 f"{where}: labels.query: several label sets for {key} in {period}; kept the one present longest"
             )
         return index
 
-    def _key(self, item: CollectionItem, series: Series, projects: Callable[[], dict[str, str]]) -> _RecordKey:
+    def _key(self, item: CollectionItem, labels: dict[str, str], projects: Callable[[], dict[str, str]]) -> _RecordKey:
         mappers = item.usage.mappers
-        labels = series.labels
         name = labels.get(mappers.name, "")
         if not name:
             raise SourceError(
@@ -232,6 +257,10 @@ class Collector:
             if tenant:
                 return tenant
         return key.project or key.namespace
+
+
+def _where(item: CollectionItem, key: _RecordKey, period: Period) -> str:
+    return f"item {item.item!r} name {_shown(key.name)} in namespace {_shown(key.namespace)} for {period}"
 
 
 def _sort_key(key: _RecordKey) -> tuple[str, str, str, str, tuple[tuple[str, str], ...]]:

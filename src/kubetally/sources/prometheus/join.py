@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from kubetally.config.costmodel import Mappers
-from kubetally.sources.prometheus.client import Series
+from kubetally.sources.prometheus.client import RawSeries, Series
 
 LABEL_PREFIX = "label_"
 
@@ -60,9 +61,13 @@ JoinKey = tuple[str, ...]
 LabelTuple = tuple[tuple[str, str], ...]
 
 
-def _rank(labels: LabelTuple, seen: set[datetime]) -> tuple[int, float, LabelTuple]:
+def _rank(labels: LabelTuple, seen: set[Any]) -> tuple[int, float, LabelTuple]:
     # Most grid points first, then seen last, then the smallest labels: sort ascending on this.
-    latest = max(seen).timestamp() if seen else float("-inf")
+    # Instants are datetimes (parsed series) or the answer's unix seconds (raw series).
+    latest = float("-inf")
+    if seen:
+        last = max(seen)
+        latest = last.timestamp() if isinstance(last, datetime) else float(last)
     return (-len(seen), -latest, labels)
 
 
@@ -73,10 +78,10 @@ class LabelIndex:
     candidate whose points are the union of theirs.
     """
 
-    def __init__(self, series: Iterable[Series], mappers: Mappers, fields: tuple[str, ...]):
+    def __init__(self, series: Iterable[Series | RawSeries], mappers: Mappers, fields: tuple[str, ...]):
         self.mappers = mappers
         self.fields = fields
-        candidates: dict[JoinKey, dict[LabelTuple, set[datetime]]] = {}
+        candidates: dict[JoinKey, dict[LabelTuple, set[Any]]] = {}
         for one in series:
             name = one.labels.get(mappers.name, "")
             if not name:
@@ -84,7 +89,10 @@ class LabelIndex:
             key = (name, *(one.labels.get(getattr(mappers, f), "") for f in fields))
             labels = tuple(sorted(enrichment_labels(one.labels).items()))
             seen = candidates.setdefault(key, {}).setdefault(labels, set())
-            seen.update(at for at, _ in one.points)
+            if isinstance(one, RawSeries):
+                seen.update(ts for ts, _ in one.values)
+            else:
+                seen.update(at for at, _ in one.points)
         self._labels: dict[JoinKey, dict[str, str]] = {
             key: dict(min(found.items(), key=lambda c: _rank(*c))[0]) for key, found in candidates.items()
         }

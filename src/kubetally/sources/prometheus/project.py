@@ -17,6 +17,7 @@ its records fall back to the namespace as tenant.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta
 
 from kubetally.periods import Period
@@ -44,7 +45,9 @@ def project_query(project_label: str) -> str:
 
 
 class ProjectResolver:
-    """Namespace → project for one period, from one range query per (period, step), cached."""
+    """Namespace → project for one period, from one range query per (period, step), cached.
+
+    Thread-safe: items of one period collected at once share one query (the others wait)."""
 
     def __init__(self, client: PrometheusClient, project_label: str, *, cache_size: int = 8):
         self.client = client
@@ -52,16 +55,18 @@ class ProjectResolver:
         self.query = project_query(project_label)
         self._cache: dict[tuple[datetime, datetime, timedelta], dict[str, str]] = {}
         self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def projects(self, period: Period, step: timedelta) -> dict[str, str]:
         key = (period.start, period.end, step)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._load(period, step)
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = found
-        return found
+        with self._lock:
+            found = self._cache.get(key)
+            if found is None:
+                found = self._load(period, step)
+                if len(self._cache) >= self._cache_size:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = found
+            return found
 
     def _load(self, period: Period, step: timedelta) -> dict[str, str]:
         start, end = range_window(period, step)
