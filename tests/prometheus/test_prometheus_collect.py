@@ -276,3 +276,50 @@ def test_wrong_period_length_is_refused(collector: Collector, items: dict[str, C
     day = Period(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
     with pytest.raises(ValueError, match="hourly"):
         collector.collect(items["CoreHours"], day)
+
+
+def test_a_timestamp_sent_as_a_string_is_refused_not_skipped(items: dict[str, CollectionItem]) -> None:
+    """A "Prometheus-compatible" server that sends timestamps as strings: every point would be
+    off the grid, so skipping them would write no usage at all without a word."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answer = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": {"deviceuuid": T4, "podnamespace": "team-a"},
+                    "values": [[str(int(H10.start.timestamp())), "1"]],
+                }
+            ],
+        },
+    }
+
+    class Compatible(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Compatible)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with (
+            PrometheusClient(f"http://127.0.0.1:{server.server_port}", timeout=5) as client,
+            pytest.raises(SourceError) as caught,
+        ):
+            Collector(client, cluster="gpu-east").collect(items["CoreSeconds"], H10)
+    finally:
+        server.shutdown()
+    assert "malformed result (TypeError: timestamp '1772445600' is not a number)" in str(caught.value)
+    assert "item 'CoreSeconds'" in str(caught.value)

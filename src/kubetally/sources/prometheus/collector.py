@@ -126,6 +126,10 @@ class Collector:
             try:
                 for ts, raw in series.values:
                     if ts not in wanted:
+                        if type(ts) is not int and type(ts) is not float:
+                            # A timestamp Prometheus sends as a number, sent as anything else
+                            # (a string, null): refused by name, not skipped as off-grid.
+                            raise TypeError(f"timestamp {ts!r} is not a number")
                         continue
                     value = decimals.get(raw)
                     if value is None:
