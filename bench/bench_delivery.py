@@ -3,8 +3,9 @@
 Two numbers over the same ledger and the same server:
 
 * **kubetally** — :class:`kubetally.delivery.engine.Deliverer` draining the outbox: reading
-  ledger rows, building events, encoding Lago batches of 100, posting them, and committing the
-  cursor after every acknowledged batch (the crash-safety cost);
+  ledger rows, building events, encoding Lago batches of 100, posting them (two in flight while
+  the next ones are built), and committing the cursor per group of acknowledged batches (the
+  crash-safety cost);
 * **plain loop** — the same batches already in memory, only serialised and posted one after
   another on one keep-alive connection: the floor any adapter has to pay.
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Context, Decimal, InvalidOperation
+from decimal import MAX_PREC, Context, Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -78,17 +78,24 @@ def exact_problem(value: Decimal) -> str | None:
     return None
 
 
+#: The context of :func:`normalize`: a precision no Decimal reaches, so normalising never rounds
+#: (made once: building a context per call cost more than the normalising itself).
+_EXACT = Context(prec=MAX_PREC)
+_ONE = Decimal(1)
+
+
 def normalize(value: Decimal) -> Decimal:
     """Canonical form for storage and comparison: no exponent noise, no trailing zeros.
     Exact at any size (the default 28-digit context would round silently)."""
     if value == 0:
         return Decimal(0)
-    context = Context(prec=max(len(value.as_tuple().digits), 1) + 1)
-    normalized = value.normalize(context)
+    normalized = value.normalize(_EXACT)
     # normalize() turns 100 into 1E+2; quantize back to an integer exponent for readability.
-    exponent = normalized.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > 0:
-        return normalized.quantize(Decimal(1), context=Context(prec=len(normalized.as_tuple().digits) + exponent + 1))
+    # Only a value of at least 10 can end up with a positive exponent (as_tuple is the slow part).
+    if normalized.adjusted() > 0:
+        exponent = normalized.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:
+            return normalized.quantize(_ONE, context=_EXACT)
     return normalized
 
 
@@ -210,6 +217,11 @@ FIELD_LIMITS = {
 }
 
 
+def storable(value: str, limit: int) -> bool:
+    """Whether a record field of at most ``limit`` characters can hold ``value`` (see FIELD_LIMITS)."""
+    return len(value) <= limit and "\x00" not in value
+
+
 class UsageRecord(BaseModel):
     """One measured quantity for one thing, one tenant and one closed period."""
 
@@ -326,14 +338,15 @@ class UsageRecord(BaseModel):
             unit=unit,
             revision=0,
         )
-        if any(len(values[f]) > limit or "\x00" in values[f] for f, limit in FIELD_LIMITS.items()):
+        if any(not storable(values[f], limit) for f, limit in FIELD_LIMITS.items()):
             return cls(**values)
-        return cls._trusted(**values)
+        return cls._trusted(values)
 
     @classmethod
-    def _trusted(cls, **values: Any) -> UsageRecord:
-        """What ``model_construct`` does for this model (every field given, no extras, no private
-        attributes), without its per-call generality: ``measure`` runs once per record."""
+    def _trusted(cls, values: dict[str, Any]) -> UsageRecord:
+        """What ``model_construct`` does for this model (every field given in ``values``, which
+        becomes the record's own dict; no extras, no private attributes), without its per-call
+        generality: this runs once per record."""
         record = cls.__new__(cls)
         _set = object.__setattr__
         _set(record, "__dict__", values)
@@ -379,6 +392,131 @@ class UsageRecord(BaseModel):
 
 
 _ALL_FIELDS = frozenset(UsageRecord.model_fields)
+
+
+class RecordBuilder:
+    """Builds the records of one period of one cluster, each exactly the record
+    :meth:`UsageRecord.measure` builds from the same arguments, at a fraction of its cost: a
+    source's meter makes one record per (thing, item, dimensions) per period, 245,000 of them
+    for an hour of a 100,000-pod cluster.
+
+    What repeats is made once: the period's bounds and text, and per (category, item,
+    dimensions) the leading part of the canonical id JSON. What a record is about (kind, name,
+    namespace, project, tenant) is checked against the ledger's limits and turned into its id
+    JSON once per run of records about the same thing (a meter emits a thing's items one after
+    another), so nothing per record is kept beyond the period. A name the ledger cannot hold
+    goes through :meth:`UsageRecord.measure`, which refuses it by field as before."""
+
+    def __init__(self, *, cluster: str, period_kind: PeriodKind, period: Period, unit: str = ""):
+        self.cluster = cluster
+        self.unit = unit
+        self.period_kind = PeriodKind.parse(str(period_kind))
+        self.period = period
+        self._start, self._date, self._end = _bounds(period)
+        self._cluster_json = json_string(cluster)
+        self._period_json = json_string(str(self.period_kind))
+        self._start_json = f'"start":"{_start_text(self._start)}",'
+        self._fixed_ok = storable(cluster, FIELD_LIMITS["cluster"]) and storable(unit, FIELD_LIMITS["unit"])
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str | None] = {}
+        self._subject: tuple[str, str, str, str, str] | None = None
+        self._subject_json: tuple[str, str] | None = None
+
+    def _head(self, category: str, item: str, dimensions: tuple[tuple[str, str], ...]) -> str | None:
+        """``{"category":…,"cluster":…,"dimensions":{…},"item":…,`` (None: not storable)."""
+        key = (category, item, dimensions)
+        if key in self._heads:
+            return self._heads[key]
+        head: str | None = None
+        if self._fixed_ok and storable(category, FIELD_LIMITS["category"]) and storable(item, FIELD_LIMITS["item"]):
+            dims = ",".join(f"{json_string(k)}:{json_string(v)}" for k, v in sorted(dict(dimensions).items()))
+            head = (
+                f'{{"category":{json_string(category)},"cluster":{self._cluster_json},"dimensions":{{{dims}}},'
+                f'"item":{json_string(item)},'
+            )
+        if len(self._heads) >= 10_000:
+            self._heads.clear()
+        self._heads[key] = head
+        return head
+
+    def _subject_parts(self, subject: tuple[str, str, str, str, str]) -> tuple[str, str] | None:
+        """(``"kind":…,…,"project":…,``, ``"tenant":…}``) of a subject (None: not storable)."""
+        kind, name, namespace, project, tenant = subject
+        if not (
+            storable(kind, FIELD_LIMITS["kind"])
+            and storable(name, FIELD_LIMITS["name"])
+            and storable(namespace, FIELD_LIMITS["namespace"])
+            and storable(project, FIELD_LIMITS["project"])
+            and storable(tenant, FIELD_LIMITS["tenant"])
+        ):
+            return None
+        return (
+            f'"kind":{json_string(kind)},"name":{json_string(name)},"namespace":{json_string(namespace)},'
+            f'"period":{self._period_json},"project":{json_string(project)},',
+            f'"tenant":{json_string(tenant)}}}',
+        )
+
+    def __call__(
+        self,
+        kind: str,
+        category: str,
+        item: str,
+        name: str,
+        namespace: str,
+        project: str,
+        tenant: str,
+        usage: Decimal,
+        dimensions: tuple[tuple[str, str], ...],
+        labels: dict[str, str],
+    ) -> UsageRecord:
+        """The record; ``usage`` must be normalised (:func:`normalize`), ``dimensions`` and
+        ``labels`` hold strings, and ``labels`` becomes the record's own (dimensions merged in,
+        winning on conflict, as :meth:`UsageRecord.measure` merges them)."""
+        subject = (kind, name, namespace, project, tenant)
+        if subject != self._subject:
+            self._subject, self._subject_json = subject, self._subject_parts(subject)
+        parts = self._subject_json
+        head = self._heads.get((category, item, dimensions)) or self._head(category, item, dimensions)
+        if parts is None or head is None:
+            return UsageRecord.measure(
+                cluster=self.cluster,
+                kind=kind,
+                category=category,
+                item=item,
+                name=name,
+                period_kind=self.period_kind,
+                period=self.period,
+                usage=usage,
+                namespace=namespace,
+                project=project,
+                tenant=tenant,
+                unit=self.unit,
+                dimensions=dict(dimensions),
+                labels=labels,
+            )
+        canonical = head + parts[0] + self._start_json + parts[1]
+        if dimensions:
+            labels.update(dimensions)
+        return UsageRecord._trusted(
+            {
+                "id": hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest(),
+                "kind": kind,
+                "category": category,
+                "item": item,
+                "name": name,
+                "namespace": namespace,
+                "cluster": self.cluster,
+                "project": project,
+                "tenant": tenant,
+                "labels": labels,
+                "date": self._date,
+                "period": self.period_kind,
+                "start": self._start,
+                "end": self._end,
+                "usage": usage,
+                "unit": self.unit,
+                "revision": 0,
+            }
+        )
 
 
 def _encode_exact(value: Any) -> str:

@@ -150,3 +150,54 @@ def test_measure_builds_the_same_record_as_validation() -> None:
     assert (r.usage, str(r.usage)) == (Decimal("1.25"), "1.25")
     assert r.end == parse_time("2024-04-29T00:59:59Z") and r.date.tzinfo is not None
     assert r.model_copy(update={"usage": Decimal(2)}).usage == Decimal(2) and r.usage == Decimal("1.25")
+
+
+def test_record_builder_makes_what_measure_makes() -> None:
+    """The meter's RecordBuilder skips measure's per-record work; each record must equal
+    measure's field by field (id included) for any text, consecutive records about the same or
+    another subject, and a name the ledger cannot hold must be refused by field as measure does."""
+    import random
+
+    import pytest
+    from pydantic import ValidationError
+
+    from kubetally.record import RecordBuilder, normalize
+
+    rng = random.Random(5)
+    alphabet = 'ab"\\\n\t\x01/é中🙂 -_.:{}[],'
+
+    def word() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 6)))
+
+    build = RecordBuilder(cluster="gpu-east", period_kind=PeriodKind.hourly, period=HOUR, unit="h")
+    subject = (word(), word(), word(), word(), word())
+    for _ in range(2000):
+        if rng.random() < 0.4:
+            subject = (word(), word(), word(), word(), word())
+        kind, name, namespace, project, tenant = subject
+        category, item = rng.choice([("compute", "gpu_hours"), ("compute", "cpu_core_hours"), (word(), word())])
+        dims = tuple(sorted({word(): word() for _ in range(rng.randrange(0, 3))}.items()))
+        labels = {word(): word() for _ in range(rng.randrange(0, 4))}
+        usage = normalize(Decimal(rng.randrange(0, 10**12)).scaleb(-9))
+        expected = UsageRecord.measure(
+            cluster="gpu-east",
+            kind=kind,
+            category=category,
+            item=item,
+            name=name,
+            namespace=namespace,
+            project=project,
+            tenant=tenant,
+            period_kind=PeriodKind.hourly,
+            period=HOUR,
+            usage=usage,
+            unit="h",
+            dimensions=dict(dims),
+            labels=labels,
+        )
+        got = build(kind, category, item, name, namespace, project, tenant, usage, dims, dict(labels))
+        assert got == expected and got.to_json() == expected.to_json()
+    with pytest.raises(ValidationError, match="name"):
+        build("Pod", "compute", "gpu_hours", "x" * 513, "ns", "", "t", Decimal(1), (), {})
+    with pytest.raises(ValidationError, match="tenant"):
+        build("Pod", "compute", "gpu_hours", "p", "ns", "", "t\x00", Decimal(1), (), {})

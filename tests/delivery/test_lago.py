@@ -56,7 +56,8 @@ def test_everything_arrives_once_with_exact_totals(ledger: Ledger, lago: Any) ->
     assert totals(lago) == ledger_totals(ledger)
     assert lago.violations == []
     batches = [r.json()["events"] for r in lago.requests if r.path.endswith("/events/batch")]
-    assert [len(b) for b in batches] == [100, 100, 40]
+    # 240 events in batches of 100; two are in flight at once, so they may arrive in any order
+    assert sorted(len(b) for b in batches) == [40, 100, 100]
     event = next(iter(lago.events.values()))
     assert isinstance(event["timestamp"], int)
     assert all(isinstance(v, str) for v in event["properties"].values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from kubetally.sim import Scenario, SimServer
 from kubetally.sim.generate import generate_cluster
 from kubetally.sim.scenario import resolve_scenario_path
 from kubetally.sources.kubernetes.run import collect_kubernetes
+from kubetally.sources.kubernetes.tables import segments
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "scale"
 GENERATED_NOW = parse_time("2026-11-04T00:05:00Z")
@@ -48,6 +49,32 @@ def dump(ledger: Ledger) -> str:
             .order_by(w.c.source, w.c.item)
         )
         lines += [f"watermark {m.source} {m.cluster} {m.item} {format_time(m.until)}" for m in marks]
+    return "\n".join(lines) + "\n"
+
+
+def contents(ledger: Ledger) -> str:
+    """Every column of every ledger row and journal segment in write (``seq``) order, except when
+    it was written (``recorded_at``): row count and sha256. The dump above holds ids, revisions
+    and quantities; this holds the rest (names, labels, times, units, the journal's billed JSON),
+    so a faster record or journal path cannot change a byte of what is stored."""
+    t, s = schema.records, segments
+    digest = hashlib.sha256()
+    count = 0
+
+    def text(value: Any) -> str:
+        return format_time(value) if isinstance(value, datetime) else str(value)
+
+    with ledger.engine.connect() as conn:
+        columns = [c for c in t.c if c.name not in ("seq", "recorded_at")]
+        for row in conn.execute(select(*columns).order_by(t.c.seq)):
+            digest.update(("\t".join(text(v) for v in row) + "\n").encode())
+            count += 1
+        lines = [f"records {count} sha256 {digest.hexdigest()}"]
+        digest, count = hashlib.sha256(), 0
+        for row in conn.execute(select(*[c for c in s.c if c.name != "seq"]).order_by(s.c.seq)):
+            digest.update(("\t".join(text(v) for v in row) + "\n").encode())
+            count += 1
+        lines.append(f"segments {count} sha256 {digest.hexdigest()}")
     return "\n".join(lines) + "\n"
 
 
@@ -135,9 +162,12 @@ def test_streamed_ledger_matches_the_baseline(name: str, ledger: Ledger) -> None
     if name in LARGE:  # thousands of rows: kept as row count + digest (the dump's sha256)
         got = summary(got)
     path = DATA / f"baseline-{name}.txt"
+    stored = DATA / f"contents-{name}.txt"
     if os.environ.get("KUBETALLY_CAPTURE_BASELINE") == "1" and ledger.dialect == "sqlite":
         path.write_text(got)
+        stored.write_text(contents(ledger))
     assert got == path.read_text()
+    assert contents(ledger) == stored.read_text()
 
 
 def test_progress_is_reported_after_each_committed_period(tmp_path: Path) -> None:

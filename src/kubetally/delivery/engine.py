@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from bisect import bisect_right
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -52,6 +53,7 @@ from kubetally.delivery.outbox import (
     Outbox,
     Page,
     Pending,
+    first_event,
     utcnow,
 )
 from kubetally.delivery.retry import RetryPolicy
@@ -70,6 +72,14 @@ OFFBOARD_CHECK_EVERY = timedelta(minutes=10)
 #: An event this close to a backend's age limit is dead-lettered rather than sent: it would
 #: cross the limit while in flight or waiting for a retry.
 AGE_MARGIN = timedelta(hours=1)
+
+
+#: Acknowledged batches are committed together: every this many batches, at most this long
+#: after the first of them was acknowledged, before waiting on a slow batch, and at the end.
+COMMIT_EVERY = 20
+COMMIT_AFTER = timedelta(seconds=0.1)
+#: How often a retry's backoff looks whether the pipeline was stopped.
+_ABORT_POLL = 0.05
 
 
 class GiveUp(Exception):
@@ -160,6 +170,139 @@ def _short_reason(reason: str) -> str:
     return reason if len(reason) <= 300 else reason[:300] + "…"
 
 
+@dataclass
+class _Acked:
+    """What the backend said about one batch: accepted (with the ones it already had) and the
+    events isolated as refused."""
+
+    accepted: list[Event] = field(default_factory=list)
+    duplicates: set[str] = field(default_factory=set)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    """A chunk of rows ready to send: its events, the dead letters found before sending, the
+    rows with nothing for this destination, and the send in progress."""
+
+    rows: list[Pending]
+    events: list[Event]
+    dead: list[DeadLetter]
+    skipped: int
+    future: Future[_Acked] | None = None
+
+
+class _Pipeline:
+    """Batches in submission order; up to ``in_flight`` are sent at once on sender threads while
+    this thread reads and builds up to two more.
+
+    Exactly-once in effect needs the cursor never to pass a row whose events the backend has
+    not acknowledged. So acknowledgements are taken in order only: a batch answered early waits
+    for every batch before it, and the cursor moves in one commit per *group* of consecutive
+    acknowledged batches (every ``commit_every`` batches, ``commit_after`` after the first, before
+    waiting on a slow batch, and at the end). When a batch fails for good (a fatal answer, giving
+    up, a stop, a lost lease) or building one fails, the batches after it stop retrying, those in
+    flight are awaited, the acknowledged prefix is committed and the rest is left pending: a rerun
+    sends it again with the same event ids, which the backend deduplicates.
+    """
+
+    def __init__(self, runner: DestinationRunner):
+        self.runner = runner
+        self.pool: ThreadPoolExecutor | None = None
+        self.queue: deque[_Batch] = deque()
+        self.group: list[tuple[_Batch, _Acked]] = []
+        self.group_since = 0.0
+        #: seqs of every row read after the cursor and not committed (gap detection)
+        self.seen: list[int] = []
+        self.ahead = runner.in_flight + 2
+
+    @property
+    def busy(self) -> bool:
+        """Rows were read that are not committed yet."""
+        return bool(self.queue or self.group)
+
+    def saw(self, seqs: Sequence[int]) -> None:
+        self.seen.extend(seqs)
+
+    def submit(self, batch: _Batch) -> None:
+        if batch.events:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(
+                    max_workers=self.runner.in_flight, thread_name_prefix=f"send-{self.runner.dest.name}"
+                )
+            batch.future = self.pool.submit(self.runner._transmit, batch)
+        self.queue.append(batch)
+        self._collect(keep=self.ahead)
+
+    def flush(self) -> None:
+        """Wait for every batch and commit them (raises the first failure)."""
+        self._collect(keep=0)
+        if self.group:
+            self._commit()
+
+    def _collect(self, keep: int) -> None:
+        """Move acknowledged batches from the head of the queue to the group, in order, waiting
+        while more than ``keep`` batches are outstanding."""
+        after = self.runner.commit_after
+        while self.queue:
+            head = self.queue[0]
+            future = head.future
+            if future is not None and not future.done():
+                if len(self.queue) <= keep:
+                    break
+                if self.group:  # do not sit on acknowledged batches behind a slow one
+                    wait([future], timeout=max(0.0, self.group_since + after - time.monotonic()))
+                    if not future.done():
+                        self._commit()
+            acked = future.result() if future is not None else _Acked()  # a failed batch raises here
+            self.queue.popleft()
+            if not self.group:
+                self.group_since = time.monotonic()
+            self.group.append((head, acked))
+            if len(self.group) >= self.runner.commit_every:
+                self._commit()
+        if self.group and time.monotonic() - self.group_since >= after:
+            self._commit()
+
+    def commit_acknowledged(self) -> None:
+        """Commit what is acknowledged before this thread waits (a set-up call is retried)."""
+        self._collect(keep=len(self.queue))
+        if self.group:
+            self._commit()
+
+    def _commit(self) -> None:
+        self.runner._commit(self.group, self.seen)
+        self.group = []
+        cursor = self.runner.outbox.cursor
+        self.seen = self.seen[bisect_right(self.seen, cursor) :]
+
+    def abort(self) -> None:
+        """Something failed: stop the batches behind it, keep the acknowledged prefix."""
+        self.runner._abort.set()
+        for batch in self.queue:
+            if batch.future is not None:
+                batch.future.cancel()
+        wait([b.future for b in self.queue if b.future is not None])
+        while self.queue:
+            head = self.queue[0]
+            future = head.future
+            if future is not None and (future.cancelled() or future.exception() is not None):
+                break
+            self.group.append((head, future.result() if future is not None else _Acked()))
+            self.queue.popleft()
+        self.queue.clear()
+        if self.group:
+            try:
+                self._commit()
+            except Exception as exc:  # the failure being raised says more (often the same cause)
+                log.warning("%s: could not commit acknowledged batches: %s", self.runner.dest.name, exc)
+                self.group = []
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class DestinationRunner:
     """Drains one destination's outbox; keeps adapter caches between drains (follow mode)."""
 
@@ -177,6 +320,8 @@ class DestinationRunner:
         gap_timeout: timedelta = timedelta(minutes=10),
         clock: Clock = utcnow,
         stop: threading.Event | None = None,
+        commit_every: int = COMMIT_EVERY,
+        commit_after: timedelta = COMMIT_AFTER,
     ):
         self.ledger = ledger
         self.dest = destination
@@ -195,6 +340,14 @@ class DestinationRunner:
         self._next_offboard_check = 0.0
         self._heartbeat_every = max(0.05, lease_ttl.total_seconds() / 3)
         self._summary = DestinationSummary(destination.name, destination.kind)
+        #: batches sent at the same time (the adapter says what it can take) and built ahead
+        self.in_flight = max(1, int(getattr(destination, "max_in_flight", 1)))
+        self.commit_every = commit_every
+        self.commit_after = commit_after.total_seconds()
+        #: set when a batch failed: batches after it stop retrying (their rows stay pending)
+        self._abort = threading.Event()
+        #: the summary's counters are bumped from the sender threads too
+        self._lock = threading.Lock()
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -202,6 +355,7 @@ class DestinationRunner:
         """Deliver everything pending now; returns what happened."""
         started = time.monotonic()
         s = self._summary = DestinationSummary(self.dest.name, self.dest.kind)
+        self._abort.clear()
         if not self.outbox.acquire():
             state = self.outbox.state()
             owner = state.lease_owner if state else "?"
@@ -213,12 +367,7 @@ class DestinationRunner:
             if not self._bootstrapped:
                 self._retrying("bootstrap", lambda: self.dest.bootstrap(self.items))
                 self._bootstrapped = True
-            while not self.stop.is_set():
-                page = self.outbox.read(self.page_size)
-                if not page.rows:
-                    break
-                for chunk in self._plan(page):
-                    self._deliver_chunk(chunk, page)
+            self._pipelined()
             if not self.stop.is_set():
                 self._offboard()
             else:
@@ -243,19 +392,22 @@ class DestinationRunner:
 
     def _selected(self, pending: Pending) -> bool:
         cfg = self.config
-        record = pending.record
+        record = pending.view
         if record.kind in PROVIDER_KINDS and not (cfg is not None and cfg.provider_records):
             return False  # the provider's capacity and idle are not a tenant's usage
         if cfg is None:
             return True
         if cfg.items is not None and record.item not in cfg.items:
             return False
-        return not (cfg.since is not None and record.start < cfg.since)
+        return not (cfg.since is not None and pending.start < cfg.since)
 
     def _events(self, pending: Pending) -> tuple[list[Event], list[DeadLetter]]:
         """The events of one row, minus those this backend can never accept (dead letters)."""
         try:
-            events = events_for(pending.record, pending.seq, pending.previous, label_keys=self.dest.label_keys)
+            if pending.row is not None and pending.view.revision == 0:
+                events = [first_event(pending.row)]  # the common case, without building a record
+            else:
+                events = events_for(pending.record, pending.seq, pending.previous, label_keys=self.dest.label_keys)
         except ValueError as exc:
             # Only possible when an earlier revision vanished from the ledger.
             full = events_for(pending.record.model_copy(update={"revision": 0}), pending.seq, None)[0]
@@ -324,45 +476,85 @@ class DestinationRunner:
         if chunk:
             yield chunk
 
-    # -- delivering a chunk ------------------------------------------------------------------------
+    # -- the pipeline ----------------------------------------------------------------------------
 
-    def _deliver_chunk(self, chunk: list[tuple[Pending, list[Event], list[DeadLetter]]], page: Page) -> None:
-        s = self._summary
-        counts = CommitCounts()
+    def _pipelined(self) -> None:
+        """Read and build batches while earlier ones are in flight; commit acknowledged ones
+        in order, a group at a time (see :class:`_Pipeline`)."""
+        pipe = _Pipeline(self)
+        try:
+            while not self.stop.is_set():
+                page = self.outbox.read(self.page_size, fresh_only=pipe.busy)
+                if not page.rows:
+                    if pipe.busy:
+                        pipe.flush()  # then re-queued and late rows may be read too
+                        continue
+                    break
+                pipe.saw(page.fresh_seqs)
+                for chunk in self._plan(page):
+                    pipe.submit(self._build(chunk, pipe.commit_acknowledged))
+            pipe.flush()
+        except BaseException:
+            pipe.abort()
+            raise
+        finally:
+            pipe.close()
+
+    def _build(
+        self, chunk: list[tuple[Pending, list[Event], list[DeadLetter]]], before_wait: Callable[[], None] | None = None
+    ) -> _Batch:
+        """A chunk's events after the backend's set-up (``prepare``, on this thread: it changes
+        the adapter's state, which sending only reads)."""
         dead: list[DeadLetter] = []
         to_send: list[Event] = []
+        skipped = 0
         for _pending, events, letters in chunk:
             dead.extend(letters)
             to_send.extend(events)
             if not events and not letters:
-                counts.skipped += 1
+                skipped += 1
         if to_send:
-            refusals = self._retrying("prepare", lambda: self.dest.prepare(to_send))
+            refusals = self._retrying("prepare", lambda: self.dest.prepare(to_send), before_wait)
             refused: Mapping[str, str] = refusals or {}
             if refused:
                 dead.extend(DeadLetter(e, refused[e.id]) for e in to_send if e.id in refused)
                 to_send = [e for e in to_send if e.id not in refused]
-        accepted: list[Event] = []
-        duplicates: set[str] = set()
-        for start in range(0, len(to_send), self.dest.max_batch):
-            self._send(to_send[start : start + self.dest.max_batch], accepted, duplicates, dead)
-        counts.duplicates = len(duplicates)
-        counts.delivered = len(accepted) - counts.duplicates
+        return _Batch([p for p, _, _ in chunk], to_send, dead, skipped)
+
+    def _transmit(self, batch: _Batch) -> _Acked:
+        """Send one batch (on a sender thread) until the backend acknowledged every event or
+        each refused one is isolated; raises when it cannot (the pipeline then stops)."""
+        acked = _Acked()
+        for start in range(0, len(batch.events), self.dest.max_batch):
+            self._send(batch.events[start : start + self.dest.max_batch], acked.accepted, acked.duplicates, acked.dead)
+        return acked
+
+    def _commit(self, group: list[tuple[_Batch, _Acked]], seen: Sequence[int]) -> None:
+        """One transaction for a run of acknowledged batches: the cursor moves past all of
+        them, with their dead letters, counts and new tenants."""
+        s = self._summary
+        counts = CommitCounts()
+        rows: list[Pending] = []
+        dead: list[DeadLetter] = []
+        tenants: set[str] = set()
+        for batch, acked in group:
+            rows.extend(batch.rows)
+            dead.extend(batch.dead)
+            dead.extend(acked.dead)
+            counts.skipped += batch.skipped
+            duplicates = len(acked.duplicates)
+            counts.duplicates += duplicates
+            counts.delivered += len(acked.accepted) - duplicates
+            tenants.update(e.tenant for e in acked.accepted)
         counts.dead = len(dead)
         dead_ids = {letter.event.id for letter in dead}
-        redelivered = {i for p, _, _ in chunk if p.only for i in p.only} - dead_ids
-        self.outbox.commit(
-            [p for p, _, _ in chunk],
-            page,
-            dead=dead,
-            counts=counts,
-            tenants={e.tenant for e in accepted},
-            redelivered=redelivered,
-        )
-        s.delivered += counts.delivered
-        s.duplicates += counts.duplicates
-        s.skipped += counts.skipped
-        s.dead_lettered += counts.dead
+        redelivered = {i for p in rows if p.only for i in p.only} - dead_ids
+        self.outbox.commit(rows, seen, dead=dead, counts=counts, tenants=tenants, redelivered=redelivered)
+        with self._lock:
+            s.delivered += counts.delivered
+            s.duplicates += counts.duplicates
+            s.skipped += counts.skipped
+            s.dead_lettered += counts.dead
         for letter in dead:
             s.reasons[_short_reason(letter.reason)] += 1
             if len(s.examples) < _EXAMPLES:
@@ -391,23 +583,26 @@ class DestinationRunner:
         duplicates.update(result.duplicates & {e.id for e in events})
 
     def _request(self, events: list[Event]) -> SendResult:
-        self._summary.requests += 1
+        with self._lock:
+            self._summary.requests += 1
         return self.dest.send(events)
 
     # -- retries ------------------------------------------------------------------------------------
 
-    def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        """Run ``call`` until it does not raise TransientError (backoff + jitter + hints)."""
+    def _retrying(self, what: str, call: Callable[[], T], before_wait: Callable[[], None] | None = None) -> T:
+        """Run ``call`` until it does not raise TransientError (backoff + jitter + hints).
+        ``before_wait`` runs before each backoff (the pipeline commits what is acknowledged)."""
         failures = 0
         first_failure = 0.0
         while True:
-            if self.stop.is_set():
+            if self.stop.is_set() or self._abort.is_set():
                 raise Stopped()
             try:
                 return call()
             except TransientError as exc:
                 failures += 1
-                self._summary.retries += 1
+                with self._lock:
+                    self._summary.retries += 1
                 now = time.monotonic()
                 if failures == 1:
                     first_failure = now
@@ -420,17 +615,26 @@ class DestinationRunner:
                 if self.max_wait is not None:
                     delay = min(delay, max(0.0, self.max_wait.total_seconds() - (now - first_failure)) + 0.01)
                 log.warning("%s: %s failed (%s); retry %d in %.2fs", self.dest.name, what, exc.reason, failures, delay)
+                if before_wait is not None:
+                    before_wait()
                 self._wait(delay)
 
     def _wait(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
+        """Sleep before a retry, keeping the lease alive; wakes up for a stop (of the process,
+        or of this drain's pipeline after another batch failed)."""
+        now = time.monotonic()
+        deadline = now + seconds
+        beat = now + self._heartbeat_every
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return
-            if self.stop.wait(min(remaining, self._heartbeat_every)):
+            if self.stop.wait(min(remaining, beat - now, _ABORT_POLL)) or self._abort.is_set():
                 raise Stopped()
-            self.outbox.heartbeat()
+            if time.monotonic() >= beat:
+                self.outbox.heartbeat()
+                beat = time.monotonic() + self._heartbeat_every
 
     # -- offboarding -------------------------------------------------------------------------------
 

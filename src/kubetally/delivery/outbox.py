@@ -23,17 +23,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, String, and_, delete, func, insert, or_, select, tuple_, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 
 from kubetally.delivery import tables
-from kubetally.delivery.events import Event
+from kubetally.delivery.events import Action, Event
 from kubetally.ledger import schema
 from kubetally.ledger.rows import record_from_row
 from kubetally.ledger.store import Ledger
-from kubetally.record import UsageRecord
+from kubetally.periods import PeriodKind
+from kubetally.record import UsageRecord, normalize
 
 Clock = Callable[[], datetime]
 
@@ -109,17 +111,162 @@ owner_is_dead = _owner_is_dead
 _record = record_from_row
 
 
-@dataclass
-class Pending:
-    """A ledger row to deliver, with the revision before it (for corrections)."""
+def _raw(column: Any) -> Any:
+    """``column`` as the driver returns it: delivery converts only what it uses (below)."""
+    return type_coerce(column, String()).label(column.name)
 
-    seq: int
-    record: UsageRecord
-    previous: UsageRecord | None = None
-    #: from a gap (an out-of-order commit) rather than after the cursor
-    late: bool = False
-    #: a re-queued dead letter: only these event ids are sent again
-    only: frozenset[str] | None = None
+
+_r = schema.records
+#: The columns delivery reads (``seq`` first). The times come raw (text on SQLite, naive
+#: datetimes on PostgreSQL) and are converted by :func:`_utc` only where needed: SQLAlchemy's
+#: per-value processing of three datetime columns was a fifth of the cost of reading a row.
+_READ = (
+    _r.c.seq,
+    _r.c.id,
+    _r.c.revision,
+    _r.c.kind,
+    _r.c.category,
+    _r.c.item,
+    _r.c.name,
+    _r.c.namespace,
+    _r.c.cluster,
+    _r.c.project,
+    _r.c.tenant,
+    _r.c.labels,
+    _raw(_r.c.date),
+    _r.c.period,
+    _raw(_r.c.start),
+    _raw(_r.c.end),
+    _raw(_r.c.usage),
+    _r.c.unit,
+)
+_LENGTHS = {kind.value: kind.length for kind in PeriodKind}
+
+
+def _utc(value: datetime | str) -> datetime:
+    """A raw ``UTCDateTime`` value (naive UTC; text on SQLite) as an aware datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
+
+
+def _usage(value: Decimal | str) -> Decimal:
+    """A raw ``ExactDecimal`` value as the column type would return it (normalised). SQLite
+    holds the normalised number's text already, which :func:`Decimal` reads as is; anything
+    else (PostgreSQL's NUMERIC, text written by other means) goes through :func:`normalize`."""
+    if isinstance(value, str):
+        number = Decimal(value)
+        if number and "e" not in value and "E" not in value and not ("." in value and value[-1] == "0"):
+            return number
+        return normalize(number)
+    return normalize(value)
+
+
+#: Label JSON text → labels: a ledger has few distinct label sets, decoding each once saves
+#: a ``json.loads`` per row (every event gets its own copy).
+_LABELS: dict[str, dict[str, str]] = {}
+_LABELS_MAX = 10_000
+
+
+def _labels(text: str) -> dict[str, str]:
+    found = _LABELS.get(text)
+    if found is None:
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        found = _LABELS[text] = json.loads(text)
+    return dict(found)
+
+
+def _row_record(row: Any) -> UsageRecord:
+    fields = row._asdict()
+    for name in ("date", "start", "end"):
+        fields[name] = _utc(fields[name])
+    fields["usage"] = _usage(fields["usage"])
+    return _record(SimpleNamespace(**fields))
+
+
+def first_event(row: Any) -> Event:
+    """The event of a first revision (``revision == 0``) straight from its row (``_READ``
+    columns): the same :class:`Event` as ``events_for(record, seq, None)[0]`` without building
+    the record. The ledger's column type returns normalised Decimals, so the quantity needs no
+    further normalising."""
+    (seq, rid, revision, kind, category, item, name, namespace, cluster, project, tenant, labels, _date, period,
+     start, _end, usage, unit) = row  # fmt: skip
+    start = _utc(start)
+    usage = _usage(usage)
+    return Event.trusted(
+        f"{rid}-{revision}",
+        seq,
+        rid,
+        revision,
+        Action.usage,
+        usage,
+        usage,
+        start,
+        start + _LENGTHS[period],
+        period,
+        kind,
+        category,
+        item,
+        name,
+        namespace,
+        cluster,
+        project,
+        tenant,
+        unit,
+        _labels(labels),
+    )
+
+
+class Pending:
+    """A ledger row to deliver, with the revision before it (for corrections).
+
+    Built from a result row, the :class:`~kubetally.record.UsageRecord` is made only when asked
+    for: a first revision's event comes straight from the row (``row``), which is most of the
+    cost of reading the outbox saved."""
+
+    __slots__ = ("_record", "late", "only", "previous", "row", "seq")
+
+    def __init__(
+        self,
+        seq: int,
+        record: UsageRecord | None = None,
+        previous: UsageRecord | None = None,
+        *,
+        late: bool = False,
+        only: frozenset[str] | None = None,
+        row: Any = None,
+    ):
+        if record is None and row is None:
+            raise ValueError("Pending needs a record or a row")
+        self.seq = seq
+        #: the ledger row (columns of ``_READ``), when read by the outbox
+        self.row = row
+        self._record = record
+        self.previous = previous
+        #: from a gap (an out-of-order commit) rather than after the cursor
+        self.late = late
+        #: a re-queued dead letter: only these event ids are sent again
+        self.only = only
+
+    @property
+    def record(self) -> UsageRecord:
+        if self._record is None:
+            self._record = _row_record(self.row)
+        return self._record
+
+    @property
+    def view(self) -> Any:
+        """The row or the record: both have ``id``, ``revision``, ``kind``, ``item``, ``tenant``
+        (times: :attr:`start`)."""
+        return self.row if self._record is None else self._record
+
+    @property
+    def start(self) -> datetime:
+        return _utc(self.row.start) if self._record is None else self._record.start
+
+    def __repr__(self) -> str:
+        return f"Pending(seq={self.seq}, id={self.view.id}, revision={self.view.revision})"
 
 
 @dataclass
@@ -237,6 +384,8 @@ class Outbox:
         self.gap_timeout = gap_timeout
         self.clock = clock
         self._cursor = 0
+        #: the last fresh seq handed out by :meth:`read` (ahead of the cursor while pipelining)
+        self._read_upto = 0
         self._gaps: list[Gap] = []
         #: tenants known to be recorded as active (saves an upsert per tenant per batch)
         self._active: set[str] = set()
@@ -293,6 +442,7 @@ class Outbox:
     def _load(self, conn: Connection) -> None:
         c, g = tables.outbox_cursors, tables.outbox_gaps
         self._cursor = conn.execute(select(c.c.cursor).where(c.c.destination == self.destination)).scalar_one()
+        self._read_upto = self._cursor
         rows = conn.execute(select(g).where(g.c.destination == self.destination).order_by(g.c.lo))
         self._gaps = [Gap(r.lo, r.hi, r.seen_at) for r in rows]
         t = tables.outbox_tenants
@@ -330,21 +480,32 @@ class Outbox:
     def cursor(self) -> int:
         return self._cursor
 
-    def read(self, limit: int) -> Page:
+    def read(self, limit: int, *, fresh_only: bool = False) -> Page:
         """The next rows to deliver: re-queued dead letters, rows that filled a gap, then rows
-        after the cursor — at most ``limit`` in all."""
+        after the cursor — at most ``limit`` in all.
+
+        Reads go ahead of the cursor: the next page starts after the last row handed out, so a
+        pipelined caller can read while earlier rows are still unacknowledged. ``fresh_only``
+        leaves re-queued and late rows for later: the caller passes it while rows it has read
+        are not committed yet, since those kinds are only marked done by a commit and would
+        otherwise be read (and sent) twice."""
         page = Page()
-        page.rows.extend(self._requeued(limit))
-        if len(page.rows) < limit:
-            page.rows.extend(self._late_rows(limit - len(page.rows)))
+        if not fresh_only:
+            self._read_upto = self._cursor
+            page.rows.extend(self._requeued(limit))
+            if len(page.rows) < limit:
+                page.rows.extend(self._late_rows(limit - len(page.rows)))
         if len(page.rows) < limit:
             r = schema.records
+            after = max(self._cursor, self._read_upto)
             with self.ledger.engine.connect() as conn:
                 fresh = conn.execute(
-                    select(r).where(r.c.seq > self._cursor).order_by(r.c.seq).limit(limit - len(page.rows))
+                    select(*_READ).where(r.c.seq > after).order_by(r.c.seq).limit(limit - len(page.rows))
                 ).all()
-            page.rows.extend(Pending(row.seq, _record(row)) for row in fresh)
-            page.fresh_seqs = [row.seq for row in fresh]
+            page.rows.extend([Pending(row[0], row=row) for row in fresh])
+            page.fresh_seqs = [row[0] for row in fresh]
+            if fresh:
+                self._read_upto = page.fresh_seqs[-1]
         self._attach_previous(page.rows)
         return page
 
@@ -385,7 +546,7 @@ class Outbox:
         return [Pending(row.seq, _record(row), only=frozenset(by_seq[row.seq])) for row in rows]
 
     def _attach_previous(self, rows: list[Pending]) -> None:
-        wanted = [(p.record.id, p.record.revision - 1) for p in rows if p.record.revision > 0]
+        wanted = [(p.view.id, p.view.revision - 1) for p in rows if p.view.revision > 0]
         if not wanted:
             return
         r = schema.records
@@ -396,15 +557,15 @@ class Outbox:
                 for row in conn.execute(select(r).where(tuple_(r.c.id, r.c.revision).in_(chunk))):
                     found[(row.id, row.revision)] = _record(row)
         for p in rows:
-            if p.record.revision > 0:
-                p.previous = found.get((p.record.id, p.record.revision - 1))
+            if p.view.revision > 0:
+                p.previous = found.get((p.view.id, p.view.revision - 1))
 
     # -- committing --------------------------------------------------------------------------
 
     def commit(
         self,
         done: Sequence[Pending],
-        page: Page,
+        seen: Page | Sequence[int],
         *,
         dead: Sequence[DeadLetter] = (),
         counts: CommitCounts | None = None,
@@ -413,8 +574,13 @@ class Outbox:
     ) -> None:
         """Mark ``done`` rows delivered, store their dead letters, move the cursor — atomically.
 
-        ``redelivered`` are event ids of re-queued dead letters that now went through.
+        ``done`` must be every row read up to the new cursor that is not committed yet (one or
+        more acknowledged batches, in order); ``seen`` is the page they came from, or the seqs of
+        every row read after the cursor (sorted), so that a seq that was not visible when read
+        becomes a gap. ``redelivered`` are event ids of re-queued dead letters that now went
+        through.
         """
+        fresh_seqs = seen.fresh_seqs if isinstance(seen, Page) else seen
         counts = counts or CommitCounts()
         now = self.clock()
         fresh = [p.seq for p in done if not p.late and p.only is None]
@@ -422,7 +588,7 @@ class Outbox:
         new_cursor = max([self._cursor, *fresh])
         gaps = _subtract(self._gaps, late)
         if new_cursor > self._cursor:
-            gaps += _holes(self._cursor, new_cursor, page.fresh_seqs, now)
+            gaps += _holes(self._cursor, new_cursor, fresh_seqs, now)
         c, d = tables.outbox_cursors, tables.dead_letters
         with self.ledger.transaction() as conn:
             moved = conn.execute(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +106,29 @@ _CURRENT_SQLITE = "SELECT id, revision, current, usage, labels, unit FROM record
 _CURRENT_PG = "SELECT id, revision, current, usage, labels, unit FROM records WHERE id = ANY(%s)"
 
 
+def naive_utc(value: datetime) -> datetime:
+    """A datetime as the ``UTCDateTime`` column type binds it: naive, in UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def sqlite_time(value: datetime) -> str:
+    """A datetime as ``UTCDateTime`` stores it on SQLite (SQLAlchemy's SQLite DATETIME storage
+    format of the naive UTC time), for rows bound without SQLAlchemy's per-parameter processing."""
+    v = naive_utc(value)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+
+
+#: The text columns a record's row takes from its fields, in ``_INSERT_COLUMNS`` order.
+_SUBJECT = itemgetter("kind", "category", "item", "name", "namespace", "cluster", "project", "tenant")
+#: Distinct label sets whose JSON is kept per write (a batch repeats a few thousand of them).
+_LABELS_CACHED = 50_000
+
+
 class _Binder:
-    """Values as the column types store them (see :mod:`kubetally.ledger.types`), computed once per
-    distinct datetime: a batch shares a handful of period bounds, so rows are plain tuples passed
-    straight to the driver instead of going through per-parameter processing."""
+    """Values as the column types store them (see :mod:`kubetally.ledger.types`), each computed
+    once per distinct value in a batch: a batch shares a handful of period bounds and a few
+    thousand label sets, so rows are plain tuples passed straight to the driver instead of going
+    through per-parameter processing."""
 
     def __init__(self, dialect: str):
         self.sqlite = dialect == "sqlite"
@@ -116,13 +136,32 @@ class _Binder:
         self.true: Any = 1 if self.sqlite else True
         self.false_sql = "0" if self.sqlite else "false"
         self._times: dict[datetime, Any] = {}
+        self._bounds: dict[tuple[datetime, datetime, datetime], tuple[Any, Any, Any]] = {}
+        self._labels: dict[tuple[tuple[str, str], ...], str] = {}
 
     def time(self, value: datetime) -> Any:
         out = self._times.get(value)
         if out is None:
-            naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-            # SQLAlchemy's SQLite DATETIME storage format; PostgreSQL takes the naive datetime.
-            out = self._times[value] = naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else naive
+            out = self._times[value] = sqlite_time(value) if self.sqlite else naive_utc(value)
+        return out
+
+    def times(self, date: datetime, period: Any, start: datetime, end: datetime) -> tuple[Any, str, Any, Any]:
+        """(date, period, start, end) of a row."""
+        key = (date, start, end)
+        bounds = self._bounds.get(key)
+        if bounds is None:
+            bounds = self._bounds[key] = (self.time(date), self.time(start), self.time(end))
+        return bounds[0], str(period), bounds[1], bounds[2]
+
+    def labels(self, labels: dict[str, str]) -> str:
+        """:func:`_labels_json`, once per distinct label set (keyed by its items in order: the same
+        items in another order are another key with the same JSON)."""
+        key = tuple(labels.items())
+        out = self._labels.get(key)
+        if out is None:
+            if len(self._labels) >= _LABELS_CACHED:
+                self._labels.clear()
+            out = self._labels[key] = _labels_json(labels)
         return out
 
     def usage(self, value: Decimal) -> Any:
@@ -152,6 +191,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (default 2 MiB): record ids are random, so every insert touches a
     # random leaf of the id index; with the default cache a growing ledger re-reads them.
     cursor.execute("PRAGMA cache_size=-65536")
+    # Checkpoint every ~40 MB of WAL (default ~4 MB, i.e. at almost every period a collector
+    # commits): a fifth less CPU per written record. Durability is that of WAL with
+    # synchronous=NORMAL either way: a commit survives the process crashing; after a power loss
+    # the last commits may be rolled back, each whole (records, journal and watermark together),
+    # so the ledger is consistent and the next run re-collects from the rolled-back watermark.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 
@@ -284,51 +329,48 @@ class Ledger:
         raise AssertionError("unreachable")
 
     def _write(self, conn: Connection, records: list[UsageRecord], watermarks: Sequence[Watermark]) -> WriteResult:
-        result = WriteResult()
         now = datetime.now(UTC)
         # Last one wins inside a batch, as if they had been written one after another.
-        by_id: dict[str, UsageRecord] = {}
-        for record in records:
-            by_id[record.id] = record
+        by_id = {record.id: record for record in records}
         current = self._current_rows(conn, list(by_id))
         bind = _Binder(self.dialect)
         rows: list[tuple[Any, ...]] = []
         superseded: list[tuple[str, int]] = []
+        revised_ids: list[str] = []
+        unchanged = 0
         recorded_at = bind.time(now)
+        true = bind.true
+        labels_json = bind.labels
+        times = bind.times
+        usage_of = bind.usage
         for rid, record in by_id.items():
-            labels = _labels_json(record.labels)
-            existing = current.get(rid)
-            if existing is None:
-                revision = 0
-                result.inserted += 1
-            elif existing[1] == record.usage and existing[2] == labels and existing[3] == record.unit:
-                result.unchanged += 1
-                continue
-            else:
-                revision = existing[0] + 1
-                superseded.append((rid, existing[0]))
-                result.revised += 1
-                result.revised_ids.append(rid)
+            values = record.__dict__  # a record's fields, read without attribute lookups
+            labels = labels_json(values["labels"])
+            usage = values["usage"]
+            revision = 0
+            if current:
+                existing = current.get(rid)
+                if existing is not None:
+                    if existing[1] == usage and existing[2] == labels and existing[3] == values["unit"]:
+                        unchanged += 1
+                        continue
+                    revision = existing[0] + 1
+                    superseded.append((rid, existing[0]))
+                    revised_ids.append(rid)
+            date, period, start, end = times(values["date"], values["period"], values["start"], values["end"])
             rows.append(
                 (
                     rid,
                     revision,
-                    bind.true,
-                    record.kind,
-                    record.category,
-                    record.item,
-                    record.name,
-                    record.namespace,
-                    record.cluster,
-                    record.project,
-                    record.tenant,
+                    true,
+                    *_SUBJECT(values),
                     labels,
-                    bind.time(record.date),
-                    str(record.period),
-                    bind.time(record.start),
-                    bind.time(record.end),
-                    bind.usage(record.usage),
-                    record.unit,
+                    date,
+                    period,
+                    start,
+                    end,
+                    usage_of(usage),
+                    values["unit"],
                     recorded_at,
                 )
             )
@@ -342,7 +384,8 @@ class Ledger:
             self._insert_rows(conn, rows, bind)
         for mark in watermarks:
             self._set_watermark(conn, mark, now)
-        return result
+        revised = len(revised_ids)
+        return WriteResult(inserted=len(rows) - revised, revised=revised, unchanged=unchanged, revised_ids=revised_ids)
 
     def _current_rows(self, conn: Connection, ids: list[str]) -> dict[str, tuple[int, Any, str, str]]:
         """(revision, usage, labels, unit) of the current row of each id that has one.

@@ -225,6 +225,9 @@ class HttpDestination:
 
     kind = ""
     max_batch = 100
+    #: batches the engine may have in flight at once (sending only reads the adapter's state,
+    #: one pooled client); an adapter whose sends must not overlap says 1
+    max_in_flight = 2
     max_age: timedelta | None = None
     label_keys: Collection[str] | None = None
 

@@ -64,6 +64,8 @@ def record_of(event: Event) -> UsageRecord:
 class KubetallyDestination(HttpDestination):
     kind = "kubetally"
     max_batch = MAX_BATCH
+    #: one batch at a time: the server keeps the newest revision, so the order matters
+    max_in_flight = 1
     #: The server keeps untenanted usage too (it shows it as unassigned); nothing to bill here.
     requires_tenant = False
 

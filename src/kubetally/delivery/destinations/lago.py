@@ -124,10 +124,25 @@ class LagoDestination(HttpDestination):
     def customer_id(self, tenant: str) -> str:
         return path_safe(super().customer_id(tenant))
 
-    def event_body(self, event: Event) -> dict[str, Any]:
-        code = self.code(event.item)
-        metric = self._metrics.get(code)
-        quantity_field = metric.field_name if metric else QUANTITY_FIELD
+    def event_body(
+        self, event: Event, subscriptions: dict[str, str] | None = None, codes: dict[str, tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """Lago's JSON of one event. ``subscriptions`` and ``codes`` memoise the per-tenant and
+        per-item parts within one batch (they are looked up again for the next batch, so a
+        customer mapping that changes applies from the next request)."""
+        found = codes.get(event.item) if codes is not None else None
+        if found is None:
+            code = self.code(event.item)
+            metric = self._metrics.get(code)
+            found = (code, metric.field_name if metric else QUANTITY_FIELD)
+            if codes is not None:
+                codes[event.item] = found
+        code, quantity_field = found
+        subscription = subscriptions.get(event.tenant) if subscriptions is not None else None
+        if subscription is None:
+            subscription = self.subscription_id(event.tenant)
+            if subscriptions is not None:
+                subscriptions[event.tenant] = subscription
         properties = {
             "cluster": event.cluster,
             "namespace": event.namespace,
@@ -143,14 +158,17 @@ class LagoDestination(HttpDestination):
         }
         return {
             "transaction_id": event.id,
-            "external_subscription_id": self.subscription_id(event.tenant),
+            "external_subscription_id": subscription,
             "code": code,
             "timestamp": int(event.timestamp.timestamp()),
             "properties": properties,
         }
 
     def send(self, events: Sequence[Event]) -> SendResult:
-        response = self.request("POST", "/events/batch", json={"events": [self.event_body(e) for e in events]})
+        subscriptions: dict[str, str] = {}
+        codes: dict[str, tuple[str, str]] = {}
+        body = {"events": [self.event_body(e, subscriptions, codes) for e in events]}
+        response = self.request("POST", "/events/batch", json=body)
         if response.status_code == 200:
             return SendResult()
         if response.status_code == 422:

@@ -93,6 +93,8 @@ def _error(body: Any) -> Mapping[str, Any]:
 class StripeDestination(HttpDestination):
     kind = "stripe"
     max_batch = MAX_STREAM_BATCH
+    #: one batch at a time: the stream session is refreshed by a send
+    max_in_flight = 1
     max_age: timedelta | None = MAX_AGE
 
     def __init__(self, config: StripeConfig, environ: Mapping[str, str] | None = None):

@@ -144,6 +144,22 @@ class Billed:
     labels: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> str:
+        """The journal's JSON of these attributes (sorted keys, no spaces, ASCII): its bytes are
+        hashed into :attr:`signature`, so they never change. Written piece by piece, each
+        meter's JSON once per shared tuple of meters (pods of one shape share theirs), because
+        the first sync of a large cluster journals every pod; :meth:`reference_json` is the
+        ``json.dumps`` it must equal (and what anything but strings falls back to)."""
+        try:
+            meters = _meters_json(self.meters)
+            return (
+                f'{{"kind":{_ascii(self.kind)},"labels":{_object(self.labels)},"meters":{meters},'
+                f'"name":{_ascii(self.name)},"namespace":{_ascii(self.namespace)},"project":{_ascii(self.project)},'
+                f'"tenant":{_ascii(self.tenant)}}}'
+            )
+        except TypeError:
+            return self.reference_json()
+
+    def reference_json(self) -> str:
         return json.dumps(
             {
                 "kind": self.kind,
@@ -174,6 +190,40 @@ class Billed:
     @property
     def signature(self) -> str:
         return signature_of(self.to_json())
+
+
+#: ``json.dumps``'s own encoder of a string (ASCII, escaped); TypeError for anything else.
+_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii
+#: Meter tuple id → (the tuple, its JSON): holding the tuple keeps its id from being reused.
+_METERS_JSON: dict[int, tuple[tuple[Meter, ...], str]] = {}
+
+
+def _object(pairs: tuple[tuple[str, str], ...]) -> str:
+    """``json.dumps(dict(pairs), sort_keys=True, separators=(",", ":"))`` of string pairs."""
+    if not pairs:
+        return "{}"
+    return "{" + ",".join([f"{_ascii(k)}:{_ascii(v)}" for k, v in sorted(dict(pairs).items())]) + "}"
+
+
+def _meters_json(meters: tuple[Meter, ...]) -> str:
+    cached = _METERS_JSON.get(id(meters))
+    if cached is not None and cached[0] is meters:
+        return cached[1]
+    parts = []
+    for m in meters:
+        if not isinstance(m.union, bool):
+            raise TypeError("union")
+        q = m.quantity
+        parts.append(
+            f'{{"category":{_ascii(m.category)},"dimensions":{_object(m.dimensions)},"item":{_ascii(m.item)},'
+            f'"labels":{_object(m.labels)},"quantity":"{q.numerator}/{q.denominator}",'
+            f'"union":{"true" if m.union else "false"}}}'
+        )
+    out = "[" + ",".join(parts) + "]"
+    if len(_METERS_JSON) >= 10_000:
+        _METERS_JSON.clear()
+    _METERS_JSON[id(meters)] = (meters, out)
+    return out
 
 
 def signature_of(billed_json: str) -> str:

@@ -17,15 +17,16 @@ one segment, so three Ready control-plane replicas make one control-plane hour p
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from operator import attrgetter
 
 from kubetally.periods import Period, PeriodKind
-from kubetally.record import UsageRecord
+from kubetally.record import RecordBuilder, UsageRecord, normalize
 from kubetally.sources.kubernetes.items import UNIT
-from kubetally.sources.kubernetes.lifetimes import Billed
+from kubetally.sources.kubernetes.lifetimes import Billed, Meter
 from kubetally.sources.kubernetes.provider import idle_records
 
 _SCALE = 10**9
@@ -83,21 +84,28 @@ def _union_seconds(intervals: list[tuple[datetime, datetime]]) -> int:
     return total
 
 
-@dataclass
 class _Acc:
-    billed: Billed
-    category: str
-    item: str
-    dimensions: dict[str, str]
-    #: Σ seconds × quantity kept as integer numerators per quantity denominator (exact, and much
-    #: faster than summing Fractions: most quantities share one or two denominators).
-    numerators: dict[int, int] = field(default_factory=dict)
-    intervals: list[tuple[datetime, datetime]] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
+    """One record in the making: the segments of one (thing, tenant, item, dimensions)."""
+
+    __slots__ = ("billed", "intervals", "labels", "meter", "numerators")
+
+    def __init__(self, billed: Billed, meter: Meter):
+        self.billed = billed
+        #: The first meter of the key: category, item and dimensions are the key's own.
+        self.meter = meter
+        #: Σ seconds × quantity kept as integer numerators per quantity denominator (exact, and
+        #: much faster than summing Fractions: most quantities share one or two denominators).
+        self.numerators: dict[int, int] = {}
+        self.intervals: list[tuple[datetime, datetime]] = []
+        self.labels: dict[str, str] = {}
 
     @property
     def unit_seconds(self) -> Fraction:
         return sum((Fraction(n, d) for d, n in self.numerators.items()), Fraction(0))
+
+
+_SEGMENT_ORDER = attrgetter("start", "uid", "role")
+_RECORD_ORDER = attrgetter("tenant", "item", "kind", "name", "id")
 
 
 def meter_period(
@@ -105,9 +113,11 @@ def meter_period(
 ) -> list[UsageRecord]:
     """Records of one closed period from every segment overlapping it (see module doc)."""
     accs: dict[tuple[object, ...], _Acc] = {}
-    for segment in sorted(segments, key=lambda s: (s.start, s.uid, s.role)):
-        lo = max(segment.start, period.start)
-        hi = min(segment.end or period.end, period.end)
+    period_start, period_end = period.start, period.end
+    for segment in sorted(segments, key=_SEGMENT_ORDER):
+        lo = segment.start if segment.start > period_start else period_start
+        end = segment.end
+        hi = end if end is not None and end < period_end else period_end
         if hi <= lo:
             continue
         seconds = int((hi - lo).total_seconds())
@@ -116,15 +126,19 @@ def meter_period(
             key = (b.kind, b.name, b.namespace, b.tenant, b.project, meter.category, meter.item, meter.dimensions)
             acc = accs.get(key)
             if acc is None:
-                acc = accs[key] = _Acc(b, meter.category, meter.item, dict(meter.dimensions))
+                acc = accs[key] = _Acc(b, meter)
             if meter.union:
                 acc.intervals.append((lo, hi))
             else:
                 q = meter.quantity
-                acc.numerators[q.denominator] = acc.numerators.get(q.denominator, 0) + seconds * q.numerator
-            acc.labels.update(b.labels)  # later segments win: the newest enrichment
-            acc.labels.update(meter.labels)
+                numerators = acc.numerators
+                numerators[q.denominator] = numerators.get(q.denominator, 0) + seconds * q.numerator
+            labels = acc.labels
+            labels.update(b.labels)  # later segments win: the newest enrichment
+            if meter.labels:
+                labels.update(meter.labels)
     records = []
+    build = RecordBuilder(cluster=cluster, period_kind=period_kind, period=period, unit=UNIT)
     while accs:  # popped, so each accumulator is freed as its record is made (records are sorted below)
         _key, acc = accs.popitem()
         if len(acc.numerators) == 1 and not acc.intervals:  # the common case, in plain integers
@@ -137,27 +151,15 @@ def meter_period(
             if unit_seconds <= 0:
                 continue
             usage = exact_hours(unit_seconds)
-        b = acc.billed
+        b, m = acc.billed, acc.meter
         records.append(
-            UsageRecord.measure(
-                cluster=cluster,
-                kind=b.kind,
-                category=acc.category,
-                item=acc.item,
-                name=b.name,
-                namespace=b.namespace,
-                project=b.project,
-                tenant=b.tenant,
-                period_kind=period_kind,
-                period=period,
-                usage=usage,
-                unit=UNIT,
-                dimensions=acc.dimensions,
-                labels=acc.labels,
+            build(
+                b.kind, m.category, m.item, b.name, b.namespace, b.project, b.tenant,
+                normalize(usage), m.dimensions, acc.labels,
             )
-        )
+        )  # fmt: skip
     records += idle_records(records)  # the provider's idle and over-commit (none without capacity)
-    records.sort(key=lambda r: (r.tenant, r.item, r.kind, r.name, r.id))
+    records.sort(key=_RECORD_ORDER)
     return records
 
 
