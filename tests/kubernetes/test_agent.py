@@ -427,3 +427,35 @@ def test_a_node_dedicated_late_and_released_is_never_billed_twice(tmp_path: Path
         # from the release 10:30:00 to 11:00:00 = 1800 s × 1 GPU.
         (late, "gpu_hours", "serve-x-default-x-late", "gpu_sku=nvidia-l4-24gb", *SHARED): Decimal("0.5"),
     }
+
+
+def test_a_crash_after_an_idle_tick_ends_what_vanished_at_that_tick(tmp_path: Path) -> None:
+    """Idle ticks persist the confirmations as one row per kind, not by rewriting every open
+    segment; a crashed agent (no flush on stop) still ends what vanished meanwhile at its last
+    tick's confirmation, as when every open segment was rewritten each tick."""
+    trainer = gpu_pod("trainer-x-ml-x-team-a", "a100", "1", started=t("10:00:00"))
+    objects = [
+        namespace("vcluster-team-a"),
+        vcluster("team-a", "vcluster-team-a"),
+        node("a100", labels={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}, gpus={"nvidia.com/gpu": "8"}),
+        trainer,
+    ]
+    gone = {"apiVersion": "v1", "kind": "Pod", "metadata": {**trainer["metadata"], "deletionTimestamp": t("11:40:00")}}
+    events = [{"at": t("11:40:00"), "type": "DELETED", "object": gone}]
+    with Ledger.open(str(tmp_path / "ledger.db")) as ledger, serve(t("10:30:00"), objects, events) as sim:
+        agent = KubernetesAgent(
+            config=config(), ledger=ledger, cluster="gpu-east", api_client=sim.api_client(), clock=lambda: sim.now
+        )
+        agent.start()
+        step(sim, agent, t("11:02:00"))
+        assert [p.start for p in agent.tick().periods] == [parse_time(t("09:00:00")), parse_time(t("10:00:00"))]
+        step(sim, agent, t("11:20:00"))
+        assert agent.tick().periods == []  # idle: 11:00–12:00 is not closed before 12:02
+        agent.abandon()  # the crash: nothing flushed since the 11:20 tick
+        sim.advance(t("12:10:00"))  # meanwhile the trainer was deleted (11:40)
+        with running(sim, ledger, config()) as restarted:
+            assert [p.start for p in restarted.tick().periods] == [parse_time(t("11:00:00"))]
+    assert usage(ledger, start=parse_time(t("11:00:00")), end=parse_time(t("12:00:00"))) == {
+        # 11:00:00–11:20:00, the idle tick's confirmation (not 11:02, the last written period) = 1200 s × 1 GPU
+        (TEAM_A, "gpu_hours", "trainer-x-ml-x-team-a", f"gpu_sku={A100}", *SHARED): Decimal("0.333333333"),
+    }

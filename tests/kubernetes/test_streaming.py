@@ -41,7 +41,13 @@ def dump(ledger: Ledger) -> str:
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(t.c.id, t.c.revision, t.c.current, t.c.usage).order_by(t.c.id, t.c.revision))
         lines = [f"{r.id} {r.revision} {int(r.current)} {r.usage}" for r in rows]
-        marks = conn.execute(select(w.c.source, w.c.cluster, w.c.item, w.c.until).order_by(w.c.source, w.c.item))
+        # Not the journal's per-kind confirmations ("confirmed Pod" …): they say when the objects
+        # were last seen alive (for a restart), not what was written, and the baselines predate them.
+        marks = conn.execute(
+            select(w.c.source, w.c.cluster, w.c.item, w.c.until)
+            .where(w.c.item.not_like("confirmed %"))
+            .order_by(w.c.source, w.c.item)
+        )
         lines += [f"watermark {m.source} {m.cluster} {m.item} {format_time(m.until)}" for m in marks]
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
+from kubetally.ledger.schema import watermarks as w
 from kubetally.ledger.store import sqlite_time
 from kubetally.sources.kubernetes.lifetimes import Billed, signature_of
 from kubetally.sources.kubernetes.meter import Segment
@@ -185,13 +186,52 @@ def close_many(conn: Connection, closes: Sequence[tuple[int, datetime, str]]) ->
         )
 
 
-def touch(conn: Connection, cluster: str, roles: Sequence[str], seen: datetime) -> None:
-    """Open segments of ``roles`` were confirmed to exist at ``seen``."""
+#: Watermark source of the per-kind confirmations (next to the journal horizon).
+CONFIRMED_SOURCE = "kubernetes.journal"
+
+
+def confirmed_item(kind: str) -> str:
+    return f"confirmed {kind}"
+
+
+def touch_segments(conn: Connection, cluster: str, roles: Sequence[str], seen: datetime) -> None:
+    """Open segments of ``roles`` were confirmed to exist at ``seen`` (their ``last_seen_at``)."""
     conn.execute(
         update(t)
         .where(and_(t.c.cluster == cluster, t.c.ended_at.is_(None), t.c.role.in_(list(roles)), t.c.last_seen_at < seen))
         .values(last_seen_at=seen)
     )
+
+
+def touch(conn: Connection, cluster: str, kind: str, seen: datetime) -> None:
+    """Every open segment of ``kind`` was confirmed to exist at ``seen`` (a healthy list/watch).
+
+    One row per kind (a watermark that only moves forward), so the agent's every tick does not
+    rewrite ``last_seen_at`` of every open segment (at 100k pods an UPDATE of 100k+ rows per
+    tick); that is done when a period is written (:func:`touch_segments`). An open segment's
+    last-seen time is the later of its ``last_seen_at`` and its kind's confirmation
+    (:func:`confirmations`): what the per-tick rewrite stored."""
+    key = and_(w.c.source == CONFIRMED_SOURCE, w.c.cluster == cluster, w.c.item == confirmed_item(kind))
+    existing = conn.execute(select(w.c.until).where(key)).scalar_one_or_none()
+    if existing is None:
+        conn.execute(
+            w.insert().values(
+                source=CONFIRMED_SOURCE, cluster=cluster, item=confirmed_item(kind), until=seen, updated_at=seen
+            )
+        )
+    elif existing < seen:
+        conn.execute(update(w).where(key).values(until=seen, updated_at=seen))
+
+
+def confirmations(conn: Connection, cluster: str, kinds: Iterable[str]) -> dict[str, datetime]:
+    """kind → when its open segments were last confirmed (see :func:`touch`)."""
+    items = {confirmed_item(kind): kind for kind in kinds}
+    rows = conn.execute(
+        select(w.c.item, w.c.until).where(
+            and_(w.c.source == CONFIRMED_SOURCE, w.c.cluster == cluster, w.c.item.in_(list(items)))
+        )
+    )
+    return {items[row.item]: row.until for row in rows}
 
 
 def overlapping(

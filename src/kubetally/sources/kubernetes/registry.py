@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from kubetally.config.kubernetes import KubernetesConfig
 from kubetally.sources.kubernetes.tables import tenants as t
@@ -65,6 +65,9 @@ def update_registry(
     change = RegistryChange([], [], [], [])
     known = {(k.tenant.id, k.tenant.namespace): k for k in load(conn, cluster)}
     present = {(d.id, d.namespace): d for d in discovery.tenants}
+    # The agent re-discovers every 30 s: a tenant whose row is unchanged only gets its last_seen,
+    # all of them in one statement (one UPDATE per tenant was ~0.5 CPU-s per pass at 1,000 tenants).
+    seen: list[dict[str, Any]] = []
     for key, tenant in present.items():
         values = dict(
             kind=tenant.kind,
@@ -78,6 +81,9 @@ def update_registry(
             customer=tenant.customer[:253] or None,
         )
         existing = known.get(key)
+        if existing is not None and _unchanged(existing, values):
+            seen.append({"k_tenant": tenant.id, "k_namespace": tenant.namespace})
+            continue
         if existing is None:
             conn.execute(
                 t.insert().values(
@@ -93,6 +99,19 @@ def update_registry(
             .where(and_(t.c.cluster == cluster, t.c.tenant == tenant.id, t.c.namespace == tenant.namespace))
             .values(**values)
         )
+    if seen:
+        conn.execute(
+            update(t)
+            .where(
+                and_(
+                    t.c.cluster == cluster,
+                    t.c.tenant == bindparam("k_tenant"),
+                    t.c.namespace == bindparam("k_namespace"),
+                )
+            )
+            .values(last_seen=at),
+            seen,
+        )
     if not discovery.complete:
         return change
     for key, existing in known.items():
@@ -107,6 +126,24 @@ def update_registry(
             conn.execute(update(t).where(where).values(offboarded_at=at))
             change.offboarded.append(key[0])
     return change
+
+
+def _unchanged(existing: KnownTenant, values: dict[str, Any]) -> bool:
+    """Whether the row already holds ``values`` (but ``last_seen``), active and not missing."""
+    tenant = existing.tenant
+    return (
+        existing.missing_since is None
+        and existing.offboarded_at is None
+        and (tenant.kind, tenant.name, tenant.project, tenant.display_name, ",".join(tenant.sources), tenant.customer)
+        == (
+            values["kind"],
+            values["name"],
+            values["project"],
+            values["display_name"],
+            values["sources"],
+            values["customer"] or "",
+        )
+    )
 
 
 def active_tenants(known: Sequence[KnownTenant]) -> list[Tenant]:

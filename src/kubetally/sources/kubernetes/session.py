@@ -247,7 +247,7 @@ class MeteringSession:
         # The journal first, in its own transaction: the periods below are metered from it.
         with self.journal_transaction() as conn:
             self.tracker.flush(conn)
-            self.tracker.touch(conn)
+            self.tracker.touch(conn, segments=bool(every))  # an idle tick: the per-kind rows only
             segments = (
                 journal.overlapping(conn, self.cluster, every[0].start, every[-1].end, self.tracker.billed_by_seq())
                 if every

@@ -244,8 +244,13 @@ class Tracker:
         for segment in journal.closed_of_role(conn, self.cluster, ROLE_NODE):
             if segment.end is not None:
                 self.dedicated_stretches.setdefault(segment.billed.name, []).append((segment.start, segment.end))
+        confirmed = journal.confirmations(conn, self.cluster, ROLES_BY_KIND)
+        kind_of = {role: kind for kind, roles in ROLES_BY_KIND.items() for role in roles}
         for segment, last_seen in journal.open_segments(conn, self.cluster):
             key = (segment.uid, segment.role)
+            seen = confirmed.get(kind_of.get(segment.role, ""))
+            if seen is not None and seen > last_seen:
+                last_seen = seen
             row = _Row(segment.uid, segment.role, segment.billed, segment.start, None, segment.id, last_seen)
             previous = self.open.get(key)
             if previous is not None:  # cannot happen unless the journal was edited; keep the newest
@@ -579,12 +584,16 @@ class Tracker:
             ],
         )
 
-    def touch(self, conn: Connection) -> None:
-        """Persist the confirmations (``last_seen_at`` of open segments). Done per tick, not per
-        event: it rewrites every open row, and a restart only needs it as of the last tick."""
+    def touch(self, conn: Connection, *, segments: bool = True) -> None:
+        """Persist the confirmations: one row per kind (see :func:`journal.touch`), done per tick;
+        with ``segments`` also ``last_seen_at`` of every open segment, done when periods are
+        written and on stop (a restart needs them as of the last tick: the per-kind rows say so)."""
         for kind, seen in self.confirmed.items():
+            journal.touch(conn, self.cluster, kind, seen)
+            if not segments:
+                continue
             roles = ROLES_BY_KIND[kind]
-            journal.touch(conn, self.cluster, roles, seen)
+            journal.touch_segments(conn, self.cluster, roles, seen)
             for (_uid, role), row in self.open.items():
                 if role in roles and (row.last_seen is None or row.last_seen < seen):
                     row.last_seen = seen
